@@ -1,0 +1,123 @@
+//! `cairn`: the command-line face of cairn's block store.
+//!
+//! Every command works on one root (`--root`, `CAIRN_ROOT`, or the default: `/ipfs` for root,
+//! else `$XDG_DATA_HOME/cairn`). Errors are one line on stderr and a non-zero exit.
+
+mod add;
+mod block;
+mod dag;
+mod maint;
+mod progress;
+mod read;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+/// A content-addressed block store that Linux sees as an ordinary read-only filesystem.
+///
+/// cairn stores IPFS blocks as files under ROOT/blocks, indexes their links in RocksDB, and
+/// gives the same CIDs as kubo's `ipfs add`.
+#[derive(Parser)]
+#[command(name = "cairn", version, max_term_width = 100)]
+struct Cli {
+    /// The cairn root [default: /ipfs for root, else $XDG_DATA_HOME/cairn]
+    #[arg(long, global = true, env = "CAIRN_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the root's directories (safe to run again)
+    Init,
+    /// Add files or directory trees, printing a CID per entry like `ipfs add`
+    Add(add::AddArgs),
+    /// Print a file's bytes: CID or CID/path/inside
+    Cat {
+        /// CID[/path]
+        path: String,
+    },
+    /// Write a file, directory or symlink out of the store, with mode and mtime when recorded
+    Get {
+        /// CID[/path]
+        path: String,
+        /// Where to write it (must not exist) [default: the CID or last path component]
+        #[arg(short, long, value_name = "DEST")]
+        output: Option<PathBuf>,
+    },
+    /// List a directory's entries: CID, size of the whole entry, name
+    Ls {
+        /// CID[/path]
+        path: String,
+        /// One JSON object per entry
+        #[arg(long)]
+        json: bool,
+    },
+    /// Raw blocks
+    #[command(subcommand)]
+    Block(block::BlockCmd),
+    /// List the CIDs a block links to
+    Refs {
+        /// CID[/path]
+        path: String,
+        /// Every block reachable from it, each once
+        #[arg(short, long)]
+        recursive: bool,
+    },
+    /// CAR archives: import and export whole DAGs
+    #[command(subcommand)]
+    Dag(dag::DagCmd),
+    /// Re-hash every block; move corrupt ones to ROOT/blocks/.corrupt
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild the index from the block files alone
+    Repair {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Blocks and bytes in the store
+    Stat {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = cli
+        .root
+        .clone()
+        .unwrap_or_else(cairn_store::Layout::default_root);
+    let result = match cli.command {
+        Command::Init => maint::init(&root),
+        Command::Add(args) => add::run(&root, args),
+        Command::Cat { path } => read::cat(&root, &path),
+        Command::Get { path, output } => read::get(&root, &path, output),
+        Command::Ls { path, json } => read::ls(&root, &path, json),
+        Command::Block(cmd) => block::run(&root, cmd),
+        Command::Refs { path, recursive } => read::refs(&root, &path, recursive),
+        Command::Dag(cmd) => dag::run(&root, cmd),
+        Command::Verify { json } => maint::verify(&root, json),
+        Command::Repair { json } => maint::repair(&root, json),
+        Command::Stat { json } => maint::stat(&root, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // A closed stdout (`cairn cat … | head`) is not an error worth a message.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::from(141);
+            }
+            eprintln!("cairn: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

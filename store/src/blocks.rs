@@ -1,0 +1,279 @@
+//! Block files: `R/blocks/{cid}`, one file per block, written atomically and read verified.
+//!
+//! A put writes the bytes to `R/blocks/.tmp/{pid}-{n}`, then renames the file into place, so a
+//! crash at any instant leaves either no file or the whole block under its final name. Files are
+//! created read-only (0444). Nothing is fsynced per block: callers call [`FileBlocks::sync`] once
+//! at the end of a batch (an `add`, a CAR import), which flushes the whole filesystem with
+//! `syncfs(2)`. A power cut before that sync can leave a block file whose bytes never reached the
+//! disk; reads then fail its hash check and `cairn verify` moves it aside, so nothing wrong is
+//! ever served.
+
+use std::{
+    ffi::OsStr,
+    fs::{self, File, OpenOptions},
+    io::{self, Write},
+    os::{fd::AsRawFd, unix::fs::OpenOptionsExt},
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, SystemTime},
+};
+
+use bytes::Bytes;
+use cid::Cid;
+
+use crate::{block_name, hash, layout::Layout, parse_block_name, StoreError};
+
+/// The largest block the store accepts (far above the 2 MiB Bitswap limit, well below memory).
+pub const MAX_BLOCK_SIZE: usize = 8 << 20;
+
+/// Block files under one root.
+#[derive(Debug)]
+pub struct FileBlocks {
+    dir: PathBuf,
+    staging: PathBuf,
+    corrupt: PathBuf,
+}
+
+static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl FileBlocks {
+    pub fn new(layout: &Layout) -> Self {
+        FileBlocks {
+            dir: layout.blocks(),
+            staging: layout.staging(),
+            corrupt: layout.corrupt(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path(&self, cid: &Cid) -> PathBuf {
+        self.dir.join(block_name(cid))
+    }
+
+    /// True if the block's file exists. Identity CIDs are always present.
+    pub fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
+        if cid.hash().code() == hash::IDENTITY {
+            return Ok(true);
+        }
+        let path = self.path(cid);
+        match fs::symlink_metadata(&path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::io(path, e)),
+        }
+    }
+
+    /// The block's size on disk, if present (not verified).
+    pub fn size(&self, cid: &Cid) -> Result<Option<u64>, StoreError> {
+        if cid.hash().code() == hash::IDENTITY {
+            return Ok(Some(cid.hash().digest().len() as u64));
+        }
+        let path = self.path(cid);
+        match fs::symlink_metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(path, e)),
+        }
+    }
+
+    /// The block's bytes, checked against its hash. `Ok(None)` if absent.
+    pub fn get(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
+        let Some(bytes) = self.get_unverified(cid)? else {
+            return Ok(None);
+        };
+        hash::verify(cid, &bytes)?;
+        Ok(Some(bytes))
+    }
+
+    /// The block's bytes as they are on disk, without checking them. For `verify` and tests.
+    pub fn get_unverified(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
+        if cid.hash().code() == hash::IDENTITY {
+            return Ok(Some(Bytes::copy_from_slice(cid.hash().digest())));
+        }
+        let path = self.path(cid);
+        match fs::read(&path) {
+            Ok(v) => Ok(Some(Bytes::from(v))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(path, e)),
+        }
+    }
+
+    /// Writes a block atomically. The caller vouches that `data` hashes to `cid` (the importer
+    /// and the CAR reader hash before they put). Returns false if it was already present.
+    pub fn put(&self, cid: &Cid, data: &[u8]) -> Result<bool, StoreError> {
+        self.put_parts(cid, &[data])
+    }
+
+    /// Like [`put`](Self::put), with the block given as consecutive parts (written with one
+    /// `writev` where the kernel allows), so callers need not concatenate a header and a chunk.
+    pub fn put_parts(&self, cid: &Cid, parts: &[&[u8]]) -> Result<bool, StoreError> {
+        if cid.hash().code() == hash::IDENTITY {
+            return Ok(false);
+        }
+        let size: usize = parts.iter().map(|p| p.len()).sum();
+        if size > MAX_BLOCK_SIZE {
+            return Err(StoreError::TooLarge {
+                cid: *cid,
+                size,
+                max: MAX_BLOCK_SIZE,
+            });
+        }
+        let dest = self.path(cid);
+        if fs::symlink_metadata(&dest).is_ok() {
+            return Ok(false);
+        }
+        let (tmp, mut file) = self.create_staging()?;
+        let written = write_all_vectored(&mut file, parts).map(|()| {
+            // Start writeback now so that the final sync has little left to wait for.
+            // SAFETY: the fd is valid for the duration of the call.
+            unsafe {
+                libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+            }
+        });
+        drop(file);
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(StoreError::io(&tmp, e));
+        }
+        if let Err(e) = fs::rename(&tmp, &dest) {
+            let _ = fs::remove_file(&tmp);
+            return Err(StoreError::io(&dest, e));
+        }
+        Ok(true)
+    }
+
+    fn create_staging(&self) -> Result<(PathBuf, File), StoreError> {
+        loop {
+            let n = STAGING_SEQ.fetch_add(1, Ordering::Relaxed);
+            let tmp = self.staging.join(format!("{}-{n}", std::process::id()));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o444)
+                .open(&tmp)
+            {
+                Ok(f) => return Ok((tmp, f)),
+                // Left by an earlier process with our pid: it is dead, so the file is stale.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let _ = fs::remove_file(&tmp);
+                }
+                Err(e) => return Err(StoreError::io(tmp, e)),
+            }
+        }
+    }
+
+    /// Deletes a block file. Returns false if it was not there.
+    pub fn remove(&self, cid: &Cid) -> Result<bool, StoreError> {
+        let path = self.path(cid);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::io(path, e)),
+        }
+    }
+
+    /// Moves a block file to `R/blocks/.corrupt/`, where it no longer answers for its CID.
+    pub fn quarantine(&self, cid: &Cid) -> Result<PathBuf, StoreError> {
+        let from = self.path(cid);
+        let to = self.corrupt.join(block_name(cid));
+        fs::rename(&from, &to).map_err(|e| StoreError::io(&from, e))?;
+        Ok(to)
+    }
+
+    /// Every block file, by CID. Files whose names are not canonical CIDs are reported as
+    /// errors, not skipped, so that `verify` can show them.
+    pub fn iter(&self) -> Result<impl Iterator<Item = Result<Cid, (PathBuf, String)>>, StoreError> {
+        let rd = fs::read_dir(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
+        Ok(rd.filter_map(|entry| {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => return Some(Err((PathBuf::new(), e.to_string()))),
+            };
+            let name = entry.file_name();
+            if name.as_encoded_bytes().first() == Some(&b'.') {
+                return None;
+            }
+            Some(
+                parse_name(&name)
+                    .ok_or_else(|| (entry.path(), "not a canonical block name".to_string())),
+            )
+        }))
+    }
+
+    /// Removes staging files left by processes that died mid-write. Returns how many.
+    pub fn clean_staging(&self) -> Result<usize, StoreError> {
+        let rd = match fs::read_dir(&self.staging) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(StoreError::io(&self.staging, e)),
+        };
+        let mut removed = 0;
+        let day = Duration::from_secs(24 * 3600);
+        for entry in rd.flatten() {
+            let name = entry.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.split('-').next())
+                .and_then(|p| p.parse::<i32>().ok());
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| SystemTime::now().duration_since(t).unwrap_or_default() > day)
+                .unwrap_or(false);
+            let dead = match pid {
+                Some(pid) if pid == std::process::id() as i32 => false,
+                Some(pid) => !process_alive(pid),
+                None => true,
+            };
+            if (dead || old) && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Flushes every block written so far to disk (`syncfs` on the blocks' filesystem).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let dir = File::open(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
+        // SAFETY: the fd is valid for the duration of the call.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+            return Err(StoreError::io(&self.dir, io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+}
+
+fn parse_name(name: &OsStr) -> Option<Cid> {
+    parse_block_name(name.to_str()?)
+}
+
+/// True if a process with this pid exists (it may belong to another user).
+pub fn process_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+fn write_all_vectored(file: &mut File, parts: &[&[u8]]) -> io::Result<()> {
+    let mut bufs: Vec<io::IoSlice<'_>> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| io::IoSlice::new(p))
+        .collect();
+    let mut bufs = &mut bufs[..];
+    while !bufs.is_empty() {
+        match file.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! Multihashes: computing them for new blocks and checking them on every read.
+
+use std::{fmt, str::FromStr};
+
+use cid::Cid;
+use multihash::Multihash;
+use multihash_codetable::{Code, MultihashDigest};
+
+use crate::error::StoreError;
+
+/// The multihash code of the identity "hash" (the digest is the data itself).
+pub const IDENTITY: u64 = 0x00;
+
+/// A hash function blocks can be named by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HashAlg {
+    Sha2_256,
+    Sha2_512,
+    Blake2b256,
+    Blake3,
+}
+
+impl HashAlg {
+    /// The multicodec code of this hash function.
+    pub fn code(self) -> u64 {
+        match self {
+            HashAlg::Sha2_256 => 0x12,
+            HashAlg::Sha2_512 => 0x13,
+            HashAlg::Blake2b256 => 0xb220,
+            HashAlg::Blake3 => 0x1e,
+        }
+    }
+
+    pub fn from_code(code: u64) -> Option<HashAlg> {
+        Some(match code {
+            0x12 => HashAlg::Sha2_256,
+            0x13 => HashAlg::Sha2_512,
+            0xb220 => HashAlg::Blake2b256,
+            0x1e => HashAlg::Blake3,
+            _ => return None,
+        })
+    }
+
+    /// Hashes `data` into a multihash.
+    pub fn digest(self, data: &[u8]) -> Multihash<64> {
+        let code = match self {
+            HashAlg::Sha2_256 => Code::Sha2_256,
+            HashAlg::Sha2_512 => Code::Sha2_512,
+            HashAlg::Blake2b256 => Code::Blake2b256,
+            HashAlg::Blake3 => Code::Blake3_256,
+        };
+        code.digest(data)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlg::Sha2_256 => "sha2-256",
+            HashAlg::Sha2_512 => "sha2-512",
+            HashAlg::Blake2b256 => "blake2b-256",
+            HashAlg::Blake3 => "blake3",
+        }
+    }
+}
+
+impl fmt::Display for HashAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for HashAlg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "sha2-256" => HashAlg::Sha2_256,
+            "sha2-512" => HashAlg::Sha2_512,
+            "blake2b-256" => HashAlg::Blake2b256,
+            "blake3" => HashAlg::Blake3,
+            other => {
+                return Err(format!(
+                    "unknown hash {other:?} (choose sha2-256, sha2-512, blake2b-256 or blake3)"
+                ))
+            }
+        })
+    }
+}
+
+/// Checks that `data` is the block `cid` names. The error never carries the bytes.
+pub fn verify(cid: &Cid, data: &[u8]) -> Result<(), StoreError> {
+    let mh = cid.hash();
+    if mh.code() == IDENTITY {
+        return if mh.digest() == data {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt { cid: *cid })
+        };
+    }
+    let alg = HashAlg::from_code(mh.code()).ok_or(StoreError::UnsupportedHash {
+        cid: *cid,
+        code: mh.code(),
+    })?;
+    let computed = alg.digest(data);
+    let want = mh.digest();
+    // A multihash may carry a truncated digest; it must be a prefix of the full one.
+    if want.len() <= computed.digest().len() && computed.digest()[..want.len()] == *want {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt { cid: *cid })
+    }
+}
+
+/// True if this CID's multihash can be verified by this store.
+pub fn is_supported(cid: &Cid) -> bool {
+    cid.hash().code() == IDENTITY || HashAlg::from_code(cid.hash().code()).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_accepts_the_right_bytes_only() {
+        // `echo hello | ipfs add --cid-version 1`
+        let cid: Cid = "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am"
+            .parse()
+            .unwrap();
+        verify(&cid, b"hello\n").unwrap();
+        let err = verify(&cid, b"hellO\n").unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }));
+        assert!(!err.to_string().contains("hellO"));
+    }
+
+    #[test]
+    fn every_algorithm_round_trips() {
+        for alg in [
+            HashAlg::Sha2_256,
+            HashAlg::Sha2_512,
+            HashAlg::Blake2b256,
+            HashAlg::Blake3,
+        ] {
+            let mh = alg.digest(b"data");
+            let cid = Cid::new_v1(0x55, mh);
+            verify(&cid, b"data").unwrap();
+            assert!(verify(&cid, b"dat4").is_err());
+            assert_eq!(alg.name().parse::<HashAlg>().unwrap(), alg);
+        }
+    }
+
+    #[test]
+    fn identity_cids_verify_against_their_own_digest() {
+        let cid = Cid::new_v1(0x55, Multihash::wrap(IDENTITY, b"inline").unwrap());
+        verify(&cid, b"inline").unwrap();
+        assert!(verify(&cid, b"other").is_err());
+    }
+}

@@ -1,0 +1,299 @@
+//! The RocksDB index under `R/index/db`: for every block, its size, codec and links, recorded
+//! once at put time so that `refs`, listings and the collector never re-parse blocks.
+//!
+//! Key: the block's binary CIDv1. Value: `varint size | varint codec | varint n | n × (varint
+//! len | CID bytes)`. The index is derived data: block files are the truth, `cairn repair`
+//! rebuilds the index from them, and readers fall back to parsing a block the index lacks.
+
+use std::{
+    path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant},
+};
+
+use cid::Cid;
+use rocksdb::{
+    BlockBasedOptions, DBCompressionType, IteratorMode, LogLevel, Options, WriteBatch, DB,
+};
+
+use crate::{
+    blocks::FileBlocks,
+    codec::pb::{put_varint, Reader},
+    journal::{self, Record},
+    StoreError,
+};
+
+/// What the index knows of a block.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BlockMeta {
+    pub size: u64,
+    pub codec: u64,
+    pub links: Vec<Cid>,
+}
+
+impl BlockMeta {
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        put_varint(out, self.size);
+        put_varint(out, self.codec);
+        put_varint(out, self.links.len() as u64);
+        for l in &self.links {
+            let b = l.to_bytes();
+            put_varint(out, b.len() as u64);
+            out.extend_from_slice(&b);
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(8 + self.links.len() * 40);
+        self.encode_into(&mut v);
+        v
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<BlockMeta> {
+        let mut r = Reader::new(bytes);
+        let size = r.varint().ok()?;
+        let codec = r.varint().ok()?;
+        let n = r.varint().ok()?;
+        let mut links = Vec::with_capacity(n.min(4096) as usize);
+        for _ in 0..n {
+            links.push(Cid::try_from(r.bytes().ok()?).ok()?);
+        }
+        r.is_empty().then_some(BlockMeta { size, codec, links })
+    }
+}
+
+/// The index, opened by this process for writing. Only one process holds it at a time.
+///
+/// Opening takes an exclusive `flock` on `{path}.lock` first and keeps it while the database
+/// is open: RocksDB rotates its info log before it takes its own lock, so two processes
+/// merely trying to open the database could otherwise trip over each other's log files.
+pub struct RocksIndex {
+    // Fields drop in order: the database closes before the lock is released.
+    db: DB,
+    path: PathBuf,
+    _lock: std::fs::File,
+}
+
+/// What an ingest of journals did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IngestStats {
+    pub journals: usize,
+    pub records: usize,
+    /// Journals that ended in a torn record (their writer was killed).
+    pub torn: usize,
+}
+
+fn options() -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.set_compression_type(DBCompressionType::None);
+    opts.set_keep_log_file_num(2);
+    opts.set_max_log_file_size(1 << 20);
+    opts.set_log_level(LogLevel::Warn);
+    opts.set_max_open_files(256);
+    opts.set_max_total_wal_size(64 << 20);
+    let mut table = BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    opts.set_block_based_table_factory(&table);
+    opts
+}
+
+impl RocksIndex {
+    /// Opens the index at `path`. If another process holds it, retries until `wait` has passed
+    /// and then answers `Ok(None)`; other failures are errors.
+    pub fn open(path: &Path, wait: Duration) -> Result<Option<RocksIndex>, StoreError> {
+        Self::open_inner(path, wait, false)
+    }
+
+    /// Deletes the index and opens it empty (for `repair`), holding the lock throughout.
+    pub fn recreate(path: &Path, wait: Duration) -> Result<Option<RocksIndex>, StoreError> {
+        Self::open_inner(path, wait, true)
+    }
+
+    fn open_inner(
+        path: &Path,
+        wait: Duration,
+        fresh: bool,
+    ) -> Result<Option<RocksIndex>, StoreError> {
+        let Some(lock) = acquire(path, wait)? else {
+            return Ok(None);
+        };
+        let index_err = |source| StoreError::Index {
+            path: path.to_owned(),
+            source,
+        };
+        if fresh {
+            DB::destroy(&options(), path).map_err(index_err)?;
+        }
+        match DB::open(&options(), path) {
+            Ok(db) => Ok(Some(RocksIndex {
+                db,
+                path: path.to_owned(),
+                _lock: lock,
+            })),
+            // Someone opened the database without our lock (an older cairn): treat as busy.
+            Err(e) if is_lock_error(&e) => Ok(None),
+            Err(e) => Err(index_err(e)),
+        }
+    }
+
+    fn err(&self, e: rocksdb::Error) -> StoreError {
+        StoreError::Index {
+            path: self.path.clone(),
+            source: e,
+        }
+    }
+
+    pub fn get(&self, cid: &Cid) -> Result<Option<BlockMeta>, StoreError> {
+        let key = crate::canonical(cid).to_bytes();
+        match self.db.get_pinned(&key).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(v) => BlockMeta::decode(&v)
+                .map(Some)
+                .ok_or_else(|| StoreError::IndexRecord {
+                    key: crate::block_name(cid),
+                }),
+        }
+    }
+
+    /// Applies a batch of records.
+    pub fn apply(&self, records: &[Record]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        let mut value = Vec::new();
+        for r in records {
+            match r {
+                Record::Put(cid, meta) => {
+                    value.clear();
+                    meta.encode_into(&mut value);
+                    batch.put(crate::canonical(cid).to_bytes(), &value);
+                }
+                Record::Delete(cid) => batch.delete(crate::canonical(cid).to_bytes()),
+            }
+        }
+        self.db.write(batch).map_err(|e| self.err(e))
+    }
+
+    pub fn put(&self, cid: &Cid, meta: &BlockMeta) -> Result<(), StoreError> {
+        self.apply(&[Record::Put(*cid, meta.clone())])
+    }
+
+    pub fn delete(&self, cid: &Cid) -> Result<(), StoreError> {
+        self.apply(&[Record::Delete(*cid)])
+    }
+
+    /// Every entry, in key order. Entries that do not decode are errors.
+    pub fn iter(&self) -> impl Iterator<Item = Result<(Cid, BlockMeta), StoreError>> + '_ {
+        self.db.iterator(IteratorMode::Start).map(move |item| {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let cid = Cid::try_from(&k[..]).map_err(|_| StoreError::IndexRecord {
+                key: format!("{k:02x?}"),
+            })?;
+            let meta = BlockMeta::decode(&v).ok_or_else(|| StoreError::IndexRecord {
+                key: crate::block_name(&cid),
+            })?;
+            Ok((cid, meta))
+        })
+    }
+
+    /// Ingests every finished journal in `dir`. A put is applied only if its block file still
+    /// exists and a delete only if it does not, so the index converges on the files whatever
+    /// order writers and deleters ran in.
+    pub fn ingest(&self, dir: &Path, blocks: &FileBlocks) -> Result<IngestStats, StoreError> {
+        let mut stats = IngestStats::default();
+        for claimed in journal::claim_all(dir)? {
+            let mut keep = Vec::with_capacity(claimed.records.len());
+            for r in claimed.records {
+                let present = match &r {
+                    Record::Put(cid, _) | Record::Delete(cid) => blocks.has(cid)?,
+                };
+                match (&r, present) {
+                    (Record::Put(..), true) | (Record::Delete(..), false) => keep.push(r),
+                    _ => {}
+                }
+            }
+            for chunk in keep.chunks(16 * 1024) {
+                self.apply(chunk)?;
+            }
+            stats.journals += 1;
+            stats.records += keep.len();
+            stats.torn += claimed.torn as usize;
+            std::fs::remove_file(&claimed.path).map_err(|e| StoreError::io(&claimed.path, e))?;
+        }
+        Ok(stats)
+    }
+
+    /// Flushes memtables to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(|e| self.err(e))
+    }
+}
+
+/// Takes the exclusive lock that guards opening the index at `path`, waiting up to `wait`.
+fn acquire(path: &Path, wait: Duration) -> Result<Option<std::fs::File>, StoreError> {
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(2);
+    let lock_path = path.with_extension("lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::io(&lock_path, e))?;
+    loop {
+        match journal::flock(&lock, libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(()) => return Ok(Some(lock)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    return Ok(None);
+                }
+                thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(StoreError::io(&lock_path, e)),
+        }
+    }
+}
+
+fn is_lock_error(e: &rocksdb::Error) -> bool {
+    let s = e.to_string();
+    s.contains("LOCK") || s.contains("lock hold") || s.contains("Resource temporarily unavailable")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_round_trips() {
+        let m = BlockMeta {
+            size: 262158,
+            codec: 0x70,
+            links: vec![
+                "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
+                    .parse()
+                    .unwrap(),
+                "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+                    .parse()
+                    .unwrap(),
+            ],
+        };
+        assert_eq!(BlockMeta::decode(&m.encode()), Some(m.clone()));
+        let mut long = m.encode();
+        long.push(0);
+        assert_eq!(BlockMeta::decode(&long), None);
+    }
+
+    #[test]
+    fn a_second_opener_waits_then_gives_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = RocksIndex::open(dir.path(), Duration::ZERO)
+            .unwrap()
+            .unwrap();
+        let second = RocksIndex::open(dir.path(), Duration::from_millis(50)).unwrap();
+        assert!(second.is_none());
+        drop(first);
+        assert!(RocksIndex::open(dir.path(), Duration::ZERO)
+            .unwrap()
+            .is_some());
+    }
+}

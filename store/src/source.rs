@@ -1,0 +1,43 @@
+//! The trait every reader of blocks goes through.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cid::Cid;
+
+use crate::StoreError;
+
+/// Somewhere blocks can be read from: the local store, or the network in front of it.
+///
+/// Contract:
+/// - `get` returns bytes that hash to `cid`, checked by the implementation; `Ok(None)` means
+///   "not available here", never an error. A block whose bytes do not match is
+///   [`StoreError::Corrupt`].
+/// - Implementations may block the calling thread (disk I/O, or a bounded wait for a peer),
+///   so async code calls them from `spawn_blocking`. They are synchronous on purpose: the hot
+///   caller is a FUSE thread, and the local store has nothing to await.
+/// - A source that waits for the network bounds its wait, then answers `Ok(None)`.
+pub trait BlockSource: Send + Sync {
+    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError>;
+
+    /// True if `get` would find the block without waiting for anyone.
+    fn has(&self, cid: &Cid) -> Result<bool, StoreError>;
+}
+
+impl<T: BlockSource + ?Sized> BlockSource for Arc<T> {
+    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
+        (**self).get(cid)
+    }
+    fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
+        (**self).has(cid)
+    }
+}
+
+impl<T: BlockSource + ?Sized> BlockSource for &T {
+    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
+        (**self).get(cid)
+    }
+    fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
+        (**self).has(cid)
+    }
+}

@@ -1,0 +1,447 @@
+//! [`Store`]: block files and the index together, as every command uses them.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex, MutexGuard,
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use cid::Cid;
+
+use crate::{
+    blocks::FileBlocks,
+    codec, hash,
+    index::{BlockMeta, IngestStats, RocksIndex},
+    journal::{JournalWriter, Record},
+    layout::Layout,
+    source::BlockSource,
+    StoreError,
+};
+
+/// One cairn root, opened.
+pub struct Store {
+    layout: Layout,
+    blocks: FileBlocks,
+    journal: Mutex<Option<JournalWriter>>,
+    index: Mutex<Option<RocksIndex>>,
+    written: AtomicU64,
+}
+
+/// What `verify` found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub checked: u64,
+    pub bytes: u64,
+    /// Blocks whose bytes did not match their CID, now in `R/blocks/.corrupt/`.
+    pub corrupt: Vec<Cid>,
+    /// Files under `R/blocks` that are not named by a canonical CID (left in place).
+    pub strays: Vec<PathBuf>,
+    /// Blocks whose hash this build cannot check (left in place).
+    pub unsupported: Vec<Cid>,
+    /// Staging files of dead writers that were removed.
+    pub stale_staging: usize,
+}
+
+/// What `repair` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RepairReport {
+    pub indexed: u64,
+    pub bytes: u64,
+    pub corrupt: Vec<Cid>,
+    /// Blocks that hash correctly but do not decode with their codec (indexed without links).
+    pub undecodable: Vec<Cid>,
+    pub strays: Vec<PathBuf>,
+}
+
+/// Totals from the index.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    pub blocks: u64,
+    pub bytes: u64,
+}
+
+impl Store {
+    /// Opens an existing root. Fails with [`StoreError::NotARoot`] if `cairn init` never ran.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let layout = Layout::new(root);
+        layout.check()?;
+        let blocks = FileBlocks::new(&layout);
+        blocks.clean_staging()?;
+        Ok(Store {
+            layout,
+            blocks,
+            journal: Mutex::new(None),
+            index: Mutex::new(None),
+            written: AtomicU64::new(0),
+        })
+    }
+
+    /// Creates the root if needed, then opens it.
+    pub fn init(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let layout = Layout::new(root);
+        layout.create()?;
+        Store::open(layout.root().to_owned())
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn blocks(&self) -> &FileBlocks {
+        &self.blocks
+    }
+
+    /// Blocks newly written by this handle.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Stores a block after checking that `data` hashes to `cid`. Returns false if it was
+    /// already present. Blocks whose codec we parse must decode.
+    pub fn put(&self, cid: &Cid, data: &[u8]) -> Result<bool, StoreError> {
+        hash::verify(cid, data)?;
+        self.put_hashed(cid, &[data], None)
+    }
+
+    /// Stores a block whose CID the caller computed from these very bytes. `links`, when the
+    /// caller knows them (the importer built the node), spares parsing the block again.
+    pub fn put_hashed(
+        &self,
+        cid: &Cid,
+        parts: &[&[u8]],
+        links: Option<&[Cid]>,
+    ) -> Result<bool, StoreError> {
+        if cid.hash().code() == hash::IDENTITY {
+            return Ok(false);
+        }
+        let size: usize = parts.iter().map(|p| p.len()).sum();
+        let links = match links {
+            Some(l) => l.to_vec(),
+            None => {
+                let joined;
+                let data = if parts.len() == 1 {
+                    parts[0]
+                } else {
+                    joined = parts.concat();
+                    &joined
+                };
+                codec::links(cid.codec(), data)
+                    .map_err(|source| StoreError::Decode { cid: *cid, source })?
+            }
+        };
+        let fresh = self.blocks.put_parts(cid, parts)?;
+        if fresh {
+            self.written.fetch_add(1, Ordering::Relaxed);
+        }
+        // Recorded even when the file was already there: it heals an index that lost the entry.
+        let meta = BlockMeta {
+            size: size as u64,
+            codec: cid.codec(),
+            links,
+        };
+        self.record(Record::Put(crate::canonical(cid), meta))?;
+        Ok(fresh)
+    }
+
+    fn record(&self, r: Record) -> Result<(), StoreError> {
+        if let Some(index) = self.index.lock().expect("index lock").as_ref() {
+            return index.apply(&[r]);
+        }
+        let mut journal = self.journal.lock().expect("journal lock");
+        if journal.is_none() {
+            *journal = Some(JournalWriter::create(&self.layout.journals())?);
+        }
+        journal.as_mut().expect("just set").append(&r)
+    }
+
+    /// The block's verified bytes.
+    pub fn get(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
+        self.blocks.get(cid)
+    }
+
+    pub fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
+        self.blocks.has(cid)
+    }
+
+    /// Deletes a block (file and index entry). Returns false if it was not there.
+    pub fn remove(&self, cid: &Cid) -> Result<bool, StoreError> {
+        let removed = self.blocks.remove(cid)?;
+        self.record(Record::Delete(crate::canonical(cid)))?;
+        Ok(removed)
+    }
+
+    /// Size, codec and links of a present block: from the index when this handle holds it and
+    /// knows the block, otherwise by reading and parsing the block. `Ok(None)` if absent.
+    pub fn meta(&self, cid: &Cid) -> Result<Option<BlockMeta>, StoreError> {
+        if let Some(index) = self.index.lock().expect("index lock").as_ref() {
+            if let Some(m) = index.get(cid)? {
+                return Ok(Some(m));
+            }
+        }
+        let Some(data) = self.blocks.get(cid)? else {
+            return Ok(None);
+        };
+        let links = codec::links(cid.codec(), &data)
+            .map_err(|source| StoreError::Decode { cid: *cid, source })?;
+        Ok(Some(BlockMeta {
+            size: data.len() as u64,
+            codec: cid.codec(),
+            links,
+        }))
+    }
+
+    /// Writes out this handle's journal and makes every block written so far durable, then
+    /// folds finished journals into the index if no other process holds it. Call at the end
+    /// of a batch of puts.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.blocks.sync()?;
+        self.finish_journal()?;
+        let held = self.index.lock().expect("index lock").is_some();
+        if held {
+            self.with_index(|index| {
+                index.ingest(&self.layout.journals(), &self.blocks)?;
+                index.flush()
+            })?;
+        } else if let Some(index) = RocksIndex::open(&self.layout.index_db(), Duration::ZERO)? {
+            index.ingest(&self.layout.journals(), &self.blocks)?;
+        }
+        Ok(())
+    }
+
+    fn finish_journal(&self) -> Result<(), StoreError> {
+        if let Some(j) = self.journal.lock().expect("journal lock").take() {
+            j.finish()?;
+        }
+        Ok(())
+    }
+
+    /// Opens the index for this handle, waiting up to `wait` for another process to release
+    /// it, and ingests every finished journal. Returns false if the index stayed busy.
+    pub fn open_index(&self, wait: Duration) -> Result<bool, StoreError> {
+        let mut slot = self.index.lock().expect("index lock");
+        if slot.is_some() {
+            return Ok(true);
+        }
+        // Our own journal must be finished to be ingested, and from now on we write directly.
+        self.finish_journal()?;
+        let Some(index) = RocksIndex::open(&self.layout.index_db(), wait)? else {
+            return Ok(false);
+        };
+        index.ingest(&self.layout.journals(), &self.blocks)?;
+        *slot = Some(index);
+        Ok(true)
+    }
+
+    /// Releases the index for other processes.
+    pub fn close_index(&self) {
+        self.index.lock().expect("index lock").take();
+    }
+
+    /// Runs `f` with the index, which must have been opened with [`open_index`](Self::open_index).
+    pub fn with_index<T>(
+        &self,
+        f: impl FnOnce(&RocksIndex) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let guard: MutexGuard<'_, Option<RocksIndex>> = self.index.lock().expect("index lock");
+        let index = guard
+            .as_ref()
+            .expect("with_index called without open_index");
+        f(index)
+    }
+
+    /// Ingests journals that finished since the index was opened.
+    pub fn ingest(&self) -> Result<IngestStats, StoreError> {
+        self.with_index(|i| i.ingest(&self.layout.journals(), &self.blocks))
+    }
+
+    /// Block count and bytes, from the index (which must be open).
+    pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.with_index(|index| {
+            let mut s = StoreStats::default();
+            for item in index.iter() {
+                let (_, meta) = item?;
+                s.blocks += 1;
+                s.bytes += meta.size;
+            }
+            Ok(s)
+        })
+    }
+
+    /// Re-hashes every block; moves corrupt ones to `R/blocks/.corrupt/` and drops their index
+    /// entries. Calls `progress(done)` now and then. Uses `threads` threads.
+    pub fn verify(
+        &self,
+        threads: usize,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<VerifyReport, StoreError> {
+        let mut report = VerifyReport {
+            stale_staging: self.blocks.clean_staging()?,
+            ..Default::default()
+        };
+        let mut cids = Vec::new();
+        for item in self.blocks.iter()? {
+            match item {
+                Ok(cid) => cids.push(cid),
+                Err((path, _)) => report.strays.push(path),
+            }
+        }
+        let results = self.scan(&cids, threads, progress, |cid, data| {
+            Ok(hash::verify(cid, data).map(|()| data.len() as u64))
+        })?;
+        for (cid, r) in cids.iter().zip(results) {
+            match r {
+                Some(Ok(n)) => {
+                    report.checked += 1;
+                    report.bytes += n;
+                }
+                Some(Err(StoreError::UnsupportedHash { .. })) => report.unsupported.push(*cid),
+                Some(Err(_)) => {
+                    self.blocks.quarantine(cid)?;
+                    self.record(Record::Delete(*cid))?;
+                    report.corrupt.push(*cid);
+                }
+                None => {} // deleted while we ran
+            }
+        }
+        self.flush()?;
+        Ok(report)
+    }
+
+    /// Rebuilds the index from the block files alone. Corrupt blocks are moved aside as by
+    /// `verify`. Waits up to `wait` for the index.
+    pub fn repair(
+        &self,
+        threads: usize,
+        wait: Duration,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<RepairReport, StoreError> {
+        self.close_index();
+        self.finish_journal()?;
+        let db = self.layout.index_db();
+        let index = RocksIndex::recreate(&db, wait)?.ok_or_else(|| StoreError::Io {
+            path: db.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "the index is held by another cairn process",
+            ),
+        })?;
+        // Journals written before now describe blocks we are about to scan anyway.
+        for claimed in crate::journal::claim_all(&self.layout.journals())? {
+            let _ = std::fs::remove_file(&claimed.path);
+        }
+        let mut report = RepairReport::default();
+        let mut cids = Vec::new();
+        for item in self.blocks.iter()? {
+            match item {
+                Ok(cid) => cids.push(cid),
+                Err((path, _)) => report.strays.push(path),
+            }
+        }
+        let results = self.scan(&cids, threads, progress, |cid, data| {
+            hash::verify(cid, data)?;
+            Ok(Ok(codec::links(cid.codec(), data).map(|links| BlockMeta {
+                size: data.len() as u64,
+                codec: cid.codec(),
+                links,
+            })))
+        })?;
+        let mut batch = Vec::new();
+        for (cid, r) in cids.iter().zip(results) {
+            let meta = match r {
+                None => continue,
+                Some(Err(StoreError::Corrupt { .. })) => {
+                    self.blocks.quarantine(cid)?;
+                    report.corrupt.push(*cid);
+                    continue;
+                }
+                Some(Err(e)) => return Err(e),
+                Some(Ok(Ok(meta))) => meta,
+                Some(Ok(Err(_))) => {
+                    report.undecodable.push(*cid);
+                    BlockMeta {
+                        size: self.blocks.size(cid)?.unwrap_or(0),
+                        codec: cid.codec(),
+                        links: vec![],
+                    }
+                }
+            };
+            report.indexed += 1;
+            report.bytes += meta.size;
+            batch.push(Record::Put(*cid, meta));
+            if batch.len() >= 16 * 1024 {
+                index.apply(&batch)?;
+                batch.clear();
+            }
+        }
+        index.apply(&batch)?;
+        index.flush()?;
+        Ok(report)
+    }
+
+    /// Reads every block in `cids` on `threads` threads and applies `f` to it. `None` for
+    /// blocks that vanished meanwhile.
+    #[allow(clippy::type_complexity)]
+    fn scan<T: Send>(
+        &self,
+        cids: &[Cid],
+        threads: usize,
+        progress: &(dyn Fn(u64) + Sync),
+        f: impl Fn(&Cid, &[u8]) -> Result<Result<T, StoreError>, StoreError> + Sync,
+    ) -> Result<Vec<Option<Result<T, StoreError>>>, StoreError> {
+        let threads = threads.max(1);
+        let done = AtomicU64::new(0);
+        let chunk = cids.len().div_ceil(threads).max(1);
+        let parts: Vec<Result<Vec<_>, StoreError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = cids
+                .chunks(chunk)
+                .map(|part| {
+                    let (f, done) = (&f, &done);
+                    s.spawn(move || {
+                        let mut out = Vec::with_capacity(part.len());
+                        for cid in part {
+                            let r = self
+                                .blocks
+                                .get_unverified(cid)?
+                                .map(|data| f(cid, &data).unwrap_or_else(Err));
+                            out.push(r);
+                            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                            if n % 256 == 0 {
+                                progress(n);
+                            }
+                        }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("scan thread panicked"))
+                .collect()
+        });
+        progress(done.load(Ordering::Relaxed));
+        let mut out = Vec::with_capacity(cids.len());
+        for p in parts {
+            out.extend(p?);
+        }
+        Ok(out)
+    }
+}
+
+impl BlockSource for Store {
+    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
+        self.blocks.get(cid)
+    }
+    fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
+        self.blocks.has(cid)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.finish_journal();
+    }
+}

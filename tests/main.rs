@@ -1,0 +1,18 @@
+//! cairn's end-to-end tests: the real `cairn` binary against real roots in temporary
+//! directories. Build the binary first (`cargo build --workspace`); the README's test
+//! command does.
+//!
+//! - `vectors`: the 65 `ipfs add` CIDs quoted from kubo's own tests
+//! - `fixtures`: every CAR of ../shared/fixtures, good and broken
+//! - `cli`: the commands as users type them: output, errors, get/cat/ls/refs/block
+//! - `store`: corruption, verify and repair, index journals
+//! - `crash`: `kill -9` in the middle of an add
+//! - `concurrency`: several processes adding into one root at once
+
+mod cli;
+mod concurrency;
+mod crash;
+mod fixtures;
+mod store;
+mod util;
+mod vectors;

@@ -1,0 +1,113 @@
+//! Helpers shared by the end-to-end tests.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+};
+
+/// The `cairn` binary built next to this test binary.
+pub fn cairn_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("cairn");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace` before the tests",
+        bin.display()
+    );
+    bin
+}
+
+/// `../shared` beside the repository.
+pub fn shared() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    assert!(p.is_dir(), "{} is missing", p.display());
+    p
+}
+
+/// A fresh cairn root in a temporary directory.
+pub struct Root {
+    pub dir: tempfile::TempDir,
+}
+
+impl Root {
+    pub fn new() -> Root {
+        let r = Root {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        r.ok(&["init"]);
+        r
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(cairn_bin());
+        c.arg("--root").arg(self.path()).args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs cairn, asserting success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(args).output().expect("run cairn");
+        assert!(
+            out.status.success(),
+            "cairn {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// Runs cairn, asserting failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.cmd(args).output().expect("run cairn");
+        assert!(
+            !out.status.success(),
+            "cairn {args:?} should have failed; stdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn output(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run cairn")
+    }
+
+    /// The root CID `cairn add -Q ARGS` prints.
+    pub fn add_q(&self, args: &[&str]) -> String {
+        let mut a = vec!["add", "-Q"];
+        a.extend_from_slice(args);
+        self.ok(&a).trim().to_owned()
+    }
+
+    pub fn block_files(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.path().join("blocks"))
+            .expect("blocks dir")
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// Writes `files` (path → contents) under `dir`, creating parent directories.
+pub fn write_tree(dir: &Path, files: &[(&str, &str)]) {
+    for (p, content) in files {
+        let path = dir.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content).unwrap();
+    }
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(data))
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
