@@ -3,7 +3,7 @@
 # Quiet and quick when everything is already there.
 set -euo pipefail
 need=()
-for p in clang libclang-dev pkg-config fuse3 golang-go; do
+for p in clang libclang-dev pkg-config ccache fuse3 golang-go; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

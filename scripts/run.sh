@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}"
+. scripts/env.sh
 cargo build --release -p cairn
 cairn="$CARGO_TARGET_DIR/release/cairn"
 "$cairn" init

@@ -8,11 +8,13 @@
 //! - `store`: corruption, verify and repair, index journals
 //! - `crash`: `kill -9` in the middle of an add
 //! - `concurrency`: several processes adding into one root at once
+//! - `mount`: the FUSE mount, mounted for real, read with ordinary tools
 
 mod cli;
 mod concurrency;
 mod crash;
 mod fixtures;
+mod mount;
 mod store;
 mod util;
 mod vectors;

@@ -1,2 +1,27 @@
-//! cairn's read-only FUSE filesystem at `R/store` and the `View` plugins behind it (`raw`,
-//! `unixfs`, `app`, `webapp`). Not built yet: see the FUSE issue.
+//! cairn's read-only FUSE filesystem: `R/store/{view}/{cid}/{path}` and `R/store/{cid}/{path}`.
+//!
+//! One adapter ([`fs::CairnFs`]) speaks FUSE; [`view`]s decide what a CID looks like (`raw`:
+//! a block as a file; `unixfs`: UnixFS files, directories, HAMT shards and symlinks). Content
+//! never changes, so the kernel is told to keep entries, attributes and pages for a year, opens
+//! are stateless where the kernel allows (or, with passthrough, single-block raw files are read
+//! by the kernel from their block files), and decoded nodes are cached so that a read does not
+//! re-walk the DAG and each block is verified once.
+//!
+//! Errors: a corrupt or missing block is `EIO` and a log line naming the CID, never wrong
+//! bytes; a name that is not there, or a top-level name that is not a CID we have, is `ENOENT`.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use cairn_fuse::mount::{mount, MountOptions};
+//!
+//! let store = Arc::new(cairn_store::Store::open("/ipfs")?);
+//! let mounted = mount(store, &MountOptions::new("/ipfs/store"))?;
+//! mounted.run()?; // until unmounted
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod cache;
+pub mod fs;
+mod inodes;
+pub mod mount;
+pub mod view;

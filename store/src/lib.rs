@@ -10,6 +10,8 @@
 //!   [`StoreError::Corrupt`], never the bytes.
 //! - The index records size, codec and links once, at put time ([`index`]); processes that do
 //!   not hold it write journals instead ([`journal`]), so no writer ever waits for it.
+//! - Writers temp-pin what they write before writing it ([`temp`]), so the garbage
+//!   collector never deletes a block a live writer relies on.
 //!
 //! ```
 //! use cairn_store::{BlockSource, HashAlg, Store};
@@ -34,6 +36,7 @@ pub mod journal;
 mod layout;
 mod source;
 mod store;
+pub mod temp;
 
 pub use bytes::Bytes;
 pub use cid::Cid;

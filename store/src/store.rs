@@ -19,6 +19,7 @@ use crate::{
     journal::{JournalWriter, Record},
     layout::Layout,
     source::BlockSource,
+    temp::TempPins,
     StoreError,
 };
 
@@ -28,6 +29,7 @@ pub struct Store {
     blocks: FileBlocks,
     journal: Mutex<Option<JournalWriter>>,
     index: Mutex<Option<RocksIndex>>,
+    temp: Mutex<Option<TempPins>>,
     written: AtomicU64,
 }
 
@@ -76,6 +78,7 @@ impl Store {
             blocks,
             journal: Mutex::new(None),
             index: Mutex::new(None),
+            temp: Mutex::new(None),
             written: AtomicU64::new(0),
         })
     }
@@ -133,6 +136,8 @@ impl Store {
                     .map_err(|source| StoreError::Decode { cid: *cid, source })?
             }
         };
+        // Protected from the collector before we look for the block or write it.
+        self.protect(&[*cid])?;
         let fresh = self.blocks.put_parts(cid, parts)?;
         if fresh {
             self.written.fetch_add(1, Ordering::Relaxed);
@@ -145,6 +150,22 @@ impl Store {
         };
         self.record(Record::Put(crate::canonical(cid), meta))?;
         Ok(fresh)
+    }
+
+    /// Temp-pins `cids` for this process (see [`crate::temp`]) until [`Store::release`] or
+    /// the store is dropped. Puts do this themselves; callers protect CIDs they are about to
+    /// rely on without putting them.
+    pub fn protect(&self, cids: &[Cid]) -> Result<(), StoreError> {
+        let mut temp = self.temp.lock().expect("temp lock");
+        if temp.is_none() {
+            *temp = Some(TempPins::create(&self.layout)?);
+        }
+        temp.as_mut().expect("just set").protect(cids)
+    }
+
+    /// Drops this process's temp pins: what it wrote is collectable from now on unless pinned.
+    pub fn release(&self) {
+        self.temp.lock().expect("temp lock").take();
     }
 
     fn record(&self, r: Record) -> Result<(), StoreError> {

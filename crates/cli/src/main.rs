@@ -7,6 +7,8 @@ mod add;
 mod block;
 mod dag;
 mod maint;
+mod mount;
+mod pin;
 mod progress;
 mod read;
 
@@ -80,6 +82,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Pins: keep DAGs through garbage collection
+    #[command(subcommand)]
+    Pin(pin::PinCmd),
+    /// Delete every block no pin, auto pin, live writer or profile reaches
+    Gc {
+        /// Report what would be freed; delete nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Stop after freeing this many bytes
+        #[arg(long, value_name = "BYTES")]
+        max_freed: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mount the store read-only at ROOT/store (or MOUNTPOINT): ROOT/store/{cid}/path,
+    /// ROOT/store/{view}/{cid}/path with views raw and unixfs. Stops cleanly on SIGINT/SIGTERM.
+    Mount(mount::MountArgs),
     /// Blocks and bytes in the store
     Stat {
         #[arg(long)]
@@ -88,6 +107,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_target(false)
+        .init();
     let cli = Cli::parse();
     let root = cli
         .root
@@ -105,6 +127,13 @@ fn main() -> ExitCode {
         Command::Verify { json } => maint::verify(&root, json),
         Command::Repair { json } => maint::repair(&root, json),
         Command::Stat { json } => maint::stat(&root, json),
+        Command::Mount(args) => mount::run(&root, args),
+        Command::Pin(cmd) => pin::run(&root, cmd),
+        Command::Gc {
+            dry_run,
+            max_freed,
+            json,
+        } => pin::gc(&root, dry_run, max_freed, json),
     };
     match result {
         Ok(code) => code,

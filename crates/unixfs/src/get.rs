@@ -18,7 +18,7 @@ use cairn_store::{BlockSource, Cid};
 use crate::{
     data::Mtime,
     node::{Metadata, Node},
-    reader::FileReader,
+    reader::{Decode, FileReader},
     resolve, Progress, UnixfsError,
 };
 
@@ -111,7 +111,7 @@ fn write_node(
             }
         }
         node => {
-            let reader = FileReader::from_node(src, cid, node)?;
+            let reader = FileReader::from_node(Decode(src), cid, std::sync::Arc::new(node))?;
             let file = OpenOptions::new()
                 .write(true)
                 .create_new(true)

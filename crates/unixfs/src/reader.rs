@@ -1,6 +1,6 @@
 //! Reading files: any byte range, loading only the blocks that cover it.
 
-use std::io::Write;
+use std::{io::Write, sync::Arc};
 
 use bytes::Bytes;
 use cairn_store::{BlockSource, Cid};
@@ -13,30 +13,54 @@ use crate::{
 /// Deeper than any DAG an importer makes; a hostile DAG deeper than this is refused.
 const MAX_DEPTH: usize = 64;
 
-/// A UnixFS file (or raw block) opened for reading.
-pub struct FileReader<'a> {
-    src: &'a dyn BlockSource,
-    root: FileNode,
+/// Where readers get decoded nodes: straight from blocks, or from a cache of decoded nodes.
+pub trait NodeSource: Sync {
+    /// The node `cid` names, from a verified block. A block that is not available is
+    /// [`UnixfsError::MissingBlock`].
+    fn node(&self, cid: &Cid) -> Result<Arc<Node>, UnixfsError>;
+}
+
+impl<T: NodeSource + ?Sized> NodeSource for &T {
+    fn node(&self, cid: &Cid) -> Result<Arc<Node>, UnixfsError> {
+        (**self).node(cid)
+    }
+}
+
+/// Decodes each node it is asked for, with no cache.
+pub struct Decode<'a>(pub &'a dyn BlockSource);
+
+impl NodeSource for Decode<'_> {
+    fn node(&self, cid: &Cid) -> Result<Arc<Node>, UnixfsError> {
+        crate::resolve::load(self.0, cid).map(Arc::new)
+    }
+}
+
+/// A UnixFS file (or raw block, or block of another codec read as bytes) opened for reading.
+pub struct FileReader<S> {
+    src: S,
+    root: Arc<Node>,
     cid: Cid,
 }
 
-impl<'a> FileReader<'a> {
-    /// Opens `cid`, which must be a file (dag-pb File, or a raw block), or any block of another
-    /// codec (read as its bytes).
+impl<'a> FileReader<Decode<'a>> {
+    /// Opens `cid` from a block source, without caching.
     pub fn open(src: &'a dyn BlockSource, cid: &Cid) -> Result<Self, UnixfsError> {
         let node = crate::resolve::load(src, cid)?;
-        Self::from_node(src, cid, node)
+        Self::from_node(Decode(src), cid, Arc::new(node))
     }
+}
 
-    pub fn from_node(src: &'a dyn BlockSource, cid: &Cid, node: Node) -> Result<Self, UnixfsError> {
-        let root = match node {
-            Node::File(f) => f,
-            Node::Opaque { bytes, .. } => FileNode {
+impl<S: NodeSource> FileReader<S> {
+    /// A reader of `node`, the decoded block of `cid`, which must be a file or opaque bytes.
+    pub fn from_node(src: S, cid: &Cid, node: Arc<Node>) -> Result<Self, UnixfsError> {
+        let root = match &*node {
+            Node::File(_) => node,
+            Node::Opaque { bytes, .. } => Arc::new(Node::File(FileNode {
                 size: bytes.len() as u64,
-                inline: bytes,
+                inline: bytes.clone(),
                 children: vec![],
                 meta: Default::default(),
-            },
+            })),
             _ => {
                 return Err(UnixfsError::NotAFile {
                     path: cid.to_string(),
@@ -50,12 +74,15 @@ impl<'a> FileReader<'a> {
         })
     }
 
-    pub fn size(&self) -> u64 {
-        self.root.size
+    pub fn node(&self) -> &FileNode {
+        match &*self.root {
+            Node::File(f) => f,
+            _ => unreachable!("from_node keeps only files"),
+        }
     }
 
-    pub fn node(&self) -> &FileNode {
-        &self.root
+    pub fn size(&self) -> u64 {
+        self.node().size
     }
 
     /// Calls `f` with the file's bytes in `[offset, offset + len)`, in order, as slices of the
@@ -66,11 +93,12 @@ impl<'a> FileReader<'a> {
         len: u64,
         f: &mut dyn FnMut(Bytes) -> Result<(), UnixfsError>,
     ) -> Result<(), UnixfsError> {
-        let end = offset.saturating_add(len).min(self.root.size);
+        let root = self.node();
+        let end = offset.saturating_add(len).min(root.size);
         if offset >= end {
             return Ok(());
         }
-        self.visit(&self.root, &self.cid, 0, offset, end, f, 0)
+        self.visit(root, &self.cid, 0, offset, end, f, 0)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -103,14 +131,12 @@ impl<'a> FileReader<'a> {
                 break;
             }
             if child_end > start && *size > 0 {
-                let sub = match crate::resolve::load(self.src, child)? {
-                    Node::File(sub) => sub,
-                    _ => {
-                        return Err(UnixfsError::InvalidNode {
-                            cid: *cid,
-                            reason: format!("file links to {child}, which is not a file"),
-                        })
-                    }
+                let sub = self.src.node(child)?;
+                let Node::File(sub) = &*sub else {
+                    return Err(UnixfsError::InvalidNode {
+                        cid: *cid,
+                        reason: format!("file links to {child}, which is not a file"),
+                    });
                 };
                 if sub.size != *size {
                     return Err(UnixfsError::InvalidNode {
@@ -121,7 +147,7 @@ impl<'a> FileReader<'a> {
                         ),
                     });
                 }
-                self.visit(&sub, child, child_at, start, end, f, depth + 1)?;
+                self.visit(sub, child, child_at, start, end, f, depth + 1)?;
             }
             child_at = child_end;
         }
@@ -130,7 +156,7 @@ impl<'a> FileReader<'a> {
 
     /// The bytes in `[offset, offset + len)` (fewer at the end of the file).
     pub fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, UnixfsError> {
-        let mut out = Vec::with_capacity(len.min(self.root.size as usize));
+        let mut out = Vec::with_capacity(len.min(self.size() as usize));
         self.for_each(offset, len as u64, &mut |b| {
             out.extend_from_slice(&b);
             Ok(())
@@ -141,7 +167,7 @@ impl<'a> FileReader<'a> {
     /// Writes the whole file to `w`.
     pub fn copy_to(&self, w: &mut dyn Write, progress: &dyn Progress) -> Result<u64, UnixfsError> {
         let mut n = 0;
-        self.for_each(0, self.root.size, &mut |b| {
+        self.for_each(0, self.size(), &mut |b| {
             w.write_all(&b).map_err(UnixfsError::Output)?;
             n += b.len() as u64;
             progress.add_bytes(b.len() as u64);

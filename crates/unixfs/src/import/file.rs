@@ -38,12 +38,34 @@ struct Chunk {
     len: usize,
 }
 
+thread_local! {
+    /// Chunk buffers kept for the next file this thread imports: a tree of many small files
+    /// would otherwise allocate (and the kernel zero) two fresh chunks per file.
+    static SPARE: std::cell::RefCell<Vec<Chunk>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl Chunk {
     fn new(chunk_size: usize) -> Chunk {
-        Chunk {
-            buf: vec![0; HEADROOM + chunk_size + TAILROOM],
+        let want = HEADROOM + chunk_size + TAILROOM;
+        let spare = SPARE.with(|s| {
+            let mut s = s.borrow_mut();
+            let i = s.iter().position(|c| c.buf.len() == want)?;
+            Some(s.swap_remove(i))
+        });
+        spare.unwrap_or_else(|| Chunk {
+            buf: vec![0; want],
             len: 0,
-        }
+        })
+    }
+
+    /// Keeps the buffer for reuse by this thread.
+    fn recycle(self) {
+        SPARE.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < 2 {
+                s.push(self);
+            }
+        });
     }
 
     /// Fills the chunk from `r`; a short chunk means the end of the input.
@@ -197,17 +219,24 @@ pub fn import_reader(
     let mut first = Chunk::new(cs);
     let n = first.fill(input, cs).map_err(UnixfsError::Input)?;
     progress.add_bytes(n as u64);
-    let mut second = Chunk::new(cs);
+    let mut second = None;
     let more = if n == cs {
-        second.fill(input, cs).map_err(UnixfsError::Input)?
+        let c = second.insert(Chunk::new(cs));
+        c.fill(input, cs).map_err(UnixfsError::Input)?
     } else {
         0
     };
     if more == 0 {
         // The whole file is one leaf, which is also the root.
         let has_meta = meta.mode.is_some() || meta.mtime.is_some();
-        return Ok(leaf(sink, opts, &mut first, has_meta.then_some(meta))?);
+        let added = leaf(sink, opts, &mut first, has_meta.then_some(meta))?;
+        first.recycle();
+        if let Some(c) = second {
+            c.recycle();
+        }
+        return Ok(added);
     }
+    let second = second.expect("a second chunk was read");
     progress.add_bytes(more as u64);
     if opts.threads > 1 {
         pipelined(sink, opts, input, meta, progress, first, second)
@@ -223,6 +252,8 @@ pub fn import_reader(
             }
             progress.add_bytes(n as u64);
         }
+        first.recycle();
+        chunk.recycle();
         Ok(dag.finish(meta)?)
     }
 }

@@ -1,0 +1,187 @@
+//! `cairn mount`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{ExitCode, Stdio},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+use cairn_fuse::mount::{mount, MountOptions};
+use cairn_store::Store;
+use clap::Args;
+
+#[derive(Args)]
+pub struct MountArgs {
+    /// Where to mount [default: ROOT/store]
+    mountpoint: Option<PathBuf>,
+    /// Detach and run in the background once the mount is ready (logs go to ROOT/mount.log)
+    #[arg(long)]
+    daemon: bool,
+    /// Let the kernel read single-block raw files straight from their block files (root only).
+    /// Opens then cost a round trip each; without it opens are stateless.
+    #[arg(long)]
+    passthrough: bool,
+    /// Memory for decoded, verified blocks, in MiB
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    cache_mib: u64,
+    /// FUSE worker threads
+    #[arg(long, default_value_t = 16)]
+    threads: usize,
+    /// Read-ahead window of the mount, in KiB (0 keeps the kernel's default)
+    #[arg(long, default_value_t = 1024, value_name = "KIB")]
+    read_ahead_kb: u32,
+}
+
+pub fn run(root: &Path, args: MountArgs) -> Result<ExitCode> {
+    let store = Arc::new(Store::open(root)?);
+    let mountpoint = args
+        .mountpoint
+        .clone()
+        .unwrap_or_else(|| store.layout().store());
+    if args.daemon {
+        return daemonize(root, &mountpoint);
+    }
+    // Signals are taken by one thread with sigwait; every thread started later inherits the mask.
+    let signals = block_signals();
+    let opts = MountOptions {
+        passthrough: args.passthrough,
+        cache_bytes: args.cache_mib << 20,
+        threads: args.threads,
+        read_ahead_kb: args.read_ahead_kb,
+        ..MountOptions::new(&mountpoint)
+    };
+    if args.passthrough && unsafe { libc::geteuid() } != 0 {
+        log::warn!("--passthrough needs root; serving every read through cairn");
+    }
+    let mut mounted = mount(store, &opts)
+        .with_context(|| format!("mounting {} at {}", root.display(), mountpoint.display()))?;
+    let mut unmounter = mounted.unmounter();
+    let mp = mountpoint.clone();
+    std::thread::spawn(move || {
+        let sig = wait_signal(&signals);
+        log::info!("signal {sig}: unmounting {}", mp.display());
+        if let Err(e) = unmounter.unmount() {
+            log::warn!("unmount of {} failed ({e}); detaching it", mp.display());
+            if let Ok(c) = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes()) {
+                // SAFETY: valid C string for the call.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+    });
+    eprintln!(
+        "cairn: mounted {} at {}",
+        root.display(),
+        mountpoint.display()
+    );
+    // `--daemon`'s parent waits for this line on a pipe.
+    if let Some(fd) = std::env::var("CAIRN_READY_FD")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+    {
+        use std::{io::Write, os::fd::FromRawFd};
+        // SAFETY: the parent passed us this fd, open for writing, for this one purpose.
+        let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+        let _ = f.write_all(b"ready\n");
+    }
+    mounted.run().context("serving the mount")?;
+    eprintln!("cairn: unmounted {}", mountpoint.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: plain libc signal-set manipulation on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig = 0;
+    // SAFETY: `set` is initialised and `sig` a valid out-pointer.
+    unsafe { libc::sigwait(set, &mut sig) };
+    sig
+}
+
+/// Starts `cairn mount` again in its own session, in the background, and returns once the
+/// filesystem is mounted (the child says so on a pipe) or the child failed.
+fn daemonize(root: &Path, mountpoint: &Path) -> Result<ExitCode> {
+    use std::{io::Read, os::fd::FromRawFd, os::unix::process::CommandExt};
+    let log_path = root.join("mount.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two fds into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("creating a pipe");
+    }
+    let (read_fd, write_fd) = (fds[0], fds[1]);
+    // SAFETY: both fds were just created and are owned here.
+    let mut ready = unsafe { std::fs::File::from_raw_fd(read_fd) };
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--daemon")
+        .collect();
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.args(&args)
+        .env("CAIRN_ROOT", root)
+        .env("CAIRN_READY_FD", write_fd.to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid and fcntl are async-signal-safe; the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            // Keep the write end open across exec in the child only.
+            libc::fcntl(write_fd, libc::F_SETFD, 0);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().context("starting the background mount");
+    // SAFETY: our copy of the write end; the child has its own.
+    unsafe { libc::close(write_fd) };
+    let mut child = child?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 6];
+        let _ = tx.send(ready.read(&mut buf).map(|n| n > 0).unwrap_or(false));
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(true) => {
+            println!("{}", child.id());
+            eprintln!(
+                "cairn: mounted {} at {} (pid {}, log {})",
+                root.display(),
+                mountpoint.display(),
+                child.id(),
+                log_path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(false) => {
+            let status = child.wait()?;
+            bail!(
+                "the background mount exited ({status}); see {}",
+                log_path.display()
+            )
+        }
+        Err(_) => {
+            let _ = child.kill();
+            bail!(
+                "the mount did not come up within 30 s; see {}",
+                log_path.display()
+            )
+        }
+    }
+}

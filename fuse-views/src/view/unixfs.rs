@@ -1,0 +1,83 @@
+//! `unixfs`: UnixFS files, directories, HAMT-sharded directories and symlinks, with mode
+//! and mtime when the nodes carry them. Blocks of other codecs (dag-cbor, dag-json, ...) are
+//! files holding their bytes.
+
+use std::sync::Arc;
+
+use cairn_store::{codec::codes, Cid};
+use cairn_unixfs::{resolve, FileReader, Node, NodeSource};
+
+use super::{Entry, Kind, View, ViewError};
+use crate::cache::NodeCache;
+
+pub struct UnixfsView;
+
+fn entry(root: &Cid, cid: &Cid, node: Arc<Node>) -> Entry {
+    let meta = node.meta();
+    let (kind, size) = match &*node {
+        Node::File(f) => (Kind::File, f.size),
+        Node::Opaque { bytes, .. } => (Kind::File, bytes.len() as u64),
+        Node::Directory(_) | Node::HamtShard(_) => (Kind::Directory, 0),
+        Node::Symlink { target, .. } => (Kind::Symlink, target.len() as u64),
+    };
+    Entry {
+        cid: *cid,
+        root: *root,
+        kind,
+        size,
+        mode: meta.mode,
+        mtime: meta.mtime,
+        node,
+    }
+}
+
+impl View for UnixfsView {
+    fn name(&self) -> &'static str {
+        "unixfs"
+    }
+
+    fn root(&self, nodes: &NodeCache, cid: &Cid) -> Result<Option<Entry>, ViewError> {
+        Ok(Some(entry(cid, cid, nodes.node(cid)?)))
+    }
+
+    fn lookup(&self, nodes: &NodeCache, dir: &Entry, name: &str) -> Result<Option<Cid>, ViewError> {
+        if dir.kind != Kind::Directory {
+            return Err(ViewError::WrongKind);
+        }
+        Ok(resolve::lookup(nodes, &dir.node, name)?.map(|l| l.cid))
+    }
+
+    fn child(&self, nodes: &NodeCache, dir: &Entry, cid: &Cid) -> Result<Entry, ViewError> {
+        Ok(entry(&dir.root, cid, nodes.node(cid)?))
+    }
+
+    fn list(&self, nodes: &NodeCache, dir: &Entry) -> Result<Arc<Vec<(String, Cid)>>, ViewError> {
+        if dir.kind != Kind::Directory {
+            return Err(ViewError::WrongKind);
+        }
+        Ok(nodes.listing(&dir.cid, &dir.node)?)
+    }
+
+    fn read(
+        &self,
+        nodes: &NodeCache,
+        file: &Entry,
+        offset: u64,
+        size: u32,
+    ) -> Result<Vec<u8>, ViewError> {
+        let reader = FileReader::from_node(nodes, &file.cid, file.node.clone())?;
+        Ok(reader.read_at(offset, size as usize)?)
+    }
+
+    fn readlink(&self, _: &NodeCache, link: &Entry) -> Result<Vec<u8>, ViewError> {
+        match &*link.node {
+            Node::Symlink { target, .. } => Ok(target.to_vec()),
+            _ => Err(ViewError::WrongKind),
+        }
+    }
+
+    fn backing_block(&self, file: &Entry) -> Option<Cid> {
+        // A raw block is the file's bytes exactly; a dag-pb leaf wraps them in protobuf.
+        (file.cid.codec() == codes::RAW).then_some(file.cid)
+    }
+}

@@ -1,0 +1,103 @@
+//! Temp pins: the writer's side of the protocol between writers and the garbage collector.
+//!
+//! Every process that writes blocks protects them first in `R/pins/temp/{pid}`, a file it
+//! holds an exclusive `flock` on for as long as it lives. Each batch of CIDs is appended while
+//! holding `R/pins/lock` *shared*; the collector takes that lock *exclusive* for each short
+//! batch of deletions, after re-reading every temp pin file. So a block is either protected
+//! before the collector's last look (and kept), or its writer finds it deleted when it checks
+//! for it after protecting it (and writes it again). The full protocol, with the collector's
+//! side, is documented in the `cairn-gc` crate.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{self, Write},
+    os::unix::fs::{MetadataExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+};
+
+use cid::Cid;
+
+use crate::{journal::flock, layout::Layout, StoreError};
+
+/// This process's temp pin file, locked. Dropping it releases the pins (and deletes the file).
+#[derive(Debug)]
+pub struct TempPins {
+    file: File,
+    path: PathBuf,
+    lock: File,
+    buf: Vec<u8>,
+}
+
+impl TempPins {
+    /// Creates (or takes over, if a dead process with our pid left it) `R/pins/temp/{pid}`.
+    pub fn create(layout: &Layout) -> Result<TempPins, StoreError> {
+        let lock_path = layout.pins_lock();
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| StoreError::io(&lock_path, e))?;
+        let path = layout.temp_pins().join(std::process::id().to_string());
+        loop {
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o644)
+                .open(&path)
+                .map_err(|e| StoreError::io(&path, e))?;
+            flock(&file, libc::LOCK_EX).map_err(|e| StoreError::io(&path, e))?;
+            // The collector may have deleted the file (its writer died) between our open and
+            // our lock: then we hold a lock on an unlinked file. Start again.
+            let ours = file.metadata().map_err(|e| StoreError::io(&path, e))?;
+            match std::fs::metadata(&path) {
+                Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => {
+                    file.set_len(0).map_err(|e| StoreError::io(&path, e))?;
+                    return Ok(TempPins {
+                        file,
+                        path,
+                        lock,
+                        buf: Vec::with_capacity(4096),
+                    });
+                }
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io(&path, e)),
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records `cids` as in use by this process. Returns once they are visible to the
+    /// collector; only then may the caller look for or write their blocks.
+    pub fn protect(&mut self, cids: &[Cid]) -> Result<(), StoreError> {
+        self.buf.clear();
+        for c in cids {
+            self.buf.extend_from_slice(crate::block_name(c).as_bytes());
+            self.buf.push(b'\n');
+        }
+        flock(&self.lock, libc::LOCK_SH).map_err(|e| StoreError::io(&self.path, e))?;
+        let r = self.file.write_all(&self.buf);
+        let _ = flock(&self.lock, libc::LOCK_UN);
+        r.map_err(|e| StoreError::io(&self.path, e))
+    }
+}
+
+impl Drop for TempPins {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The CIDs in a temp pin file's bytes (lines of CIDs; a torn last line is ignored).
+pub fn parse(bytes: &[u8]) -> Vec<Cid> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter_map(|l| std::str::from_utf8(l).ok()?.parse().ok())
+        .collect()
+}

@@ -1,0 +1,599 @@
+//! The FUSE mount, mounted for real by `cairn mount` and read with ordinary tools.
+
+use std::{
+    io::{Read, Seek, SeekFrom},
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::util::{sha256_hex, shared, write_tree, Root};
+
+/// True if a FUSE filesystem is mounted at `p` (from mountinfo: never blocks on the daemon).
+fn is_fuse(p: &Path) -> bool {
+    cairn_fuse::mount::is_mounted(p)
+}
+
+/// A running `cairn mount`; dropping it sends SIGTERM and checks the mount went away.
+pub struct Mount {
+    pub child: Option<Child>,
+    pub dir: PathBuf,
+}
+
+impl Mount {
+    pub fn start(root: &Root, extra: &[&str]) -> Mount {
+        let dir = root.dir.path().join("mnt");
+        Self::start_at(root, &dir, extra)
+    }
+
+    pub fn start_at(root: &Root, dir: &Path, extra: &[&str]) -> Mount {
+        let mut args = vec!["mount", dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let mut child = root
+            .cmd(&args)
+            .env("RUST_LOG", "error")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // `cairn mount` says "mounted" once the filesystem is up (a stale mount at the same
+        // place can have the same mount ID and device, so mountinfo cannot tell them apart).
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let mut m = Mount {
+            child: Some(child),
+            dir: dir.to_owned(),
+        };
+        let start = Instant::now();
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) if line.starts_with("cairn: mounted") => break,
+                Ok(line) => seen.push(line),
+                Err(_) => {}
+            }
+            if let Some(status) = m.child.as_mut().unwrap().try_wait().unwrap() {
+                m.child = None;
+                panic!("cairn mount exited with {status}: {seen:?}");
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = m.child.as_mut().unwrap().kill();
+                panic!("mount did not appear at {}: {seen:?}", dir.display());
+            }
+        }
+        assert!(is_fuse(dir));
+        m
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// SIGTERM, and the process must exit and unmount on its own.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "cairn mount exited with {status}");
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("cairn mount did not stop on SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!is_fuse(&self.dir), "still mounted after SIGTERM");
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(mut c) = self.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        } else {
+            self.stop();
+        }
+    }
+}
+
+fn errno_of(r: std::io::Result<impl Sized>) -> Option<i32> {
+    r.err().and_then(|e| e.raw_os_error())
+}
+
+fn read_range(p: &Path, off: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    read_range_with(p, off, len, 0)
+}
+
+/// Reads with O_DIRECT: the kernel asks for exactly this range instead of whole pages, so a
+/// read can stay clear of a missing block that shares a page with it.
+fn read_range_direct(p: &Path, off: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    read_range_with(p, off, len, libc::O_DIRECT)
+}
+
+fn read_range_with(p: &Path, off: u64, len: usize, flags: i32) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(p)?;
+    f.seek(SeekFrom::Start(off))?;
+    let mut buf = vec![0; len];
+    f.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// Every fixture CAR's tree, read through the mount: files by content hash, directories by
+/// their entries, symlinks by target, missing blocks as EIO without hanging.
+#[test]
+fn fixtures_read_through_the_mount() {
+    let root = Root::new();
+    let manifest: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(shared().join("fixtures/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let good: Vec<&Value> = manifest
+        .iter()
+        .filter(|e| {
+            e.get("parse_error").is_none() && e["tree"].as_array().is_some_and(|t| !t.is_empty())
+        })
+        .filter(|e| !e["file"].as_str().unwrap().contains("tailing-corrupt"))
+        .collect();
+    for e in &good {
+        let f = shared().join("fixtures").join(e["file"].as_str().unwrap());
+        root.ok(&["dag", "import", f.to_str().unwrap()]);
+    }
+    let m = Mount::start(&root, &[]);
+    let mut checked = 0;
+    for e in &good {
+        let file = e["file"].as_str().unwrap();
+        // Each line: indentation, name, CID, description. Paths are built from the names; an
+        // entry whose name cannot be a path component is read by its CID instead.
+        let mut stack: Vec<String> = Vec::new();
+        for line in e["tree"].as_array().unwrap() {
+            let line = line.as_str().unwrap();
+            let body = line.trim_start_matches(' ');
+            if body.starts_with("...") {
+                continue;
+            }
+            let depth = (line.len() - body.len()) / 2;
+            let mut parts = body.splitn(3, "  ");
+            let (name, cid, desc) = (
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+                parts.next().unwrap_or(""),
+            );
+            stack.truncate(depth);
+            let path = if depth == 0 || name.contains('/') || stack.iter().any(|s| s.contains('/'))
+            {
+                m.path(cid)
+            } else {
+                let mut p = m.path(&stack[0]);
+                for s in &stack[1..] {
+                    p.push(s);
+                }
+                p.join(name)
+            };
+            stack.push(if depth == 0 {
+                cid.to_owned()
+            } else {
+                name.to_owned()
+            });
+            let what = format!("{file}: {}", path.display());
+            let present = root
+                .path()
+                .join("blocks")
+                .join(cairn_store::block_name(
+                    &cairn_store::parse_cid(cid).unwrap(),
+                ))
+                .exists();
+            if desc.contains("[MISSING BLOCK]") && present {
+                // Another fixture supplied it.
+                assert!(std::fs::symlink_metadata(&path).is_ok(), "{what}");
+            } else if desc.contains("[MISSING BLOCK]") {
+                // The parent lists it, but its attributes cannot be read.
+                assert_eq!(
+                    errno_of(std::fs::metadata(&path)),
+                    Some(libc::EIO),
+                    "{what}"
+                );
+            } else if desc.contains("[content incomplete") {
+                let size = std::fs::metadata(&path).unwrap().len();
+                assert_eq!(errno_of(std::fs::read(&path)), Some(libc::EIO), "{what}");
+                // Both ends are readable, the middle is not.
+                assert_eq!(
+                    read_range_direct(&path, 0, 1024).unwrap().len(),
+                    1024,
+                    "{what}"
+                );
+                assert_eq!(
+                    read_range_direct(&path, size - 1024, 1024).unwrap().len(),
+                    1024,
+                    "{what}"
+                );
+                assert_eq!(
+                    errno_of(read_range_direct(&path, 1500, 10)),
+                    Some(libc::EIO),
+                    "{what}"
+                );
+            } else if let Some(sha) = desc
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("sha256="))
+            {
+                let bytes = std::fs::read(&path).unwrap_or_else(|err| panic!("{what}: {err}"));
+                assert!(sha256_hex(&bytes).starts_with(sha), "{what}");
+                let len: usize = desc
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("len="))
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert_eq!(bytes.len(), len, "{what}");
+            } else if let Some(target) = desc.strip_prefix("dag-pb Symlink -> ") {
+                let got = std::fs::read_link(&path).unwrap();
+                assert_eq!(format!("'{}'", got.display()), target, "{what}");
+                assert!(std::fs::symlink_metadata(&path)
+                    .unwrap()
+                    .file_type()
+                    .is_symlink());
+            } else if desc.contains(" Directory ") || desc.contains("HAMTShard") {
+                let n: usize = if desc.contains("HAMTShard") {
+                    desc.split_whitespace()
+                        .find_map(|w| w.strip_prefix("entries="))
+                        .unwrap()
+                        .parse()
+                        .unwrap()
+                } else {
+                    desc.split_whitespace().nth(2).unwrap().parse().unwrap()
+                };
+                // Entries whose names are not file names (a '/' in them) are not shown.
+                let unsafe_names = e["tree"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|l| {
+                        let l = l.as_str().unwrap();
+                        let b = l.trim_start_matches(' ');
+                        (l.len() - b.len()) / 2 == depth + 1
+                            && b.split("  ").next().unwrap().contains('/')
+                    })
+                    .count();
+                let entries = std::fs::read_dir(&path)
+                    .unwrap_or_else(|err| panic!("{what}: {err}"))
+                    .count();
+                assert_eq!(entries, n - unsafe_names, "{what}");
+            } else if desc.contains(" block ") {
+                let size: u64 = desc.split_whitespace().nth(2).unwrap().parse().unwrap();
+                assert_eq!(std::fs::metadata(&path).unwrap().len(), size, "{what}");
+                assert_eq!(std::fs::read(&path).unwrap().len() as u64, size, "{what}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 150, "{checked}");
+
+    // The HAMT fixture: 1,000 entries, each found by name.
+    let hamt = m.path("bafybeidbclfqleg2uojchspzd4bob56dqetqjsj27gy2cq3klkkgxtpn4i");
+    let mut names: Vec<String> = std::fs::read_dir(&hamt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 1000);
+    for i in 1..=1000 {
+        assert_eq!(
+            std::fs::metadata(hamt.join(format!("{i}.txt")))
+                .unwrap()
+                .len(),
+            1026
+        );
+    }
+    assert_eq!(
+        errno_of(std::fs::metadata(hamt.join("1001.txt"))),
+        Some(libc::ENOENT)
+    );
+    // Views: raw shows any block as a file, unixfs interprets it; CIDv0 and v1 both work.
+    let v0 = "QmWvY6FaqFMS89YAQ9NAPjVP4WZKA1qbHbicc9HeSKQTgt";
+    let v1 = cairn_store::block_name(&cairn_store::parse_cid(v0).unwrap());
+    assert_eq!(
+        std::fs::read(m.path(&format!("{v0}/foo"))).unwrap(),
+        b"content\n"
+    );
+    assert_eq!(
+        std::fs::read(m.path(&format!("unixfs/{v1}/foo"))).unwrap(),
+        b"content\n"
+    );
+    assert!(std::fs::metadata(m.path(&format!("raw/{v0}")))
+        .unwrap()
+        .is_file());
+    // The root lists the views; an invalid CID is ENOENT.
+    let mut top: Vec<String> = std::fs::read_dir(&m.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["raw", "unixfs"]);
+    assert_eq!(
+        errno_of(std::fs::metadata(m.path("not-a-cid"))),
+        Some(libc::ENOENT)
+    );
+    assert_eq!(
+        errno_of(std::fs::metadata(m.path(
+            "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+        ))),
+        Some(libc::ENOENT)
+    );
+}
+
+/// A tree with an executable, symlinks, empty files and directories.
+fn sample_tree(dir: &Path) {
+    write_tree(
+        dir,
+        &[
+            ("README", "a sample tree\n"),
+            ("docs/guide.txt", &"guide line\n".repeat(5000)),
+            ("docs/empty", ""),
+            ("lib/data.bin", ""),
+        ],
+    );
+    let big: Vec<u8> = (0..5_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(dir.join("lib/data.bin"), &big).unwrap();
+    std::fs::create_dir_all(dir.join("emptydir")).unwrap();
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::write(dir.join("bin/hello"), "#!/bin/sh\necho hello from cairn\n").unwrap();
+    std::fs::set_permissions(
+        dir.join("bin/hello"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("../README", dir.join("docs/readme-link")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target", dir.join("dangling")).unwrap();
+}
+
+fn sh(cmd: &str) -> std::process::Output {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn ordinary_tools_see_the_added_tree() {
+    let root = Root::new();
+    let src = root.dir.path().join("src");
+    sample_tree(&src);
+    let cid = root.add_q(&[
+        "-r",
+        "--preserve-mode",
+        "--preserve-mtime",
+        src.to_str().unwrap(),
+    ]);
+    let m = Mount::start(&root, &[]);
+    let mounted = m.path(&cid);
+    let (s, t) = (src.display(), mounted.display());
+
+    sh(&format!("diff -r --no-dereference {s} {t}"));
+    // tar streams are identical: names, modes, owners, sizes, mtimes, symlinks, contents.
+    let tar = |d: &str| {
+        sh(&format!(
+            "tar -C {d} --sort=name --numeric-owner --format=gnu -cf - ."
+        ))
+        .stdout
+    };
+    assert!(
+        tar(&s.to_string()) == tar(&t.to_string()),
+        "tar of the mount differs"
+    );
+    // Executables run from the mount.
+    assert_eq!(sh(&format!("{t}/bin/hello")).stdout, b"hello from cairn\n");
+    // ls -l, find, du, sha256sum, cp -a, rsync -a, mmap, xattr, df.
+    sh(&format!("ls -lR {t} > /dev/null"));
+    let count = |d: &str| String::from_utf8(sh(&format!("find {d} | wc -l")).stdout).unwrap();
+    assert_eq!(count(&s.to_string()), count(&t.to_string()));
+    sh(&format!("du -s {t}"));
+    let sums = |d: &str| {
+        sh(&format!(
+            "cd {d} && find . -type f | sort | xargs sha256sum"
+        ))
+        .stdout
+    };
+    assert_eq!(sums(&s.to_string()), sums(&t.to_string()));
+    let copy = root.dir.path().join("copy");
+    sh(&format!("cp -a {t} {}", copy.display()));
+    sh(&format!("diff -r --no-dereference {s} {}", copy.display()));
+    let synced = root.dir.path().join("synced");
+    sh(&format!("rsync -a {t}/ {}/", synced.display()));
+    sh(&format!(
+        "diff -r --no-dereference {s} {}",
+        synced.display()
+    ));
+    let mm = sh(&format!(
+        "python3 -c \"import mmap,hashlib;f=open('{t}/lib/data.bin','rb');m=mmap.mmap(f.fileno(),0,prot=mmap.PROT_READ);print(hashlib.sha256(m).hexdigest())\""
+    ));
+    let want = sha256_hex(&std::fs::read(src.join("lib/data.bin")).unwrap());
+    assert_eq!(String::from_utf8(mm.stdout).unwrap().trim(), want);
+    let x = sh(&format!("getfattr --only-values -n user.ipfs.cid {t}"));
+    assert_eq!(String::from_utf8(x.stdout).unwrap(), cid);
+    let df = String::from_utf8(sh(&format!("df -P {}", m.dir.display())).stdout).unwrap();
+    assert!(df.contains("cairn"), "{df}");
+    // Writes are refused.
+    assert_eq!(
+        errno_of(std::fs::write(mounted.join("new"), "x")),
+        Some(libc::EROFS)
+    );
+    assert_eq!(
+        errno_of(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(mounted.join("README"))
+        ),
+        Some(libc::EROFS)
+    );
+}
+
+#[test]
+fn sixty_four_concurrent_readers_agree() {
+    let root = Root::new();
+    let src = root.dir.path().join("src");
+    let mut files = Vec::new();
+    for i in 0..8u32 {
+        let data: Vec<u8> = (0..(300_000 + i * 77_777))
+            .map(|j| (j ^ (i * 31)).wrapping_mul(7) as u8)
+            .collect();
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join(format!("f{i}")), &data).unwrap();
+        files.push(data);
+    }
+    let cid = root.add_q(&["-r", "--chunker=size-65536", src.to_str().unwrap()]);
+    let m = Mount::start(&root, &[]);
+    let base = m.path(&cid);
+    std::thread::scope(|s| {
+        for t in 0..64usize {
+            let (base, files) = (&base, &files);
+            s.spawn(move || {
+                // Half read the same file, half read different ones; both whole and in pieces.
+                let i = if t % 2 == 0 { 0 } else { t % files.len() };
+                let p = base.join(format!("f{i}"));
+                assert_eq!(&std::fs::read(&p).unwrap(), &files[i], "reader {t}");
+                let off = (t * 4099) % (files[i].len() - 5000);
+                assert_eq!(
+                    read_range(&p, off as u64, 5000).unwrap(),
+                    &files[i][off..off + 5000]
+                );
+            });
+        }
+    });
+}
+
+#[test]
+fn a_flipped_byte_on_disk_is_eio_and_nothing_else_breaks() {
+    let root = Root::new();
+    let src = root.dir.path().join("src");
+    write_tree(
+        &src,
+        &[
+            ("good.txt", "still good\n"),
+            ("bad.txt", "this block gets a flipped byte\n"),
+        ],
+    );
+    let out = root.ok(&["add", "-r", "--cid-version=1", src.to_str().unwrap()]);
+    let cid_of = |n: &str| {
+        out.lines()
+            .find(|l| l.ends_with(n))
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .to_owned()
+    };
+    let (top, bad) = (cid_of(" src"), cid_of("src/bad.txt"));
+    let f = root.path().join("blocks").join(&bad);
+    let mut bytes = std::fs::read(&f).unwrap();
+    bytes[5] ^= 0x01;
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&f, bytes).unwrap();
+    let m = Mount::start(&root, &[]);
+    assert_eq!(
+        errno_of(std::fs::read(m.path(&format!("{top}/bad.txt")))),
+        Some(libc::EIO)
+    );
+    assert_eq!(
+        std::fs::read(m.path(&format!("{top}/good.txt"))).unwrap(),
+        b"still good\n"
+    );
+    assert_eq!(
+        errno_of(std::fs::read(m.path(&format!("raw/{bad}")))),
+        Some(libc::EIO)
+    );
+}
+
+#[test]
+fn kill_9_then_mount_again_needs_no_cleanup() {
+    let root = Root::new();
+    let f = root.dir.path().join("f.txt");
+    std::fs::write(&f, "survives\n").unwrap();
+    let cid = root.add_q(&[f.to_str().unwrap()]);
+    let mut m = Mount::start(&root, &[]);
+    assert_eq!(std::fs::read(m.path(&cid)).unwrap(), b"survives\n");
+    let mut child = m.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        errno_of(std::fs::read_dir(&m.dir)),
+        Some(libc::ENOTCONN),
+        "a stale mount is left"
+    );
+    let m2 = Mount::start(&root, &[]);
+    assert_eq!(std::fs::read(m2.path(&cid)).unwrap(), b"survives\n");
+    drop(m2);
+    drop(m);
+}
+
+#[test]
+fn forgotten_inodes_leave_the_table() {
+    let root = Root::new();
+    let src = root.dir.path().join("src");
+    let files: Vec<(String, String)> = (0..500)
+        .map(|i| (format!("f{i}"), format!("{i}\n")))
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    write_tree(&src, &refs);
+    let cid = root.add_q(&["-r", src.to_str().unwrap()]);
+    let m = Mount::start(&root, &[]);
+    let inodes = || -> usize {
+        String::from_utf8(
+            sh(&format!(
+                "getfattr --only-values -n user.cairn.inodes {}",
+                m.dir.display()
+            ))
+            .stdout,
+        )
+        .unwrap()
+        .parse()
+        .unwrap()
+    };
+    for i in 0..500 {
+        std::fs::metadata(m.path(&format!("{cid}/f{i}"))).unwrap();
+    }
+    let after_stat = inodes();
+    assert!(after_stat >= 500, "{after_stat}");
+    // Dropping the kernel's dentries and inodes makes it send FORGET for them.
+    std::fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+    let start = Instant::now();
+    while inodes() > 50 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "inodes stayed at {}",
+            inodes()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
