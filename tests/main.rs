@@ -9,11 +9,13 @@
 //! - `crash`: `kill -9` in the middle of an add
 //! - `concurrency`: several processes adding into one root at once
 //! - `mount`: the FUSE mount, mounted for real, read with ordinary tools
+//! - `gc`: pins and garbage collection, one test per liveness rule, and a stress test
 
 mod cli;
 mod concurrency;
 mod crash;
 mod fixtures;
+mod gc;
 mod mount;
 mod store;
 mod util;

@@ -71,6 +71,8 @@ fn fp(cid: &Cid) -> u64 {
 /// A temp pin file being followed: what was read of it so far.
 struct TempFile {
     file: File,
+    /// Its inode: a new process with a reused pid makes a new file at the same path.
+    ino: u64,
     offset: u64,
 }
 
@@ -277,6 +279,12 @@ fn gather_roots(
     let mut seen = HashSet::new();
     for path in entries {
         seen.insert(path.clone());
+        let current = fs::metadata(&path)
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .ok();
+        if temps.get(&path).is_some_and(|t| Some(t.ino) != current) {
+            temps.remove(&path);
+        }
         if !temps.contains_key(&path) {
             let file = match File::open(&path) {
                 Ok(f) => f,
@@ -291,7 +299,18 @@ fn gather_roots(
                 report.dead_temp_pins += 1;
                 continue;
             }
-            temps.insert(path.clone(), TempFile { file, offset: 0 });
+            let ino = file
+                .metadata()
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .map_err(|e| GcError::io(&path, e))?;
+            temps.insert(
+                path.clone(),
+                TempFile {
+                    file,
+                    ino,
+                    offset: 0,
+                },
+            );
         }
         let t = temps.get_mut(&path).expect("inserted");
         let mut bytes = Vec::new();

@@ -35,6 +35,9 @@ pub struct AddArgs {
     /// Compute CIDs without storing anything
     #[arg(short = 'n', long)]
     only_hash: bool,
+    /// Pin each root added (a symlink under ROOT/pins/per-user/USER/add/), so gc keeps it
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", require_equals = true, value_name = "BOOL")]
+    pin: bool,
     /// CID version: 0 (Qm…, kubo's default) or 1 (implies --raw-leaves)
     #[arg(long, value_name = "0|1")]
     cid_version: Option<u8>,
@@ -179,6 +182,7 @@ pub fn run(root: &Path, args: AddArgs) -> Result<ExitCode> {
             .collect()
     };
     let mut last = None;
+    let mut roots = Vec::new();
     for input in inputs {
         let bar = Bar::bytes("add", None);
         let entries = match input {
@@ -206,6 +210,9 @@ pub fn run(root: &Path, args: AddArgs) -> Result<ExitCode> {
             }
         };
         bar.finish();
+        if let Some(r) = entries.last() {
+            roots.push(r.added.cid);
+        }
         for e in &entries {
             if args.quieter {
                 continue;
@@ -222,6 +229,14 @@ pub fn run(root: &Path, args: AddArgs) -> Result<ExitCode> {
     out.flush()?;
     if let Some(store) = &store {
         store.flush().context("syncing the store")?;
+        // Pinned before this process's temp pins go, so the collector always sees one.
+        if args.pin {
+            let user = cairn_gc::pins::current_user();
+            for cid in &roots {
+                cairn_gc::pins::add(store.layout(), &user, "add", cid)?;
+            }
+        }
+        store.release();
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -24,6 +24,9 @@ pub enum DagCmd {
         /// CAR files; "-" reads standard input
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Pin the roots the CAR names (under ROOT/pins/per-user/USER/import/)
+        #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", require_equals = true, value_name = "BOOL")]
+        pin_roots: bool,
         #[arg(long)]
         json: bool,
     },
@@ -38,7 +41,11 @@ pub enum DagCmd {
 
 pub fn run(root: &Path, cmd: DagCmd) -> Result<ExitCode> {
     match cmd {
-        DagCmd::Import { files, json } => {
+        DagCmd::Import {
+            files,
+            pin_roots,
+            json,
+        } => {
             let store = Store::init(root)?;
             let mut result = Ok(ExitCode::SUCCESS);
             for f in &files {
@@ -53,7 +60,16 @@ pub fn run(root: &Path, cmd: DagCmd) -> Result<ExitCode> {
                 let r = car::import(&store, BufReader::with_capacity(1 << 20, input), &bar);
                 bar.finish();
                 match r {
-                    Ok(stats) => report(f, &stats, &store, json)?,
+                    Ok(stats) => {
+                        store.flush()?;
+                        if pin_roots {
+                            let user = cairn_gc::pins::current_user();
+                            for root in &stats.roots {
+                                cairn_gc::pins::add(store.layout(), &user, "import", root)?;
+                            }
+                        }
+                        report(f, &stats, &store, json)?
+                    }
                     Err(e) => {
                         store.flush()?;
                         result = Err(
@@ -64,6 +80,7 @@ pub fn run(root: &Path, cmd: DagCmd) -> Result<ExitCode> {
                 }
             }
             store.flush()?;
+            store.release();
             result
         }
         DagCmd::Export { cid, output } => {
