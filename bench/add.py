@@ -63,14 +63,23 @@ def make_inputs(work, size_mib, files):
     return big, tree, tree_bytes
 
 
+# Outputs are kept until the end of the run: ext4 makes creating files slow for a while after
+# many were deleted (its inode allocator skips recently freed inodes), which would penalise
+# whichever contender runs after a cleanup.
+SCRATCH = []
+
+
+def scratch(work, prefix):
+    d = tempfile.mkdtemp(dir=work, prefix=prefix)
+    SCRATCH.append(d)
+    return d
+
+
 def cairn_add(cairn, work, args):
-    root = tempfile.mkdtemp(dir=work, prefix="root-")
-    try:
-        sh(cairn, "--root", root, "init", stdout=subprocess.DEVNULL)
-        secs, out = timed(lambda: sh(cairn, "--root", root, "add", "-Q", *args, capture_output=True))
-        return secs, out.stdout.decode().strip()
-    finally:
-        shutil.rmtree(root)
+    root = scratch(work, "root-")
+    sh(cairn, "--root", root, "init", stdout=subprocess.DEVNULL)
+    secs, out = timed(lambda: sh(cairn, "--root", root, "add", "-Q", *args, capture_output=True))
+    return secs, out.stdout.decode().strip()
 
 
 KUBO_DRIVER = r"""
@@ -99,16 +108,14 @@ lib.CleanupNode(repo.encode())
 
 
 def kubo_add(venv, work, path):
-    repo = tempfile.mkdtemp(dir=work, prefix="kubo-")
-    try:
-        sh("sync")
-        out = subprocess.run([os.path.join(venv, "bin/python"), "-c", KUBO_DRIVER, repo, path],
-                             check=True, capture_output=True)
-        line = [l for l in out.stdout.decode().splitlines() if l.startswith("{")][-1]
-        r = json.loads(line)
-        return r["secs"], r["cid"]
-    finally:
-        shutil.rmtree(repo)
+    repo = scratch(work, "kubo-")
+    os.rmdir(repo)
+    sh("sync")
+    out = subprocess.run([os.path.join(venv, "bin/python"), "-c", KUBO_DRIVER, repo, path],
+                         check=True, capture_output=True)
+    line = [l for l in out.stdout.decode().splitlines() if l.startswith("{")][-1]
+    r = json.loads(line)
+    return r["secs"], r["cid"]
 
 
 def median_of(runs, fn):
@@ -146,18 +153,12 @@ def main():
 
     # The tree.
     def cp():
-        dest = tempfile.mkdtemp(dir=a.work, prefix="cp-")
-        try:
-            return timed(lambda: sh("cp", "-r", tree, dest))
-        finally:
-            shutil.rmtree(dest)
+        dest = scratch(a.work, "cp-")
+        return timed(lambda: sh("cp", "-r", tree, dest))
 
     def cp_sync():
-        dest = tempfile.mkdtemp(dir=a.work, prefix="cp-")
-        try:
-            return timed(lambda: (sh("cp", "-r", tree, dest), sh("sync")))
-        finally:
-            shutil.rmtree(dest)
+        dest = scratch(a.work, "cp-")
+        return timed(lambda: (sh("cp", "-r", tree, dest), sh("sync")))
 
     t_cp, _ = median_of(a.runs, cp)
     t_cps, _ = median_of(a.runs, cp_sync)
@@ -169,20 +170,31 @@ def main():
         row["kubo_cid"] = kcid
     rows.append(row)
 
-    mib = lambda secs, n: f"{n / secs / (1 << 20):.0f} MiB/s"
+    def mib(secs, n):
+        return "%.0f MiB/s" % (n / secs / (1 << 20))
+
+    def opt(v, fmt):
+        return fmt % v if v else "n/a"
+
     f, t = rows
-    print(f"cairn {a.cairn}; {os.cpu_count()} cores; median of {a.runs} runs (kubo: 1 run)\n")
+    kf, kt = f.get("kubo"), t.get("kubo")
+    print("cairn %s; %d cores; median of %d runs (kubo: 1 run)\n" % (a.cairn, os.cpu_count(), a.runs))
     print("| input | cairn add | reference | ratio | kubo ipfs add | cairn vs kubo |")
     print("|---|---|---|---|---|---|")
-    kf = f.get("kubo")
-    print(f"| {f['what']} (CIDv0) | {f['cairn']:.2f} s ({mib(f['cairn'], size)}) | openssl dgst -sha256 {f['openssl']:.2f} s ({mib(f['openssl'], size)}) "
-          f"| {f['openssl'] / f['cairn']:.2f}x | {f'{kf:.2f} s' if kf else 'n/a'} | {f'{kf / f['cairn']:.1f}x' if kf else 'n/a'} |")
-    print(f"| {f['what']} (--cid-version 1) | {f['cairn_v1']:.2f} s ({mib(f['cairn_v1'], size)}) | openssl {f['openssl']:.2f} s | {f['openssl'] / f['cairn_v1']:.2f}x | | |")
-    kt = t.get("kubo")
-    print(f"| {t['what']} ({tree_bytes >> 20} MiB) | {t['cairn']:.2f} s ({a.files / t['cairn']:.0f} files/s) | cp -r {t['cp']:.2f} s / cp -r + sync {t['cp_sync']:.2f} s "
-          f"| {t['cp'] / t['cairn']:.2f}x / {t['cp_sync'] / t['cairn']:.2f}x | {f'{kt:.2f} s' if kt else 'n/a'} | {f'{kt / t['cairn']:.1f}x' if kt else 'n/a'} |")
-    print(f"\nroots: file {f['cid']}, tree {t['cid']}" + (f" (kubo {t.get('kubo_cid')})" if kt else ""))
+    print("| %s (CIDv0) | %.2f s (%s) | openssl dgst -sha256 %.2f s (%s) | %.2fx | %s | %s |" % (
+        f["what"], f["cairn"], mib(f["cairn"], size), f["openssl"], mib(f["openssl"], size),
+        f["openssl"] / f["cairn"], opt(kf, "%.2f s"), opt(kf and kf / f["cairn"], "%.1fx")))
+    print("| %s (--cid-version 1) | %.2f s (%s) | openssl %.2f s | %.2fx | | |" % (
+        f["what"], f["cairn_v1"], mib(f["cairn_v1"], size), f["openssl"], f["openssl"] / f["cairn_v1"]))
+    print("| %s (%d MiB) | %.2f s (%.0f files/s) | cp -r %.2f s / cp -r + sync %.2f s | %.2fx / %.2fx | %s | %s |" % (
+        t["what"], tree_bytes >> 20, t["cairn"], a.files / t["cairn"], t["cp"], t["cp_sync"],
+        t["cp"] / t["cairn"], t["cp_sync"] / t["cairn"], opt(kt, "%.2f s"), opt(kt and kt / t["cairn"], "%.1fx")))
+    print("\nroots: file %s, tree %s%s" % (f["cid"], t["cid"], (" (kubo %s)" % t.get("kubo_cid")) if kt else ""))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    finally:
+        for d in SCRATCH:
+            shutil.rmtree(d, ignore_errors=True)

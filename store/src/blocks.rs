@@ -1,8 +1,9 @@
 //! Block files: `R/blocks/{cid}`, one file per block, written atomically and read verified.
 //!
-//! A put writes the bytes to `R/blocks/.tmp/{pid}-{n}`, then renames the file into place, so a
-//! crash at any instant leaves either no file or the whole block under its final name. Files are
-//! created read-only (0444). Nothing is fsynced per block: callers call [`FileBlocks::sync`] once
+//! A put writes the bytes to an unnamed file in `R/blocks` (`O_TMPFILE`) and then links it
+//! under its name, so a crash at any instant leaves either no file or the whole block under its
+//! final name. Filesystems without `O_TMPFILE` get the classic way: the bytes go to
+//! `R/blocks/.tmp/{pid}-{n}`, which is renamed into place. Files are created read-only (0444). Nothing is fsynced per block: callers call [`FileBlocks::sync`] once
 //! at the end of a batch (an `add`, a CAR import), which flushes the whole filesystem with
 //! `syncfs(2)`. A power cut before that sync can leave a block file whose bytes never reached the
 //! disk; reads then fail its hash check and `cairn verify` moves it aside, so nothing wrong is
@@ -125,14 +126,15 @@ impl FileBlocks {
         if fs::symlink_metadata(&dest).is_ok() {
             return Ok(false);
         }
+        match self.put_tmpfile(&dest, parts, size) {
+            Ok(linked) => return Ok(linked),
+            Err(e)
+                if e.raw_os_error() == Some(libc::EOPNOTSUPP)
+                    || e.raw_os_error() == Some(libc::EISDIR) => {}
+            Err(e) => return Err(StoreError::io(&dest, e)),
+        }
         let (tmp, mut file) = self.create_staging()?;
-        let written = write_all_vectored(&mut file, parts).map(|()| {
-            // Start writeback now so that the final sync has little left to wait for.
-            // SAFETY: the fd is valid for the duration of the call.
-            unsafe {
-                libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-            }
-        });
+        let written = write_all_vectored(&mut file, parts).map(|()| start_writeback(&file, size));
         drop(file);
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
@@ -143,6 +145,41 @@ impl FileBlocks {
             return Err(StoreError::io(&dest, e));
         }
         Ok(true)
+    }
+
+    /// The fast path: an unnamed file in `R/blocks` (`O_TMPFILE`), written, then given its
+    /// name with `linkat`. It has no name until it is complete, a crash leaves nothing to clean
+    /// up, and it takes one directory lock where staging and a cross-directory rename take
+    /// three, one of them filesystem-wide. Returns false if the block appeared meanwhile.
+    fn put_tmpfile(&self, dest: &Path, parts: &[&[u8]], size: usize) -> io::Result<bool> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_TMPFILE)
+            .mode(0o444)
+            .open(&self.dir)?;
+        write_all_vectored(&mut file, parts)?;
+        start_writeback(&file, size);
+        let from =
+            std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL");
+        let to = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: two valid C strings for the duration of the call.
+        let r = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        if r == 0 {
+            return Ok(true);
+        }
+        match io::Error::last_os_error() {
+            e if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            e => Err(e),
+        }
     }
 
     fn create_staging(&self) -> Result<(PathBuf, File), StoreError> {
@@ -258,6 +295,17 @@ pub fn process_alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence and permission.
     let r = unsafe { libc::kill(pid, 0) };
     r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Starts writing a large block to disk now, so that the final sync has little left to wait
+/// for. Small blocks are left to the final sync, which writes them in bulk.
+fn start_writeback(file: &File, size: usize) {
+    if size >= 128 << 10 {
+        // SAFETY: the fd is valid for the duration of the call.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
 }
 
 fn write_all_vectored(file: &mut File, parts: &[&[u8]]) -> io::Result<()> {
