@@ -117,6 +117,33 @@ impl Drop for Mount {
     }
 }
 
+/// A directory's entry names, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Waits (up to 10 s, past the listings' 1 s TTL) until `dir`'s names satisfy `ok`.
+fn wait_names(dir: &Path, ok: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let n = names(dir);
+        if ok(&n) {
+            return n;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{}: {n:?}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn errno_of(r: std::io::Result<impl Sized>) -> Option<i32> {
     r.err().and_then(|e| e.raw_os_error())
 }
@@ -326,13 +353,12 @@ fn fixtures_read_through_the_mount() {
     assert!(std::fs::metadata(m.path(&format!("raw/{v0}")))
         .unwrap()
         .is_file());
-    // The root lists the views; an invalid CID is ENOENT.
-    let mut top: Vec<String> = std::fs::read_dir(&m.dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    top.sort();
-    assert_eq!(top, ["raw", "unixfs"]);
+    // The root lists the views and the imported (pinned) roots; an invalid CID is ENOENT.
+    let top = self::names(&m.dir);
+    assert!(top.iter().any(|n| n == "raw") && top.iter().any(|n| n == "unixfs"));
+    for n in top.iter().filter(|n| *n != "raw" && *n != "unixfs") {
+        cairn_store::parse_cid(n).unwrap_or_else(|_| panic!("{n} in the root is not a CID"));
+    }
     assert_eq!(
         errno_of(std::fs::metadata(m.path("not-a-cid"))),
         Some(libc::ENOENT)
@@ -596,4 +622,43 @@ fn forgotten_inodes_leave_the_table() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The mount root and each view root list the views and the pinned roots (the root in each
+/// CID's default view), and follow pins as they are made and removed, by cairn or by `ln -s`.
+/// Unpinned content is not listed but is there by name.
+#[test]
+fn roots_list_views_and_pins() {
+    let root = Root::new();
+    let file = |name: &str, body: &str| {
+        let p = root.dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let pinned = root.add_q(&[&file("a", "pinned\n")]);
+    let loose = root.add_q(&["--pin=false", &file("b", "not pinned\n")]);
+    let raw = root.add_q(&["--pin=false", "--cid-version=1", &file("c", "raw\n")]);
+    // Pins, and so the listings, name CIDs in their canonical CIDv1 form.
+    let pinned = cairn_store::block_name(&cairn_store::parse_cid(&pinned).unwrap());
+    let m = Mount::start(&root, &[]);
+    let mut want = vec![pinned.clone(), "raw".into(), "unixfs".into()];
+    want.sort();
+    assert_eq!(names(&m.dir), want);
+    assert_eq!(names(&m.path("unixfs")), [pinned.clone()]);
+    assert_eq!(names(&m.path("raw")), [pinned.clone()]);
+    assert_eq!(std::fs::read(m.path(&loose)).unwrap(), b"not pinned\n");
+
+    // A pin made with plain ln -s shows up within the listings' TTL.
+    let pins = root.path().join("pins/per-user/someone/by-hand");
+    std::fs::create_dir_all(&pins).unwrap();
+    std::os::unix::fs::symlink(root.path().join("store").join(&raw), pins.join(&raw)).unwrap();
+    wait_names(&m.dir, |n| n.contains(&raw));
+    assert_eq!(std::fs::read(m.path(&raw)).unwrap(), b"raw\n");
+
+    // Unpinned, it leaves the listings; it is still there by name until gc.
+    root.ok(&["pin", "rm", &pinned]);
+    let after = wait_names(&m.dir, |n| !n.contains(&pinned));
+    assert!(after.contains(&raw), "{after:?}");
+    assert!(!names(&m.path("unixfs")).contains(&pinned));
+    assert_eq!(std::fs::read(m.path(&pinned)).unwrap(), b"pinned\n");
 }

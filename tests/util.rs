@@ -19,9 +19,18 @@ pub fn cairn_bin() -> PathBuf {
 }
 
 /// `../shared` beside the repository.
+/// The project's shared material (vectors, fixtures): `$CAIRN_SHARED`, else `../shared` beside
+/// the clone, as CI lays it out.
 pub fn shared() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    assert!(p.is_dir(), "{} is missing", p.display());
+    let p = match std::env::var_os("CAIRN_SHARED") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"),
+    };
+    assert!(
+        p.is_dir(),
+        "{} is missing: clone cairn beside shared/ or set CAIRN_SHARED",
+        p.display()
+    );
     p
 }
 

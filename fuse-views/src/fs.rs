@@ -36,6 +36,25 @@ const XATTR_CID: &str = "user.ipfs.cid";
 /// On the mount root: how many inodes the table holds (to see `forget` at work).
 const XATTR_INODES: &str = "user.cairn.inodes";
 
+/// The CIDs the mount root and the view roots list: the pinned roots. The filesystem does not
+/// know what a pin is (pins live in `cairn-gc`, above this crate); whoever mounts passes this
+/// in. It is called at most once a second per directory (the listings' TTL).
+#[derive(Clone)]
+pub struct PinnedRoots(pub Arc<dyn Fn() -> Vec<Cid> + Send + Sync>);
+
+impl PinnedRoots {
+    /// Lists nothing.
+    pub fn none() -> PinnedRoots {
+        PinnedRoots(Arc::new(Vec::new))
+    }
+}
+
+impl std::fmt::Debug for PinnedRoots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PinnedRoots(..)")
+    }
+}
+
 /// How the filesystem behaves.
 #[derive(Debug, Clone)]
 pub struct FsOptions {
@@ -47,6 +66,8 @@ pub struct FsOptions {
     pub gid: u32,
     /// `R/blocks`, for `statfs` and passthrough.
     pub blocks_dir: PathBuf,
+    /// What the root and the view roots list besides the views.
+    pub pinned: PinnedRoots,
 }
 
 /// The filesystem: views, a node cache, the inode table.
@@ -267,14 +288,17 @@ impl CairnFs {
     /// The entries of a directory inode after "." and "..": (name, inode if resolvable).
     fn children(&self, inode: &Inode) -> FsResult<Vec<(String, Inode)>> {
         match inode {
-            Inode::Root => Ok(self
-                .views
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (v.name().to_owned(), Inode::ViewDir(i)))
-                .collect()),
-            // Pinned roots are listed here once pins exist; until then, nothing.
-            Inode::ViewDir(_) => Ok(Vec::new()),
+            Inode::Root => {
+                let mut out: Vec<(String, Inode)> = self
+                    .views
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (v.name().to_owned(), Inode::ViewDir(i)))
+                    .collect();
+                out.extend(self.pinned_roots(None));
+                Ok(out)
+            }
+            Inode::ViewDir(v) => Ok(self.pinned_roots(Some(*v))),
             Inode::Pending { .. } => Err(Errno::EIO),
             Inode::Node { view, entry } => {
                 if entry.kind != Kind::Directory {
@@ -318,6 +342,28 @@ impl CairnFs {
                     .collect())
             }
         }
+    }
+
+    /// The pinned roots shown in view `view` (`None`: the mount root, each in its default
+    /// view). A root whose top block is not here, or that the view does not show, is left out,
+    /// as a lookup of it would fail.
+    fn pinned_roots(&self, view: Option<usize>) -> Vec<(String, Inode)> {
+        let mut cids = (self.opts.pinned.0)();
+        cids.sort_unstable_by_key(|c| c.to_string());
+        cids.dedup();
+        cids.into_iter()
+            .filter_map(|cid| {
+                let v = view.unwrap_or_else(|| default_view(&self.views, &cid));
+                let entry = self.views[v].root(&self.nodes, &cid).ok()??;
+                Some((
+                    cid.to_string(),
+                    Inode::Node {
+                        view: v,
+                        entry: Arc::new(entry),
+                    },
+                ))
+            })
+            .collect()
     }
 
     fn node_entry(&self, ino: INodeNo) -> FsResult<(usize, Arc<Entry>)> {

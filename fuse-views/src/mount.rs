@@ -12,7 +12,7 @@ use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
 
 use crate::{
     cache::NodeCache,
-    fs::{CairnFs, FsOptions},
+    fs::{CairnFs, FsOptions, PinnedRoots},
     view,
 };
 
@@ -28,6 +28,8 @@ pub struct MountOptions {
     pub threads: usize,
     /// The mount's read-ahead window (`read_ahead_kb` of its bdi); 0 leaves the default.
     pub read_ahead_kb: u32,
+    /// What the root and the view roots list besides the views.
+    pub pinned: PinnedRoots,
 }
 
 impl MountOptions {
@@ -38,6 +40,7 @@ impl MountOptions {
             cache_bytes: 256 << 20,
             threads: 16,
             read_ahead_kb: 1024,
+            pinned: PinnedRoots::none(),
         }
     }
 }
@@ -200,6 +203,7 @@ pub fn mount(store: Arc<Store>, opts: &MountOptions) -> io::Result<Mounted> {
             uid: unsafe { libc::getuid() },
             gid: unsafe { libc::getgid() },
             blocks_dir,
+            pinned: opts.pinned.clone(),
         },
     );
     let mut cfg = Config::default();

@@ -8,7 +8,10 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use cairn_fuse::mount::{mount, MountOptions};
+use cairn_fuse::{
+    fs::PinnedRoots,
+    mount::{mount, MountOptions},
+};
 use cairn_store::Store;
 use clap::Args;
 
@@ -34,6 +37,17 @@ pub struct MountArgs {
     read_ahead_kb: u32,
 }
 
+/// Every pinned CID, for the listings of the mount root and the view roots.
+fn pinned_roots(layout: cairn_store::Layout) -> PinnedRoots {
+    PinnedRoots(Arc::new(move || match cairn_gc::pins::list(&layout) {
+        Ok((pins, _)) => pins.into_iter().map(|p| p.cid).collect(),
+        Err(e) => {
+            log::warn!("listing pins: {e}");
+            Vec::new()
+        }
+    }))
+}
+
 pub fn run(root: &Path, args: MountArgs) -> Result<ExitCode> {
     let store = Arc::new(Store::open(root)?);
     let mountpoint = args
@@ -50,6 +64,7 @@ pub fn run(root: &Path, args: MountArgs) -> Result<ExitCode> {
         cache_bytes: args.cache_mib << 20,
         threads: args.threads,
         read_ahead_kb: args.read_ahead_kb,
+        pinned: pinned_roots(store.layout().clone()),
         ..MountOptions::new(&mountpoint)
     };
     if args.passthrough && unsafe { libc::geteuid() } != 0 {
