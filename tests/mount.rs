@@ -644,8 +644,8 @@ fn roots_list_views_and_pins() {
     let mut want = vec![pinned.clone(), "raw".into(), "unixfs".into()];
     want.sort();
     assert_eq!(names(&m.dir), want);
-    assert_eq!(names(&m.path("unixfs")), [pinned.clone()]);
-    assert_eq!(names(&m.path("raw")), [pinned.clone()]);
+    assert_eq!(names(&m.path("unixfs")), vec![pinned.clone()]);
+    assert_eq!(names(&m.path("raw")), vec![pinned.clone()]);
     assert_eq!(std::fs::read(m.path(&loose)).unwrap(), b"not pinned\n");
 
     // A pin made with plain ln -s shows up within the listings' TTL.
