@@ -415,3 +415,62 @@ fn stress_adders_and_collector_together() {
     assert_eq!(lost, 0, "blocks lost");
     assert!(root.ok(&["verify"]).contains(": 0 corrupt"));
 }
+
+/// Rule: each user pins under their own directory and nowhere else, and every user's pins
+/// count. `R/pins/per-user` is sticky and world-writable, like /tmp; a user's directory
+/// belongs to that user.
+#[test]
+fn users_pin_under_their_own_directory_only() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let root = Root::new();
+    let ((a, ba), (b, bb)) = two_trees(&root);
+    root.ok(&["pin", "add", &b]);
+    // Let another user reach the root (test roots live in private temporary directories).
+    for dir in root
+        .path()
+        .ancestors()
+        .take_while(|d| d.starts_with(root.dir.path()))
+    {
+        let mut perm = std::fs::metadata(dir).unwrap().permissions();
+        perm.set_mode(perm.mode() | 0o001);
+        std::fs::set_permissions(dir, perm).unwrap();
+    }
+    let pins = root.path().join("pins/per-user");
+    assert_eq!(std::fs::metadata(&pins).unwrap().mode() & 0o7777, 0o1777);
+    let store = root.path().join("store");
+    let as_nobody = |script: &str| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(["sh", "-c", script])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    let mine = pins.join("nobody/handmade");
+    assert!(as_nobody(&format!(
+        "mkdir -p {m} && ln -s {s}/{a} {m}/{a}",
+        m = mine.display(),
+        s = store.display()
+    )));
+    assert_eq!(std::fs::metadata(pins.join("nobody")).unwrap().uid(), 65534);
+    let roots = pins.join("root/cli");
+    assert!(roots.is_dir());
+    assert!(
+        !as_nobody(&format!(
+            "ln -s {s}/{a} {r}/{a}",
+            r = roots.display(),
+            s = store.display()
+        )),
+        "another user wrote into root's pins"
+    );
+    as_nobody(&format!("rm -rf {}", pins.join("root").display()));
+    assert!(roots.is_dir(), "another user removed root's pins");
+    let rootpin = roots.join(cairn_store::block_name(
+        &cairn_store::parse_cid(&b).unwrap(),
+    ));
+    assert!(std::fs::symlink_metadata(rootpin).is_ok());
+    gc(&root);
+    assert_eq!(present(&root, &ba), ba.len(), "nobody's pin counts");
+    assert_eq!(present(&root, &bb), bb.len(), "root's pin counts");
+}

@@ -638,6 +638,12 @@ fn roots_list_views_and_pins() {
     let pinned = root.add_q(&[&file("a", "pinned\n")]);
     let loose = root.add_q(&["--pin=false", &file("b", "not pinned\n")]);
     let raw = root.add_q(&["--pin=false", "--cid-version=1", &file("c", "raw\n")]);
+    write_tree(&root.dir.path().join("d"), &[("inside", "x")]);
+    let dir = root.add_q(&[
+        "--pin=false",
+        "-r",
+        root.dir.path().join("d").to_str().unwrap(),
+    ]);
     // Pins, and so the listings, name CIDs in their canonical CIDv1 form.
     let pinned = cairn_store::block_name(&cairn_store::parse_cid(&pinned).unwrap());
     let m = Mount::start(&root, &[]);
@@ -647,6 +653,14 @@ fn roots_list_views_and_pins() {
     assert_eq!(names(&m.path("unixfs")), vec![pinned.clone()]);
     assert_eq!(names(&m.path("raw")), vec![pinned.clone()]);
     assert_eq!(std::fs::read(m.path(&loose)).unwrap(), b"not pinned\n");
+    // Listing a content directory makes the kernel cache directory listings from then on
+    // (stateless opendir); the root's must still follow the pins.
+    assert_eq!(names(&m.path(&dir)), ["inside"]);
+    assert_eq!(
+        errno_of(std::fs::metadata(m.path(&format!("{dir}/nope")))),
+        Some(libc::ENOENT)
+    );
+    assert_eq!(names(&m.dir), want);
 
     // A pin made with plain ln -s shows up within the listings' TTL.
     let pins = root.path().join("pins/per-user/someone/by-hand");

@@ -79,6 +79,16 @@ impl NodeSource for NodeCache {
             Node::decode(cid, block).map(Arc::new)
         })
     }
+    fn prefetch(&self, cids: &[Cid]) {
+        let cold: Vec<Cid> = cids
+            .iter()
+            .filter(|c| !self.nodes.contains_key(*c))
+            .copied()
+            .collect();
+        if !cold.is_empty() {
+            self.src.prefetch(&cold);
+        }
+    }
 }
 
 /// `resolve::list` and `hamt::lookup` read shards through a `BlockSource`; the cache serves
@@ -89,5 +99,8 @@ impl BlockSource for NodeCache {
     }
     fn has(&self, cid: &Cid) -> Result<bool, cairn_store::StoreError> {
         self.src.has(cid)
+    }
+    fn prefetch(&self, cids: &[Cid]) {
+        NodeSource::prefetch(self, cids)
     }
 }

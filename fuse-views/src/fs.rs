@@ -15,9 +15,9 @@ use std::{
 use cairn_store::{parse_block_name, Cid};
 use fuser::{
     AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr,
-    Request,
+    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen,
+    ReplyStatfs, ReplyXattr, Request,
 };
 
 use crate::{
@@ -83,10 +83,34 @@ pub struct CairnFs {
     /// Open passthrough handles: fh -> inode.
     handles: Mutex<HashMap<u64, u64>>,
     next_fh: AtomicU64,
+    /// A fingerprint of the pinned roots last seen, and when it last changed: the mtime of
+    /// the root and the view roots, so that the kernel drops its cached listings of them.
+    pins_seen: Mutex<(u64, SystemTime)>,
 }
 
 /// What FUSE gets back from a helper: an errno, already logged if it hides a content error.
 type FsResult<T> = Result<T, Errno>;
+
+/// A directory's entries after "." and "..", see [`CairnFs::listing`].
+enum Listing {
+    /// The root and the view roots: few entries, resolved up front.
+    Resolved(Vec<(String, Inode)>),
+    /// A content directory: names and CIDs from the cached listing, children resolved on demand.
+    Dir {
+        view: usize,
+        dir: Arc<Entry>,
+        names: Arc<Vec<(String, Cid)>>,
+    },
+}
+
+impl Listing {
+    fn len(&self) -> usize {
+        match self {
+            Listing::Resolved(v) => v.len(),
+            Listing::Dir { names, .. } => names.len(),
+        }
+    }
+}
 
 impl CairnFs {
     pub fn new(views: Vec<Arc<dyn View>>, nodes: NodeCache, opts: FsOptions) -> CairnFs {
@@ -100,6 +124,7 @@ impl CairnFs {
             backing: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
+            pins_seen: Mutex::new((0, SystemTime::now())),
         }
     }
 
@@ -128,6 +153,25 @@ impl CairnFs {
             .cloned()
             .ok_or(Errno::ENOENT)?;
         self.settle(ino.0, inode)
+    }
+
+    /// When the set of pinned roots last changed (as far as this mount has seen).
+    fn pins_changed_at(&self) -> SystemTime {
+        let mut names: Vec<String> = (self.opts.pinned.0)()
+            .iter()
+            .map(cairn_store::block_name)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in names.iter().flat_map(|n| n.bytes().chain([b'\n'])) {
+            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        let mut seen = self.pins_seen.lock().expect("pins_seen");
+        if seen.0 != h {
+            *seen = (h, SystemTime::now());
+        }
+        seen.1
     }
 
     fn dir_attr(&self, ino: u64) -> FileAttr {
@@ -160,7 +204,12 @@ impl CairnFs {
                 a.nlink = 1;
                 return (a, Duration::ZERO);
             }
-            _ => return (self.dir_attr(ino), LISTING_TTL),
+            _ => {
+                let mut a = self.dir_attr(ino);
+                a.mtime = self.pins_changed_at();
+                a.ctime = a.mtime;
+                return (a, LISTING_TTL);
+            }
         };
         let (kind, default_perm, nlink) = match entry.kind {
             Kind::File => (FileType::RegularFile, 0o444, 1),
@@ -285,8 +334,10 @@ impl CairnFs {
         }
     }
 
-    /// The entries of a directory inode after "." and "..": (name, inode if resolvable).
-    fn children(&self, inode: &Inode) -> FsResult<Vec<(String, Inode)>> {
+    /// The entries of a directory inode after "." and "..". Content directories resolve
+    /// their children one at a time ([`Listing::get`]), so that each readdir call, which
+    /// returns a page of entries, costs that page and not the whole directory.
+    fn listing(&self, inode: &Inode) -> FsResult<Listing> {
         match inode {
             Inode::Root => {
                 let mut out: Vec<(String, Inode)> = self
@@ -296,50 +347,56 @@ impl CairnFs {
                     .map(|(i, v)| (v.name().to_owned(), Inode::ViewDir(i)))
                     .collect();
                 out.extend(self.pinned_roots(None));
-                Ok(out)
+                Ok(Listing::Resolved(out))
             }
-            Inode::ViewDir(v) => Ok(self.pinned_roots(Some(*v))),
+            Inode::ViewDir(v) => Ok(Listing::Resolved(self.pinned_roots(Some(*v)))),
             Inode::Pending { .. } => Err(Errno::EIO),
             Inode::Node { view, entry } => {
                 if entry.kind != Kind::Directory {
                     return Err(Errno::ENOTDIR);
                 }
-                let v = &self.views[*view];
-                let listing = v
+                let names = self.views[*view]
                     .list(&self.nodes, entry)
                     .map_err(|e| self.errno(&entry.cid, e, Errno::ENOTDIR))?;
-                Ok(listing
-                    .iter()
-                    .filter(|(name, _)| {
-                        // A name that cannot be a file name ("", ".", "..", or with '/' or NUL)
-                        // is not shown: no path could reach it anyway.
-                        let ok = cairn_unixfs::get::check_name("", name).is_ok();
-                        if !ok {
-                            log::warn!(
-                                "{}: hiding entry {name:?}, which is not a file name",
-                                entry.cid
-                            );
+                Ok(Listing::Dir {
+                    view: *view,
+                    dir: entry.clone(),
+                    names,
+                })
+            }
+        }
+    }
+
+    /// Entry `i` of `listing`: its name and inode (a [`Inode::Pending`] one if its block
+    /// cannot be read now), or `None` for a name that cannot be a file name ("", ".", "..",
+    /// or with '/' or NUL), which is not shown: no path could reach it anyway.
+    fn listing_entry(&self, listing: &Listing, i: usize) -> Option<(String, Inode)> {
+        match listing {
+            Listing::Resolved(v) => v.get(i).cloned(),
+            Listing::Dir { view, dir, names } => {
+                let (name, cid) = names.get(i)?;
+                if cairn_unixfs::get::check_name("", name).is_err() {
+                    log::warn!(
+                        "{}: hiding entry {name:?}, which is not a file name",
+                        dir.cid
+                    );
+                    return None;
+                }
+                let inode = match self.views[*view].child(&self.nodes, dir, cid) {
+                    Ok(c) => Inode::Node {
+                        view: *view,
+                        entry: Arc::new(c),
+                    },
+                    Err(e) => {
+                        let _ = self.errno(&format!("{}/{name}", dir.cid), e, Errno::EIO);
+                        Inode::Pending {
+                            view: *view,
+                            dir: dir.clone(),
+                            cid: *cid,
                         }
-                        ok
-                    })
-                    .map(|(name, cid)| {
-                        let child = match v.child(&self.nodes, entry, cid) {
-                            Ok(c) => Inode::Node {
-                                view: *view,
-                                entry: Arc::new(c),
-                            },
-                            Err(e) => {
-                                let _ = self.errno(&format!("{}/{name}", entry.cid), e, Errno::EIO);
-                                Inode::Pending {
-                                    view: *view,
-                                    dir: entry.clone(),
-                                    cid: *cid,
-                                }
-                            }
-                        };
-                        (name.clone(), child)
-                    })
-                    .collect())
+                    }
+                };
+                Some((name.clone(), inode))
             }
         }
     }
@@ -348,15 +405,19 @@ impl CairnFs {
     /// view). A root whose top block is not here, or that the view does not show, is left out,
     /// as a lookup of it would fail.
     fn pinned_roots(&self, view: Option<usize>) -> Vec<(String, Inode)> {
-        let mut cids = (self.opts.pinned.0)();
-        cids.sort_unstable_by_key(|c| c.to_string());
-        cids.dedup();
+        // Named by CIDv1, so that a CID pinned in both spellings is listed once.
+        let mut cids: Vec<(String, Cid)> = (self.opts.pinned.0)()
+            .into_iter()
+            .map(|c| (cairn_store::block_name(&c), c))
+            .collect();
+        cids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        cids.dedup_by(|a, b| a.0 == b.0);
         cids.into_iter()
-            .filter_map(|cid| {
+            .filter_map(|(name, cid)| {
                 let v = view.unwrap_or_else(|| default_view(&self.views, &cid));
                 let entry = self.views[v].root(&self.nodes, &cid).ok()??;
                 Some((
-                    cid.to_string(),
+                    name,
                     Inode::Node {
                         view: v,
                         entry: Arc::new(entry),
@@ -482,6 +543,18 @@ impl Filesystem for CairnFs {
                 // Names never change meaning; only the root's and view dirs' attributes do.
                 reply.entry_with_ttls(&ttl, &CONTENT_TTL, &attr, Generation(0));
             }
+            // Content never changes, so a name that is not there never will be: the kernel
+            // may remember that for as long as it remembers names. Under the root and the
+            // view roots a CID may arrive at any time, so for a second only.
+            Err(e) if e == Errno::ENOENT => {
+                let ttl = match self.inode(parent) {
+                    Ok(Inode::Node { .. }) => CONTENT_TTL,
+                    _ => LISTING_TTL,
+                };
+                let mut attr = self.dir_attr(0);
+                attr.ino = INodeNo(0);
+                reply.entry_with_ttls(&ttl, &ttl, &attr, Generation(0));
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -566,6 +639,23 @@ impl Filesystem for CairnFs {
         }
     }
 
+    /// The kernel forwards every ioctl, such as the `TCGETS` behind each `isatty()` that
+    /// Python and C stdio make on open: answer at once, and without a log line.
+    #[allow(clippy::too_many_arguments)]
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
+    }
+
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.inode(ino) {
             Ok(Inode::Node { entry, .. }) if entry.kind != Kind::Directory => {
@@ -590,27 +680,26 @@ impl Filesystem for CairnFs {
             Ok(i) => i,
             Err(e) => return reply.error(e),
         };
-        let children = match self.children(&inode) {
+        let listing = match self.listing(&inode) {
             Ok(c) => c,
             Err(e) => return reply.error(e),
         };
         let parent = self.inodes.lock().expect("inodes").parent(ino.0);
-        let dots = [
-            (".", ino.0, FileType::Directory),
-            ("..", parent, FileType::Directory),
-        ];
-        let all = dots
-            .into_iter()
-            .map(|(n, i, t)| (n.to_owned(), i, t))
-            .chain(children.into_iter().map(|(name, inode)| {
-                let t = file_type(&inode);
-                let i = match inode {
-                    Inode::ViewDir(v) => Inodes::view_dir(v),
-                    _ => listing_ino(ino.0, &name),
-                };
-                (name, i, t)
-            }));
-        for (i, (name, child_ino, kind)) in all.enumerate().skip(offset as usize) {
+        for i in (offset as usize)..listing.len() + 2 {
+            let (name, child_ino, kind) = match i {
+                0 => (".".to_owned(), ino.0, FileType::Directory),
+                1 => ("..".to_owned(), parent, FileType::Directory),
+                _ => {
+                    let Some((name, inode)) = self.listing_entry(&listing, i - 2) else {
+                        continue;
+                    };
+                    let child_ino = match inode {
+                        Inode::ViewDir(v) => Inodes::view_dir(v),
+                        _ => listing_ino(ino.0, &name),
+                    };
+                    (name, child_ino, file_type(&inode))
+                }
+            };
             if reply.add(INodeNo(child_ino), i as u64 + 1, kind, &name) {
                 break;
             }
@@ -630,7 +719,7 @@ impl Filesystem for CairnFs {
             Ok(i) => i,
             Err(e) => return reply.error(e),
         };
-        let listing = match self.children(&inode) {
+        let listing = match self.listing(&inode) {
             Ok(c) => c,
             Err(e) => return reply.error(e),
         };
@@ -654,20 +743,22 @@ impl Filesystem for CairnFs {
                     )
                 }
                 _ => {
-                    let (name, inode) = &listing[i - 2];
+                    let Some((name, inode)) = self.listing_entry(&listing, i - 2) else {
+                        continue;
+                    };
                     let child_ino = match inode {
-                        Inode::ViewDir(v) => Inodes::view_dir(*v),
+                        Inode::ViewDir(v) => Inodes::view_dir(v),
                         _ => self.inodes.lock().expect("inodes").insert(
                             ino.0,
-                            OsStr::new(name),
+                            OsStr::new(&name),
                             inode.clone(),
                         ),
                     };
-                    let (attr, ttl) = self.attr(child_ino, inode);
+                    let (attr, ttl) = self.attr(child_ino, &inode);
                     let full = reply.add(
                         INodeNo(child_ino),
                         i as u64 + 1,
-                        name,
+                        &name,
                         &ttl,
                         &attr,
                         Generation(0),

@@ -75,6 +75,8 @@ pub enum GcError {
     },
     #[error("invalid {what} name {name:?}")]
     BadName { what: String, name: String },
+    #[error("{} belongs to uid {owner}, not to you (uid {me}): pin under your own user", path.display())]
+    NotYours { path: PathBuf, owner: u32, me: u32 },
     #[error("another garbage collection is running")]
     Busy,
     #[error("the index is held by another cairn process")]

@@ -96,6 +96,18 @@ fn prog_dir(layout: &Layout, user: &str, prog: &str) -> Result<PathBuf, GcError>
         fs::set_permissions(&user_dir, fs::Permissions::from_mode(0o755))
             .map_err(|e| GcError::io(&user_dir, e))?;
     }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    match owner(&user_dir) {
+        Some(owner) if owner != me && me != 0 => {
+            return Err(GcError::NotYours {
+                path: user_dir,
+                owner,
+                me,
+            })
+        }
+        _ => {}
+    }
     let dir = user_dir.join(prog);
     fs::create_dir_all(&dir).map_err(|e| GcError::io(&dir, e))?;
     Ok(dir)

@@ -67,6 +67,18 @@ impl FileBlocks {
         }
     }
 
+    /// Asks the kernel to start reading the block's file into the page cache, without
+    /// waiting for it (`POSIX_FADV_WILLNEED`). A missing block is ignored.
+    pub fn prefetch(&self, cid: &Cid) {
+        if cid.hash().code() == hash::IDENTITY {
+            return;
+        }
+        if let Ok(f) = File::open(self.path(cid)) {
+            // SAFETY: a valid fd for the duration of the call.
+            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
+        }
+    }
+
     /// The block's size on disk, if present (not verified).
     pub fn size(&self, cid: &Cid) -> Result<Option<u64>, StoreError> {
         if cid.hash().code() == hash::IDENTITY {

@@ -92,6 +92,20 @@ impl Layout {
         ] {
             std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
         }
+        // Every user makes their own directory here, which then belongs to them alone: sticky
+        // and world-writable, like /tmp. Only the owner of the root can (and need) set this.
+        for dir in [self.user_pins(), self.profiles()] {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(&dir).map_err(|e| StoreError::io(&dir, e))?;
+            if meta.permissions().mode() & 0o7777 != 0o1777 {
+                match std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => {
+                        return Err(StoreError::io(&dir, e))
+                    }
+                    _ => {}
+                }
+            }
+        }
         let lock = self.pins_lock();
         std::fs::OpenOptions::new()
             .create(true)

@@ -22,6 +22,12 @@ pub trait BlockSource: Send + Sync {
 
     /// True if `get` would find the block without waiting for anyone.
     fn has(&self, cid: &Cid) -> Result<bool, StoreError>;
+
+    /// A hint that these blocks will be read soon: start bringing them closer (into the page
+    /// cache, or from a peer) without waiting. Never fails; the default does nothing.
+    fn prefetch(&self, cids: &[Cid]) {
+        let _ = cids;
+    }
 }
 
 impl<T: BlockSource + ?Sized> BlockSource for Arc<T> {
@@ -31,6 +37,9 @@ impl<T: BlockSource + ?Sized> BlockSource for Arc<T> {
     fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
         (**self).has(cid)
     }
+    fn prefetch(&self, cids: &[Cid]) {
+        (**self).prefetch(cids)
+    }
 }
 
 impl<T: BlockSource + ?Sized> BlockSource for &T {
@@ -39,5 +48,8 @@ impl<T: BlockSource + ?Sized> BlockSource for &T {
     }
     fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
         (**self).has(cid)
+    }
+    fn prefetch(&self, cids: &[Cid]) {
+        (**self).prefetch(cids)
     }
 }

@@ -459,6 +459,11 @@ impl BlockSource for Store {
     fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
         self.blocks.has(cid)
     }
+    fn prefetch(&self, cids: &[Cid]) {
+        for cid in cids {
+            self.blocks.prefetch(cid);
+        }
+    }
 }
 
 impl Drop for Store {

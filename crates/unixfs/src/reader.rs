@@ -13,16 +13,28 @@ use crate::{
 /// Deeper than any DAG an importer makes; a hostile DAG deeper than this is refused.
 const MAX_DEPTH: usize = 64;
 
+/// How far past the end of a read the reader asks for blocks ahead ([`NodeSource::prefetch`]):
+/// sequential readers then find the next blocks on their way from disk (or a peer).
+const READ_AHEAD: u64 = 4 << 20;
+
 /// Where readers get decoded nodes: straight from blocks, or from a cache of decoded nodes.
 pub trait NodeSource: Sync {
     /// The node `cid` names, from a verified block. A block that is not available is
     /// [`UnixfsError::MissingBlock`].
     fn node(&self, cid: &Cid) -> Result<Arc<Node>, UnixfsError>;
+
+    /// A hint that these nodes will be asked for soon (see [`BlockSource::prefetch`]).
+    fn prefetch(&self, cids: &[Cid]) {
+        let _ = cids;
+    }
 }
 
 impl<T: NodeSource + ?Sized> NodeSource for &T {
     fn node(&self, cid: &Cid) -> Result<Arc<Node>, UnixfsError> {
         (**self).node(cid)
+    }
+    fn prefetch(&self, cids: &[Cid]) {
+        (**self).prefetch(cids)
     }
 }
 
@@ -32,6 +44,9 @@ pub struct Decode<'a>(pub &'a dyn BlockSource);
 impl NodeSource for Decode<'_> {
     fn node(&self, cid: &Cid) -> Result<Arc<Node>, UnixfsError> {
         crate::resolve::load(self.0, cid).map(Arc::new)
+    }
+    fn prefetch(&self, cids: &[Cid]) {
+        self.0.prefetch(cids)
     }
 }
 
@@ -125,9 +140,20 @@ impl<S: NodeSource> FileReader<S> {
             f(node.inline.slice(s..e))?;
         }
         let mut child_at = inline_end;
-        for (child, size) in &node.children {
+        for (i, (child, size)) in node.children.iter().enumerate() {
             let child_end = child_at + size;
             if child_at >= end {
+                // The siblings after the range, up to READ_AHEAD bytes of them.
+                let mut ahead = Vec::new();
+                let mut bytes = 0;
+                for (c, s) in &node.children[i..] {
+                    if bytes >= READ_AHEAD {
+                        break;
+                    }
+                    ahead.push(*c);
+                    bytes += s;
+                }
+                self.src.prefetch(&ahead);
                 break;
             }
             if child_end > start && *size > 0 {
