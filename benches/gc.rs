@@ -47,24 +47,19 @@ fn build(dir: &Path, blocks: u64) -> (Cid, Cid) {
     let live_bytes = blocks * 9 / 10 * 1024;
     let dead_bytes = blocks / 10 * 1024;
     let t = Instant::now();
-    let live = import_reader(
-        &store,
-        &opts,
-        &mut Noise(1, live_bytes),
-        &Metadata::default(),
-        &(),
-    )
-    .unwrap()
-    .cid;
-    let dead = import_reader(
-        &store,
-        &opts,
-        &mut Noise(2, dead_bytes),
-        &Metadata::default(),
-        &(),
-    )
-    .unwrap()
-    .cid;
+    let file = |seed: u64, bytes: u64| {
+        import_reader(
+            &store,
+            &opts,
+            &mut Noise(seed, bytes),
+            &Metadata::default(),
+            &(),
+        )
+        .unwrap()
+        .cid
+    };
+    let live = file(1, live_bytes);
+    let dead = file(2, dead_bytes);
     store.flush().unwrap();
     pins::add(store.layout(), "bench", "bench", &live).unwrap();
     store.release();

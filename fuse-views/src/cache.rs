@@ -10,6 +10,9 @@ use cairn_store::{BlockSource, Cid};
 use cairn_unixfs::{resolve, Node, NodeSource, UnixfsError};
 use quick_cache::{sync::Cache, Weighter};
 
+/// How many recently prefetched CIDs [`NodeCache`] remembers (16 GiB of 256 KiB blocks).
+const PREFETCHED: usize = 65536;
+
 #[derive(Clone)]
 struct ByBlockSize;
 
@@ -41,6 +44,9 @@ pub struct NodeCache {
     src: Arc<dyn BlockSource>,
     nodes: Cache<Cid, Arc<Node>, ByBlockSize>,
     listings: Cache<Cid, Arc<Vec<(String, Cid)>>, ByEntries>,
+    /// Blocks recently passed on to the source's prefetch: a sequential reader asks for the
+    /// same blocks ahead on each of its reads, and the source need hear of each once.
+    prefetched: Cache<Cid, ()>,
 }
 
 impl NodeCache {
@@ -51,6 +57,7 @@ impl NodeCache {
             src,
             nodes: Cache::with_weighter(items, bytes, ByBlockSize),
             listings: Cache::with_weighter(items / 8, bytes / 8, ByEntries),
+            prefetched: Cache::new(PREFETCHED),
         }
     }
 
@@ -82,9 +89,12 @@ impl NodeSource for NodeCache {
     fn prefetch(&self, cids: &[Cid]) {
         let cold: Vec<Cid> = cids
             .iter()
-            .filter(|c| !self.nodes.contains_key(*c))
+            .filter(|c| !self.nodes.contains_key(*c) && !self.prefetched.contains_key(*c))
             .copied()
             .collect();
+        for c in &cold {
+            self.prefetched.insert(*c, ());
+        }
         if !cold.is_empty() {
             self.src.prefetch(&cold);
         }

@@ -9,7 +9,7 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use cairn_store::{parse_block_name, Cid};
@@ -83,9 +83,17 @@ pub struct CairnFs {
     /// Open passthrough handles: fh -> inode.
     handles: Mutex<HashMap<u64, u64>>,
     next_fh: AtomicU64,
-    /// A fingerprint of the pinned roots last seen, and when it last changed: the mtime of
-    /// the root and the view roots, so that the kernel drops its cached listings of them.
-    pins_seen: Mutex<(u64, SystemTime)>,
+    /// The pinned roots, read at most once per listing TTL.
+    pins: Mutex<PinSnapshot>,
+}
+
+/// The pinned roots as last read, by canonical name (CIDv1, so that a CID pinned in both
+/// spellings is listed once), and when they last changed: the mtime of the root and the view
+/// roots, so that the kernel drops listings of them it has cached.
+struct PinSnapshot {
+    read_at: Option<Instant>,
+    roots: Arc<Vec<(String, Cid)>>,
+    changed_at: SystemTime,
 }
 
 /// What FUSE gets back from a helper: an errno, already logged if it hides a content error.
@@ -124,7 +132,11 @@ impl CairnFs {
             backing: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
-            pins_seen: Mutex::new((0, SystemTime::now())),
+            pins: Mutex::new(PinSnapshot {
+                read_at: None,
+                roots: Arc::new(Vec::new()),
+                changed_at: SystemTime::now(),
+            }),
         }
     }
 
@@ -155,23 +167,24 @@ impl CairnFs {
         self.settle(ino.0, inode)
     }
 
-    /// When the set of pinned roots last changed (as far as this mount has seen).
-    fn pins_changed_at(&self) -> SystemTime {
-        let mut names: Vec<String> = (self.opts.pinned.0)()
-            .iter()
-            .map(cairn_store::block_name)
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in names.iter().flat_map(|n| n.bytes().chain([b'\n'])) {
-            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    /// The pinned roots and when they last changed, re-read once the snapshot is older than
+    /// the listings' TTL.
+    fn pins(&self) -> (Arc<Vec<(String, Cid)>>, SystemTime) {
+        let mut snap = self.pins.lock().expect("pins");
+        if snap.read_at.is_none_or(|t| t.elapsed() >= LISTING_TTL) {
+            let mut roots: Vec<(String, Cid)> = (self.opts.pinned.0)()
+                .into_iter()
+                .map(|c| (cairn_store::block_name(&c), c))
+                .collect();
+            roots.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            roots.dedup_by(|a, b| a.0 == b.0);
+            if roots != *snap.roots {
+                snap.roots = Arc::new(roots);
+                snap.changed_at = SystemTime::now();
+            }
+            snap.read_at = Some(Instant::now());
         }
-        let mut seen = self.pins_seen.lock().expect("pins_seen");
-        if seen.0 != h {
-            *seen = (h, SystemTime::now());
-        }
-        seen.1
+        (snap.roots.clone(), snap.changed_at)
     }
 
     fn dir_attr(&self, ino: u64) -> FileAttr {
@@ -206,7 +219,7 @@ impl CairnFs {
             }
             _ => {
                 let mut a = self.dir_attr(ino);
-                a.mtime = self.pins_changed_at();
+                a.mtime = self.pins().1;
                 a.ctime = a.mtime;
                 return (a, LISTING_TTL);
             }
@@ -367,6 +380,12 @@ impl CairnFs {
         }
     }
 
+    /// The listing of directory `ino` and the inode of its parent, for readdir.
+    fn open_listing(&self, ino: INodeNo) -> FsResult<(Listing, u64)> {
+        let listing = self.listing(&self.inode(ino)?)?;
+        Ok((listing, self.inodes.lock().expect("inodes").parent(ino.0)))
+    }
+
     /// Entry `i` of `listing`: its name and inode (a [`Inode::Pending`] one if its block
     /// cannot be read now), or `None` for a name that cannot be a file name ("", ".", "..",
     /// or with '/' or NUL), which is not shown: no path could reach it anyway.
@@ -405,19 +424,14 @@ impl CairnFs {
     /// view). A root whose top block is not here, or that the view does not show, is left out,
     /// as a lookup of it would fail.
     fn pinned_roots(&self, view: Option<usize>) -> Vec<(String, Inode)> {
-        // Named by CIDv1, so that a CID pinned in both spellings is listed once.
-        let mut cids: Vec<(String, Cid)> = (self.opts.pinned.0)()
-            .into_iter()
-            .map(|c| (cairn_store::block_name(&c), c))
-            .collect();
-        cids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        cids.dedup_by(|a, b| a.0 == b.0);
-        cids.into_iter()
+        self.pins()
+            .0
+            .iter()
             .filter_map(|(name, cid)| {
-                let v = view.unwrap_or_else(|| default_view(&self.views, &cid));
-                let entry = self.views[v].root(&self.nodes, &cid).ok()??;
+                let v = view.unwrap_or_else(|| default_view(&self.views, cid));
+                let entry = self.views[v].root(&self.nodes, cid).ok()??;
                 Some((
-                    name,
+                    name.clone(),
                     Inode::Node {
                         view: v,
                         entry: Arc::new(entry),
@@ -676,15 +690,10 @@ impl Filesystem for CairnFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let inode = match self.inode(ino) {
-            Ok(i) => i,
+        let (listing, parent) = match self.open_listing(ino) {
+            Ok(l) => l,
             Err(e) => return reply.error(e),
         };
-        let listing = match self.listing(&inode) {
-            Ok(c) => c,
-            Err(e) => return reply.error(e),
-        };
-        let parent = self.inodes.lock().expect("inodes").parent(ino.0);
         for i in (offset as usize)..listing.len() + 2 {
             let (name, child_ino, kind) = match i {
                 0 => (".".to_owned(), ino.0, FileType::Directory),
@@ -715,15 +724,10 @@ impl Filesystem for CairnFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let inode = match self.inode(ino) {
-            Ok(i) => i,
+        let (listing, parent) = match self.open_listing(ino) {
+            Ok(l) => l,
             Err(e) => return reply.error(e),
         };
-        let listing = match self.listing(&inode) {
-            Ok(c) => c,
-            Err(e) => return reply.error(e),
-        };
-        let parent = self.inodes.lock().expect("inodes").parent(ino.0);
         let total = listing.len() + 2;
         for i in (offset as usize)..total {
             let full = match i {
