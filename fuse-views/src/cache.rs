@@ -6,9 +6,14 @@
 
 use std::sync::Arc;
 
-use cairn_store::{BlockSource, Cid};
-use cairn_unixfs::{resolve, Node, NodeSource, UnixfsError};
+use bytes::Bytes;
+use cairn_store::{codec::codes, BlockSource, Cid};
+use cairn_unixfs::{node::FileNode, resolve, Node, NodeSource, UnixfsError, Whole};
 use quick_cache::{sync::Cache, Weighter};
+
+/// Raw blocks this large are described by their file's size, unread (small ones cost about
+/// as much to read and verify as to `stat`, and are then cached).
+const DESCRIBE_UNREAD: u64 = 64 << 10;
 
 /// How many recently prefetched CIDs [`NodeCache`] remembers (16 GiB of 256 KiB blocks).
 const PREFETCHED: usize = 65536;
@@ -65,6 +70,25 @@ impl NodeCache {
         &*self.src
     }
 
+    /// The node to describe `cid` by (kind, size, mode, mtime) and to read it through. A
+    /// large raw block is described without being read: its size is its file's size, and
+    /// the node is a file whose one child is the block itself, so its bytes are read and
+    /// verified when they are read, not when a listing or `stat` names the file. Everything
+    /// else is the decoded, verified node.
+    pub fn entry_node(&self, cid: &Cid) -> Result<Arc<Node>, UnixfsError> {
+        if cid.codec() == codes::RAW && !self.nodes.contains_key(cid) {
+            if let Some(size) = self.src.size(cid)?.filter(|s| *s >= DESCRIBE_UNREAD) {
+                return Ok(Arc::new(Node::File(FileNode {
+                    inline: Bytes::new(),
+                    children: vec![(*cid, size)],
+                    size,
+                    meta: Default::default(),
+                })));
+            }
+        }
+        self.node(cid)
+    }
+
     /// A directory's (or HAMT's) entries: name and CID, in listing order.
     pub fn listing(&self, cid: &Cid, dir: &Node) -> Result<Arc<Vec<(String, Cid)>>, UnixfsError> {
         self.listings.get_or_insert_with(cid, || {
@@ -79,12 +103,70 @@ impl NodeCache {
     }
 }
 
+thread_local! {
+    /// Where each FUSE thread reads dag-pb leaves that it will not keep.
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 impl NodeSource for NodeCache {
     fn node(&self, cid: &Cid) -> Result<Arc<Node>, UnixfsError> {
         self.nodes.get_or_insert_with(cid, || {
             let block = self.src.get(cid)?.ok_or(UnixfsError::MissingBlock(*cid))?;
             Node::decode(cid, block).map(Arc::new)
         })
+    }
+
+    /// A leaf wanted whole is read into the caller's buffer (raw) or a reused scratch buffer
+    /// (dag-pb), verified there, and not kept: the kernel's page cache keeps the file's bytes
+    /// (`FOPEN_KEEP_CACHE`), and a sequential read of a large file would otherwise push every
+    /// directory and file root out of this cache. Leaves read in part are kept, because the
+    /// rest of them is likely asked for next.
+    fn whole(&self, cid: &Cid, out: &mut Vec<u8>) -> Result<Whole, UnixfsError> {
+        if let Some(node) = self.nodes.get(cid) {
+            return Ok(Whole::Node(node));
+        }
+        match cid.codec() {
+            codes::RAW => {
+                if !self.src.get_into(cid, out)? {
+                    return Err(UnixfsError::MissingBlock(*cid));
+                }
+                Ok(Whole::Appended)
+            }
+            codes::DAG_PB => {
+                let mut buf = SCRATCH.take();
+                buf.clear();
+                let found = self.src.get_into(cid, &mut buf);
+                let result = match found {
+                    Ok(true) => {
+                        let block = Bytes::from(buf);
+                        let node = Node::decode(cid, block.clone());
+                        let result = match node {
+                            Ok(Node::File(f)) if f.children.is_empty() => {
+                                out.extend_from_slice(&f.inline);
+                                Ok(Whole::Appended)
+                            }
+                            // Not a leaf: keep it, decoded from a block of its own size (the
+                            // scratch buffer may be far larger).
+                            Ok(_) => {
+                                let node =
+                                    Arc::new(Node::decode(cid, Bytes::copy_from_slice(&block))?);
+                                self.nodes.insert(*cid, node.clone());
+                                Ok(Whole::Node(node))
+                            }
+                            Err(e) => Err(e),
+                        };
+                        // Take the buffer back for the next leaf if nothing else holds it.
+                        buf = block.try_into_mut().map(Vec::from).unwrap_or_default();
+                        result
+                    }
+                    Ok(false) => Err(UnixfsError::MissingBlock(*cid)),
+                    Err(e) => Err(e.into()),
+                };
+                SCRATCH.set(buf);
+                result
+            }
+            _ => self.node(cid).map(Whole::Node),
+        }
     }
     fn prefetch(&self, cids: &[Cid]) {
         let cold: Vec<Cid> = cids
@@ -106,6 +188,12 @@ impl NodeSource for NodeCache {
 impl BlockSource for NodeCache {
     fn get(&self, cid: &Cid) -> Result<Option<cairn_store::Bytes>, cairn_store::StoreError> {
         self.src.get(cid)
+    }
+    fn get_into(&self, cid: &Cid, out: &mut Vec<u8>) -> Result<bool, cairn_store::StoreError> {
+        self.src.get_into(cid, out)
+    }
+    fn size(&self, cid: &Cid) -> Result<Option<u64>, cairn_store::StoreError> {
+        self.src.size(cid)
     }
     fn has(&self, cid: &Cid) -> Result<bool, cairn_store::StoreError> {
         self.src.has(cid)

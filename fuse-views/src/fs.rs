@@ -32,6 +32,9 @@ const CONTENT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 const LISTING_TTL: Duration = Duration::from_secs(1);
 /// `st_blksize`: tools size their buffers by it; reads come in up to 1 MiB.
 const BLKSIZE: u32 = 1 << 20;
+/// A FUSE thread keeps a reply buffer up to this size between reads (requests are at most
+/// 1 MiB: the kernel's `max_pages`).
+const READ_BUFFER_KEPT: usize = 4 << 20;
 const XATTR_CID: &str = "user.ipfs.cid";
 /// On the mount root: how many inodes the table holds (to see `forget` at work).
 const XATTR_INODES: &str = "user.cairn.inodes";
@@ -461,8 +464,13 @@ impl CairnFs {
                 id.clone()
             }
             None => {
-                // The block was verified when its node was decoded; the kernel reads the same
-                // file from now on.
+                // Verify the block once, as this mount first hands it to the kernel; the
+                // kernel reads the same file from then on (and its page cache holds the
+                // verified bytes). A block that fails is served through cairn: EIO.
+                if let Err(e) = self.nodes.source().get(&cid) {
+                    log::error!("{cid}: {}", chain(&e));
+                    return None;
+                }
                 let path = self.opts.blocks_dir.join(cairn_store::block_name(&cid));
                 let file = std::fs::File::open(&path).ok()?;
                 match reply.open_backing(file) {
@@ -644,13 +652,25 @@ impl Filesystem for CairnFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.node_entry(ino) {
-            Ok((view, entry)) => match self.views[view].read(&self.nodes, &entry, offset, size) {
-                Ok(bytes) => reply.data(&bytes),
-                Err(e) => reply.error(self.errno(&entry.cid, e, Errno::EISDIR)),
-            },
-            Err(e) => reply.error(e),
+        thread_local! {
+            /// Each FUSE thread's reply buffer: reused, so its pages stay mapped.
+            static OUT: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
         }
+        let (view, entry) = match self.node_entry(ino) {
+            Ok(e) => e,
+            Err(e) => return reply.error(e),
+        };
+        let mut out = OUT.take();
+        out.clear();
+        if out.capacity() > READ_BUFFER_KEPT {
+            out = Vec::new();
+        }
+        out.reserve(size as usize);
+        match self.views[view].read(&self.nodes, &entry, offset, size, &mut out) {
+            Ok(()) => reply.data(&out),
+            Err(e) => reply.error(self.errno(&entry.cid, e, Errno::EISDIR)),
+        }
+        OUT.set(out);
     }
 
     /// The kernel forwards every ioctl, such as the `TCGETS` behind each `isatty()` that

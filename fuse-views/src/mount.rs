@@ -39,7 +39,7 @@ impl MountOptions {
             passthrough: false,
             cache_bytes: 256 << 20,
             threads: 16,
-            read_ahead_kb: 1024,
+            read_ahead_kb: 4096,
             pinned: PinnedRoots::none(),
         }
     }

@@ -20,6 +20,25 @@ use crate::StoreError;
 pub trait BlockSource: Send + Sync {
     fn get(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError>;
 
+    /// Like `get`, appending the verified bytes to `out` (left as it was on error or when the
+    /// block is absent). The local store reads straight into `out`; the default copies.
+    fn get_into(&self, cid: &Cid, out: &mut Vec<u8>) -> Result<bool, StoreError> {
+        match self.get(cid)? {
+            Some(b) => {
+                out.extend_from_slice(&b);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The size of a block that is here, without reading or checking it; `Ok(None)` if it
+    /// is absent or the source cannot tell without fetching it (callers then `get` it).
+    fn size(&self, cid: &Cid) -> Result<Option<u64>, StoreError> {
+        let _ = cid;
+        Ok(None)
+    }
+
     /// True if `get` would find the block without waiting for anyone.
     fn has(&self, cid: &Cid) -> Result<bool, StoreError>;
 
@@ -34,6 +53,12 @@ impl<T: BlockSource + ?Sized> BlockSource for Arc<T> {
     fn get(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
         (**self).get(cid)
     }
+    fn get_into(&self, cid: &Cid, out: &mut Vec<u8>) -> Result<bool, StoreError> {
+        (**self).get_into(cid, out)
+    }
+    fn size(&self, cid: &Cid) -> Result<Option<u64>, StoreError> {
+        (**self).size(cid)
+    }
     fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
         (**self).has(cid)
     }
@@ -45,6 +70,12 @@ impl<T: BlockSource + ?Sized> BlockSource for Arc<T> {
 impl<T: BlockSource + ?Sized> BlockSource for &T {
     fn get(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
         (**self).get(cid)
+    }
+    fn get_into(&self, cid: &Cid, out: &mut Vec<u8>) -> Result<bool, StoreError> {
+        (**self).get_into(cid, out)
+    }
+    fn size(&self, cid: &Cid) -> Result<Option<u64>, StoreError> {
+        (**self).size(cid)
     }
     fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
         (**self).has(cid)

@@ -456,6 +456,12 @@ impl BlockSource for Store {
     fn get(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
         self.blocks.get(cid)
     }
+    fn get_into(&self, cid: &Cid, out: &mut Vec<u8>) -> Result<bool, StoreError> {
+        self.blocks.get_into(cid, out)
+    }
+    fn size(&self, cid: &Cid) -> Result<Option<u64>, StoreError> {
+        self.blocks.size(cid)
+    }
     fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
         self.blocks.has(cid)
     }

@@ -33,7 +33,7 @@ pub struct MountArgs {
     #[arg(long, default_value_t = 16)]
     threads: usize,
     /// Read-ahead window of the mount, in KiB (0 keeps the kernel's default)
-    #[arg(long, default_value_t = 1024, value_name = "KIB")]
+    #[arg(long, default_value_t = 4096, value_name = "KIB")]
     read_ahead_kb: u32,
 }
 

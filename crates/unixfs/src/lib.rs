@@ -25,7 +25,7 @@ pub mod resolve;
 pub use crate::{
     error::UnixfsError,
     node::{Metadata, Node},
-    reader::{Decode, FileReader, NodeSource},
+    reader::{Decode, FileReader, NodeSource, Whole},
 };
 
 /// Progress of long work, reported as it happens. Every method has a no-op default.

@@ -27,6 +27,23 @@ pub trait NodeSource: Sync {
     fn prefetch(&self, cids: &[Cid]) {
         let _ = cids;
     }
+
+    /// All the file bytes of `cid`, for a reader that wants every one of them: either
+    /// appended to `out` ([`Whole::Appended`], for a leaf: a source may then skip decoding
+    /// into a node it would keep), or the node to walk ([`Whole::Node`]). The default
+    /// always answers with the node.
+    fn whole(&self, cid: &Cid, out: &mut Vec<u8>) -> Result<Whole, UnixfsError> {
+        let _ = out;
+        self.node(cid).map(Whole::Node)
+    }
+}
+
+/// What [`NodeSource::whole`] did.
+pub enum Whole {
+    /// The leaf's bytes were appended to the caller's buffer.
+    Appended,
+    /// Not appended: here is the node (a file with children, or a cached leaf).
+    Node(Arc<Node>),
 }
 
 impl<T: NodeSource + ?Sized> NodeSource for &T {
@@ -35,6 +52,9 @@ impl<T: NodeSource + ?Sized> NodeSource for &T {
     }
     fn prefetch(&self, cids: &[Cid]) {
         (**self).prefetch(cids)
+    }
+    fn whole(&self, cid: &Cid, out: &mut Vec<u8>) -> Result<Whole, UnixfsError> {
+        (**self).whole(cid, out)
     }
 }
 
@@ -47,6 +67,26 @@ impl NodeSource for Decode<'_> {
     }
     fn prefetch(&self, cids: &[Cid]) {
         self.0.prefetch(cids)
+    }
+}
+
+/// Where [`FileReader`] puts the bytes it reads.
+enum Sink<'a> {
+    /// Each piece, as a slice of its block.
+    Each(&'a mut dyn FnMut(Bytes) -> Result<(), UnixfsError>),
+    /// Appended to one buffer; whole leaves may be read straight into it.
+    Buffer(&'a mut Vec<u8>),
+}
+
+impl Sink<'_> {
+    fn put(&mut self, b: Bytes) -> Result<(), UnixfsError> {
+        match self {
+            Sink::Each(f) => f(b),
+            Sink::Buffer(v) => {
+                v.extend_from_slice(&b);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -108,12 +148,23 @@ impl<S: NodeSource> FileReader<S> {
         len: u64,
         f: &mut dyn FnMut(Bytes) -> Result<(), UnixfsError>,
     ) -> Result<(), UnixfsError> {
+        self.read(offset, len, &mut Sink::Each(f))
+    }
+
+    /// Appends the file's bytes in `[offset, offset + len)` to `out` (fewer at the end of
+    /// the file). Leaves wholly inside the range go straight from their blocks into `out`.
+    /// On error, `out` may hold part of the range.
+    pub fn read_into(&self, offset: u64, len: u64, out: &mut Vec<u8>) -> Result<(), UnixfsError> {
+        self.read(offset, len, &mut Sink::Buffer(out))
+    }
+
+    fn read(&self, offset: u64, len: u64, sink: &mut Sink) -> Result<(), UnixfsError> {
         let root = self.node();
         let end = offset.saturating_add(len).min(root.size);
         if offset >= end {
             return Ok(());
         }
-        self.visit(root, &self.cid, 0, offset, end, f, 0)
+        self.visit(root, &self.cid, 0, offset, end, sink, 0)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -124,7 +175,7 @@ impl<S: NodeSource> FileReader<S> {
         at: u64,
         start: u64,
         end: u64,
-        f: &mut dyn FnMut(Bytes) -> Result<(), UnixfsError>,
+        sink: &mut Sink,
         depth: usize,
     ) -> Result<(), UnixfsError> {
         if depth > MAX_DEPTH {
@@ -137,7 +188,7 @@ impl<S: NodeSource> FileReader<S> {
         if start < inline_end && end > at {
             let s = (start.max(at) - at) as usize;
             let e = (end.min(inline_end) - at) as usize;
-            f(node.inline.slice(s..e))?;
+            sink.put(node.inline.slice(s..e))?;
         }
         let mut child_at = inline_end;
         for (i, (child, size)) in node.children.iter().enumerate() {
@@ -157,7 +208,29 @@ impl<S: NodeSource> FileReader<S> {
                 break;
             }
             if child_end > start && *size > 0 {
-                let sub = self.src.node(child)?;
+                let sub = match sink {
+                    Sink::Buffer(out) if child_at >= start && child_end <= end => {
+                        let before = out.len();
+                        match self.src.whole(child, out)? {
+                            Whole::Appended if (out.len() - before) as u64 == *size => {
+                                child_at = child_end;
+                                continue;
+                            }
+                            Whole::Appended => {
+                                let got = out.len() - before;
+                                out.truncate(before);
+                                return Err(UnixfsError::InvalidNode {
+                                    cid: *cid,
+                                    reason: format!(
+                                        "blocksize of {child} says {size} bytes but it holds {got}"
+                                    ),
+                                });
+                            }
+                            Whole::Node(n) => n,
+                        }
+                    }
+                    _ => self.src.node(child)?,
+                };
                 let Node::File(sub) = &*sub else {
                     return Err(UnixfsError::InvalidNode {
                         cid: *cid,
@@ -173,7 +246,7 @@ impl<S: NodeSource> FileReader<S> {
                         ),
                     });
                 }
-                self.visit(sub, child, child_at, start, end, f, depth + 1)?;
+                self.visit(sub, child, child_at, start, end, sink, depth + 1)?;
             }
             child_at = child_end;
         }
@@ -183,10 +256,7 @@ impl<S: NodeSource> FileReader<S> {
     /// The bytes in `[offset, offset + len)` (fewer at the end of the file).
     pub fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, UnixfsError> {
         let mut out = Vec::with_capacity(len.min(self.size() as usize));
-        self.for_each(offset, len as u64, &mut |b| {
-            out.extend_from_slice(&b);
-            Ok(())
-        })?;
+        self.read_into(offset, len as u64, &mut out)?;
         Ok(out)
     }
 

@@ -80,14 +80,16 @@ pub trait View: Send + Sync + 'static {
     /// A directory's entries: names and CIDs, in a stable order.
     fn list(&self, nodes: &NodeCache, dir: &Entry) -> Result<Arc<Vec<(String, Cid)>>, ViewError>;
 
-    /// Up to `size` bytes of file `file` from `offset`.
+    /// Appends up to `size` bytes of file `file` from `offset` to `out` (a buffer the
+    /// adapter reuses from request to request, empty on entry).
     fn read(
         &self,
         nodes: &NodeCache,
         file: &Entry,
         offset: u64,
         size: u32,
-    ) -> Result<Vec<u8>, ViewError>;
+        out: &mut Vec<u8>,
+    ) -> Result<(), ViewError>;
 
     /// A symlink's target.
     fn readlink(&self, nodes: &NodeCache, link: &Entry) -> Result<Vec<u8>, ViewError>;

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use cairn_store::Cid;
-use cairn_unixfs::Node;
+use cairn_store::{codec::codes, Cid};
+use cairn_unixfs::{FileReader, Node, UnixfsError};
 
 use super::{Entry, Kind, View, ViewError};
 use crate::cache::NodeCache;
@@ -16,21 +16,32 @@ impl View for RawView {
     }
 
     fn root(&self, nodes: &NodeCache, cid: &Cid) -> Result<Option<Entry>, ViewError> {
-        let bytes = nodes
-            .source()
-            .get(cid)?
-            .ok_or(cairn_unixfs::UnixfsError::MissingBlock(*cid))?;
+        let node = if cid.codec() == codes::RAW {
+            // A raw block decodes to a file of exactly its bytes (read when read, if large).
+            nodes.entry_node(cid)?
+        } else {
+            let bytes = nodes
+                .source()
+                .get(cid)?
+                .ok_or(UnixfsError::MissingBlock(*cid))?;
+            Arc::new(Node::Opaque {
+                codec: cid.codec(),
+                bytes,
+            })
+        };
+        let size = match &*node {
+            Node::File(f) => f.size,
+            Node::Opaque { bytes, .. } => bytes.len() as u64,
+            _ => return Err(ViewError::WrongKind),
+        };
         Ok(Some(Entry {
             cid: *cid,
             root: *cid,
             kind: Kind::File,
-            size: bytes.len() as u64,
+            size,
             mode: None,
             mtime: None,
-            node: Arc::new(Node::Opaque {
-                codec: cid.codec(),
-                bytes,
-            }),
+            node,
         }))
     }
 
@@ -48,17 +59,23 @@ impl View for RawView {
 
     fn read(
         &self,
-        _: &NodeCache,
+        nodes: &NodeCache,
         file: &Entry,
         offset: u64,
         size: u32,
-    ) -> Result<Vec<u8>, ViewError> {
-        let Node::Opaque { bytes, .. } = &*file.node else {
-            return Err(ViewError::WrongKind);
-        };
-        let start = (offset as usize).min(bytes.len());
-        let end = start.saturating_add(size as usize).min(bytes.len());
-        Ok(bytes[start..end].to_vec())
+        out: &mut Vec<u8>,
+    ) -> Result<(), ViewError> {
+        match &*file.node {
+            Node::Opaque { bytes, .. } => {
+                let start = (offset as usize).min(bytes.len());
+                let end = start.saturating_add(size as usize).min(bytes.len());
+                out.extend_from_slice(&bytes[start..end]);
+                Ok(())
+            }
+            Node::File(_) => Ok(FileReader::from_node(nodes, &file.cid, file.node.clone())?
+                .read_into(offset, size.into(), out)?),
+            _ => Err(ViewError::WrongKind),
+        }
     }
 
     fn readlink(&self, _: &NodeCache, _: &Entry) -> Result<Vec<u8>, ViewError> {

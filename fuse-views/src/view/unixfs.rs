@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use cairn_store::{codec::codes, Cid};
-use cairn_unixfs::{resolve, FileReader, Node, NodeSource};
+use cairn_unixfs::{resolve, FileReader, Node};
 
 use super::{Entry, Kind, View, ViewError};
 use crate::cache::NodeCache;
@@ -37,7 +37,7 @@ impl View for UnixfsView {
     }
 
     fn root(&self, nodes: &NodeCache, cid: &Cid) -> Result<Option<Entry>, ViewError> {
-        Ok(Some(entry(cid, cid, nodes.node(cid)?)))
+        Ok(Some(entry(cid, cid, nodes.entry_node(cid)?)))
     }
 
     fn lookup(&self, nodes: &NodeCache, dir: &Entry, name: &str) -> Result<Option<Cid>, ViewError> {
@@ -48,7 +48,7 @@ impl View for UnixfsView {
     }
 
     fn child(&self, nodes: &NodeCache, dir: &Entry, cid: &Cid) -> Result<Entry, ViewError> {
-        Ok(entry(&dir.root, cid, nodes.node(cid)?))
+        Ok(entry(&dir.root, cid, nodes.entry_node(cid)?))
     }
 
     fn list(&self, nodes: &NodeCache, dir: &Entry) -> Result<Arc<Vec<(String, Cid)>>, ViewError> {
@@ -64,9 +64,10 @@ impl View for UnixfsView {
         file: &Entry,
         offset: u64,
         size: u32,
-    ) -> Result<Vec<u8>, ViewError> {
+        out: &mut Vec<u8>,
+    ) -> Result<(), ViewError> {
         let reader = FileReader::from_node(nodes, &file.cid, file.node.clone())?;
-        Ok(reader.read_at(offset, size as usize)?)
+        Ok(reader.read_into(offset, size.into(), out)?)
     }
 
     fn readlink(&self, _: &NodeCache, link: &Entry) -> Result<Vec<u8>, ViewError> {
