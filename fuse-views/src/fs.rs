@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use cairn_store::{parse_block_name, Cid};
+use cairn_store::{codec::codes, parse_block_name, Cid};
 use fuser::{
     AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
     Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr,
@@ -32,6 +32,9 @@ const CONTENT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 const LISTING_TTL: Duration = Duration::from_secs(1);
 /// `st_blksize`: tools size their buffers by it; reads come in up to 1 MiB.
 const BLKSIZE: u32 = 1 << 20;
+/// How many children of a directory a listing page asks for ahead (a readdirplus page holds
+/// about 25 entries).
+const PREFETCH_CHILDREN: usize = 64;
 /// A FUSE thread keeps a reply buffer up to this size between reads (requests are at most
 /// 1 MiB: the kernel's `max_pages`).
 const READ_BUFFER_KEPT: usize = 4 << 20;
@@ -389,6 +392,23 @@ impl CairnFs {
         Ok((listing, self.inodes.lock().expect("inodes").parent(ino.0)))
     }
 
+    /// Asks for the blocks of the children a listing page is about to resolve, all at once:
+    /// on a cold disk the kernel then reads them together instead of one seek at a time. Raw
+    /// children are left out (a large one is described unread, and its bytes are content).
+    fn prefetch_children(&self, listing: &Listing, from: usize) {
+        let Listing::Dir { names, .. } = listing else {
+            return;
+        };
+        let cids: Vec<Cid> = names
+            .iter()
+            .skip(from)
+            .take(PREFETCH_CHILDREN)
+            .map(|(_, cid)| *cid)
+            .filter(|cid| cid.codec() != codes::RAW)
+            .collect();
+        cairn_unixfs::NodeSource::prefetch(&self.nodes, &cids);
+    }
+
     /// Entry `i` of `listing`: its name and inode (a [`Inode::Pending`] one if its block
     /// cannot be read now), or `None` for a name that cannot be a file name ("", ".", "..",
     /// or with '/' or NUL), which is not shown: no path could reach it anyway.
@@ -714,6 +734,7 @@ impl Filesystem for CairnFs {
             Ok(l) => l,
             Err(e) => return reply.error(e),
         };
+        self.prefetch_children(&listing, (offset as usize).saturating_sub(2));
         for i in (offset as usize)..listing.len() + 2 {
             let (name, child_ino, kind) = match i {
                 0 => (".".to_owned(), ino.0, FileType::Directory),
@@ -748,6 +769,7 @@ impl Filesystem for CairnFs {
             Ok(l) => l,
             Err(e) => return reply.error(e),
         };
+        self.prefetch_children(&listing, (offset as usize).saturating_sub(2));
         let total = listing.len() + 2;
         for i in (offset as usize)..total {
             let full = match i {

@@ -15,14 +15,17 @@ use std::{
     io::{self, Read, Write},
     os::{fd::AsRawFd, unix::fs::OpenOptionsExt},
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        OnceLock,
+    },
     time::{Duration, SystemTime},
 };
 
 use bytes::Bytes;
 use cid::Cid;
 
-use crate::{block_name, hash, layout::Layout, parse_block_name, StoreError};
+use crate::{block_name, hash, layout::Layout, parse_block_name, prefetch::Prefetcher, StoreError};
 
 /// The largest block the store accepts (far above the 2 MiB Bitswap limit, well below memory).
 pub const MAX_BLOCK_SIZE: usize = 8 << 20;
@@ -33,6 +36,8 @@ pub struct FileBlocks {
     dir: PathBuf,
     staging: PathBuf,
     corrupt: PathBuf,
+    /// Started by the first prefetch: most commands never ask for one.
+    prefetcher: OnceLock<Prefetcher>,
 }
 
 static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -43,6 +48,7 @@ impl FileBlocks {
             dir: layout.blocks(),
             staging: layout.staging(),
             corrupt: layout.corrupt(),
+            prefetcher: OnceLock::new(),
         }
     }
 
@@ -67,16 +73,16 @@ impl FileBlocks {
         }
     }
 
-    /// Asks the kernel to start reading the block's file into the page cache, without
-    /// waiting for it (`POSIX_FADV_WILLNEED`). A missing block is ignored.
+    /// Asks the kernel to start reading the block's file into the page cache
+    /// (`POSIX_FADV_WILLNEED`), from a background thread: opening a file on a cold disk
+    /// waits for its directory entry and inode. A missing block is ignored.
     pub fn prefetch(&self, cid: &Cid) {
         if cid.hash().code() == hash::IDENTITY {
             return;
         }
-        if let Ok(f) = File::open(self.path(cid)) {
-            // SAFETY: a valid fd for the duration of the call.
-            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
-        }
+        self.prefetcher
+            .get_or_init(|| Prefetcher::new(self.dir.clone()))
+            .push(*cid);
     }
 
     /// The block's size on disk, if present (not verified).
@@ -410,5 +416,56 @@ mod tests {
         let err = blocks.get_into(&cid, &mut out).unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         assert_eq!(out, b"prefix");
+    }
+
+    /// Pages of `path` in the page cache, by `mincore`.
+    fn resident_pages(path: &Path) -> usize {
+        let f = File::open(path).unwrap();
+        let len = f.metadata().unwrap().len() as usize;
+        // SAFETY: a private read-only mapping of an open file, unmapped before returning;
+        // `vec` has one byte per page as mincore requires.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            let mut vec = vec![0u8; len.div_ceil(4096)];
+            assert_eq!(libc::mincore(p, len, vec.as_mut_ptr()), 0);
+            libc::munmap(p, len);
+            vec.iter().filter(|b| **b & 1 == 1).count()
+        }
+    }
+
+    #[test]
+    fn prefetch_brings_an_evicted_block_back_into_the_page_cache() {
+        let (_dir, blocks) = blocks();
+        let data: Vec<u8> = (0..1 << 20).map(|i| (i % 241) as u8).collect();
+        let cid = Cid::new_v1(0x55, HashAlg::Sha2_256.digest(&data));
+        blocks.put(&cid, &data).unwrap();
+        blocks.sync().unwrap();
+        let path = blocks.path(&cid);
+        let f = File::open(&path).unwrap();
+        // SAFETY: a valid fd for the duration of the call.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if resident_pages(&path) > 0 {
+            eprintln!("the kernel kept the pages (tmpfs?): nothing to show");
+            return;
+        }
+        let missing = Cid::new_v1(0x55, HashAlg::Sha2_256.digest(b"not stored"));
+        blocks.prefetch(&missing);
+        blocks.prefetch(&cid);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while resident_pages(&path) < 256 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "prefetched pages never arrived"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }

@@ -34,6 +34,7 @@ pub mod hash;
 pub mod index;
 pub mod journal;
 mod layout;
+mod prefetch;
 mod source;
 mod store;
 pub mod temp;
