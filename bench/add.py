@@ -111,8 +111,10 @@ def kubo_add(venv, work, path):
     repo = scratch(work, "kubo-")
     os.rmdir(repo)
     sh("sync")
-    out = subprocess.run([os.path.join(venv, "bin/python"), "-c", KUBO_DRIVER, repo, path],
-                         check=True, capture_output=True)
+    # The library writes kubo.log into its working directory: keep it in the scratch area.
+    out = subprocess.run([os.path.join(venv, "bin/python"), "-c", KUBO_DRIVER,
+                          os.path.abspath(repo), os.path.abspath(path)],
+                         check=True, capture_output=True, cwd=work)
     line = [l for l in out.stdout.decode().splitlines() if l.startswith("{")][-1]
     r = json.loads(line)
     return r["secs"], r["cid"]
