@@ -10,7 +10,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::util::{sha256_hex, shared, write_tree, Root};
+use crate::util::{cid_of, sha256_hex, shared, write_tree, Root};
 
 /// True if a FUSE filesystem is mounted at `p` (from mountinfo: never blocks on the daemon).
 fn is_fuse(p: &Path) -> bool {
@@ -528,21 +528,8 @@ fn a_flipped_byte_on_disk_is_eio_and_nothing_else_breaks() {
         ],
     );
     let out = root.ok(&["add", "-r", "--cid-version=1", src.to_str().unwrap()]);
-    let cid_of = |n: &str| {
-        out.lines()
-            .find(|l| l.ends_with(n))
-            .unwrap()
-            .split(' ')
-            .nth(1)
-            .unwrap()
-            .to_owned()
-    };
-    let (top, bad) = (cid_of(" src"), cid_of("src/bad.txt"));
-    let f = root.path().join("blocks").join(&bad);
-    let mut bytes = std::fs::read(&f).unwrap();
-    bytes[5] ^= 0x01;
-    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
-    std::fs::write(&f, bytes).unwrap();
+    let (top, bad) = (cid_of(&out, " src"), cid_of(&out, "src/bad.txt"));
+    root.corrupt_block(&bad, 5);
     let m = Mount::start(&root, &[]);
     assert_eq!(
         errno_of(std::fs::read(m.path(&format!("{top}/bad.txt")))),
@@ -580,15 +567,7 @@ fn a_corrupt_middle_leaf_fails_only_the_reads_that_cover_it() {
             .map(str::to_owned)
             .collect();
         assert_eq!(leaves.len(), 10, "{version}: {leaves:?}");
-        let leaf = cairn_store::parse_cid(&leaves[5]).unwrap();
-        let f = root
-            .path()
-            .join("blocks")
-            .join(cairn_store::block_name(&leaf));
-        let mut bytes = std::fs::read(&f).unwrap();
-        bytes[100] ^= 0x01;
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
-        std::fs::write(&f, bytes).unwrap();
+        let f = root.corrupt_block(&leaves[5], 100);
 
         let m = Mount::start(&root, &[]);
         let file = m.path(&cid);
@@ -640,22 +619,13 @@ fn large_raw_blocks_are_described_unread_and_verified_when_read() {
         "--chunker=size-1048576",
         src.to_str().unwrap(),
     ]);
-    let cid_of = |n: &str| {
-        out.lines()
-            .find(|l| l.ends_with(n))
-            .unwrap()
-            .split(' ')
-            .nth(1)
-            .unwrap()
-            .to_owned()
-    };
-    let (top, good_cid, bad_cid) = (cid_of(" src"), cid_of("good.bin"), cid_of("bad.bin"));
+    let (top, good_cid, bad_cid) = (
+        cid_of(&out, " src"),
+        cid_of(&out, "good.bin"),
+        cid_of(&out, "bad.bin"),
+    );
     assert!(bad_cid.starts_with("bafk"), "one raw block: {bad_cid}");
-    let f = root.path().join("blocks").join(&bad_cid);
-    let mut bytes = std::fs::read(&f).unwrap();
-    bytes[SIZE / 2] ^= 0x01;
-    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
-    std::fs::write(&f, bytes).unwrap();
+    root.corrupt_block(&bad_cid, SIZE / 2);
 
     for flags in [&[][..], &["--passthrough"][..]] {
         let m = Mount::start(&root, flags);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use cairn_store::{RocksIndex, Store};
 use cairn_unixfs::{FileReader, UnixfsError};
 
-use crate::util::{shared, write_tree, Root};
+use crate::util::{cid_of, shared, write_tree, Root};
 
 #[test]
 fn a_corrupt_block_is_an_error_and_verify_moves_it_aside() {
@@ -17,21 +17,8 @@ fn a_corrupt_block_is_an_error_and_verify_moves_it_aside() {
         &[("good.txt", "good\n"), ("bad.txt", "will be corrupted\n")],
     );
     let out = root.ok(&["add", "-r", "--cid-version=1", src.to_str().unwrap()]);
-    let cid_of = |name: &str| {
-        out.lines()
-            .find(|l| l.ends_with(name))
-            .unwrap()
-            .split(' ')
-            .nth(1)
-            .unwrap()
-            .to_owned()
-    };
-    let (bad, good) = (cid_of("src/bad.txt"), cid_of("src/good.txt"));
-    let file = root.path().join("blocks").join(&bad);
-    let mut bytes = std::fs::read(&file).unwrap();
-    bytes[3] ^= 1;
-    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    std::fs::write(&file, &bytes).unwrap();
+    let (bad, good) = (cid_of(&out, "src/bad.txt"), cid_of(&out, "src/good.txt"));
+    let file = root.corrupt_block(&bad, 3);
 
     let err = root.fails(&["cat", &bad]);
     assert!(err.contains(&format!("block {bad} is corrupt")), "{err}");

@@ -92,6 +92,22 @@ impl Root {
         self.ok(&a).trim().to_owned()
     }
 
+    /// Flips one bit of byte `at` in the block file of `cid` (any spelling), as a disk error
+    /// would, and returns the file's path.
+    pub fn corrupt_block(&self, cid: &str, at: usize) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let cid = cairn_store::parse_cid(cid).expect("a CID");
+        let file = self
+            .path()
+            .join("blocks")
+            .join(cairn_store::block_name(&cid));
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes[at] ^= 0x01;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&file, bytes).unwrap();
+        file
+    }
+
     pub fn block_files(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.path().join("blocks"))
             .expect("blocks dir")
@@ -101,6 +117,18 @@ impl Root {
         v.sort();
         v
     }
+}
+
+/// The CID that `cairn add` (without -Q) printed for the entry whose path ends with `suffix`.
+pub fn cid_of(add_output: &str, suffix: &str) -> String {
+    add_output
+        .lines()
+        .find(|l| l.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no line ends with {suffix:?} in {add_output}"))
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .to_owned()
 }
 
 /// Writes `files` (path → contents) under `dir`, creating parent directories.

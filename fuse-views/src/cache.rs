@@ -108,6 +108,12 @@ thread_local! {
     static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+/// The buffer behind `block`, for the next leaf, if nothing else holds it (no copy: the
+/// scratch buffer keeps its pages from leaf to leaf).
+fn reclaim(block: Bytes) -> Vec<u8> {
+    block.try_into_mut().map(Vec::from).unwrap_or_default()
+}
+
 impl NodeSource for NodeCache {
     fn node(&self, cid: &Cid) -> Result<Arc<Node>, UnixfsError> {
         self.nodes.get_or_insert_with(cid, || {
@@ -155,8 +161,7 @@ impl NodeSource for NodeCache {
                             }
                             Err(e) => Err(e),
                         };
-                        // Take the buffer back for the next leaf if nothing else holds it.
-                        buf = block.try_into_mut().map(Vec::from).unwrap_or_default();
+                        buf = reclaim(block);
                         result
                     }
                     Ok(false) => Err(UnixfsError::MissingBlock(*cid)),
@@ -200,5 +205,24 @@ impl BlockSource for NodeCache {
     }
     fn prefetch(&self, cids: &[Cid]) {
         NodeSource::prefetch(self, cids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scratch_buffer_comes_back_without_a_copy() {
+        let mut v = Vec::with_capacity(1 << 20);
+        v.extend_from_slice(&[7; 300_000]);
+        let ptr = v.as_ptr();
+        let block = Bytes::from(v);
+        let inline = block.slice(14..);
+        assert!(reclaim(block.clone()).is_empty(), "still shared: not taken");
+        drop(inline);
+        let back = reclaim(block);
+        assert_eq!(back.as_ptr(), ptr);
+        assert!(back.capacity() >= 1 << 20);
     }
 }

@@ -100,11 +100,8 @@ impl FileBlocks {
 
     /// The block's bytes, checked against its hash. `Ok(None)` if absent.
     pub fn get(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
-        let Some(bytes) = self.get_unverified(cid)? else {
-            return Ok(None);
-        };
-        hash::verify(cid, &bytes)?;
-        Ok(Some(bytes))
+        let mut bytes = Vec::new();
+        Ok(self.get_into(cid, &mut bytes)?.then(|| Bytes::from(bytes)))
     }
 
     /// Appends the block's bytes, checked against its hash, to `out`; returns false if the
@@ -130,8 +127,10 @@ impl FileBlocks {
                     format!("{} bytes, more than any block", m.len()),
                 ));
             }
-            out.reserve(m.len() as usize);
-            (&mut file).take(MAX_BLOCK_SIZE as u64 + 1).read_to_end(out)
+            out.reserve_exact(m.len() as usize);
+            // Exactly the length fstat gave: no probe read for the end of the file. A file
+            // that changed size meanwhile fails its hash.
+            (&mut file).take(m.len()).read_to_end(out)
         });
         let checked = match read {
             Ok(_) => hash::verify(cid, &out[start..]),

@@ -15,7 +15,7 @@ mod unixfs;
 use std::sync::Arc;
 
 use cairn_store::{Cid, StoreError};
-use cairn_unixfs::{data::Mtime, Node, UnixfsError};
+use cairn_unixfs::{data::Mtime, FileReader, Node, UnixfsError};
 
 pub use self::{raw::RawView, unixfs::UnixfsView};
 use crate::cache::NodeCache;
@@ -81,7 +81,9 @@ pub trait View: Send + Sync + 'static {
     fn list(&self, nodes: &NodeCache, dir: &Entry) -> Result<Arc<Vec<(String, Cid)>>, ViewError>;
 
     /// Appends up to `size` bytes of file `file` from `offset` to `out` (a buffer the
-    /// adapter reuses from request to request, empty on entry).
+    /// adapter reuses from request to request, empty on entry). The default reads the
+    /// entry's node as a file: UnixFS file DAGs, raw blocks, and other codecs' bytes. A view
+    /// that rewrites bytes overrides it.
     fn read(
         &self,
         nodes: &NodeCache,
@@ -89,7 +91,13 @@ pub trait View: Send + Sync + 'static {
         offset: u64,
         size: u32,
         out: &mut Vec<u8>,
-    ) -> Result<(), ViewError>;
+    ) -> Result<(), ViewError> {
+        if file.kind != Kind::File {
+            return Err(ViewError::WrongKind);
+        }
+        let reader = FileReader::from_node(nodes, &file.cid, file.node.clone())?;
+        Ok(reader.read_into(offset, size.into(), out)?)
+    }
 
     /// A symlink's target.
     fn readlink(&self, nodes: &NodeCache, link: &Entry) -> Result<Vec<u8>, ViewError>;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use cairn_store::{codec::codes, Cid};
-use cairn_unixfs::{FileReader, Node, UnixfsError};
+use cairn_unixfs::{Node, UnixfsError};
 
 use super::{Entry, Kind, View, ViewError};
 use crate::cache::NodeCache;
@@ -55,27 +55,6 @@ impl View for RawView {
 
     fn list(&self, _: &NodeCache, _: &Entry) -> Result<Arc<Vec<(String, Cid)>>, ViewError> {
         Err(ViewError::WrongKind)
-    }
-
-    fn read(
-        &self,
-        nodes: &NodeCache,
-        file: &Entry,
-        offset: u64,
-        size: u32,
-        out: &mut Vec<u8>,
-    ) -> Result<(), ViewError> {
-        match &*file.node {
-            Node::Opaque { bytes, .. } => {
-                let start = (offset as usize).min(bytes.len());
-                let end = start.saturating_add(size as usize).min(bytes.len());
-                out.extend_from_slice(&bytes[start..end]);
-                Ok(())
-            }
-            Node::File(_) => Ok(FileReader::from_node(nodes, &file.cid, file.node.clone())?
-                .read_into(offset, size.into(), out)?),
-            _ => Err(ViewError::WrongKind),
-        }
     }
 
     fn readlink(&self, _: &NodeCache, _: &Entry) -> Result<Vec<u8>, ViewError> {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use cairn_store::{codec::codes, Cid};
-use cairn_unixfs::{resolve, FileReader, Node};
+use cairn_unixfs::{resolve, Node};
 
 use super::{Entry, Kind, View, ViewError};
 use crate::cache::NodeCache;
@@ -56,18 +56,6 @@ impl View for UnixfsView {
             return Err(ViewError::WrongKind);
         }
         Ok(nodes.listing(&dir.cid, &dir.node)?)
-    }
-
-    fn read(
-        &self,
-        nodes: &NodeCache,
-        file: &Entry,
-        offset: u64,
-        size: u32,
-        out: &mut Vec<u8>,
-    ) -> Result<(), ViewError> {
-        let reader = FileReader::from_node(nodes, &file.cid, file.node.clone())?;
-        Ok(reader.read_into(offset, size.into(), out)?)
     }
 
     fn readlink(&self, _: &NodeCache, link: &Entry) -> Result<Vec<u8>, ViewError> {
