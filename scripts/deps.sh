@@ -1,13 +1,30 @@
 #!/usr/bin/env bash
-# Installs the Debian packages cairn builds and tests with (run as root on Debian 12).
-# Quiet and quick when everything is already there.
+# Installs every Debian package that cairn's build, tests, benchmarks and scripts use (run as
+# root on Debian 12). Quiet and quick when everything is already there.
+#
+#   build        clang libclang-dev pkg-config ccache (RocksDB's C++ and its bindings)
+#   mount        fuse3 (fusermount3, /dev/fuse)
+#   tests        golang-go (regenerates kubo's 100 MiB vector inputs with Go's math/rand),
+#                rsync attr (getfattr) diffutils findutils coreutils util-linux (setpriv)
+#                python3 (mmap check), procps
+#   benchmarks   squashfuse squashfs-tools (the squashfuse reference in bench/mount.py)
 set -euo pipefail
+pkgs=(
+    clang libclang-dev pkg-config ccache
+    fuse3
+    golang-go rsync attr diffutils findutils coreutils util-linux python3 procps
+    squashfuse squashfs-tools
+)
 need=()
-for p in clang libclang-dev pkg-config ccache fuse3 golang-go; do
-    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing ${need[*]}" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# Fail loudly here, not halfway through the suite, if a program the tests run is missing.
+for prog in clang ccache fusermount3 go rsync getfattr diff find setpriv python3 mksquashfs squashfuse; do
+    command -v "$prog" >/dev/null 2>&1 || { echo "deps.sh: $prog is still missing" >&2; exit 1; }
+done

@@ -10,12 +10,14 @@
 //! - `concurrency`: several processes adding into one root at once
 //! - `mount`: the FUSE mount, mounted for real, read with ordinary tools
 //! - `gc`: pins and garbage collection, one test per liveness rule, and a stress test
+//! - `hostile`: DAGs built to explode walks, broken journals and CARs, a stale ready pipe, no /proc
 
 mod cli;
 mod concurrency;
 mod crash;
 mod fixtures;
 mod gc;
+mod hostile;
 mod mount;
 mod store;
 mod util;

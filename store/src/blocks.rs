@@ -181,7 +181,9 @@ impl FileBlocks {
             return Ok(false);
         }
         match self.put_tmpfile(&dest, parts, size) {
-            Ok(linked) => return Ok(linked),
+            Ok(Some(linked)) => return Ok(linked),
+            // No /proc to name the unnamed file by: stage it instead.
+            Ok(None) => {}
             Err(e)
                 if e.raw_os_error() == Some(libc::EOPNOTSUPP)
                     || e.raw_os_error() == Some(libc::EISDIR) => {}
@@ -204,8 +206,14 @@ impl FileBlocks {
     /// The fast path: an unnamed file in `R/blocks` (`O_TMPFILE`), written, then given its
     /// name with `linkat`. It has no name until it is complete, a crash leaves nothing to clean
     /// up, and it takes one directory lock where staging and a cross-directory rename take
-    /// three, one of them filesystem-wide. Returns false if the block appeared meanwhile.
-    fn put_tmpfile(&self, dest: &Path, parts: &[&[u8]], size: usize) -> io::Result<bool> {
+    /// three, one of them filesystem-wide. Returns false if the block appeared meanwhile, and
+    /// `None` when the file cannot be linked because `/proc` is not mounted (the unnamed file
+    /// is only reachable through `/proc/self/fd`, or through `AT_EMPTY_PATH`, which needs
+    /// `CAP_DAC_READ_SEARCH`).
+    fn put_tmpfile(&self, dest: &Path, parts: &[&[u8]], size: usize) -> io::Result<Option<bool>> {
+        if !proc_mounted() {
+            return Ok(None);
+        }
         let mut file = OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_TMPFILE)
@@ -228,10 +236,14 @@ impl FileBlocks {
             )
         };
         if r == 0 {
-            return Ok(true);
+            return Ok(Some(true));
         }
         match io::Error::last_os_error() {
-            e if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            e if e.kind() == io::ErrorKind::AlreadyExists => Ok(Some(false)),
+            // /proc went away after the first look.
+            e if e.kind() == io::ErrorKind::NotFound && !Path::new("/proc/self/fd").is_dir() => {
+                Ok(None)
+            }
             e => Err(e),
         }
     }
@@ -335,6 +347,13 @@ impl FileBlocks {
         }
         Ok(())
     }
+}
+
+/// True if `/proc/self/fd` can name this process's open files (looked at once; a `/proc`
+/// unmounted later shows as `ENOENT` from `linkat`, which looks again).
+fn proc_mounted() -> bool {
+    static MOUNTED: OnceLock<bool> = OnceLock::new();
+    *MOUNTED.get_or_init(|| Path::new("/proc/self/fd").is_dir())
 }
 
 fn parse_name(name: &OsStr) -> Option<Cid> {

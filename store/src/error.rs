@@ -55,6 +55,14 @@ pub enum StoreError {
     #[error("index record for {key} is malformed")]
     IndexRecord { key: String },
 
+    /// Another process holds the index and did not release it in time.
+    #[error("the index {} is held by another cairn process", path.display())]
+    IndexBusy { path: PathBuf },
+
+    /// An operation that needs the index ran before [`crate::Store::open_index`].
+    #[error("the index is not open in this process")]
+    IndexNotOpen,
+
     /// The root directory is not a cairn root.
     #[error("{path} is not a cairn root (run `cairn init`)")]
     NotARoot { path: PathBuf },

@@ -86,6 +86,10 @@ impl FromStr for HashAlg {
     }
 }
 
+/// The shortest truncated digest accepted (128 bits): anything shorter can be matched by
+/// other bytes with little work, so such a CID does not name one block.
+pub const MIN_DIGEST: usize = 16;
+
 /// Checks that `data` is the block `cid` names. The error never carries the bytes.
 pub fn verify(cid: &Cid, data: &[u8]) -> Result<(), StoreError> {
     let mh = cid.hash();
@@ -102,8 +106,9 @@ pub fn verify(cid: &Cid, data: &[u8]) -> Result<(), StoreError> {
     })?;
     let computed = alg.digest(data);
     let want = mh.digest();
-    // A multihash may carry a truncated digest; it must be a prefix of the full one.
-    if want.len() <= computed.digest().len() && computed.digest()[..want.len()] == *want {
+    // A multihash may carry a truncated digest; it must be a prefix of the full one, and
+    // long enough to name anything: a digest of no bytes would match every block.
+    if want.len() >= MIN_DIGEST && computed.digest().get(..want.len()) == Some(want) {
         Ok(())
     } else {
         Err(StoreError::Corrupt { cid: *cid })
@@ -152,5 +157,20 @@ mod tests {
         let cid = Cid::new_v1(0x55, Multihash::wrap(IDENTITY, b"inline").unwrap());
         verify(&cid, b"inline").unwrap();
         assert!(verify(&cid, b"other").is_err());
+    }
+
+    /// A truncated digest must still name one block: a sha2-256 multihash with a digest of
+    /// zero bytes would otherwise verify any bytes at all (a peer could answer anything).
+    #[test]
+    fn short_truncated_digests_verify_nothing() {
+        let full = HashAlg::Sha2_256.digest(b"data");
+        for len in [0, 1, 8, 15] {
+            let mh = Multihash::<64>::wrap(0x12, &full.digest()[..len]).unwrap();
+            let cid = Cid::new_v1(0x55, mh);
+            assert!(verify(&cid, b"data").is_err(), "{len}");
+            assert!(verify(&cid, b"anything").is_err(), "{len}");
+        }
+        let mh = Multihash::<64>::wrap(0x12, &full.digest()[..20]).unwrap();
+        verify(&Cid::new_v1(0x55, mh), b"data").unwrap();
     }
 }

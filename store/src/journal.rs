@@ -172,6 +172,13 @@ pub fn claim_all(dir: &Path) -> Result<Vec<ClaimedJournal>, StoreError> {
         file.read_to_end(&mut bytes)
             .map_err(|e| StoreError::io(&path, e))?;
         let (records, torn) = parse(&bytes);
+        if torn {
+            log::warn!(
+                "{}: skipped a torn or corrupt record and everything after it ({} records kept)",
+                path.display(),
+                records.len()
+            );
+        }
         out.push(ClaimedJournal {
             _file: file,
             path,
@@ -182,7 +189,9 @@ pub fn claim_all(dir: &Path) -> Result<Vec<ClaimedJournal>, StoreError> {
     Ok(out)
 }
 
-fn parse(mut bytes: &[u8]) -> (Vec<Record>, bool) {
+/// The complete, checksummed records of a journal's bytes, and whether it ended in a torn or
+/// corrupt record (which is dropped with everything after it).
+pub fn parse(mut bytes: &[u8]) -> (Vec<Record>, bool) {
     let mut out = Vec::new();
     while !bytes.is_empty() {
         let Some(record) = parse_one(&mut bytes) else {
@@ -197,18 +206,22 @@ fn parse_one(bytes: &mut &[u8]) -> Option<Record> {
     let header = bytes.get(..8)?;
     let len = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
-    let payload = bytes.get(8..8 + len)?;
+    let payload = bytes.get(8..8usize.checked_add(len)?)?;
+    // An all-zero header is a zero-length payload whose CRC (0) matches: a file extended but
+    // never written (a crash after the size reached the disk, before the data did). Every
+    // real record has at least an opcode and a key.
+    let (&op, body) = payload.split_first()?;
     if crc32fast::hash(payload) != crc {
         return None;
     }
     *bytes = &bytes[8 + len..];
-    let mut r = crate::codec::pb::Reader::new(&payload[1..]);
+    let mut r = crate::codec::pb::Reader::new(body);
     let key = r.bytes().ok()?;
     let cid = Cid::try_from(key).ok()?;
-    let rest = &payload[1 + r.position()..];
-    match payload[0] {
+    let rest = body.get(r.position()..)?;
+    match op {
         OP_PUT => Some(Record::Put(cid, BlockMeta::decode(rest)?)),
-        OP_DELETE => Some(Record::Delete(cid)),
+        OP_DELETE if rest.is_empty() => Some(Record::Delete(cid)),
         _ => None,
     }
 }
@@ -260,6 +273,62 @@ mod tests {
             vec![Record::Put(cid, meta(7)), Record::Delete(cid)]
         );
         assert!(!claimed[0].torn);
+    }
+
+    /// A crash can leave a journal whose size reached the disk but whose bytes did not: zeros.
+    /// An all-zero header passes its CRC check (crc32 of nothing is 0); it must read as torn.
+    #[test]
+    fn zero_filled_journals_are_torn_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let cid: Cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+            .parse()
+            .unwrap();
+        fs::write(dir.path().join("1-1.log"), vec![0u8; 4096]).unwrap();
+        let mut w = JournalWriter::create(dir.path()).unwrap();
+        w.append(&Record::Put(cid, meta(3))).unwrap();
+        let path = w.finish().unwrap();
+        let mut bytes = fs::read(&path).unwrap();
+        bytes.extend_from_slice(&[0u8; 100]);
+        fs::write(&path, bytes).unwrap();
+        let mut claimed = claim_all(dir.path()).unwrap();
+        claimed.sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(claimed.len(), 2);
+        assert!(claimed[0].records.is_empty() && claimed[0].torn);
+        assert_eq!(claimed[1].records, vec![Record::Put(cid, meta(3))]);
+        assert!(claimed[1].torn);
+    }
+
+    /// Records whose checksum matches but whose payload is not a record (a one-byte payload,
+    /// a delete with trailing bytes, an unknown opcode) end the journal; nothing panics.
+    #[test]
+    fn checksummed_garbage_ends_the_journal() {
+        let frame = |payload: &[u8]| {
+            let mut v = (payload.len() as u32).to_le_bytes().to_vec();
+            v.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+            v.extend_from_slice(payload);
+            v
+        };
+        let cid: Cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+            .parse()
+            .unwrap();
+        let mut key = vec![];
+        crate::codec::pb::put_varint(&mut key, cid.to_bytes().len() as u64);
+        key.extend_from_slice(&cid.to_bytes());
+        let delete_with_tail = [&[OP_DELETE][..], &key, b"x"].concat();
+        for payload in [
+            &[OP_PUT][..],
+            &[9, 1, 2],
+            &delete_with_tail,
+            &[OP_PUT, 0xff],
+        ] {
+            let (records, torn) = parse(&frame(payload));
+            assert!(records.is_empty() && torn, "{payload:x?}");
+        }
+        let (records, torn) = parse(&frame(&[&[OP_DELETE][..], &key].concat()));
+        assert_eq!((records, torn), (vec![Record::Delete(cid)], false));
+        // A length that would overflow the address arithmetic.
+        let (records, torn) = parse(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        assert!(records.is_empty() && torn);
     }
 
     #[test]

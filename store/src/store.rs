@@ -262,16 +262,14 @@ impl Store {
         self.index.lock().expect("index lock").take();
     }
 
-    /// Runs `f` with the index, which must have been opened with [`open_index`](Self::open_index).
+    /// Runs `f` with the index, which must have been opened with [`open_index`](Self::open_index)
+    /// ([`StoreError::IndexNotOpen`] otherwise).
     pub fn with_index<T>(
         &self,
         f: impl FnOnce(&RocksIndex) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let guard: MutexGuard<'_, Option<RocksIndex>> = self.index.lock().expect("index lock");
-        let index = guard
-            .as_ref()
-            .expect("with_index called without open_index");
-        f(index)
+        f(guard.as_ref().ok_or(StoreError::IndexNotOpen)?)
     }
 
     /// Ingests journals that finished since the index was opened.
@@ -279,7 +277,8 @@ impl Store {
         self.with_index(|i| i.ingest(&self.layout.journals(), &self.blocks))
     }
 
-    /// Block count and bytes, from the index (which must be open).
+    /// Block count and bytes, from the index (which must be open: [`StoreError::IndexNotOpen`]
+    /// otherwise).
     pub fn stats(&self) -> Result<StoreStats, StoreError> {
         self.with_index(|index| {
             let mut s = StoreStats::default();
@@ -343,13 +342,8 @@ impl Store {
         self.close_index();
         self.finish_journal()?;
         let db = self.layout.index_db();
-        let index = RocksIndex::recreate(&db, wait)?.ok_or_else(|| StoreError::Io {
-            path: db.clone(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::WouldBlock,
-                "the index is held by another cairn process",
-            ),
-        })?;
+        let index =
+            RocksIndex::recreate(&db, wait)?.ok_or(StoreError::IndexBusy { path: db.clone() })?;
         // Journals written before now describe blocks we are about to scan anyway.
         for claimed in crate::journal::claim_all(&self.layout.journals())? {
             let _ = std::fs::remove_file(&claimed.path);
@@ -475,5 +469,61 @@ impl BlockSource for Store {
 impl Drop for Store {
     fn drop(&mut self) {
         let _ = self.finish_journal();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::HashAlg;
+
+    fn raw(data: &[u8]) -> Cid {
+        Cid::new_v1(0x55, HashAlg::Sha2_256.digest(data))
+    }
+
+    /// Defect: every handle of a process used `R/pins/temp/{pid}` and took an exclusive
+    /// `flock` on it, so a second `Store` in the same process waited forever on the first.
+    #[test]
+    fn two_handles_in_one_process_write_side_by_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = std::sync::Arc::new(Store::init(dir.path()).unwrap());
+        let b = Store::open(dir.path()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let a2 = a.clone();
+        // Detached: if it hangs, the test fails at the timeout instead of hanging too.
+        std::thread::spawn(move || {
+            a2.put(&raw(b"one"), b"one").unwrap();
+            b.put(&raw(b"two"), b"two").unwrap();
+            tx.send(b).unwrap();
+        });
+        let _b = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the second handle's put is stuck behind the first's temp pin lock");
+        let temps: Vec<_> = std::fs::read_dir(a.layout().temp_pins())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(temps.len(), 2, "one temp pin file per handle: {temps:?}");
+    }
+
+    /// Defect: `stats()` panicked when the index had not been opened.
+    #[test]
+    fn stats_without_the_index_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(dir.path()).unwrap();
+        assert!(matches!(store.stats(), Err(StoreError::IndexNotOpen)));
+        assert!(store.open_index(Duration::ZERO).unwrap());
+        assert_eq!(store.stats().unwrap(), StoreStats::default());
+    }
+
+    /// Defect: `repair` reported a held index as an I/O error with a made-up `WouldBlock`.
+    #[test]
+    fn repair_says_when_the_index_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let holder = Store::init(dir.path()).unwrap();
+        assert!(holder.open_index(Duration::ZERO).unwrap());
+        let other = Store::open(dir.path()).unwrap();
+        let err = other.repair(1, Duration::ZERO, &|_| {}).unwrap_err();
+        assert!(matches!(err, StoreError::IndexBusy { .. }), "{err}");
     }
 }

@@ -1,6 +1,6 @@
 //! Temp pins: the writer's side of the protocol between writers and the garbage collector.
 //!
-//! Every process that writes blocks protects them first in `R/pins/temp/{pid}`, a file it
+//! Every process that writes blocks protects them first in `R/pins/temp/{pid}-{n}`, a file it
 //! holds an exclusive `flock` on for as long as it lives. Each batch of CIDs is appended while
 //! holding `R/pins/lock` *shared*; the collector takes that lock *exclusive* for each short
 //! batch of deletions, after re-reading every temp pin file. So a block is either protected
@@ -13,9 +13,12 @@ use std::{
     io::{self, Write},
     os::unix::fs::{MetadataExt, OpenOptionsExt},
     path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
 };
 
 use cid::Cid;
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
 
 use crate::{journal::flock, layout::Layout, StoreError};
 
@@ -29,7 +32,9 @@ pub struct TempPins {
 }
 
 impl TempPins {
-    /// Creates (or takes over, if a dead process with our pid left it) `R/pins/temp/{pid}`.
+    /// Creates `R/pins/temp/{pid}-{n}`, `n` counting the handles of this process (each
+    /// `Store` has its own, so two in one process never wait for each other's lock). A file
+    /// of that name left by a dead process with our pid is taken over.
     pub fn create(layout: &Layout) -> Result<TempPins, StoreError> {
         let lock_path = layout.pins_lock();
         let lock = OpenOptions::new()
@@ -39,20 +44,30 @@ impl TempPins {
             .truncate(false)
             .open(&lock_path)
             .map_err(|e| StoreError::io(&lock_path, e))?;
-        let path = layout.temp_pins().join(std::process::id().to_string());
         loop {
+            let n = SEQ.fetch_add(1, Ordering::Relaxed);
+            let path = layout
+                .temp_pins()
+                .join(format!("{}-{n}", std::process::id()));
             let file = OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(false)
                 .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&path)
                 .map_err(|e| StoreError::io(&path, e))?;
-            flock(&file, libc::LOCK_EX).map_err(|e| StoreError::io(&path, e))?;
+            // Never wait: a lock held by someone else (a process with our pid in another pid
+            // namespace sharing this root) means the name is taken; try the next one.
+            match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(StoreError::io(&path, e)),
+            }
             // The collector may have deleted the file (its writer died) between our open and
             // our lock: then we hold a lock on an unlinked file. Start again.
             let ours = file.metadata().map_err(|e| StoreError::io(&path, e))?;
-            match std::fs::metadata(&path) {
+            match std::fs::symlink_metadata(&path) {
                 Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => {
                     file.set_len(0).map_err(|e| StoreError::io(&path, e))?;
                     return Ok(TempPins {

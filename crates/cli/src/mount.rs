@@ -49,6 +49,7 @@ fn pinned_roots(layout: cairn_store::Layout) -> PinnedRoots {
 }
 
 pub fn run(root: &Path, args: MountArgs) -> Result<ExitCode> {
+    let ready = ready_pipe();
     let store = Arc::new(Store::open(root)?);
     let mountpoint = args
         .mountpoint
@@ -91,18 +92,39 @@ pub fn run(root: &Path, args: MountArgs) -> Result<ExitCode> {
         mountpoint.display()
     );
     // `--daemon`'s parent waits for this line on a pipe.
-    if let Some(fd) = std::env::var("CAIRN_READY_FD")
-        .ok()
-        .and_then(|v| v.parse::<i32>().ok())
-    {
-        use std::{io::Write, os::fd::FromRawFd};
-        // SAFETY: the parent passed us this fd, open for writing, for this one purpose.
-        let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    if let Some(mut f) = ready {
+        use std::io::Write;
         let _ = f.write_all(b"ready\n");
     }
     mounted.run().context("serving the mount")?;
     eprintln!("cairn: unmounted {}", mountpoint.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pipe `--daemon`'s parent made for the "ready" line: `CAIRN_READY_FD=fd:inode`, taken
+/// only if that descriptor is open, is a pipe, and is the pipe with that inode. A stale or
+/// inherited value (a shell that exported it, a service manager) names no such pipe, and
+/// adopting it would write to, then close, whatever that descriptor is now (`/dev/fuse`, a
+/// socket). The variable is removed so that nothing this process starts inherits it.
+fn ready_pipe() -> Option<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    let value = std::env::var("CAIRN_READY_FD").ok()?;
+    // Called before this process starts any thread.
+    std::env::remove_var("CAIRN_READY_FD");
+    let (fd, ino) = value.split_once(':')?;
+    let (fd, ino) = (fd.parse::<i32>().ok()?, ino.parse::<u64>().ok()?);
+    // SAFETY: fstat on any integer is safe; it fails with EBADF if it is not open.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if fd < 3 || unsafe { libc::fstat(fd, &mut st) } != 0 {
+        log::warn!("CAIRN_READY_FD={value}: no such descriptor; ignored");
+        return None;
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFIFO || st.st_ino != ino {
+        log::warn!("CAIRN_READY_FD={value}: not the pipe it names; ignored");
+        return None;
+    }
+    // SAFETY: an open pipe, checked above, handed to us by our parent for this one line.
+    Some(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
 fn block_signals() -> libc::sigset_t {
@@ -143,6 +165,10 @@ fn daemonize(root: &Path, mountpoint: &Path) -> Result<ExitCode> {
     let (read_fd, write_fd) = (fds[0], fds[1]);
     // SAFETY: both fds were just created and are owned here.
     let mut ready = unsafe { std::fs::File::from_raw_fd(read_fd) };
+    let pipe_ino = {
+        use std::os::unix::fs::MetadataExt;
+        ready.metadata()?.ino()
+    };
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--daemon")
@@ -150,7 +176,7 @@ fn daemonize(root: &Path, mountpoint: &Path) -> Result<ExitCode> {
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
     cmd.args(&args)
         .env("CAIRN_ROOT", root)
-        .env("CAIRN_READY_FD", write_fd.to_string())
+        .env("CAIRN_READY_FD", format!("{write_fd}:{pipe_ino}"))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

@@ -112,7 +112,9 @@ fn decode_header(bytes: &[u8]) -> Result<(u64, Option<Vec<Cid>>), CarError> {
         return Err(CarError::Header("header is not a map".into()));
     };
     let version = match map.get("version") {
-        Some(Ipld::Integer(v)) if *v >= 0 => *v as u64,
+        Some(Ipld::Integer(v)) => {
+            u64::try_from(*v).map_err(|_| CarError::Header(format!("version {v}")))?
+        }
         Some(_) => return Err(CarError::Header("version is not a number".into())),
         None => return Err(CarError::Header("no version".into())),
     };
@@ -152,9 +154,13 @@ impl<R: Read> CarReader<R> {
                     ));
                 }
                 let h = r.exact(40, "the CARv2 header")?;
-                let data_offset = u64::from_le_bytes(h[16..24].try_into().expect("8"));
-                let data_size = u64::from_le_bytes(h[24..32].try_into().expect("8"));
-                let index_offset = u64::from_le_bytes(h[32..40].try_into().expect("8"));
+                let le = |at: usize| {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&h[at..at + 8]);
+                    u64::from_le_bytes(b)
+                };
+                // `exact` returned all 40 bytes.
+                let (data_offset, data_size, index_offset) = (le(16), le(24), le(32));
                 if data_offset < 51 || data_size == 0 {
                     return Err(CarError::Header(format!(
                         "CARv2 data offset {data_offset} / size {data_size} out of range"
@@ -241,6 +247,14 @@ impl<R: Read> CarReader<R> {
             }
             return Ok(None);
         };
+        if let Some(end) = self.end {
+            // An overlong varint can run past the payload's end before saying anything.
+            if self.r.pos > end {
+                return Err(section(format!(
+                    "the section length runs past the end of the CARv2 payload at byte {end}"
+                )));
+            }
+        }
         if len == 0 {
             return self.padding(index, offset);
         }
@@ -250,7 +264,7 @@ impl<R: Read> CarReader<R> {
             )));
         }
         if let Some(end) = self.end {
-            if self.r.pos + len > end {
+            if self.r.pos.saturating_add(len) > end {
                 return Err(section(format!(
                     "length {len} runs past the end of the CARv2 payload"
                 )));
@@ -271,9 +285,9 @@ impl<R: Read> CarReader<R> {
     fn padding(&mut self, index: u64, offset: u64) -> Result<Option<(Cid, Bytes)>, CarError> {
         let mut buf = [0u8; 8192];
         loop {
-            let limit = self
-                .end
-                .map_or(buf.len() as u64, |e| (e - self.r.pos).min(buf.len() as u64));
+            let limit = self.end.map_or(buf.len() as u64, |e| {
+                e.saturating_sub(self.r.pos).min(buf.len() as u64)
+            });
             if limit == 0 {
                 return Ok(None);
             }
@@ -428,4 +442,81 @@ pub fn export<W: Write>(
         stack.extend(links.into_iter().rev());
     }
     Ok((w.finish().map_err(UnixfsError::Output)?, blocks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn car_v1(roots: &[Cid], blocks: &[(Cid, &[u8])]) -> Vec<u8> {
+        let mut w = CarWriter::new(Vec::new(), roots).unwrap();
+        for (c, d) in blocks {
+            w.write_block(c, d).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    /// A CARv2 wrapping `payload`, claiming `data_size` bytes of it.
+    fn car_v2(payload: &[u8], data_size: u64) -> Vec<u8> {
+        let mut v = V2_PRAGMA.to_vec();
+        v.extend_from_slice(&[0; 16]);
+        v.extend_from_slice(&51u64.to_le_bytes());
+        v.extend_from_slice(&data_size.to_le_bytes());
+        v.extend_from_slice(&0u64.to_le_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    fn read_all(bytes: &[u8]) -> Result<Vec<(Cid, Bytes)>, CarError> {
+        let mut r = CarReader::new(bytes)?;
+        let mut out = Vec::new();
+        while let Some(b) = r.next_block()? {
+            out.push(b);
+        }
+        Ok(out)
+    }
+
+    fn block(data: &[u8]) -> Cid {
+        Cid::new_v1(0x55, cairn_store::HashAlg::Sha2_256.digest(data))
+    }
+
+    /// A zero-length section spelled as an overlong varint (0x80 0x00) whose last byte lies
+    /// past the end of the CARv2 payload: the padding arithmetic must not underflow.
+    #[test]
+    fn an_overlong_zero_length_straddling_the_payload_end_is_an_error() {
+        let c = block(b"hi");
+        let mut payload = car_v1(&[c], &[(c, b"hi")]);
+        let size = payload.len() as u64 + 1;
+        payload.extend_from_slice(&[0x80, 0x00]);
+        let err = read_all(&car_v2(&payload, size)).unwrap_err();
+        assert!(err.to_string().contains("past the end"), "{err}");
+        // The same zero-length section inside the payload is padding, as go-car reads it.
+        let blocks = read_all(&car_v2(&payload, size + 1)).unwrap();
+        assert_eq!(blocks.len(), 1);
+    }
+
+    #[test]
+    fn huge_lengths_are_refused_before_allocating() {
+        let c = block(b"hi");
+        let mut v = car_v1(&[c], &[]);
+        v.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+        let err = read_all(&v).unwrap_err();
+        assert!(err.to_string().contains("exceeds"), "{err}");
+        // A header length of 2^63.
+        let v = [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01];
+        assert!(read_all(&v).is_err());
+        // A CARv2 whose data size overflows.
+        let err = read_all(&car_v2(&car_v1(&[c], &[]), u64::MAX)).unwrap_err();
+        assert!(err.to_string().contains("overflows"), "{err}");
+    }
+
+    /// A header nested thousands of levels deep is an error, not a stack overflow.
+    #[test]
+    fn a_deeply_nested_header_is_an_error() {
+        let mut v = Vec::new();
+        let body = vec![0x81u8; 100_000];
+        codec::pb::put_varint(&mut v, body.len() as u64);
+        v.extend_from_slice(&body);
+        assert!(read_all(&v).is_err());
+    }
 }

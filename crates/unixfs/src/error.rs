@@ -57,6 +57,10 @@ pub enum UnixfsError {
 
     #[error("{0}")]
     Unsupported(String),
+
+    /// Work past a configured bound (a listing with too many entries).
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl UnixfsError {

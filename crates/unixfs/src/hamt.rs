@@ -137,7 +137,7 @@ pub fn classify(link: &PbLink, fanout: u64) -> Result<ShardLink<'_>, UnixfsError
     let name = link.name();
     let plen = prefix_len(fanout);
     let bad = || UnixfsError::BadUnixfs(format!("HAMT link name {name:?} has no bucket prefix"));
-    let (p, rest) = (name.get(..plen).ok_or_else(bad)?, &name[plen..]);
+    let (p, rest) = name.split_at_checked(plen).ok_or_else(bad)?;
     if !p
         .bytes()
         .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
@@ -194,40 +194,83 @@ pub fn lookup(
     }
 }
 
-/// Every entry of the HAMT, depth first in bucket order, as links whose names are the entry
-/// names. Needs every shard block, none of the entries'.
+/// The most entries a listing returns before it is an error (see [`list_limited`]).
+pub const MAX_LISTING: usize = 1 << 20;
+
+/// Every entry of the HAMT, depth first in link order, as links whose names are the entry
+/// names. Needs every shard block, none of the entries'. At most [`MAX_LISTING`] entries.
 pub fn list(
     src: &dyn BlockSource,
     root: &crate::node::HamtNode,
 ) -> Result<Vec<PbLink>, UnixfsError> {
-    let mut out = Vec::new();
-    list_into(src, root, &mut out, 0)?;
-    Ok(out)
+    list_limited(src, root, MAX_LISTING)
 }
 
-fn list_into(
+/// Like [`list`], with a cap on the entries: a listing that would hold more is
+/// [`UnixfsError::TooLarge`].
+///
+/// Written against hostile DAGs: each shard block is loaded once (a shard that appears twice
+/// cannot be part of a valid HAMT, since its entries' hash prefixes place it in one bucket
+/// only, and a DAG whose shards all link to one shard would otherwise take time exponential
+/// in its depth), sub-shards must have their parent's fanout, and the depth is bounded by the
+/// 64 bits of the hash. So the work is proportional to the bytes of the distinct shards.
+pub fn list_limited(
     src: &dyn BlockSource,
-    shard: &crate::node::HamtNode,
-    out: &mut Vec<PbLink>,
-    depth: u32,
-) -> Result<(), UnixfsError> {
-    if depth * bits_of(shard.fanout) > 64 {
-        return Err(UnixfsError::BadUnixfs("HAMT deeper than its hash".into()));
-    }
-    for link in &shard.links {
-        match classify(link, shard.fanout)? {
-            ShardLink::Entry(_, name) => out.push(PbLink {
-                cid: link.cid,
-                name: Some(name.to_owned()),
-                tsize: link.tsize,
-            }),
+    root: &crate::node::HamtNode,
+    max_entries: usize,
+) -> Result<Vec<PbLink>, UnixfsError> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let bits = bits_of(root.fanout);
+    // Depth-first, in link order: a stack of shards with the index of their next link.
+    let mut stack: Vec<(std::borrow::Cow<'_, crate::node::HamtNode>, usize)> =
+        vec![(std::borrow::Cow::Borrowed(root), 0)];
+    while let Some((shard, i)) = stack.last_mut() {
+        let Some(link) = shard.links.get(*i) else {
+            stack.pop();
+            continue;
+        };
+        *i += 1;
+        let fanout = shard.fanout;
+        match classify(link, fanout)? {
+            ShardLink::Entry(_, name) => {
+                if out.len() >= max_entries {
+                    return Err(UnixfsError::TooLarge(format!(
+                        "HAMT directory has more than {max_entries} entries"
+                    )));
+                }
+                out.push(PbLink {
+                    cid: link.cid,
+                    name: Some(name.to_owned()),
+                    tsize: link.tsize,
+                });
+            }
             ShardLink::Shard(_) => {
-                let child = load_shard(src, &link.cid)?;
-                list_into(src, &child, out, depth + 1)?;
+                let cid = link.cid;
+                if (stack.len() as u32) * bits >= 64 {
+                    return Err(UnixfsError::InvalidNode {
+                        cid,
+                        reason: "HAMT deeper than its hash".into(),
+                    });
+                }
+                if !seen.insert(cairn_store::canonical(&cid)) {
+                    return Err(UnixfsError::InvalidNode {
+                        cid,
+                        reason: "HAMT shard linked more than once".into(),
+                    });
+                }
+                let child = load_shard(src, &cid)?;
+                if child.fanout != fanout {
+                    return Err(UnixfsError::InvalidNode {
+                        cid,
+                        reason: format!("HAMT shard has fanout {} under {fanout}", child.fanout),
+                    });
+                }
+                stack.push((std::borrow::Cow::Owned(child), 0));
             }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// An in-memory HAMT being built from a full list of entries.
@@ -343,6 +386,77 @@ mod tests {
             bitfield_bytes(&Bytes::from(bitfield([3usize, 200], 256))),
             vec![3, 200]
         );
+    }
+
+    use crate::data::{Data, DataType};
+    use cairn_store::{codec::dagpb::PbNode, HashAlg, Store};
+
+    /// Stores a HAMT shard with these links and returns its CID and node.
+    fn put_shard(store: &Store, links: Vec<PbLink>, fanout: u64) -> (Cid, crate::node::HamtNode) {
+        let mut data = Data::new(DataType::HamtShard);
+        data.hash_type = Some(MURMUR3_X64_64);
+        data.fanout = Some(fanout);
+        data.data = Some(Bytes::new());
+        let block = PbNode {
+            links,
+            data: Some(Bytes::from(data.encode())),
+        }
+        .encode();
+        let cid = Cid::new_v1(0x70, HashAlg::Sha2_256.digest(&block));
+        store.put(&cid, &block).unwrap();
+        match Node::decode(&cid, Bytes::from(block)).unwrap() {
+            Node::HamtShard(h) => (cid, h),
+            _ => unreachable!(),
+        }
+    }
+
+    fn file(store: &Store, body: &[u8]) -> Cid {
+        let cid = Cid::new_v1(0x55, HashAlg::Sha2_256.digest(body));
+        store.put(&cid, body).unwrap();
+        cid
+    }
+
+    /// Seven levels of 256 sub-shard links, every one to the same shard below: a listing
+    /// that followed each link would visit 256^7 shards. It must fail at once instead.
+    #[test]
+    fn shards_that_all_link_to_one_shard_are_refused_quickly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(dir.path()).unwrap();
+        let f = file(&store, b"x");
+        let (mut below, mut root) = put_shard(
+            &store,
+            vec![PbLink::new(f, "00a", 1), PbLink::new(f, "01b", 1)],
+            256,
+        );
+        for _ in 0..7 {
+            let links = (0..256)
+                .map(|i| PbLink::new(below, prefix(i, 256), 1))
+                .collect();
+            (below, root) = put_shard(&store, links, 256);
+        }
+        let t = std::time::Instant::now();
+        let err = list(&store, &root).unwrap_err();
+        assert!(err.to_string().contains("more than once"), "{err}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn listings_are_capped_and_fanouts_must_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(dir.path()).unwrap();
+        let f = file(&store, b"y");
+        let entries: Vec<PbLink> = (0..10)
+            .map(|i| PbLink::new(f, format!("{}n{i}", prefix(i, 256)), 1))
+            .collect();
+        let (_, root) = put_shard(&store, entries, 256);
+        assert_eq!(list(&store, &root).unwrap().len(), 10);
+        let err = list_limited(&store, &root, 5).unwrap_err();
+        assert!(matches!(err, UnixfsError::TooLarge(_)), "{err}");
+
+        let (small, _) = put_shard(&store, vec![PbLink::new(f, "0a", 1)], 16);
+        let (_, root) = put_shard(&store, vec![PbLink::new(small, "00", 1)], 256);
+        let err = list(&store, &root).unwrap_err();
+        assert!(err.to_string().contains("fanout"), "{err}");
     }
 
     #[test]

@@ -17,6 +17,9 @@ const MAX_DEPTH: usize = 64;
 /// sequential readers then find the next blocks on their way from disk (or a peer).
 const READ_AHEAD: u64 = 4 << 20;
 
+/// At most this many blocks are named in one read-ahead hint.
+const READ_AHEAD_BLOCKS: usize = 64;
+
 /// Where readers get decoded nodes: straight from blocks, or from a cache of decoded nodes.
 pub trait NodeSource: Sync {
     /// The node `cid` names, from a verified block. A block that is not available is
@@ -194,15 +197,18 @@ impl<S: NodeSource> FileReader<S> {
         for (i, (child, size)) in node.children.iter().enumerate() {
             let child_end = child_at + size;
             if child_at >= end {
-                // The siblings after the range, up to READ_AHEAD bytes of them.
-                let mut ahead = Vec::new();
-                let mut bytes = 0;
+                // The siblings after the range, up to READ_AHEAD bytes or READ_AHEAD_BLOCKS
+                // of them (a file may repeat one block, or hold empty ones, many times).
+                let mut ahead: Vec<Cid> = Vec::new();
+                let mut bytes = 0u64;
                 for (c, s) in &node.children[i..] {
-                    if bytes >= READ_AHEAD {
+                    if bytes >= READ_AHEAD || ahead.len() >= READ_AHEAD_BLOCKS {
                         break;
                     }
-                    ahead.push(*c);
-                    bytes += s;
+                    if !ahead.contains(c) {
+                        ahead.push(*c);
+                    }
+                    bytes = bytes.saturating_add(*s);
                 }
                 self.src.prefetch(&ahead);
                 break;

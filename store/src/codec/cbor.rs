@@ -37,7 +37,13 @@ impl<'a> Cursor<'a> {
     }
 
     fn byte(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N as u64)?);
+        Ok(a)
     }
 
     fn peek(&self) -> Option<u8> {
@@ -51,9 +57,9 @@ impl<'a> Cursor<'a> {
         let arg = match info {
             0..=23 => Some(info as u64),
             24 => Some(self.byte()? as u64),
-            25 => Some(u16::from_be_bytes(self.take(2)?.try_into().expect("2")) as u64),
-            26 => Some(u32::from_be_bytes(self.take(4)?.try_into().expect("4")) as u64),
-            27 => Some(u64::from_be_bytes(self.take(8)?.try_into().expect("8"))),
+            25 => Some(u16::from_be_bytes(self.array()?) as u64),
+            26 => Some(u32::from_be_bytes(self.array()?) as u64),
+            27 => Some(u64::from_be_bytes(self.array()?)),
             31 => None,
             _ => return Err(err(format!("reserved additional info {info}"))),
         };

@@ -106,14 +106,18 @@ impl<'a> Reader<'a> {
 
     pub fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let r = self.bytes_range()?;
-        Ok(&self.buf[r])
+        self.buf.get(r).ok_or(DecodeError::Truncated)
     }
 
     pub fn fixed32(&mut self) -> Result<u32, DecodeError> {
-        let end = self.pos + 4;
-        let b = self.buf.get(self.pos..end).ok_or(DecodeError::Truncated)?;
+        let end = self.pos.checked_add(4).ok_or(DecodeError::Truncated)?;
+        let b: [u8; 4] = self
+            .buf
+            .get(self.pos..end)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(DecodeError::Truncated)?;
         self.pos = end;
-        Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(b))
     }
 
     /// Skips a field of the given wire type.

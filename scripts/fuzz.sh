@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target for SECONDS each (default 60), two at a time, from seed corpora
+# built out of ../shared/fixtures (CAR files, and the blocks inside them, sorted by codec)
+# plus a few hand-made journals. Needs nightly Rust; installs cargo-fuzz if missing.
+# Crashes land in fuzz/artifacts/{target}/; copy each into fuzz/regressions/{target}/ once it
+# is fixed, so that `cargo test` replays it on stable.
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-60}"
+shift || true
+. scripts/env.sh
+export CARGO_TARGET_DIR="${CAIRN_FUZZ_TARGET:-$HOME/.cache/cairn-fuzz-target}"
+shared="${CAIRN_SHARED:-$(cd .. && pwd)/shared}"
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(dagpb unixfs hamt dagcbor dagjson car journal dag)
+
+python3 scripts/fuzz_seeds.py "$shared/fixtures" fuzz/corpus fuzz/regressions
+cd fuzz
+cargo +nightly fuzz build -O --debug-assertions
+run() {
+    local t="$1"
+    mkdir -p "corpus/$t" "artifacts/$t"
+    cargo +nightly fuzz run -O --debug-assertions "$t" "corpus/$t" -- \
+        -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -max_len=1048576 \
+        -artifact_prefix="artifacts/$t/" -print_final_stats=1 >"artifacts/$t.log" 2>&1 \
+        && echo "$t: ok ($(grep -o 'stat::number_of_executed_units: *[0-9]*' "artifacts/$t.log" | grep -o '[0-9]*$') runs)" \
+        || echo "$t: FAILED, see fuzz/artifacts/$t.log"
+}
+i=0
+for t in "${targets[@]}"; do
+    run "$t" &
+    i=$((i + 1))
+    if [ $((i % 2)) -eq 0 ]; then wait; fi
+done
+wait
