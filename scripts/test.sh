@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+scripts/interop.sh
 . scripts/env.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

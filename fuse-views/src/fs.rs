@@ -639,6 +639,19 @@ impl Filesystem for CairnFs {
         reply.error(Errno::ENOSYS)
     }
 
+    /// Called at every `close` of a file descriptor; a read-only filesystem has nothing to
+    /// write back. (fuser's default answers ENOSYS and logs a warning in the user's terminal.)
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
     fn release(
         &self,
         _req: &Request,

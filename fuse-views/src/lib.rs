@@ -15,7 +15,8 @@
 //! use cairn_fuse::mount::{mount, MountOptions};
 //!
 //! let store = Arc::new(cairn_store::Store::open("/ipfs")?);
-//! let mounted = mount(store, &MountOptions::new("/ipfs/store"))?;
+//! let blocks = store.layout().blocks();
+//! let mounted = mount(store, blocks, &MountOptions::new("/ipfs/store"))?;
 //! mounted.run()?; // until unmounted
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -7,7 +7,7 @@ use std::{
     sync::Arc,
 };
 
-use cairn_store::{BlockSource, Store};
+use cairn_store::BlockSource;
 use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
 
 use crate::{
@@ -176,8 +176,14 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Mounts the store read-only at `opts.mountpoint`.
-pub fn mount(store: Arc<Store>, opts: &MountOptions) -> io::Result<Mounted> {
+/// Mounts `src` read-only at `opts.mountpoint`. `blocks_dir` is the store's `R/blocks`
+/// (`statfs` reports its filesystem; passthrough opens block files there). The source may be
+/// the local [`Store`](cairn_store::Store) or anything in front of it, such as the network.
+pub fn mount(
+    src: Arc<dyn BlockSource>,
+    blocks_dir: PathBuf,
+    opts: &MountOptions,
+) -> io::Result<Mounted> {
     std::fs::create_dir_all(&opts.mountpoint).or_else(|e| {
         // On a stale mountpoint this fails (ENOTCONN, or EEXIST from mkdir); clean_stale
         // deals with it next.
@@ -192,8 +198,6 @@ pub fn mount(store: Arc<Store>, opts: &MountOptions) -> io::Result<Mounted> {
         log::warn!("detached a stale mount at {}", opts.mountpoint.display());
     }
     let root = is_root();
-    let blocks_dir = store.layout().blocks();
-    let src: Arc<dyn BlockSource> = store;
     let fs = CairnFs::new(
         view::registry(),
         NodeCache::new(src, opts.cache_bytes),

@@ -23,6 +23,11 @@ pub enum StoreError {
         source: DecodeError,
     },
 
+    /// The block is not here and the network did not bring it within the wait (no peer had
+    /// it, or none answered in time). Not "absent": it may be had later. Readers answer EIO.
+    #[error("block {cid} is not available: {why}")]
+    Unavailable { cid: Cid, why: &'static str },
+
     /// A block larger than the store accepts.
     #[error("block {cid} is {size} bytes, larger than the {max} byte limit")]
     TooLarge { cid: Cid, size: usize, max: usize },

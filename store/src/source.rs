@@ -10,13 +10,16 @@ use crate::StoreError;
 /// Somewhere blocks can be read from: the local store, or the network in front of it.
 ///
 /// Contract:
-/// - `get` returns bytes that hash to `cid`, checked by the implementation; `Ok(None)` means
-///   "not available here", never an error. A block whose bytes do not match is
-///   [`StoreError::Corrupt`].
+/// - `get` returns bytes that hash to `cid`, checked by the implementation. A block whose
+///   bytes do not match is [`StoreError::Corrupt`] (a source that can fetch it again may do
+///   so instead).
+/// - `Ok(None)` means "absent, and this source has nowhere else to look" (the local store).
+///   A source that asks the network bounds its wait, then answers
+///   [`StoreError::Unavailable`]: not here, and the network gave up (readers answer EIO).
 /// - Implementations may block the calling thread (disk I/O, or a bounded wait for a peer),
 ///   so async code calls them from `spawn_blocking`. They are synchronous on purpose: the hot
 ///   caller is a FUSE thread, and the local store has nothing to await.
-/// - A source that waits for the network bounds its wait, then answers `Ok(None)`.
+/// - `size` and `has` answer from what is here, without waiting for anyone.
 pub trait BlockSource: Send + Sync {
     fn get(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError>;
 

@@ -30,6 +30,7 @@ pub struct Store {
     journal: Mutex<Option<JournalWriter>>,
     index: Mutex<Option<RocksIndex>>,
     temp: Mutex<Option<TempPins>>,
+    scoped: std::sync::OnceLock<crate::temp::ScopedPins>,
     written: AtomicU64,
 }
 
@@ -79,6 +80,7 @@ impl Store {
             journal: Mutex::new(None),
             index: Mutex::new(None),
             temp: Mutex::new(None),
+            scoped: std::sync::OnceLock::new(),
             written: AtomicU64::new(0),
         })
     }
@@ -150,6 +152,43 @@ impl Store {
         };
         self.record(Record::Put(crate::canonical(cid), meta))?;
         Ok(fresh)
+    }
+
+    /// Stores a block that was fetched for a reader, not for keeping: `data` must hash to `cid`
+    /// (the caller checked it). It is protected from the collector only while it is being
+    /// written (see [`crate::temp::ScopedPins`]); afterwards it is cache, which a collection
+    /// deletes unless a pin reaches it. Returns false if it was already present.
+    pub fn put_cache(&self, cid: &Cid, data: &[u8]) -> Result<bool, StoreError> {
+        if cid.hash().code() == hash::IDENTITY {
+            return Ok(false);
+        }
+        let links = codec::links(cid.codec(), data)
+            .map_err(|source| StoreError::Decode { cid: *cid, source })?;
+        let scoped = self
+            .scoped
+            .get_or_init(|| crate::temp::ScopedPins::new(&self.layout));
+        let _scope = scoped.protect(&[*cid])?;
+        let fresh = self.blocks.put_parts(cid, &[data])?;
+        if fresh {
+            self.written.fetch_add(1, Ordering::Relaxed);
+        }
+        self.record(Record::Put(
+            crate::canonical(cid),
+            BlockMeta {
+                size: data.len() as u64,
+                codec: cid.codec(),
+                links,
+            },
+        ))?;
+        Ok(fresh)
+    }
+
+    /// Lets go of the scoped temp pins of [`put_cache`](Self::put_cache) writes that have
+    /// finished (a daemon calls this when it is idle).
+    pub fn release_cache_pins(&self) {
+        if let Some(s) = self.scoped.get() {
+            s.release_idle();
+        }
     }
 
     /// Temp-pins `cids` for this process (see [`crate::temp`]) until [`Store::release`] or
@@ -525,5 +564,28 @@ mod tests {
         let other = Store::open(dir.path()).unwrap();
         let err = other.repair(1, Duration::ZERO, &|_| {}).unwrap_err();
         assert!(matches!(err, StoreError::IndexBusy { .. }), "{err}");
+    }
+
+    /// Defect the network issue names: a daemon that temp-pinned every block it fetched for
+    /// its whole life grew its temp pin file without bound and kept every fetched block from
+    /// the collector. Cache puts are protected only while they are written.
+    #[test]
+    fn cache_puts_leave_no_temp_pins_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(dir.path()).unwrap();
+        let temp_bytes = || -> u64 {
+            std::fs::read_dir(store.layout().temp_pins())
+                .unwrap()
+                .map(|e| e.unwrap().metadata().unwrap().len())
+                .sum()
+        };
+        for i in 0..2000u32 {
+            let data = i.to_le_bytes();
+            store.put_cache(&raw(&data), &data).unwrap();
+            assert!(temp_bytes() < 4096, "temp pins grow: {}", temp_bytes());
+        }
+        store.release_cache_pins();
+        assert_eq!(temp_bytes(), 0);
+        assert!(store.has(&raw(&7u32.to_le_bytes())).unwrap());
     }
 }

@@ -109,6 +109,77 @@ impl Drop for TempPins {
     }
 }
 
+/// Temp pins for a long-running writer (the network daemon), scoped to each write: a block
+/// is protected while it is being written, and is unprotected cache once the write returns.
+/// The protections go to a file that is replaced once it has taken [`ROTATE_AT`] bytes, or
+/// when no write protected in it is still in flight; a replaced file is deleted when the last
+/// write protected in it has finished. So the daemon's temp pins never grow without bound and
+/// never drop a protection a write still relies on.
+#[derive(Debug)]
+pub struct ScopedPins {
+    layout: Layout,
+    current: std::sync::Mutex<Option<(std::sync::Arc<std::sync::Mutex<TempPins>>, u64)>>,
+}
+
+/// Bytes of CIDs a scoped temp pin file takes before the next one is started.
+pub const ROTATE_AT: u64 = 64 << 10;
+
+/// A protection, held while a write is in flight.
+#[derive(Debug)]
+pub struct Scope {
+    _file: std::sync::Arc<std::sync::Mutex<TempPins>>,
+}
+
+impl ScopedPins {
+    pub fn new(layout: &Layout) -> ScopedPins {
+        ScopedPins {
+            layout: layout.clone(),
+            current: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Protects `cids` until the returned [`Scope`] is dropped.
+    pub fn protect(&self, cids: &[Cid]) -> Result<Scope, StoreError> {
+        let mut cur = self.current.lock().expect("scoped pins lock");
+        // A new file when the current one is full, or when no write protected in it is still
+        // in flight (then dropping it releases everything it held at once).
+        let rotate = match cur.as_ref() {
+            None => true,
+            Some((file, written)) => {
+                *written >= ROTATE_AT || std::sync::Arc::strong_count(file) == 1
+            }
+        };
+        if rotate {
+            *cur = Some((
+                std::sync::Arc::new(std::sync::Mutex::new(TempPins::create(&self.layout)?)),
+                0,
+            ));
+        }
+        let (file, written) = cur.as_mut().expect("just set");
+        file.lock().expect("temp pins lock").protect(cids)?;
+        *written += cids
+            .iter()
+            .map(|c| 60u64.max(c.encoded_len() as u64 * 2))
+            .sum::<u64>();
+        Ok(Scope {
+            _file: file.clone(),
+        })
+    }
+}
+
+impl ScopedPins {
+    /// Drops the current file if no write protected in it is in flight.
+    pub fn release_idle(&self) {
+        let mut cur = self.current.lock().expect("scoped pins lock");
+        if cur
+            .as_ref()
+            .is_some_and(|(f, _)| std::sync::Arc::strong_count(f) == 1)
+        {
+            *cur = None;
+        }
+    }
+}
+
 /// The CIDs in a temp pin file's bytes (lines of CIDs; a torn last line is ignored).
 pub fn parse(bytes: &[u8]) -> Vec<Cid> {
     bytes

@@ -5,12 +5,15 @@
 
 mod add;
 mod block;
+mod control;
+mod daemon;
 mod dag;
 mod maint;
 mod mount;
 mod pin;
 mod progress;
 mod read;
+mod swarm;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -98,11 +101,42 @@ enum Command {
     },
     /// Mount the store read-only at ROOT/store (or MOUNTPOINT): ROOT/store/{cid}/path,
     /// ROOT/store/{view}/{cid}/path with views raw and unixfs. Stops cleanly on SIGINT/SIGTERM.
+    /// Local blocks only: `cairn daemon` mounts with the network behind it.
     Mount(mount::MountArgs),
-    /// Blocks and bytes in the store
+    /// Blocks and bytes in the store (and, with a daemon running, network counters)
     Stat {
         #[arg(long)]
         json: bool,
+    },
+    /// Run the network node and the mount: fetch missing blocks while programs read them,
+    /// serve what is here. Reads ROOT/config.toml; other commands talk to it over
+    /// ROOT/daemon.sock. Stops cleanly on SIGINT/SIGTERM.
+    Daemon(daemon::DaemonArgs),
+    /// The network: this node, its peers, connecting and disconnecting
+    #[command(subcommand)]
+    Swarm(swarm::SwarmCmd),
+    /// Fetch a whole DAG from peers, pinning it first (resumable: run it again to continue)
+    Fetch {
+        cid: String,
+        /// Do not pin the DAG (fetched blocks are then cache that gc may collect)
+        #[arg(long)]
+        no_pin: bool,
+        /// The program the pin belongs to
+        #[arg(long, default_value = "fetch")]
+        prog: String,
+        /// Blocks wanted at once
+        #[arg(long, default_value_t = 256)]
+        window: usize,
+        #[arg(long)]
+        json: bool,
+        /// Network settings when no daemon runs (a node is started for the fetch)
+        #[command(flatten)]
+        net: daemon::NetArgs,
+    },
+    /// Announce on the DHT that this node provides these CIDs (needs a running daemon)
+    Provide {
+        #[arg(required = true)]
+        cids: Vec<String>,
     },
 }
 
@@ -129,6 +163,17 @@ fn main() -> ExitCode {
         Command::Stat { json } => maint::stat(&root, json),
         Command::Mount(args) => mount::run(&root, args),
         Command::Pin(cmd) => pin::run(&root, cmd),
+        Command::Daemon(args) => daemon::run(&root, args),
+        Command::Swarm(cmd) => swarm::swarm(&root, cmd),
+        Command::Fetch {
+            cid,
+            no_pin,
+            prog,
+            window,
+            json,
+            net,
+        } => swarm::fetch(&root, &cid, !no_pin, &prog, window, json, &net),
+        Command::Provide { cids } => swarm::provide(&root, &cids),
         Command::Gc {
             dry_run,
             max_freed,

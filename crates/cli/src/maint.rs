@@ -131,15 +131,28 @@ pub fn repair(root: &Path, json: bool) -> Result<ExitCode> {
 pub fn stat(root: &Path, json: bool) -> Result<ExitCode> {
     let store = open_indexed(root)?;
     let s = store.stats()?;
+    // With a daemon running, its network counters too.
+    let net = crate::control::Control::connect(root)
+        .and_then(|mut c| c.call(&crate::control::Request::Stats).ok());
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"root": root.display().to_string(), "blocks": s.blocks, "bytes": s.bytes})
-        );
+        let mut v = serde_json::json!({"root": root.display().to_string(), "blocks": s.blocks, "bytes": s.bytes});
+        if let Some(n) = &net {
+            v["network"] = n.clone();
+        }
+        println!("{v}");
     } else {
         println!("root:   {}", root.display());
         println!("blocks: {}", s.blocks);
         println!("bytes:  {}", s.bytes);
+        if let Some(n) = &net {
+            let t = &n["totals"];
+            println!("peers:  {}", n["peers"]);
+            println!("wants:  {}", n["wants"]);
+            println!(
+                "received {} blocks ({} bytes), sent {} blocks ({} bytes)",
+                t["blocks_received"], t["bytes_received"], t["blocks_sent"], t["bytes_sent"]
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

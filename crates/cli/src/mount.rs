@@ -22,19 +22,26 @@ pub struct MountArgs {
     /// Detach and run in the background once the mount is ready (logs go to ROOT/mount.log)
     #[arg(long)]
     daemon: bool,
+    #[command(flatten)]
+    pub settings: MountSettings,
+}
+
+/// How the mount serves, for `cairn mount` and `cairn daemon` alike.
+#[derive(Args, Clone)]
+pub struct MountSettings {
     /// Let the kernel read single-block raw files straight from their block files (root only).
     /// Opens then cost a round trip each; without it opens are stateless.
     #[arg(long)]
-    passthrough: bool,
+    pub passthrough: bool,
     /// Memory for decoded, verified blocks, in MiB
     #[arg(long, default_value_t = 256, value_name = "MIB")]
-    cache_mib: u64,
+    pub cache_mib: u64,
     /// FUSE worker threads
     #[arg(long, default_value_t = 16)]
-    threads: usize,
+    pub threads: usize,
     /// Read-ahead window of the mount, in KiB (0 keeps the kernel's default)
     #[arg(long, default_value_t = 4096, value_name = "KIB")]
-    read_ahead_kb: u32,
+    pub read_ahead_kb: u32,
 }
 
 /// Every pinned CID, for the listings of the mount root and the view roots.
@@ -56,25 +63,50 @@ pub fn run(root: &Path, args: MountArgs) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| store.layout().store());
     if args.daemon {
-        return daemonize(root, &mountpoint);
+        return daemonize(root, &mountpoint, "--daemon", "mount.log");
     }
     // Signals are taken by one thread with sigwait; every thread started later inherits the mask.
     let signals = block_signals();
+    let layout = store.layout().clone();
+    serve(
+        root,
+        &layout,
+        store,
+        &mountpoint,
+        &args.settings,
+        signals,
+        ready,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Mounts `src` at `mountpoint` and serves it until a signal in `signals` arrives (the
+/// caller blocked them with [`block_signals`] before starting any thread). Says "mounted"
+/// on stderr and on the `ready` pipe once the filesystem is up.
+pub fn serve(
+    root: &Path,
+    layout: &cairn_store::Layout,
+    src: Arc<dyn cairn_store::BlockSource>,
+    mountpoint: &Path,
+    settings: &MountSettings,
+    signals: libc::sigset_t,
+    ready: Option<std::fs::File>,
+) -> Result<()> {
     let opts = MountOptions {
-        passthrough: args.passthrough,
-        cache_bytes: args.cache_mib << 20,
-        threads: args.threads,
-        read_ahead_kb: args.read_ahead_kb,
-        pinned: pinned_roots(store.layout().clone()),
-        ..MountOptions::new(&mountpoint)
+        passthrough: settings.passthrough,
+        cache_bytes: settings.cache_mib << 20,
+        threads: settings.threads,
+        read_ahead_kb: settings.read_ahead_kb,
+        pinned: pinned_roots(layout.clone()),
+        ..MountOptions::new(mountpoint)
     };
-    if args.passthrough && unsafe { libc::geteuid() } != 0 {
+    if settings.passthrough && unsafe { libc::geteuid() } != 0 {
         log::warn!("--passthrough needs root; serving every read through cairn");
     }
-    let mut mounted = mount(store, &opts)
+    let mut mounted = mount(src, layout.blocks(), &opts)
         .with_context(|| format!("mounting {} at {}", root.display(), mountpoint.display()))?;
     let mut unmounter = mounted.unmounter();
-    let mp = mountpoint.clone();
+    let mp = mountpoint.to_owned();
     std::thread::spawn(move || {
         let sig = wait_signal(&signals);
         log::info!("signal {sig}: unmounting {}", mp.display());
@@ -98,7 +130,7 @@ pub fn run(root: &Path, args: MountArgs) -> Result<ExitCode> {
     }
     mounted.run().context("serving the mount")?;
     eprintln!("cairn: unmounted {}", mountpoint.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The pipe `--daemon`'s parent made for the "ready" line: `CAIRN_READY_FD=fd:inode`, taken
@@ -106,7 +138,7 @@ pub fn run(root: &Path, args: MountArgs) -> Result<ExitCode> {
 /// inherited value (a shell that exported it, a service manager) names no such pipe, and
 /// adopting it would write to, then close, whatever that descriptor is now (`/dev/fuse`, a
 /// socket). The variable is removed so that nothing this process starts inherits it.
-fn ready_pipe() -> Option<std::fs::File> {
+pub fn ready_pipe() -> Option<std::fs::File> {
     use std::os::fd::FromRawFd;
     let value = std::env::var("CAIRN_READY_FD").ok()?;
     // Called before this process starts any thread.
@@ -127,7 +159,7 @@ fn ready_pipe() -> Option<std::fs::File> {
     Some(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
-fn block_signals() -> libc::sigset_t {
+pub fn block_signals() -> libc::sigset_t {
     // SAFETY: plain libc signal-set manipulation on a local set.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -140,7 +172,7 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
-fn wait_signal(set: &libc::sigset_t) -> i32 {
+pub fn wait_signal(set: &libc::sigset_t) -> i32 {
     let mut sig = 0;
     // SAFETY: `set` is initialised and `sig` a valid out-pointer.
     unsafe { libc::sigwait(set, &mut sig) };
@@ -149,9 +181,9 @@ fn wait_signal(set: &libc::sigset_t) -> i32 {
 
 /// Starts `cairn mount` again in its own session, in the background, and returns once the
 /// filesystem is mounted (the child says so on a pipe) or the child failed.
-fn daemonize(root: &Path, mountpoint: &Path) -> Result<ExitCode> {
+pub fn daemonize(root: &Path, mountpoint: &Path, flag: &str, log_name: &str) -> Result<ExitCode> {
     use std::{io::Read, os::fd::FromRawFd, os::unix::process::CommandExt};
-    let log_path = root.join("mount.log");
+    let log_path = root.join(log_name);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -169,10 +201,7 @@ fn daemonize(root: &Path, mountpoint: &Path) -> Result<ExitCode> {
         use std::os::unix::fs::MetadataExt;
         ready.metadata()?.ino()
     };
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--daemon")
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != flag).collect();
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
     cmd.args(&args)
         .env("CAIRN_ROOT", root)

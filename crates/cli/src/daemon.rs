@@ -1,0 +1,350 @@
+//! `cairn daemon`: the network node and the mount in one process, and the control socket the
+//! other commands talk to it through.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+use cairn_net::{config::Provide, fetch, node, Client, Config, NetworkSource};
+use cairn_store::{parse_cid, Store};
+use clap::Args;
+use serde_json::{json, Value};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+};
+
+use crate::{
+    control::{self, Request},
+    mount::{self, MountSettings},
+};
+
+#[derive(Args)]
+pub struct DaemonArgs {
+    /// Where to mount the store [default: ROOT/store]
+    mountpoint: Option<PathBuf>,
+    /// Run the node without mounting the store
+    #[arg(long)]
+    no_mount: bool,
+    /// Detach and run in the background once ready (logs go to ROOT/daemon.log)
+    #[arg(long)]
+    detach: bool,
+    #[command(flatten)]
+    pub net: NetArgs,
+    #[command(flatten)]
+    settings: MountSettings,
+}
+
+/// Settings that override ROOT/config.toml, for `daemon` and for `fetch` without a daemon.
+#[derive(Args, Clone, Default)]
+pub struct NetArgs {
+    /// Listen on this multiaddr instead of config's `listen` (repeatable)
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<String>,
+    /// Also connect to this peer at start: a multiaddr ending in /p2p/PEER (repeatable)
+    #[arg(long, value_name = "MULTIADDR")]
+    bootstrap: Vec<String>,
+    /// Do not look for peers on the local network (mDNS)
+    #[arg(long)]
+    no_mdns: bool,
+    /// Do not join the DHT
+    #[arg(long)]
+    no_dht: bool,
+    /// Seconds a read waits for a missing block before it fails (EIO)
+    #[arg(long, value_name = "SECS")]
+    fetch_timeout: Option<f64>,
+    /// Upload limit for serving blocks, bytes per second (suffixes K, M, G; 0 = none)
+    #[arg(long, value_name = "RATE")]
+    upload_limit: Option<String>,
+}
+
+impl NetArgs {
+    /// ROOT/config.toml with these overrides.
+    pub fn config(&self, root: &Path) -> Result<Config> {
+        let mut c = Config::load(&root.join("config.toml"))?;
+        if !self.listen.is_empty() {
+            c.listen = parse_addrs(&self.listen)?;
+        }
+        c.bootstrap.extend(parse_addrs(&self.bootstrap)?);
+        c.mdns &= !self.no_mdns;
+        c.dht &= !self.no_dht;
+        if let Some(t) = self.fetch_timeout {
+            if !(t > 0.0 && t <= 86400.0) {
+                bail!("--fetch-timeout {t}: not in (0, 86400] seconds");
+            }
+            c.fetch_timeout = Duration::from_secs_f64(t);
+        }
+        if let Some(r) = &self.upload_limit {
+            c.upload_limit = cairn_net::config::parse_rate(r).map_err(anyhow::Error::msg)?;
+        }
+        Ok(c)
+    }
+}
+
+fn parse_addrs(v: &[String]) -> Result<Vec<cairn_net::Multiaddr>> {
+    v.iter()
+        .map(|s| {
+            s.parse()
+                .with_context(|| format!("{s:?} is not a multiaddr"))
+        })
+        .collect()
+}
+
+/// A tokio runtime for the node: two workers (blocks are hashed on the blocking pool).
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("cairn-net")
+        .enable_all()
+        .build()?)
+}
+
+pub fn run(root: &Path, args: DaemonArgs) -> Result<ExitCode> {
+    let ready = mount::ready_pipe();
+    let store = Arc::new(Store::init(root)?);
+    let layout = store.layout().clone();
+    let mountpoint = args.mountpoint.clone().unwrap_or_else(|| layout.store());
+    if args.detach {
+        return mount::daemonize(root, &mountpoint, "--detach", "daemon.log");
+    }
+    let config = args.net.config(root)?;
+    // Before any thread: every thread started later inherits the blocked signals, and one
+    // thread waits for them.
+    let signals = mount::block_signals();
+    let key = cairn_net::identity::load_or_create(&root.join("node.key"))
+        .with_context(|| format!("the node key in {}", root.display()))?;
+    let rt = runtime()?;
+    let sock = control::socket(root);
+    if control::Control::connect(root).is_some() {
+        bail!("a cairn daemon is already running for {}", root.display());
+    }
+    let _ = std::fs::remove_file(&sock);
+    let client = rt.block_on(node::start(&config, key, store.clone()))?;
+    let listener = {
+        let _guard = rt.enter();
+        UnixListener::bind(&sock).with_context(|| format!("binding {}", sock.display()))?
+    };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666))?;
+    }
+    let addrs = rt.block_on(client.listen_addrs())?;
+    eprintln!("cairn: node {} listening on", client.peer_id());
+    for a in &addrs {
+        eprintln!("  {a}");
+    }
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        store: store.clone(),
+        timeout: config.fetch_timeout,
+        // SAFETY: geteuid has no preconditions.
+        owner: unsafe { libc::geteuid() },
+    });
+    rt.spawn(serve_control(listener, ctx));
+    rt.spawn(provide(client.clone(), layout.clone(), config.provide));
+    rt.spawn(flush(store.clone()));
+    let result = if args.no_mount {
+        eprintln!("cairn: daemon ready (not mounted)");
+        if let Some(mut f) = ready {
+            use std::io::Write;
+            let _ = f.write_all(b"ready\n");
+        }
+        let sig = mount::wait_signal(&signals);
+        log::info!("signal {sig}: stopping");
+        Ok(())
+    } else {
+        let threads = args.settings.threads.max(2);
+        // Keep four FUSE threads free of network waits, for listings and local files.
+        let src = Arc::new(NetworkSource::new(
+            store.clone(),
+            client.clone(),
+            config.fetch_timeout,
+            threads.saturating_sub(4).max(1),
+        ));
+        mount::serve(
+            root,
+            &layout,
+            src,
+            &mountpoint,
+            &args.settings,
+            signals,
+            ready,
+        )
+    };
+    let _ = std::fs::remove_file(&sock);
+    drop(client);
+    rt.shutdown_timeout(Duration::from_secs(2));
+    store.flush()?;
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+struct Ctx {
+    client: Client,
+    store: Arc<Store>,
+    timeout: Duration,
+    owner: u32,
+}
+
+/// Writes the index journal and syncs every few seconds while blocks arrive (one `syncfs`
+/// per batch, not per block), and lets go of the temp pins of finished cache writes.
+async fn flush(store: Arc<Store>) {
+    let mut last = store.written();
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let now = store.written();
+        let s = store.clone();
+        let changed = now != last;
+        last = now;
+        let _ = tokio::task::spawn_blocking(move || {
+            s.release_cache_pins();
+            if changed {
+                if let Err(e) = s.flush() {
+                    log::warn!("flushing the store: {e}");
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// Announces the pinned roots (or every block) on the DHT, at start and whenever new ones
+/// appear; Kademlia republishes them itself.
+async fn provide(client: Client, layout: cairn_store::Layout, what: Provide) {
+    let mut announced = std::collections::HashSet::new();
+    loop {
+        let l = layout.clone();
+        let cids = tokio::task::spawn_blocking(move || -> Vec<cairn_store::Cid> {
+            match what {
+                Provide::None => Vec::new(),
+                Provide::Roots => cairn_gc::pins::list(&l)
+                    .map(|(pins, _)| pins.into_iter().map(|p| p.cid).collect())
+                    .unwrap_or_default(),
+                Provide::All => cairn_store::FileBlocks::new(&l)
+                    .iter()
+                    .map(|it| it.flatten().collect())
+                    .unwrap_or_default(),
+            }
+        })
+        .await
+        .unwrap_or_default();
+        let fresh: Vec<_> = cids
+            .into_iter()
+            .filter(|c| announced.insert(cairn_store::canonical(c)))
+            .collect();
+        if !fresh.is_empty() {
+            match client.provide(&fresh).await {
+                Ok(n) => log::info!("announcing {n} blocks on the DHT"),
+                Err(_) => return,
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+}
+
+async fn serve_control(listener: UnixListener, ctx: Arc<Ctx>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
+        tokio::spawn(handle(stream, uid, ctx.clone()));
+    }
+}
+
+async fn handle(stream: UnixStream, uid: u32, ctx: Arc<Ctx>) {
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let reply = match serde_json::from_str::<Request>(&line) {
+            Err(e) => json!({"error": format!("bad request: {e}")}),
+            Ok(req) if req.is_admin() && uid != 0 && uid != ctx.owner => {
+                json!({"error": "only root and the daemon's user may do that"})
+            }
+            Ok(req) => match answer(&ctx, req, &mut w).await {
+                Ok(v) => json!({ "ok": v }),
+                Err(e) => json!({"error": format!("{e:#}")}),
+            },
+        };
+        if write_line(&mut w, &reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn write_line(w: &mut tokio::net::unix::OwnedWriteHalf, v: &Value) -> std::io::Result<()> {
+    let mut s = v.to_string();
+    s.push('\n');
+    w.write_all(s.as_bytes()).await
+}
+
+async fn answer(
+    ctx: &Ctx,
+    req: Request,
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+) -> Result<Value> {
+    let c = &ctx.client;
+    Ok(match req {
+        Request::Id => json!({
+            "peer": c.peer_id().to_string(),
+            "addrs": c.listen_addrs().await?.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        }),
+        Request::Peers => serde_json::to_value(c.peers().await?)?,
+        Request::Stats => serde_json::to_value(c.stats().await?)?,
+        Request::Connect { addr } => {
+            let addr: cairn_net::Multiaddr = addr
+                .parse()
+                .with_context(|| format!("{addr:?} is not a multiaddr"))?;
+            json!({"peer": c.dial(addr).await?.to_string()})
+        }
+        Request::Disconnect { peer } => {
+            let p: cairn_net::PeerId = peer
+                .parse()
+                .with_context(|| format!("{peer:?} is not a peer ID"))?;
+            json!({"disconnected": c.disconnect(p).await?})
+        }
+        Request::Provide { cids } => {
+            let cids = cids
+                .iter()
+                .map(|s| parse_cid(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            json!({"announced": c.provide(&cids).await?})
+        }
+        Request::Block { cid } => {
+            let cid = parse_cid(&cid)?;
+            let store = ctx.store.clone();
+            if !tokio::task::spawn_blocking(move || store.has(&cid)).await?? {
+                let data = c
+                    .want(cid, ctx.timeout)
+                    .await
+                    .with_context(|| format!("block {cid}: no peer sent it in time"))?;
+                let store = ctx.store.clone();
+                tokio::task::spawn_blocking(move || store.put_cache(&cid, &data)).await??;
+            }
+            json!(null)
+        }
+        Request::Prefetch { cids } => {
+            let cids: Vec<_> = cids.iter().filter_map(|s| parse_cid(s).ok()).collect();
+            c.prefetch(&cids, ctx.timeout);
+            json!(null)
+        }
+        Request::Fetch { cid, window } => {
+            let cid = parse_cid(&cid)?;
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<fetch::FetchProgress>(4);
+            let (client, store, timeout) = (c.clone(), ctx.store.clone(), ctx.timeout);
+            let task = tokio::spawn(async move {
+                fetch::fetch_dag(&client, &store, cid, window, timeout, &move |p| {
+                    let _ = tx.try_send(*p);
+                })
+                .await
+            });
+            while let Some(p) = rx.recv().await {
+                let _ = write_line(w, &json!({ "progress": p })).await;
+            }
+            serde_json::to_value(task.await??)?
+        }
+    })
+}

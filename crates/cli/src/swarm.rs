@@ -1,0 +1,183 @@
+//! `cairn swarm`, `cairn fetch`, `cairn provide`: the network, through the daemon.
+
+use std::{path::Path, process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::{Context, Result};
+use cairn_store::{parse_cid, Store};
+use clap::Subcommand;
+use serde_json::Value;
+
+use crate::{
+    control::{Control, Request},
+    daemon::NetArgs,
+    progress::Bar,
+};
+
+#[derive(Subcommand)]
+pub enum SwarmCmd {
+    /// This node's peer ID, and the addresses peers can reach it at
+    Id {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connected peers: ID, agent, addresses
+    Peers {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connect to a peer (a multiaddr ending in /p2p/PEER)
+    Connect { addr: String },
+    /// Close every connection to a peer
+    Disconnect { peer: String },
+}
+
+pub fn swarm(root: &Path, cmd: SwarmCmd) -> Result<ExitCode> {
+    match cmd {
+        SwarmCmd::Id { json } => {
+            let Some(mut c) = Control::connect(root) else {
+                // No daemon: the identity it will have.
+                let key = cairn_net::identity::load_or_create(&root.join("node.key"))?;
+                let peer = key.public().to_peer_id().to_string();
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"peer": peer, "addrs": [], "running": false})
+                    );
+                } else {
+                    println!("{peer} (no daemon running)");
+                }
+                return Ok(ExitCode::SUCCESS);
+            };
+            let v = c.call(&Request::Id)?;
+            if json {
+                println!("{v}");
+            } else {
+                println!("{}", v["peer"].as_str().unwrap_or(""));
+                for a in v["addrs"].as_array().into_iter().flatten() {
+                    println!("  {}", a.as_str().unwrap_or(""));
+                }
+            }
+        }
+        SwarmCmd::Peers { json } => {
+            let v = Control::require(root)?.call(&Request::Peers)?;
+            if json {
+                println!("{v}");
+            } else {
+                for p in v.as_array().into_iter().flatten() {
+                    let addr = p["addrs"][0].as_str().unwrap_or("");
+                    println!(
+                        "{} {} {}",
+                        p["peer"].as_str().unwrap_or(""),
+                        p["agent"].as_str().unwrap_or(""),
+                        addr
+                    );
+                }
+            }
+        }
+        SwarmCmd::Connect { addr } => {
+            let v = Control::require(root)?.call(&Request::Connect { addr })?;
+            println!("connected to {}", v["peer"].as_str().unwrap_or(""));
+        }
+        SwarmCmd::Disconnect { peer } => {
+            let v = Control::require(root)?.call(&Request::Disconnect { peer: peer.clone() })?;
+            if v["disconnected"] != Value::Bool(true) {
+                anyhow::bail!("not connected to {peer}");
+            }
+            println!("disconnected {peer}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cairn fetch`: every block of a DAG, pinned first (so nothing fetched is collected
+/// halfway), through the daemon if one runs, else through a node started for the occasion.
+pub fn fetch(
+    root: &Path,
+    cid: &str,
+    pin: bool,
+    prog: &str,
+    window: usize,
+    json: bool,
+    net: &NetArgs,
+) -> Result<ExitCode> {
+    let cid = parse_cid(cid)?;
+    let store = Arc::new(Store::init(root)?);
+    if pin {
+        let user = cairn_gc::pins::current_user();
+        cairn_gc::pins::add(store.layout(), &user, prog, &cid)?;
+    }
+    let bar = Bar::bytes("fetch", None);
+    let show = |p: &Value| {
+        bar.set_position(p["fetched_bytes"].as_u64().unwrap_or(0));
+    };
+    let done: Value = match Control::connect(root) {
+        Some(mut c) => c.call_with(
+            &Request::Fetch {
+                cid: cid.to_string(),
+                window,
+            },
+            None,
+            &mut |p| show(p),
+        )?,
+        None => {
+            let config = net.config(root)?;
+            let key = cairn_net::identity::load_or_create(&root.join("node.key"))?;
+            let rt = crate::daemon::runtime()?;
+            let config = cairn_net::Config {
+                // A node for one fetch listens nowhere: it only dials out.
+                listen: Vec::new(),
+                ..config
+            };
+            let r = rt.block_on(async {
+                let client = cairn_net::node::start(&config, key, store.clone()).await?;
+                let bar_progress = |p: &cairn_net::fetch::FetchProgress| {
+                    bar.set_position(p.fetched_bytes);
+                };
+                // Give the bootstrap dials a moment before the first wants go out.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                cairn_net::fetch::fetch_dag(
+                    &client,
+                    &store,
+                    cid,
+                    window,
+                    config.fetch_timeout,
+                    &bar_progress,
+                )
+                .await
+            });
+            rt.shutdown_timeout(Duration::from_secs(1));
+            serde_json::to_value(r?)?
+        }
+    };
+    bar.finish();
+    store.flush()?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"cid": cid.to_string(), "pinned": pin, "result": done})
+        );
+    } else {
+        eprintln!(
+            "fetched {} of {} blocks ({} bytes) of {cid}{}",
+            done["fetched"],
+            done["blocks"],
+            done["fetched_bytes"],
+            if pin { ", pinned" } else { "" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cairn provide`: announce CIDs on the DHT (the daemon keeps announcing them).
+pub fn provide(root: &Path, cids: &[String]) -> Result<ExitCode> {
+    for c in cids {
+        parse_cid(c)?;
+    }
+    let v = Control::require(root)?
+        .call(&Request::Provide {
+            cids: cids.to_vec(),
+        })
+        .context("announcing")?;
+    println!("announcing {} CIDs", v["announced"]);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,396 @@
+//! The engine: one task that owns every want and every peer's ledger. It only moves queued
+//! work: streams are read and written by per-peer tasks, blocks are hashed and stored on
+//! blocking threads, and everything reaches it as an [`Event`] on one bounded channel.
+
+use std::{
+    collections::HashMap,
+    sync::{atomic::Ordering, Arc},
+    time::{Duration, Instant},
+};
+
+use cairn_store::{codec, hash::IDENTITY, Cid, Store};
+use libp2p::PeerId;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::{
+    behaviour::Opener,
+    handler::Inbound,
+    peer::{self, LedgerEntry, PeerShared, RateLimit},
+    wants::{Action, Received, Wants},
+    wire::{Entry, Presence},
+    Event, NodeRequest, MAX_WANTS_PER_PEER,
+};
+use crate::ledger::{Ledger, Offence, PeerStats};
+
+/// How often timeouts are looked at.
+const TICK: Duration = Duration::from_millis(100);
+/// Messages a peer may send per second before it counts as a flood.
+const FLOOD_MESSAGES: u32 = 2000;
+
+/// Counters, for `cairn stat` and the tests.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub peers: usize,
+    pub wants: usize,
+    pub totals: PeerStats,
+    pub by_peer: Vec<(String, PeerStats)>,
+}
+
+struct Peer {
+    shared: Arc<PeerShared>,
+    /// Messages this second, for flood detection.
+    window: (Instant, u32),
+}
+
+pub struct Engine {
+    store: Arc<Store>,
+    opener: Opener,
+    serve: bool,
+    limit: Option<Arc<RateLimit>>,
+    wants: Wants,
+    peers: HashMap<PeerId, Peer>,
+    ledger: Ledger,
+    /// Blocks received and handed to their waiters, not yet on disk.
+    storing: HashMap<super::wants::Key, bytes::Bytes>,
+    events: mpsc::Receiver<Event>,
+    events_tx: mpsc::Sender<Event>,
+    inbound: mpsc::Receiver<Inbound>,
+    node: mpsc::Sender<NodeRequest>,
+}
+
+impl Engine {
+    /// An engine and the sender of its events (for the node and the client handle).
+    pub fn new(
+        store: Arc<Store>,
+        opener: Opener,
+        inbound: mpsc::Receiver<Inbound>,
+        node: mpsc::Sender<NodeRequest>,
+        serve: bool,
+        upload_limit: Option<u64>,
+    ) -> (Engine, mpsc::Sender<Event>) {
+        let (events_tx, events) = mpsc::channel(4096);
+        (
+            Engine {
+                store,
+                opener,
+                serve,
+                limit: upload_limit.map(|r| Arc::new(RateLimit::new(r))),
+                wants: Wants::default(),
+                peers: HashMap::new(),
+                ledger: Ledger::default(),
+                storing: HashMap::new(),
+                events,
+                events_tx: events_tx.clone(),
+                inbound,
+                node,
+            },
+            events_tx,
+        )
+    }
+
+    /// Runs until every event sender is gone.
+    pub async fn run(mut self) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(inbound) = self.inbound.recv() => {
+                    if self.ledger.is_banned(&inbound.peer) {
+                        continue;
+                    }
+                    tokio::spawn(peer::read_loop(inbound, self.events_tx.clone()));
+                }
+                ev = self.events.recv() => match ev {
+                    Some(Event::Shutdown) | None => break,
+                    Some(ev) => self.on_event(ev),
+                },
+                _ = tick.tick() => {
+                    let acts = self.wants.tick(Instant::now());
+                    self.apply(acts);
+                }
+            }
+        }
+        for p in self.peers.values() {
+            p.shared.closed.store(true, Ordering::Relaxed);
+            p.shared.notify.notify_one();
+        }
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        let now = Instant::now();
+        match ev {
+            Event::Inbound(peer, msg) => self.on_message(peer, msg, now),
+            Event::Connected { peer, mdns } => {
+                if self.ledger.is_banned(&peer) {
+                    return;
+                }
+                if !self.peers.contains_key(&peer) {
+                    let shared = PeerShared::new();
+                    tokio::spawn(peer::send_loop(
+                        peer,
+                        shared.clone(),
+                        self.opener.clone(),
+                        self.store.clone(),
+                        self.limit.clone(),
+                        self.events_tx.clone(),
+                    ));
+                    self.peers.insert(
+                        peer,
+                        Peer {
+                            shared,
+                            window: (now, 0),
+                        },
+                    );
+                }
+                let acts = self.wants.connected(peer, mdns, now);
+                self.apply(acts);
+            }
+            Event::Disconnected(peer) | Event::NotBitswap(peer) => {
+                if let Some(p) = self.peers.remove(&peer) {
+                    p.shared.closed.store(true, Ordering::Relaxed);
+                    p.shared.notify.notify_one();
+                }
+                let acts = self.wants.disconnected(&peer, now);
+                self.apply(acts);
+            }
+            Event::Providers { key, peers } => {
+                let acts = self.wants.providers(&key, &peers, now);
+                self.apply(acts);
+            }
+            Event::Offence(peer, o) => self.offend(peer, o),
+            Event::Sent {
+                peer,
+                blocks,
+                bytes,
+            } => self.ledger.sent(peer, blocks, bytes),
+            Event::Stored { cid, from, links } => {
+                self.storing.remove(cid.hash());
+                if let Some(links) = links {
+                    self.wants.hint(from, &links);
+                    self.notify_new_block(&cid);
+                }
+            }
+            Event::Want { cid, waiter, until } => {
+                if cid.hash().code() == IDENTITY {
+                    return; // never sent: kubo disconnects peers that want identity CIDs
+                }
+                // Received a moment ago and still on its way to disk.
+                if let Some(data) = self.storing.get(cid.hash()) {
+                    if let Some(w) = waiter {
+                        w.give(data.clone());
+                    }
+                    return;
+                }
+                let acts = self.wants.want(cid, waiter, until, now);
+                self.apply(acts);
+            }
+            Event::Shutdown => {}
+            Event::Stats(reply) => {
+                let _ = reply.send(Stats {
+                    peers: self.peers.len(),
+                    wants: self.wants.len(),
+                    totals: self.ledger.totals.clone(),
+                    by_peer: self
+                        .ledger
+                        .iter()
+                        .map(|(p, s)| (p.to_string(), s.clone()))
+                        .collect(),
+                });
+            }
+        }
+    }
+
+    fn on_message(&mut self, peer: PeerId, msg: peer::Received, now: Instant) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return; // not (or no longer) a peer we talk to
+        };
+        if now.duration_since(p.window.0) >= Duration::from_secs(1) {
+            p.window = (now, 0);
+        }
+        p.window.1 += 1;
+        if p.window.1 == FLOOD_MESSAGES {
+            self.offend(peer, Offence::Flood);
+        }
+        self.on_wants(peer, msg.full, msg.wants);
+        for (cid, presence) in msg.presences {
+            let acts = match presence {
+                Presence::Have => self.wants.have(peer, cid.hash(), now),
+                Presence::DontHave => {
+                    self.ledger.peer(peer).dont_haves += 1;
+                    self.wants.dont_have(peer, cid.hash(), now)
+                }
+            };
+            self.apply(acts);
+        }
+        let mut acts = Vec::new();
+        for (cid, data) in msg.blocks {
+            let cid = match cid {
+                Ok(c) => c,
+                Err(e) => {
+                    log::debug!("bitswap: bad block from {peer}: {e}");
+                    self.offend(peer, Offence::BadBlock);
+                    continue;
+                }
+            };
+            match self.wants.block(peer, &cid, &data, now, &mut acts) {
+                Received::Wanted => {
+                    self.ledger.received(peer, data.len());
+                    self.storing.insert(*cid.hash(), data.clone());
+                    let (store, events) = (self.store.clone(), self.events_tx.clone());
+                    tokio::spawn(async move {
+                        let stored = tokio::task::spawn_blocking(move || {
+                            let links = codec::links(cid.codec(), &data).unwrap_or_default();
+                            store.put_cache(&cid, &data).map(|_| links)
+                        })
+                        .await;
+                        let links = match stored {
+                            Ok(Ok(links)) => Some(links),
+                            Ok(Err(e)) => {
+                                log::warn!("storing {cid}: {e}");
+                                None
+                            }
+                            Err(e) => {
+                                log::warn!("storing {cid}: {e}");
+                                None
+                            }
+                        };
+                        let _ = events
+                            .send(Event::Stored {
+                                cid,
+                                from: peer,
+                                links,
+                            })
+                            .await;
+                    });
+                }
+                Received::Duplicate => self.ledger.peer(peer).duplicate_blocks += 1,
+                Received::Unwanted => self.offend(peer, Offence::Unwanted),
+            }
+        }
+        self.apply(acts);
+    }
+
+    /// The server side: a peer's wants and cancels go into its ledger and serve queue.
+    fn on_wants(&mut self, peer: PeerId, full: bool, entries: Vec<Entry>) {
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        let mut over = false;
+        {
+            let mut q = p.shared.lock();
+            if full {
+                q.ledger.clear();
+                q.serve.clear();
+            }
+            for e in entries {
+                let key = *e.cid.hash();
+                if e.cid.hash().code() == IDENTITY {
+                    continue; // its bytes are in the CID
+                }
+                if e.cancel {
+                    if q.ledger.remove(&key).is_some() {
+                        q.serve.retain(|k| *k != key);
+                    }
+                    continue;
+                }
+                if !self.serve {
+                    continue;
+                }
+                if !q.ledger.contains_key(&key) && q.ledger.len() >= MAX_WANTS_PER_PEER {
+                    over = true;
+                    continue;
+                }
+                let entry = q.ledger.entry(key).or_insert(LedgerEntry {
+                    cid: e.cid,
+                    want_type: e.want_type,
+                    send_dont_have: e.send_dont_have,
+                    queued: false,
+                });
+                // A want-block upgrades a want-have; the peer's latest wishes win.
+                entry.cid = e.cid;
+                if e.want_type == super::wire::WantType::Block {
+                    entry.want_type = e.want_type;
+                }
+                entry.send_dont_have = e.send_dont_have;
+                if !entry.queued {
+                    entry.queued = true;
+                    q.serve.push_back(key);
+                }
+            }
+        }
+        p.shared.notify.notify_one();
+        if over {
+            self.offend(peer, Offence::TooManyWants);
+        }
+    }
+
+    /// Peers that wanted a block we did not have get it now that we do (kubo does the same).
+    fn notify_new_block(&mut self, cid: &Cid) {
+        let key = *cid.hash();
+        for p in self.peers.values() {
+            let mut q = p.shared.lock();
+            if let Some(e) = q.ledger.get_mut(&key) {
+                if !e.queued {
+                    e.queued = true;
+                    q.serve.push_back(key);
+                    drop(q);
+                    p.shared.notify.notify_one();
+                }
+            }
+        }
+    }
+
+    fn offend(&mut self, peer: PeerId, o: Offence) {
+        if self.ledger.offend(peer, o) {
+            log::warn!("bitswap: disconnecting {peer}: too many offences ({o:?} last)");
+            if let Some(p) = self.peers.remove(&peer) {
+                p.shared.closed.store(true, Ordering::Relaxed);
+                p.shared.notify.notify_one();
+            }
+            let acts = self.wants.disconnected(&peer, Instant::now());
+            self.apply(acts);
+            let _ = self.node.try_send(NodeRequest::Ban(peer));
+        }
+    }
+
+    fn apply(&mut self, acts: Vec<Action>) {
+        let mut touched = Vec::new();
+        for a in acts {
+            match a {
+                Action::Want {
+                    peer,
+                    cid,
+                    want_type,
+                } => {
+                    if let Some(p) = self.peers.get(&peer) {
+                        p.shared
+                            .lock()
+                            .control
+                            .insert(*cid.hash(), Entry::want(cid, want_type, true));
+                        touched.push(peer);
+                    }
+                }
+                Action::Cancel { peer, cid } => {
+                    if let Some(p) = self.peers.get(&peer) {
+                        p.shared
+                            .lock()
+                            .control
+                            .insert(*cid.hash(), Entry::cancel(cid));
+                        touched.push(peer);
+                    }
+                }
+                Action::FindProviders(key) => {
+                    let _ = self.node.try_send(NodeRequest::FindProviders(key));
+                }
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for peer in touched {
+            if let Some(p) = self.peers.get(&peer) {
+                p.shared.notify.notify_one();
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Bitswap 1.2.0 (and 1.1.0, 1.0.0), client and server, over libp2p.
+//!
+//! - [`wire`]: the message format, strict and bounded.
+//! - [`protocol`], [`handler`], [`behaviour`]: the swarm side; they only hand streams over.
+//! - [`wants`]: the client policy, whom to ask for what, with no I/O.
+//! - [`peer`]: per peer, the queue of what we owe it and the tasks that write and read its
+//!   streams.
+//! - [`engine`]: one task that owns the wants and every peer's ledger, and reacts to
+//!   messages, peer events and requests from the rest of cairn.
+//!
+//! What a stranger can make us do is bounded: at most [`MAX_WANTS_PER_PEER`] wants each, at
+//! most [`wire::MAX_MESSAGE`] bytes per message, no block stored unless it hashes to a CID we
+//! want; an unwanted, wrong or malformed message costs the sender offence points in the
+//! [`crate::ledger`], and enough of them within seconds disconnect and ban it.
+
+pub mod behaviour;
+pub mod engine;
+pub mod handler;
+pub mod peer;
+pub mod protocol;
+pub mod wants;
+pub mod wire;
+
+use bytes::Bytes;
+use cairn_store::Cid;
+use libp2p::PeerId;
+
+pub use self::engine::{Engine, Stats};
+use crate::ledger::Offence;
+
+/// Most wants a peer may have with us at once (kubo's and Helia's limit too).
+pub const MAX_WANTS_PER_PEER: usize = 1024;
+
+/// Everything the engine reacts to.
+pub enum Event {
+    /// A message from a peer, blocks hashed.
+    Inbound(PeerId, peer::Received),
+    /// A peer can be asked for blocks (connected; `mdns`: found on the local network).
+    Connected {
+        peer: PeerId,
+        mdns: bool,
+    },
+    Disconnected(PeerId),
+    /// The peer refused every Bitswap protocol.
+    NotBitswap(PeerId),
+    /// Providers of a block, from the DHT.
+    Providers {
+        key: wants::Key,
+        peers: Vec<PeerId>,
+    },
+    /// Something a peer did wrong, seen outside the engine (a reader, the node).
+    Offence(PeerId, Offence),
+    /// A sender task delivered blocks.
+    Sent {
+        peer: PeerId,
+        blocks: u64,
+        bytes: u64,
+    },
+    /// A received block was stored (or failed to be: `links` is `None`); its links.
+    Stored {
+        cid: Cid,
+        from: PeerId,
+        links: Option<Vec<Cid>>,
+    },
+    /// Want `cid` until `until`; hand it to `waiter`.
+    Want {
+        cid: Cid,
+        waiter: Option<wants::Waiter>,
+        until: std::time::Instant,
+    },
+    Stats(tokio::sync::oneshot::Sender<Stats>),
+    /// The node stopped: so does the engine.
+    Shutdown,
+}
+
+/// What the engine asks of the node.
+#[derive(Debug)]
+pub enum NodeRequest {
+    FindProviders(wants::Key),
+    /// Close every connection to this peer and refuse it for a while.
+    Ban(PeerId),
+}
+
+/// Bytes handed to a waiter; the block is stored behind its back.
+pub type Block = Bytes;

@@ -1,0 +1,177 @@
+//! [`Client`]: the cloneable handle the rest of cairn talks to the node through. Every
+//! request is a message on a bounded channel with a reply channel; nothing here touches the
+//! swarm.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cairn_store::Cid;
+use libp2p::{Multiaddr, PeerId};
+use multihash::Multihash;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    bitswap::{behaviour::Opener, wants::Waiter, Event, Stats},
+    node::Command,
+    NetError,
+};
+
+/// A connected peer, as `cairn swarm peers` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerView {
+    pub peer: String,
+    pub addrs: Vec<String>,
+    pub agent: String,
+    pub protocols: Vec<String>,
+    pub connected_secs: u64,
+    pub mdns: bool,
+}
+
+/// A handle on a running node. Dropping every clone stops the swarm.
+#[derive(Clone)]
+pub struct Client {
+    peer_id: PeerId,
+    commands: mpsc::Sender<Command>,
+    engine: mpsc::Sender<Event>,
+    _opener: Opener,
+}
+
+impl Client {
+    pub(crate) fn new(
+        peer_id: PeerId,
+        commands: mpsc::Sender<Command>,
+        engine: mpsc::Sender<Event>,
+        opener: Opener,
+    ) -> Client {
+        Client {
+            peer_id,
+            commands,
+            engine,
+            _opener: opener,
+        }
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The block `cid` from the network, waiting at most `timeout`. `None` if no peer
+    /// delivered it in time. The bytes hash to `cid`; they are being stored meanwhile.
+    pub async fn want(&self, cid: Cid, timeout: Duration) -> Option<Bytes> {
+        let (tx, rx) = oneshot::channel();
+        let until = Instant::now() + timeout;
+        self.engine
+            .send(Event::Want {
+                cid,
+                waiter: Some(Waiter::Async(tx)),
+                until,
+            })
+            .await
+            .ok()?;
+        tokio::time::timeout_at(until.into(), rx).await.ok()?.ok()
+    }
+
+    /// Like [`want`](Self::want), for a thread outside the runtime (a FUSE thread). Must not
+    /// be called from an async task.
+    pub fn want_blocking(&self, cid: Cid, timeout: Duration) -> Option<Bytes> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let until = Instant::now() + timeout;
+        self.engine
+            .blocking_send(Event::Want {
+                cid,
+                waiter: Some(Waiter::Sync(tx)),
+                until,
+            })
+            .ok()?;
+        rx.recv_timeout(until.saturating_duration_since(Instant::now()))
+            .ok()
+    }
+
+    /// Starts fetching these blocks without waiting for them (a reader will want them next).
+    /// Dropped, not queued, when the engine is busy: it is only a hint.
+    pub fn prefetch(&self, cids: &[Cid], timeout: Duration) {
+        let until = Instant::now() + timeout;
+        for c in cids {
+            if self
+                .engine
+                .try_send(Event::Want {
+                    cid: *c,
+                    waiter: None,
+                    until,
+                })
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Connects to the peer at `addr` (`/p2p/…` optional); returns its peer ID.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Dial(addr, tx))
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        rx.await
+            .map_err(|_| NetError::Stopped)?
+            .map_err(NetError::Dial)
+    }
+
+    /// Closes every connection to `peer`; false if there was none.
+    pub async fn disconnect(&self, peer: PeerId) -> Result<bool, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Disconnect(peer, tx))
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+
+    pub async fn peers(&self) -> Result<Vec<PeerView>, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Peers(tx))
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Where the node listens, with `/p2p/{peer id}` appended: addresses to give others.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::ListenAddrs(tx))
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        Ok(rx
+            .await
+            .map_err(|_| NetError::Stopped)?
+            .into_iter()
+            .map(|a| a.with(libp2p::multiaddr::Protocol::P2p(self.peer_id)))
+            .collect())
+    }
+
+    /// Announces on the DHT that this node provides these blocks. Returns how many were
+    /// accepted for announcing.
+    pub async fn provide(&self, cids: &[Cid]) -> Result<usize, NetError> {
+        let keys: Vec<Multihash<64>> = cids.iter().map(|c| *c.hash()).collect();
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Provide(keys, tx))
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Bitswap counters.
+    pub async fn stats(&self) -> Result<Stats, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.engine
+            .send(Event::Stats(tx))
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+}

@@ -1,0 +1,225 @@
+//! `R/config.toml`: the node's settings. Every key is optional; a missing file means the
+//! defaults. No public bootstrap peers are compiled in: a node knows the peers its owner lists,
+//! the ones mDNS finds on the local network, and the ones those tell it about.
+//!
+//! ```toml
+//! listen = ["/ip4/0.0.0.0/tcp/4011"]   # where peers reach us
+//! bootstrap = ["/ip4/192.0.2.7/tcp/4001/p2p/12D3Koo..."]
+//! mdns = true                          # find peers on the local network
+//! dht = true                           # Kademlia on /ipfs/kad/1.0.0 and /ipfs/lan/kad/1.0.0
+//! fetch_timeout = 30                   # seconds a read waits for a missing block, then EIO
+//! provide = "roots"                    # announce pinned roots ("all": every block; "none")
+//! serve = true                         # send blocks to peers that want them
+//! upload_limit = "10M"                 # bytes per second for serving (K, M, G); 0 = no limit
+//! ```
+
+use std::{path::Path, time::Duration};
+
+use libp2p::Multiaddr;
+use serde::Deserialize;
+
+/// What to announce on the DHT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Provide {
+    None,
+    /// The roots of pinned DAGs.
+    #[default]
+    Roots,
+    /// Every block in the store.
+    All,
+}
+
+/// The node's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub mdns: bool,
+    pub dht: bool,
+    pub fetch_timeout: Duration,
+    pub provide: Provide,
+    pub serve: bool,
+    /// Bytes per second for serving blocks; `None` for no limit.
+    pub upload_limit: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec!["/ip4/0.0.0.0/tcp/4011".parse().expect("valid")],
+            bootstrap: Vec::new(),
+            mdns: true,
+            dht: true,
+            fetch_timeout: Duration::from_secs(30),
+            provide: Provide::Roots,
+            serve: true,
+            upload_limit: None,
+        }
+    }
+}
+
+/// Why the settings could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Toml {
+        path: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{path}: {what}")]
+    Value { path: String, what: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    listen: Option<Vec<String>>,
+    bootstrap: Option<Vec<String>>,
+    mdns: Option<bool>,
+    dht: Option<bool>,
+    fetch_timeout: Option<f64>,
+    provide: Option<Provide>,
+    serve: Option<bool>,
+    upload_limit: Option<toml::Value>,
+}
+
+impl Config {
+    /// Reads `path`; a missing file gives the defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(source) => {
+                return Err(ConfigError::Io {
+                    path: shown,
+                    source,
+                })
+            }
+        };
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Toml { source, .. } => ConfigError::Toml {
+                path: shown,
+                source,
+            },
+            ConfigError::Value { what, .. } => ConfigError::Value { path: shown, what },
+            other => other,
+        })
+    }
+
+    /// Parses the text of a config file.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let f: File = toml::from_str(text).map_err(|source| ConfigError::Toml {
+            path: String::new(),
+            source,
+        })?;
+        let bad = |what: String| ConfigError::Value {
+            path: String::new(),
+            what,
+        };
+        let addrs = |v: Vec<String>, key: &str| -> Result<Vec<Multiaddr>, ConfigError> {
+            v.iter()
+                .map(|s| {
+                    s.parse()
+                        .map_err(|e| bad(format!("{key}: {s:?} is not a multiaddr ({e})")))
+                })
+                .collect()
+        };
+        let mut c = Config::default();
+        if let Some(v) = f.listen {
+            c.listen = addrs(v, "listen")?;
+        }
+        if let Some(v) = f.bootstrap {
+            c.bootstrap = addrs(v, "bootstrap")?;
+        }
+        c.mdns = f.mdns.unwrap_or(c.mdns);
+        c.dht = f.dht.unwrap_or(c.dht);
+        if let Some(t) = f.fetch_timeout {
+            if !(t > 0.0 && t <= 86400.0) {
+                return Err(bad(format!(
+                    "fetch_timeout {t} is not in (0, 86400] seconds"
+                )));
+            }
+            c.fetch_timeout = Duration::from_secs_f64(t);
+        }
+        c.provide = f.provide.unwrap_or(c.provide);
+        c.serve = f.serve.unwrap_or(c.serve);
+        c.upload_limit = match f.upload_limit {
+            None => None,
+            Some(toml::Value::Integer(0)) => None,
+            Some(toml::Value::Integer(n)) if n > 0 => Some(n as u64),
+            Some(toml::Value::String(s)) => parse_rate(&s).map_err(bad)?,
+            Some(other) => return Err(bad(format!("upload_limit {other} is not a rate"))),
+        };
+        Ok(c)
+    }
+}
+
+/// "10M", "512K", "1G", "2500000" (bytes per second); "0" for no limit.
+pub fn parse_rate(s: &str) -> Result<Option<u64>, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("upload_limit {s:?} is not a rate like 10M"))?;
+    if !(n >= 0.0 && n.is_finite()) {
+        return Err(format!("upload_limit {s:?} is negative"));
+    }
+    let v = (n * mult as f64) as u64;
+    Ok((v > 0).then_some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_every_key() {
+        let c = Config::parse("").unwrap();
+        assert!(c.bootstrap.is_empty() && c.mdns && c.serve && c.upload_limit.is_none());
+        let c = Config::parse(
+            r#"listen = ["/ip4/127.0.0.1/tcp/0"]
+               bootstrap = ["/ip4/127.0.0.1/tcp/4001"]
+               mdns = false
+               dht = false
+               fetch_timeout = 2.5
+               provide = "all"
+               serve = false
+               upload_limit = "1.5M""#,
+        )
+        .unwrap();
+        assert_eq!(c.listen[0].to_string(), "/ip4/127.0.0.1/tcp/0");
+        assert_eq!(c.fetch_timeout, Duration::from_millis(2500));
+        assert_eq!(c.provide, Provide::All);
+        assert_eq!(c.upload_limit, Some(1_572_864));
+        assert!(!c.mdns && !c.dht && !c.serve);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        for (text, says) in [
+            ("listen = [\"nonsense\"]", "listen"),
+            ("fetch_timeout = -1", "fetch_timeout"),
+            ("upload_limit = \"fast\"", "upload_limit"),
+            ("colour = \"blue\"", "colour"),
+            ("provide = \"some\"", "provide"),
+        ] {
+            let e = Config::parse(text).unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
+}

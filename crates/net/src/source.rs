@@ -1,0 +1,133 @@
+//! [`NetworkSource`]: the [`BlockSource`] that answers from the local store and, for what it
+//! lacks, from peers. A FUSE read, `cairn cat`, `get` and `ls` through it fetch missing
+//! blocks; everything else about them stays as it was.
+//!
+//! - A block is here: the store answers (verified), and nobody waits.
+//! - A block here fails its hash: it is moved to `R/blocks/.corrupt` and fetched again.
+//! - A block is missing: the calling thread waits for the network at most the fetch timeout,
+//!   then gets [`StoreError::Unavailable`] (EIO in the mount). Concurrent reads of one block
+//!   share one want; the block is stored as unpinned cache (see `Store::put_cache`).
+//! - At most `max_waiting` threads wait at once: a FUSE mount keeps threads free to answer
+//!   listings and `stat`s of local entries while peers are slow. A read over that limit is
+//!   `Unavailable` at once.
+//! - `prefetch` of missing blocks starts fetching them now: a sequential reader's read-ahead
+//!   becomes "want these next blocks".
+
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use cairn_store::{BlockSource, Cid, Store, StoreError};
+
+use crate::client::Client;
+
+pub struct NetworkSource {
+    store: Arc<Store>,
+    client: Client,
+    timeout: Duration,
+    max_waiting: usize,
+    waiting: AtomicUsize,
+}
+
+impl NetworkSource {
+    /// Answers from `store`, then from `client`'s peers, waiting at most `timeout` per block
+    /// and with at most `max_waiting` threads waiting at once.
+    pub fn new(
+        store: Arc<Store>,
+        client: Client,
+        timeout: Duration,
+        max_waiting: usize,
+    ) -> NetworkSource {
+        NetworkSource {
+            store,
+            client,
+            timeout,
+            max_waiting: max_waiting.max(1),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The block from the network, within the timeout.
+    fn fetch(&self, cid: &Cid) -> Result<Bytes, StoreError> {
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(StoreError::Unavailable {
+                cid: *cid,
+                why: "too many reads are waiting for the network",
+            });
+        }
+        let got = self.client.want_blocking(*cid, self.timeout);
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        got.ok_or(StoreError::Unavailable {
+            cid: *cid,
+            why: "no peer sent it in time",
+        })
+    }
+
+    fn local(&self, cid: &Cid, out: &mut Vec<u8>) -> Result<bool, StoreError> {
+        match self.store.blocks().get_into(cid, out) {
+            Err(StoreError::Corrupt { cid }) => {
+                log::warn!("block {cid} is corrupt on disk; moving it aside and fetching it again");
+                self.store.blocks().quarantine(&cid)?;
+                Ok(false)
+            }
+            other => other,
+        }
+    }
+}
+
+impl BlockSource for NetworkSource {
+    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
+        let mut v = Vec::new();
+        if self.local(cid, &mut v)? {
+            return Ok(Some(Bytes::from(v)));
+        }
+        self.fetch(cid).map(Some)
+    }
+
+    fn get_into(&self, cid: &Cid, out: &mut Vec<u8>) -> Result<bool, StoreError> {
+        if self.local(cid, out)? {
+            return Ok(true);
+        }
+        let b = self.fetch(cid)?;
+        out.extend_from_slice(&b);
+        Ok(true)
+    }
+
+    fn size(&self, cid: &Cid) -> Result<Option<u64>, StoreError> {
+        self.store.blocks().size(cid)
+    }
+
+    fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
+        self.store.has(cid)
+    }
+
+    fn prefetch(&self, cids: &[Cid]) {
+        let mut missing = Vec::new();
+        for c in cids {
+            match self.store.has(c) {
+                Ok(true) => self.store.blocks().prefetch(c),
+                _ => missing.push(*c),
+            }
+        }
+        if !missing.is_empty() {
+            self.client.prefetch(&missing, self.timeout);
+        }
+    }
+}
+
+/// A source shared by the mount and others.
+pub type SharedSource = Arc<NetworkSource>;
