@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target for SECONDS each (default 60), two at a time, from seed corpora
 # built out of ../shared/fixtures (CAR files, and the blocks inside them, sorted by codec)
-# plus a few hand-made journals. Needs nightly Rust; installs cargo-fuzz if missing.
+# plus a few hand-made journals and Bitswap messages. Needs nightly Rust; installs cargo-fuzz
+# if missing.
 # Crashes land in fuzz/artifacts/{target}/; copy each into fuzz/regressions/{target}/ once it
 # is fixed, so that `cargo test` replays it on stable.
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
@@ -14,7 +15,7 @@ export CARGO_TARGET_DIR="${CAIRN_FUZZ_TARGET:-$HOME/.cache/cairn-fuzz-target}"
 shared="${CAIRN_SHARED:-$(cd .. && pwd)/shared}"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(dagpb unixfs hamt dagcbor dagjson car journal dag)
+[ ${#targets[@]} -gt 0 ] || targets=(dagpb unixfs hamt dagcbor dagjson car journal dag bitswap)
 
 python3 scripts/fuzz_seeds.py "$shared/fixtures" fuzz/corpus fuzz/regressions
 cd fuzz

@@ -5,13 +5,14 @@ fixtures/  -> every CAR goes to corpus/car and corpus/dag; every block inside th
               target that decodes its codec (dag-pb: dagpb, unixfs, hamt; dag-cbor: dagcbor;
               dag-json: dagjson);
 journals   -> a few well-formed index journals written here;
+bitswap    -> a few Bitswap 1.2.0 and 1.0.0 messages written here, bare and as frames;
 regressions/{target}/ -> copied in too, so the fuzzer starts from every known crasher.
 Usage: fuzz_seeds.py FIXTURES CORPUS REGRESSIONS
 """
 import hashlib, os, shutil, struct, sys, zlib
 
 fixtures, corpus, regressions = sys.argv[1:4]
-TARGETS = ["dagpb", "unixfs", "hamt", "dagcbor", "dagjson", "car", "journal", "dag"]
+TARGETS = ["dagpb", "unixfs", "hamt", "dagcbor", "dagjson", "car", "journal", "dag", "bitswap"]
 for t in TARGETS:
     os.makedirs(os.path.join(corpus, t), exist_ok=True)
 
@@ -94,6 +95,59 @@ meta = bytes([5, 0x70, 1, len(link)]) + link
 put("journal", record(1, key, meta))
 put("journal", record(1, key, meta) + record(2, key))
 put("journal", record(1, key, meta) + record(2, key)[:-3])
+
+
+def varint(n):
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def pb_bytes(field, b):
+    return varint(field << 3 | 2) + varint(len(b)) + b
+
+
+def pb_uint(field, v):
+    return varint(field << 3) + varint(v & 0xFFFFFFFFFFFFFFFF)
+
+
+def entry(cid, priority=1, cancel=False, have=False, dont_have=False):
+    e = pb_bytes(1, cid)
+    e += pb_uint(2, priority) if priority else b""
+    e += pb_uint(3, 1) if cancel else b""
+    e += pb_uint(4, 1) if have else b""
+    e += pb_uint(5, 1) if dont_have else b""
+    return e
+
+
+def bitswap(entries=(), full=False, blocks=(), v0_blocks=(), presences=(), pending=0):
+    """A Bitswap message (boxo's message.proto)."""
+    wl = b"".join(pb_bytes(1, e) for e in entries) + (pb_uint(2, 1) if full else b"")
+    m = pb_bytes(1, wl)
+    m += b"".join(pb_bytes(2, d) for d in v0_blocks)
+    m += b"".join(pb_bytes(3, pb_bytes(1, p) + pb_bytes(2, d)) for p, d in blocks)
+    m += b"".join(pb_bytes(4, pb_bytes(1, c) + (pb_uint(2, 1) if dont else b"")) for c, dont in presences)
+    return m + (pb_uint(5, pending) if pending else b"")
+
+
+raw = lambda d: bytes([0x01, 0x55, 0x12, 0x20]) + hashlib.sha256(d).digest()
+v0 = lambda d: bytes([0x12, 0x20]) + hashlib.sha256(d).digest()
+pb_block = b"\x0a\x02\x08\x01"
+messages = [
+    bitswap([entry(raw(b"%d" % i), have=True, dont_have=True) for i in range(8)]),
+    bitswap([entry(raw(b"%d" % i), priority=0, cancel=True) for i in range(4)]),
+    bitswap([entry(v0(pb_block), priority=-5), entry(raw(b"a"), priority=2**31 - 1)], full=True),
+    bitswap(blocks=[(bytes([0x01, 0x55, 0x12, 0x20]), b"hello"), (bytes([0x00, 0x70, 0x12, 0x20]), pb_block)]),
+    bitswap(presences=[(raw(b"x"), False), (raw(b"y"), True)], pending=12345),
+    bitswap([entry(v0(pb_block))], v0_blocks=[pb_block, b"hello"]),
+]
+for m in messages:
+    put("bitswap", m)
+    put("bitswap", varint(len(m)) + m)
+put("bitswap", b"".join(varint(len(m)) + m for m in messages))
 
 for t in TARGETS:
     d = os.path.join(regressions, t)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds cairn (release) and runs its main job on the default root (/ipfs as root, else
-# $XDG_DATA_HOME/cairn): add some content, then mount the store at ROOT/store in the
-# foreground. Ctrl-C unmounts. Usage: scripts/run.sh [DIR-TO-ADD]
+# $XDG_DATA_HOME/cairn): add some content, then run the daemon in the foreground: the network
+# node (serving what is here, fetching what is read and missing) and the store mounted at
+# ROOT/store. Ctrl-C stops it and unmounts. Usage: scripts/run.sh [DIR-TO-ADD]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -13,5 +14,5 @@ dir="${1:-/usr/share/doc}"
 cid=$("$cairn" add -r -Q --preserve-mode --preserve-mtime "$dir")
 store=$("$cairn" stat --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["root"])')/store
 echo "added $dir as $cid (pinned)"
-echo "mounting $store: try  ls $store/$cid  (Ctrl-C to unmount)"
-exec "$cairn" mount
+echo "starting the daemon and mounting $store: try  ls $store/$cid  (Ctrl-C to stop)"
+exec "$cairn" daemon

@@ -11,6 +11,8 @@
 //! - `mount`: the FUSE mount, mounted for real, read with ordinary tools
 //! - `gc`: pins and garbage collection, one test per liveness rule, and a stress test
 //! - `hostile`: DAGs built to explode walks, broken journals and CARs, a stale ready pipe, no /proc
+//! - `network`: cairn daemons, Helia and kubo on loopback moving real blocks (`peers`: the processes)
+//! - `hostile_peer`: a libp2p peer of the test's own sending a daemon bad blocks, garbage and floods
 
 mod cli;
 mod concurrency;
@@ -18,7 +20,10 @@ mod crash;
 mod fixtures;
 mod gc;
 mod hostile;
+mod hostile_peer;
 mod mount;
+mod network;
+mod peers;
 mod store;
 mod util;
 mod vectors;

@@ -63,6 +63,16 @@ pub struct NetArgs {
 }
 
 impl NetArgs {
+    /// True if any setting was given on the command line.
+    pub fn is_set(&self) -> bool {
+        !self.listen.is_empty()
+            || !self.bootstrap.is_empty()
+            || self.no_mdns
+            || self.no_dht
+            || self.fetch_timeout.is_some()
+            || self.upload_limit.is_some()
+    }
+
     /// ROOT/config.toml with these overrides.
     pub fn config(&self, root: &Path) -> Result<Config> {
         let mut c = Config::load(&root.join("config.toml"))?;
@@ -211,11 +221,27 @@ async fn flush(store: Arc<Store>) {
     }
 }
 
-/// Announces the pinned roots (or every block) on the DHT, at start and whenever new ones
-/// appear; Kademlia republishes them itself.
+/// Announces the pinned roots (or every block) on the DHT: once a peer is connected (an
+/// announcement with nobody to tell goes nowhere), then whatever is new every 30 s, and
+/// everything again whenever the number of peers grows or every 10 minutes.
 async fn provide(client: Client, layout: cairn_store::Layout, what: Provide) {
+    if what == Provide::None {
+        return;
+    }
     let mut announced = std::collections::HashSet::new();
+    let mut peers_before = 0;
+    let mut everything_at = std::time::Instant::now();
     loop {
+        let peers = client.peers().await.map(|p| p.len()).unwrap_or(0);
+        if peers == 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        if peers > peers_before || everything_at.elapsed() > Duration::from_secs(600) {
+            announced.clear();
+            everything_at = std::time::Instant::now();
+        }
+        peers_before = peers;
         let l = layout.clone();
         let cids = tokio::task::spawn_blocking(move || -> Vec<cairn_store::Cid> {
             match what {
@@ -241,7 +267,7 @@ async fn provide(client: Client, layout: cairn_store::Layout, what: Provide) {
                 Err(_) => return,
             }
         }
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }
 
@@ -293,7 +319,11 @@ async fn answer(
             "addrs": c.listen_addrs().await?.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         }),
         Request::Peers => serde_json::to_value(c.peers().await?)?,
-        Request::Stats => serde_json::to_value(c.stats().await?)?,
+        Request::Stats => {
+            let mut v = serde_json::to_value(c.stats().await?)?;
+            v["dht"] = serde_json::to_value(c.dht().await?)?;
+            v
+        }
         Request::Connect { addr } => {
             let addr: cairn_net::Multiaddr = addr
                 .parse()

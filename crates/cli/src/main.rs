@@ -124,8 +124,9 @@ enum Command {
         /// The program the pin belongs to
         #[arg(long, default_value = "fetch")]
         prog: String,
-        /// Blocks wanted at once
-        #[arg(long, default_value_t = 256)]
+        /// Blocks wanted at once. Small enough that a swarm of fetchers asks the seeder for
+        /// different blocks and trades the rest among itself
+        #[arg(long, default_value_t = 32)]
         window: usize,
         #[arg(long)]
         json: bool,

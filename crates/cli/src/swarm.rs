@@ -48,8 +48,9 @@ pub fn swarm(root: &Path, cmd: SwarmCmd) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             };
-            let v = c.call(&Request::Id)?;
+            let mut v = c.call(&Request::Id)?;
             if json {
+                v["running"] = Value::Bool(true);
                 println!("{v}");
             } else {
                 println!("{}", v["peer"].as_str().unwrap_or(""));
@@ -111,14 +112,23 @@ pub fn fetch(
         bar.set_position(p["fetched_bytes"].as_u64().unwrap_or(0));
     };
     let done: Value = match Control::connect(root) {
-        Some(mut c) => c.call_with(
-            &Request::Fetch {
-                cid: cid.to_string(),
-                window,
-            },
-            None,
-            &mut |p| show(p),
-        )?,
+        Some(mut c) => {
+            if net.is_set() {
+                eprintln!(
+                    "cairn: a daemon runs for {}: fetching through it, with its own network \
+                     settings (the ones given here apply only when no daemon runs)",
+                    root.display()
+                );
+            }
+            c.call_with(
+                &Request::Fetch {
+                    cid: cid.to_string(),
+                    window,
+                },
+                None,
+                &mut |p| show(p),
+            )?
+        }
         None => {
             let config = net.config(root)?;
             let key = cairn_net::identity::load_or_create(&root.join("node.key"))?;
@@ -133,8 +143,14 @@ pub fn fetch(
                 let bar_progress = |p: &cairn_net::fetch::FetchProgress| {
                     bar.set_position(p.fetched_bytes);
                 };
-                // Give the bootstrap dials a moment before the first wants go out.
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                // The first wants go out once a bootstrap peer is connected (or after a few
+                // seconds: mDNS or the DHT may still bring one).
+                if !config.bootstrap.is_empty() {
+                    let t = std::time::Instant::now();
+                    while client.peers().await?.is_empty() && t.elapsed() < Duration::from_secs(5) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
                 cairn_net::fetch::fetch_dag(
                     &client,
                     &store,

@@ -31,6 +31,9 @@ use cairn_unixfs::{
     resolve, FileReader,
 };
 
+mod bitswap;
+pub use bitswap::bitswap;
+
 /// A target: one input in, a panic on a finding.
 pub type Target = fn(&[u8]);
 
@@ -44,6 +47,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("car", car),
     ("journal", journal_records),
     ("dag", dag),
+    ("bitswap", bitswap),
 ];
 
 /// A dag-pb block: the full decoder, the link extractor the index uses, and a round trip.

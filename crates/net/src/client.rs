@@ -165,6 +165,16 @@ impl Client {
         rx.await.map_err(|_| NetError::Stopped)
     }
 
+    /// What the DHT did.
+    pub async fn dht(&self) -> Result<crate::node::DhtStats, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Dht(tx))
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+
     /// Bitswap counters.
     pub async fn stats(&self) -> Result<Stats, NetError> {
         let (tx, rx) = oneshot::channel();

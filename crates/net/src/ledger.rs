@@ -35,16 +35,21 @@ pub enum Offence {
     TooManyWants,
     /// Messages faster than any honest peer sends them.
     Flood,
+    /// A message begun and not finished in time (holding our buffers).
+    Stalled,
 }
 
 impl Offence {
     pub fn points(self) -> f64 {
         match self {
             Offence::Unwanted => 1.0,
-            Offence::TooManyWants => 1.0,
+            // Extra wants are dropped, as kubo drops them; only a stream of such messages
+            // adds up.
+            Offence::TooManyWants => 0.2,
             Offence::BadBlock => 10.0,
-            Offence::Malformed => 25.0,
+            Offence::Malformed => 30.0,
             Offence::Flood => 10.0,
+            Offence::Stalled => 10.0,
         }
     }
 }
@@ -75,7 +80,7 @@ impl PeerStats {
         match o {
             Offence::Unwanted => self.unwanted_blocks += 1,
             Offence::BadBlock => self.bad_blocks += 1,
-            Offence::Malformed | Offence::TooManyWants | Offence::Flood => {
+            Offence::Malformed | Offence::TooManyWants | Offence::Flood | Offence::Stalled => {
                 self.malformed_messages += 1
             }
         }
@@ -129,6 +134,12 @@ impl Ledger {
         self.totals.bytes_received += bytes as u64;
     }
 
+    /// A block we had already: bytes wasted, nobody's fault.
+    pub fn duplicate(&mut self, p: PeerId) {
+        self.peer(p).duplicate_blocks += 1;
+        self.totals.duplicate_blocks += 1;
+    }
+
     pub fn sent(&mut self, p: PeerId, blocks: u64, bytes: u64) {
         let s = self.peer(p);
         s.blocks_sent += blocks;
@@ -173,10 +184,13 @@ mod tests {
         for _ in 0..10 {
             assert!(!l.offend(p, Offence::Unwanted));
         }
-        // Two malformed messages in a row are not.
         assert!(!l.offend(p, Offence::Malformed));
         assert!(l.offend(p, Offence::Malformed));
         assert!(l.is_banned(&p));
+        // Two malformed messages in a row are not forgiven, whatever came before.
+        let q = PeerId::random();
+        assert!(!l.offend(q, Offence::Malformed));
+        assert!(l.offend(q, Offence::Malformed));
         let mut s = PeerStats::default();
         let t = Instant::now();
         s.offend(Offence::Malformed, t);

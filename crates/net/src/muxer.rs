@@ -165,7 +165,7 @@ where
             Poll::Pending => return Poll::Pending,
         };
         if this.inbound.len() >= MAX_PENDING_INBOUND {
-            log::debug!("yamux: dropping an inbound stream, {MAX_PENDING_INBOUND} already wait");
+            log::warn!("yamux: dropping an inbound stream, {MAX_PENDING_INBOUND} already wait");
         } else {
             this.inbound.push_back(stream);
             if let Some(w) = this.waker.take() {

@@ -70,6 +70,22 @@ pub(crate) enum Command {
     Peers(oneshot::Sender<Vec<PeerView>>),
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     Provide(Vec<Multihash<64>>, oneshot::Sender<usize>),
+    Dht(oneshot::Sender<DhtStats>),
+}
+
+/// What the DHT did, for `cairn stat` and the tests.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct DhtStats {
+    /// Provider announcements that reached the closest peers, and ones that failed.
+    pub provided: u64,
+    pub provide_failed: u64,
+    /// Provider lookups started, and providers they found (other than us).
+    pub lookups: u64,
+    pub providers_found: u64,
+    /// Provider records others announced to us and we kept.
+    pub records_kept: u64,
+    /// Peers in the routing tables (public + LAN).
+    pub routing_peers: usize,
 }
 
 fn kad_behaviour(peer: PeerId, protocol: StreamProtocol) -> kad::Behaviour<MemoryStore> {
@@ -170,6 +186,7 @@ pub async fn start(config: &Config, key: Keypair, store: Arc<Store>) -> Result<C
         provider_counts: HashMap::new(),
         listen_addrs: Vec::new(),
         banned: HashMap::new(),
+        dht: DhtStats::default(),
     };
     // Wait until the listeners report their addresses, so the caller can print them.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -210,6 +227,7 @@ struct EventLoop {
     provider_counts: HashMap<PeerId, usize>,
     listen_addrs: Vec<Multiaddr>,
     banned: HashMap<PeerId, Instant>,
+    dht: DhtStats,
 }
 
 impl EventLoop {
@@ -299,6 +317,20 @@ impl EventLoop {
             Command::ListenAddrs(reply) => {
                 let _ = reply.send(self.listen_addrs.clone());
             }
+            Command::Dht(reply) => {
+                let b = self.swarm.behaviour_mut();
+                let mut routing = 0;
+                for k in [b.kad.as_mut(), b.lan.as_mut()].into_iter().flatten() {
+                    routing += k
+                        .kbuckets()
+                        .map(|bucket| bucket.num_entries())
+                        .sum::<usize>();
+                }
+                let _ = reply.send(DhtStats {
+                    routing_peers: routing,
+                    ..self.dht
+                });
+            }
             Command::Provide(keys, reply) => {
                 let mut n = 0;
                 for key in keys {
@@ -328,6 +360,7 @@ impl EventLoop {
                     ids.push(k.get_providers(rk.clone()));
                 }
                 for id in ids {
+                    self.dht.lookups += 1;
                     self.provider_queries.insert(id, key);
                 }
             }
@@ -503,12 +536,17 @@ impl EventLoop {
                         }
                     }
                     log::debug!("providers of {key:?}: {peers:?}");
+                    self.dht.providers_found += peers.len() as u64;
                     self.engine(Event::Providers { key, peers });
                 }
                 QueryResult::GetProviders(_) => {
                     self.provider_queries.remove(&id);
                 }
-                QueryResult::StartProviding(Err(e)) => log::debug!("providing: {e}"),
+                QueryResult::StartProviding(Ok(_)) => self.dht.provided += 1,
+                QueryResult::StartProviding(Err(e)) => {
+                    self.dht.provide_failed += 1;
+                    log::debug!("providing: {e}");
+                }
                 _ => {}
             },
             _ => {}
@@ -535,5 +573,6 @@ impl EventLoop {
                 log::debug!("provider record: {e}");
             }
         }
+        self.dht.records_kept += 1;
     }
 }

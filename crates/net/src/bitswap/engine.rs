@@ -24,9 +24,11 @@ use super::{
 use crate::ledger::{Ledger, Offence, PeerStats};
 
 /// How often timeouts are looked at.
-const TICK: Duration = Duration::from_millis(100);
+const TICK: Duration = Duration::from_millis(25);
 /// Messages a peer may send per second before it counts as a flood.
 const FLOOD_MESSAGES: u32 = 2000;
+/// Inbound streams of one peer read at once (each may hold a message of up to 4 MiB).
+const MAX_READERS_PER_PEER: usize = 64;
 
 /// Counters, for `cairn stat` and the tests.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -53,6 +55,8 @@ pub struct Engine {
     ledger: Ledger,
     /// Blocks received and handed to their waiters, not yet on disk.
     storing: HashMap<super::wants::Key, bytes::Bytes>,
+    /// Inbound streams being read, per peer.
+    readers: HashMap<PeerId, Arc<std::sync::atomic::AtomicUsize>>,
     events: mpsc::Receiver<Event>,
     events_tx: mpsc::Sender<Event>,
     inbound: mpsc::Receiver<Inbound>,
@@ -80,6 +84,7 @@ impl Engine {
                 peers: HashMap::new(),
                 ledger: Ledger::default(),
                 storing: HashMap::new(),
+                readers: HashMap::new(),
                 events,
                 events_tx: events_tx.clone(),
                 inbound,
@@ -99,7 +104,17 @@ impl Engine {
                     if self.ledger.is_banned(&inbound.peer) {
                         continue;
                     }
-                    tokio::spawn(peer::read_loop(inbound, self.events_tx.clone()));
+                    let readers = self.readers.entry(inbound.peer).or_default().clone();
+                    if readers.load(Ordering::Relaxed) >= MAX_READERS_PER_PEER {
+                        log::debug!("bitswap: {} has too many streams open; dropped one", inbound.peer);
+                        continue;
+                    }
+                    readers.fetch_add(1, Ordering::Relaxed);
+                    let events = self.events_tx.clone();
+                    tokio::spawn(async move {
+                        peer::read_loop(inbound, events).await;
+                        readers.fetch_sub(1, Ordering::Relaxed);
+                    });
                 }
                 ev = self.events.recv() => match ev {
                     Some(Event::Shutdown) | None => break,
@@ -122,31 +137,22 @@ impl Engine {
         match ev {
             Event::Inbound(peer, msg) => self.on_message(peer, msg, now),
             Event::Connected { peer, mdns } => {
+                log::debug!("bitswap: {peer} connected");
                 if self.ledger.is_banned(&peer) {
                     return;
                 }
-                if !self.peers.contains_key(&peer) {
-                    let shared = PeerShared::new();
-                    tokio::spawn(peer::send_loop(
-                        peer,
-                        shared.clone(),
-                        self.opener.clone(),
-                        self.store.clone(),
-                        self.limit.clone(),
-                        self.events_tx.clone(),
-                    ));
-                    self.peers.insert(
-                        peer,
-                        Peer {
-                            shared,
-                            window: (now, 0),
-                        },
-                    );
-                }
+                self.add_peer(peer, now);
                 let acts = self.wants.connected(peer, mdns, now);
                 self.apply(acts);
             }
             Event::Disconnected(peer) | Event::NotBitswap(peer) => {
+                if self
+                    .readers
+                    .get(&peer)
+                    .is_some_and(|r| r.load(Ordering::Relaxed) == 0)
+                {
+                    self.readers.remove(&peer);
+                }
                 if let Some(p) = self.peers.remove(&peer) {
                     p.shared.closed.store(true, Ordering::Relaxed);
                     p.shared.notify.notify_one();
@@ -201,9 +207,42 @@ impl Engine {
         }
     }
 
+    /// Starts talking to `peer` (its queue and sender task) if we were not already.
+    fn add_peer(&mut self, peer: PeerId, now: Instant) {
+        if self.peers.contains_key(&peer) {
+            return;
+        }
+        let shared = PeerShared::new();
+        tokio::spawn(peer::send_loop(
+            peer,
+            shared.clone(),
+            self.opener.clone(),
+            self.store.clone(),
+            self.limit.clone(),
+            self.events_tx.clone(),
+        ));
+        self.peers.insert(
+            peer,
+            Peer {
+                shared,
+                window: (now, 0),
+            },
+        );
+    }
+
     fn on_message(&mut self, peer: PeerId, msg: peer::Received, now: Instant) {
+        if self.ledger.is_banned(&peer) {
+            return;
+        }
+        // A message can come before the node's "connected" (they travel different paths):
+        // a peer that sends us something is a peer we talk to.
+        if !self.peers.contains_key(&peer) {
+            self.add_peer(peer, now);
+            let acts = self.wants.connected(peer, false, now);
+            self.apply(acts);
+        }
         let Some(p) = self.peers.get_mut(&peer) else {
-            return; // not (or no longer) a peer we talk to
+            return;
         };
         if now.duration_since(p.window.0) >= Duration::from_secs(1) {
             p.window = (now, 0);
@@ -264,7 +303,7 @@ impl Engine {
                             .await;
                     });
                 }
-                Received::Duplicate => self.ledger.peer(peer).duplicate_blocks += 1,
+                Received::Duplicate => self.ledger.duplicate(peer),
                 Received::Unwanted => self.offend(peer, Offence::Unwanted),
             }
         }
@@ -342,6 +381,13 @@ impl Engine {
     }
 
     fn offend(&mut self, peer: PeerId, o: Offence) {
+        if self.ledger.is_banned(&peer) {
+            return; // late news from streams still open when it was cut off
+        }
+        if matches!(o, Offence::Unwanted | Offence::BadBlock) {
+            let acts = self.wants.misbehaved(peer, Instant::now());
+            self.apply(acts);
+        }
         if self.ledger.offend(peer, o) {
             log::warn!("bitswap: disconnecting {peer}: too many offences ({o:?} last)");
             if let Some(p) = self.peers.remove(&peer) {
@@ -363,6 +409,7 @@ impl Engine {
                     cid,
                     want_type,
                 } => {
+                    log::trace!("want {want_type:?} {cid} from {peer}");
                     if let Some(p) = self.peers.get(&peer) {
                         p.shared
                             .lock()

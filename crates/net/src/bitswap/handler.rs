@@ -113,7 +113,7 @@ impl ConnectionHandler for Handler {
                 // The engine takes streams as fast as they come; a full queue means a peer
                 // is opening streams faster than anyone could read them.
                 if self.inbound.try_send(inbound).is_err() {
-                    log::debug!("{}: dropped an inbound bitswap stream", self.peer);
+                    log::warn!("{}: dropped an inbound bitswap stream", self.peer);
                 }
             }
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {

@@ -42,7 +42,9 @@ const SERVE_BATCH: usize = 32;
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// An inbound stream silent this long is dropped (kubo keeps its want stream open and
 /// reopens it when needed).
-const INBOUND_IDLE: Duration = Duration::from_secs(600);
+const INBOUND_IDLE: Duration = Duration::from_secs(120);
+/// How long one message may take to arrive once its first byte has.
+const FRAME_TIME: Duration = Duration::from_secs(20);
 
 /// What a peer wants from us.
 #[derive(Debug, Clone)]
@@ -179,6 +181,12 @@ pub async fn send_loop(
             let mut q = shared.lock();
             for (k, a) in answers {
                 match a {
+                    // Bitswap 1.0.0 has no prefixes: its blocks are CIDv0 by definition.
+                    Answer::Block(prefix, _)
+                        if version == Some(Version::V100) && prefix != Prefix::v0() =>
+                    {
+                        q.ledger.remove(&k);
+                    }
                     Answer::Block(prefix, data) => {
                         q.ledger.remove(&k);
                         let last = msgs.last_mut().expect("one message at least");
@@ -226,6 +234,8 @@ pub async fn send_loop(
                 Err(e) => {
                     log::debug!("bitswap: sending to {peer}: {e}");
                     if matches!(e, OpenError::NotConnected) {
+                        // Gone (a late message may have brought it back to the engine).
+                        let _ = events.send(Event::Disconnected(peer)).await;
                         return;
                     }
                 }
@@ -320,13 +330,28 @@ pub async fn read_loop(inbound: Inbound, events: mpsc::Sender<Event>) {
     let mut stream: Stream = stream;
     // Our side of an inbound stream carries nothing: close it now.
     let _ = stream.close().await;
-    let mut r = futures::io::BufReader::with_capacity(64 << 10, stream);
+    let mut r = futures::io::BufReader::with_capacity(16 << 10, stream);
     let mut buf = Vec::new();
     loop {
-        let frame = tokio::time::timeout(INBOUND_IDLE, wire::read_frame(&mut r, &mut buf)).await;
+        // Waiting for a message may take long (kubo keeps its want stream open); once one
+        // has begun, it must arrive within FRAME_TIME.
+        match tokio::time::timeout(INBOUND_IDLE, futures::AsyncBufReadExt::fill_buf(&mut r)).await {
+            Ok(Ok([])) | Err(_) => return,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                log::debug!("bitswap: stream from {peer}: {e}");
+                return;
+            }
+        }
+        let frame = tokio::time::timeout(FRAME_TIME, wire::read_frame(&mut r, &mut buf)).await;
         let bytes = match frame {
             Ok(Ok(true)) => Bytes::from(std::mem::take(&mut buf)),
-            Ok(Ok(false)) | Err(_) => return,
+            Ok(Ok(false)) => return,
+            Err(_) => {
+                log::debug!("bitswap: {peer} stalled in the middle of a message");
+                let _ = events.send(Event::Offence(peer, Offence::Stalled)).await;
+                return;
+            }
             Ok(Err(WireError::Io(e))) => {
                 log::debug!("bitswap: stream from {peer}: {e}");
                 return;

@@ -3,17 +3,19 @@
 //! returns, which keeps the policy testable on its own.
 //!
 //! For each wanted block:
-//! 1. If some peer is likely to have it, send that peer a want-block: the peer that sent us
-//!    the block linking to it (the design's optimistic ask: who has a block has its
-//!    children), peers that delivered blocks in the last seconds (the session), peers that
-//!    said HAVE, and peers found by mDNS (asked for anything); among them, the one with the
-//!    fewest want-blocks outstanding, so a DAG comes from several peers at once.
-//! 2. Otherwise, and whenever the want-block fails (DONT_HAVE, or no answer within
-//!    [`BLOCK_WAIT`]), broadcast want-have with send-dont-have to the connected peers not
-//!    asked yet; a HAVE then gets a want-block.
-//! 3. If no peer has it after the first broadcast, look for providers on the DHT, and again
+//! 1. Peers that said HAVE get a want-block: partial holders first (peers that lacked some
+//!    block before: other fetchers), then the least loaded; a peer that never lacked
+//!    anything (a seeder) only when no one else has answered HAVE within [`CHOOSE_WAIT`].
+//!    So in a swarm the seeder serves what nobody else has yet, and fetchers trade the rest.
+//! 2. Before any HAVE: the peer that sent us the block linking to this one (the design's
+//!    optimistic ask: who has a block has its children) gets a want-block at once, unless it
+//!    is a seeder with other peers around.
+//! 3. Otherwise, and whenever a want-block fails (DONT_HAVE, or no answer within
+//!    [`BLOCK_WAIT`]), every connected peer not asked yet (mDNS peers included) gets a
+//!    want-have with send-dont-have; everyone is asked again after a backoff.
+//! 4. If no peer has it after the first broadcast, look for providers on the DHT, and again
 //!    every [`SEARCH_AGAIN`]; providers count as peers that said HAVE.
-//! 4. When it arrives, every peer still asked gets a cancel; when nobody waits any more
+//! 5. When it arrives, every peer still asked gets a cancel; when nobody waits any more
 //!    (the last deadline passed), likewise.
 
 use std::{
@@ -33,8 +35,8 @@ pub type Key = Multihash<64>;
 
 /// How long a want-block may go unanswered before another peer is asked.
 pub const BLOCK_WAIT: Duration = Duration::from_secs(3);
-/// A peer that delivered a block this recently is asked first for the next ones.
-pub const SESSION: Duration = Duration::from_secs(10);
+/// How long a want whose only HAVEs come from seeders waits for other peers to answer.
+pub const CHOOSE_WAIT: Duration = Duration::from_millis(30);
 /// How often providers are looked for again while a block is missing.
 pub const SEARCH_AGAIN: Duration = Duration::from_secs(10);
 /// Delay before the DHT is asked, when the connected peers have not answered.
@@ -93,6 +95,8 @@ struct Want {
     dont_haves: HashSet<PeerId>,
     broadcasts: u32,
     first_broadcast: Option<Instant>,
+    /// When the first HAVE came.
+    first_have: Option<Instant>,
     next_broadcast: Instant,
     searched: Option<Instant>,
 }
@@ -116,7 +120,11 @@ struct Peer {
     /// Want-blocks we have outstanding with it.
     outstanding: usize,
     mdns: bool,
-    last_delivery: Option<Instant>,
+    /// How many times it said DONT_HAVE (or let a want-block go unanswered): a peer that
+    /// did is a partial holder, one that never did is likely a seeder.
+    dont_have_count: u32,
+    /// When it last sent us a block.
+    last_block: Option<Instant>,
 }
 
 /// What a received block was.
@@ -206,6 +214,7 @@ impl Wants {
             dont_haves: HashSet::new(),
             broadcasts: 0,
             first_broadcast: None,
+            first_have: None,
             next_broadcast: now,
             searched: None,
         });
@@ -222,6 +231,7 @@ impl Wants {
             if !w.haves.contains(&peer) {
                 w.haves.push(peer);
             }
+            w.first_have.get_or_insert(now);
             self.plan(key, now, &mut out);
         }
         out
@@ -229,6 +239,9 @@ impl Wants {
 
     pub fn dont_have(&mut self, peer: PeerId, key: &Key, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.dont_have_count += 1;
+        }
         if let Some(w) = self.wants.get_mut(key) {
             w.dont_haves.insert(peer);
             w.haves.retain(|p| *p != peer);
@@ -269,19 +282,38 @@ impl Wants {
         let key = *cid.hash();
         let Some(w) = self.wants.remove(&key) else {
             return if self.recent.contains(&key) {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.last_block = Some(now);
+                }
                 Received::Duplicate
             } else {
                 Received::Unwanted
             };
         };
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.last_block = Some(now);
+        }
         for waiter in w.waiters {
             waiter.give(data.clone());
         }
-        if let Some(p) = self.peers.get_mut(&peer) {
-            p.last_delivery = Some(now);
-        }
         self.finish(key, &w.cid, w.block_from, w.asked, Some(peer), out);
         Received::Wanted
+    }
+
+    /// `peer` sent a block we did not ask for, or bytes that are no block: whatever we asked
+    /// of it goes to someone else, as if it had said DONT_HAVE to all of it.
+    pub fn misbehaved(&mut self, peer: PeerId, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        let keys: Vec<Key> = self
+            .wants
+            .iter()
+            .filter(|(_, w)| w.block_from.map(|(p, _)| p) == Some(peer))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            out.extend(self.dont_have(peer, &k, now));
+        }
+        out
     }
 
     /// Remembers that `peer` sent the block whose links these are.
@@ -316,19 +348,33 @@ impl Wants {
         let mut due = Vec::new();
         for (k, w) in &mut self.wants {
             if let Some((p, since)) = w.block_from {
-                if now.duration_since(since) >= BLOCK_WAIT {
-                    // No answer: as good as a DONT_HAVE (kubo does the same).
+                // A peer that keeps delivering is busy, not gone: its queue may be long.
+                let busy = self
+                    .peers
+                    .get(&p)
+                    .and_then(|i| i.last_block)
+                    .is_some_and(|t| now.duration_since(t) < BLOCK_WAIT);
+                if now.duration_since(since) >= BLOCK_WAIT && !busy {
+                    // No answer: as good as a DONT_HAVE (kubo does the same); the peer hears
+                    // a cancel, so that it does not send the block after we got it elsewhere.
                     w.block_from = None;
                     w.dont_haves.insert(p);
                     if let Some(peer) = self.peers.get_mut(&p) {
                         peer.outstanding = peer.outstanding.saturating_sub(1);
+                        peer.dont_have_count += 1;
                     }
+                    out.push(Action::Cancel {
+                        peer: p,
+                        cid: w.cid,
+                    });
+                    w.asked.remove(&p);
                     due.push(*k);
                     continue;
                 }
             }
             if w.block_from.is_none()
                 && (now >= w.next_broadcast
+                    || !w.haves.is_empty()
                     || (w.haves.is_empty() && search_due(w, self.peers.is_empty(), now)))
             {
                 due.push(*k);
@@ -377,26 +423,40 @@ impl Wants {
         if w.block_from.is_some() {
             return;
         }
-        let connected = |p: &PeerId| self.peers.contains_key(p);
-        // Likely holders, best first: the parent's sender, HAVEs, the session, mDNS peers.
-        let mut candidates: Vec<PeerId> = Vec::new();
-        if let Some(h) = self.hints.get(key) {
-            candidates.push(*h);
+        let peers = &self.peers;
+        let usable = |p: &PeerId| peers.contains_key(p) && !w.dont_haves.contains(p);
+        let partial = |p: &PeerId| peers.get(p).is_some_and(|i| i.dont_have_count > 0);
+        let load = |p: &PeerId| peers.get(p).map_or(usize::MAX, |i| i.outstanding);
+        // 1. Peers that said HAVE: partial holders first (a seeder that has everything is
+        //    left for the blocks nobody else has yet), then the least loaded.
+        let haves: Vec<PeerId> = w.haves.iter().copied().filter(|p| usable(p)).collect();
+        let mut choice = haves
+            .iter()
+            .copied()
+            .filter(|p| partial(p))
+            .min_by_key(|p| load(p));
+        if choice.is_none() && !haves.is_empty() {
+            // Only seeders said HAVE so far: give the others a moment to answer too (a
+            // fetcher that has it is better; another seeder spreads the load).
+            let waiting = w.asked.iter().any(|p| usable(p) && !w.haves.contains(p));
+            let since = w.first_have.unwrap_or(now);
+            if waiting && now.duration_since(since) < CHOOSE_WAIT {
+                return;
+            }
+            choice = haves.iter().copied().min_by_key(|p| load(p));
         }
-        candidates.extend(w.haves.iter().copied());
-        for (p, info) in &self.peers {
-            let recent = info
-                .last_delivery
-                .is_some_and(|t| now.duration_since(t) < SESSION);
-            if recent || info.mdns {
-                candidates.push(*p);
+        // 2. Nobody said HAVE yet: the peer that sent the block linking to this one is asked
+        //    for it straight away (who has a block likely has its children), if it is no
+        //    seeder or is the only peer: asking a seeder for everything would make it serve
+        //    every fetcher in a swarm.
+        if choice.is_none() {
+            if let Some(h) = self.hints.get(key).copied() {
+                if usable(&h) && (partial(&h) || peers.len() == 1) {
+                    choice = Some(h);
+                }
             }
         }
-        let best = candidates
-            .into_iter()
-            .filter(|p| connected(p) && !w.dont_haves.contains(p))
-            .min_by_key(|p| self.peers.get(p).map_or(usize::MAX, |i| i.outstanding));
-        if let Some(p) = best {
+        if let Some(p) = choice {
             w.block_from = Some((p, now));
             w.asked.insert(p);
             if let Some(info) = self.peers.get_mut(&p) {
@@ -409,6 +469,7 @@ impl Wants {
             });
             return;
         }
+        // 3. Ask every peer (mDNS peers included) whether it has the block.
         if now >= w.next_broadcast {
             for p in self.peers.keys() {
                 if !w.asked.contains(p) && !w.dont_haves.contains(p) {
@@ -430,9 +491,153 @@ impl Wants {
                 w.dont_haves.clear();
             }
         }
+        // 4. The DHT, when the peers we have do not answer HAVE.
         if w.haves.is_empty() && search_due(w, self.peers.is_empty(), now) {
             w.searched = Some(now);
             out.push(Action::FindProviders(*key));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_store::HashAlg;
+
+    fn cid(n: u32) -> Cid {
+        Cid::new_v1(0x55, HashAlg::Sha2_256.digest(&n.to_le_bytes()))
+    }
+
+    fn blocks_to(acts: &[Action]) -> Vec<(PeerId, Cid)> {
+        acts.iter()
+            .filter_map(|a| match a {
+                Action::Want {
+                    peer,
+                    cid,
+                    want_type: WantType::Block,
+                } => Some((*peer, *cid)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// With no one known to have a block, every peer is asked whether it has it; the first
+    /// HAVE gets the want-block.
+    #[test]
+    fn a_first_want_is_broadcast_then_asked_of_who_has_it() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let now = Instant::now();
+        let mut w = Wants::default();
+        w.connected(a, false, now);
+        w.connected(b, false, now);
+        let acts = w.want(cid(0), None, now + Duration::from_secs(30), now);
+        assert!(blocks_to(&acts).is_empty());
+        assert_eq!(acts.len(), 2, "want-have to both: {acts:?}");
+        // b has not answered: a moment's wait, then a gets it.
+        assert!(blocks_to(&w.have(a, cid(0).hash(), now)).is_empty());
+        let acts = w.tick(now + CHOOSE_WAIT);
+        assert_eq!(blocks_to(&acts), vec![(a, cid(0))]);
+        assert!(
+            w.have(b, cid(0).hash(), now).is_empty(),
+            "one want-block at a time"
+        );
+    }
+
+    /// Blocks that two seeders both have are spread over them.
+    #[test]
+    fn a_dags_wants_spread_over_its_holders() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let now = Instant::now();
+        let mut w = Wants::default();
+        w.connected(a, false, now);
+        w.connected(b, false, now);
+        let children: Vec<Cid> = (1..=10).map(cid).collect();
+        w.hint(a, &children);
+        let mut to = Vec::new();
+        for c in &children {
+            let acts = w.want(*c, None, now + Duration::from_secs(30), now);
+            assert!(
+                blocks_to(&acts).is_empty(),
+                "a seeder is asked, not told: {acts:?}"
+            );
+            to.extend(blocks_to(&w.have(a, c.hash(), now)));
+            to.extend(blocks_to(&w.have(b, c.hash(), now)));
+            to.extend(blocks_to(&w.tick(now + CHOOSE_WAIT)));
+        }
+        assert_eq!(to.len(), 10, "{to:?}");
+        assert_eq!(to.iter().filter(|(p, _)| *p == a).count(), 5, "{to:?}");
+    }
+
+    /// In a swarm, a block that another fetcher (a peer that once lacked something) has is
+    /// asked of it, not of the seeder that has everything.
+    #[test]
+    fn partial_holders_are_asked_before_the_seeder() {
+        let (seeder, fetcher) = (PeerId::random(), PeerId::random());
+        let now = Instant::now();
+        let mut w = Wants::default();
+        w.connected(seeder, false, now);
+        w.connected(fetcher, false, now);
+        w.want(cid(1), None, now + Duration::from_secs(30), now);
+        w.dont_have(fetcher, cid(1).hash(), now);
+        w.have(seeder, cid(1).hash(), now);
+        w.want(cid(2), None, now + Duration::from_secs(30), now);
+        assert!(
+            blocks_to(&w.have(seeder, cid(2).hash(), now)).is_empty(),
+            "waits"
+        );
+        let acts = w.have(fetcher, cid(2).hash(), now);
+        assert_eq!(blocks_to(&acts), vec![(fetcher, cid(2))]);
+    }
+
+    /// A DONT_HAVE from the peer asked moves the want-block to the next holder; a block no
+    /// longer wanted is a duplicate only if it was received or given up on recently.
+    #[test]
+    fn dont_have_moves_on_and_strangers_blocks_are_unwanted() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let now = Instant::now();
+        let mut w = Wants::default();
+        w.connected(a, false, now);
+        w.connected(b, false, now);
+        w.want(cid(1), None, now + Duration::from_secs(30), now);
+        w.have(a, cid(1).hash(), now);
+        w.have(b, cid(1).hash(), now);
+        let acts = w.dont_have(a, cid(1).hash(), now);
+        assert_eq!(blocks_to(&acts), vec![(b, cid(1))]);
+        let mut out = Vec::new();
+        assert_eq!(
+            w.block(b, &cid(1), &Bytes::from_static(b"x"), now, &mut out),
+            Received::Wanted
+        );
+        assert!(out.contains(&Action::Cancel {
+            peer: a,
+            cid: cid(1)
+        }));
+        assert_eq!(
+            w.block(a, &cid(1), &Bytes::from_static(b"x"), now, &mut out),
+            Received::Duplicate
+        );
+        assert_eq!(
+            w.block(a, &cid(99), &Bytes::from_static(b"y"), now, &mut out),
+            Received::Unwanted
+        );
+    }
+
+    /// Nobody waits any more: the want is dropped and every peer asked hears a cancel.
+    #[test]
+    fn expired_wants_are_cancelled() {
+        let a = PeerId::random();
+        let now = Instant::now();
+        let mut w = Wants::default();
+        w.connected(a, false, now);
+        w.want(cid(2), None, now + Duration::from_millis(10), now);
+        let acts = w.tick(now + Duration::from_millis(20));
+        assert_eq!(
+            acts,
+            vec![Action::Cancel {
+                peer: a,
+                cid: cid(2)
+            }]
+        );
+        assert!(w.is_empty());
     }
 }

@@ -464,7 +464,8 @@ fn decode_presence(buf: &[u8]) -> Result<(Cid, Presence), WireError> {
 
 /// Reads one length-prefixed message into `buf` (reused between calls). `Ok(false)` at a
 /// clean end of stream (before any byte of a message); a stream that ends inside a message
-/// is an error. A length over [`MAX_MESSAGE`] is refused before anything is allocated.
+/// is an error. A length over [`MAX_MESSAGE`] is refused before anything is read, and the
+/// buffer grows only as the bytes arrive.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     buf: &mut Vec<u8>,
@@ -482,9 +483,13 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             if len > MAX_MESSAGE as u64 {
                 return Err(WireError::TooLarge(len));
             }
+            // The buffer grows as bytes arrive, not to the length announced: a peer that
+            // announces 4 MiB and sends 4 bytes gets 4 bytes of our memory.
             buf.clear();
-            buf.resize(len as usize, 0);
-            r.read_exact(buf).await?;
+            let got = (&mut *r).take(len).read_to_end(buf).await?;
+            if (got as u64) < len {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
             return Ok(true);
         }
         if len > MAX_MESSAGE as u64 {
