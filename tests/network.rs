@@ -558,3 +558,73 @@ fn mdns_peers_find_each_other_on_a_lan() {
     b.ok(&["fetch", &cid]);
     assert_eq!(cat_sha(&b, &cid), file_sha(&file));
 }
+
+/// `cairn fetch` resumes: run again after some blocks went missing, it fetches only those.
+/// And `cairn provide` announces a CID that no pin names.
+#[test]
+fn fetch_resumes_and_provide_announces() {
+    let a = Root::new();
+    let file = a.dir.path().join("f");
+    std::fs::write(&file, random_bytes(4 << 20, 7)).unwrap();
+    let cid = a.add_q(&["--cid-version", "1", "--pin=false", file.to_str().unwrap()]);
+    let da = Daemon::start(&a, false, &[]);
+    let b = Root::new();
+    let _db = Daemon::start(&b, false, &["--bootstrap", &da.addr]);
+    let first: serde_json::Value = serde_json::from_str(&b.ok(&["fetch", &cid, "--json"])).unwrap();
+    let total = first["result"]["blocks"].as_u64().unwrap();
+    assert_eq!(first["result"]["fetched"], total);
+    // Three leaves gone (as if collected): the second fetch brings back exactly those.
+    let mut gone = 0;
+    for name in b.block_files() {
+        if gone < 3 && name.starts_with("bafkrei") {
+            let p = b.path().join("blocks").join(&name);
+            std::fs::remove_file(p).unwrap();
+            gone += 1;
+        }
+    }
+    let again: serde_json::Value = serde_json::from_str(&b.ok(&["fetch", &cid, "--json"])).unwrap();
+    assert_eq!(again["result"]["fetched"], 3, "{again}");
+    assert_eq!(again["result"]["blocks"], total);
+    assert_eq!(cat_sha(&b, &cid), file_sha(&file));
+
+    let before = da.stats()["dht"]["provided"].as_u64().unwrap();
+    a.ok(&["provide", &cid]);
+    eventually(20, "the announcement", || {
+        da.stats()["dht"]["provided"].as_u64().unwrap() > before
+    });
+}
+
+/// The control socket: any local user may read through the daemon, only root and the
+/// daemon's user may change what it does.
+#[test]
+fn only_the_daemons_user_changes_what_it_does() {
+    use std::os::unix::fs::PermissionsExt;
+    let a = Root::new();
+    let d = Daemon::start(&a, false, &[]);
+    std::fs::set_permissions(a.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid", "nobody", "--regid", "nogroup", "--clear-groups"])
+            .arg(crate::util::cairn_bin())
+            .arg("--root")
+            .arg(a.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let peers = as_nobody(&["swarm", "peers", "--json"]);
+    assert!(
+        peers.status.success(),
+        "{}",
+        String::from_utf8_lossy(&peers.stderr)
+    );
+    let connect = as_nobody(&["swarm", "connect", &d.addr]);
+    assert!(!connect.status.success());
+    let err = String::from_utf8_lossy(&connect.stderr);
+    assert!(err.contains("only root and the daemon's user"), "{err}");
+    let provide = as_nobody(&[
+        "provide",
+        "bafkreih5a4yjwrsfyzf6ah3mxamkm4u53f54hpbsptr4jjm6jsvg2qyv2e",
+    ]);
+    assert!(!provide.status.success());
+}
