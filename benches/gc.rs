@@ -67,6 +67,18 @@ fn build(dir: &Path, blocks: u64) -> (Cid, Cid) {
     (live, dead)
 }
 
+/// The process's peak resident set (`VmHWM`), in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| {
@@ -97,6 +109,7 @@ fn main() {
 
     let store = Store::open(&run).unwrap();
     let total = store.blocks().iter().unwrap().count();
+    let rss_before = peak_rss_kib();
     // A writer adding small blocks throughout, timing each put.
     let stop = AtomicBool::new(false);
     let (report, worst, puts) = std::thread::scope(|s| {
@@ -125,6 +138,11 @@ fn main() {
     println!(
         "blocks in the store: {total} ({} pinned live, {} garbage freed)",
         report.marked, report.freed_blocks
+    );
+    println!(
+        "peak resident memory: {:.0} MiB before the collection, {:.0} MiB after",
+        rss_before as f64 / 1024.0,
+        peak_rss_kib() as f64 / 1024.0
     );
     println!(
         "| roots + index load | mark | sweep | total | lock held at most | longest put stall ({puts} puts during gc) |"

@@ -2,8 +2,9 @@
 //! checked on the files under `R/blocks` and `R/pins`.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     io::Write,
+    path::{Path, PathBuf},
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -38,6 +39,85 @@ fn present(root: &Root, blocks: &BTreeSet<String>) -> usize {
 
 fn gc(root: &Root) -> serde_json::Value {
     serde_json::from_str(&root.ok(&["gc", "--json"])).unwrap()
+}
+
+/// `cairn gc --json ARGS`, failing the test if it has not finished within `limit`: a
+/// collector that hangs or never ends is what some tests look for.
+fn gc_within(root: &Root, args: &[&str], limit: Duration) -> serde_json::Value {
+    let out = root.dir.path().join("gc.json");
+    let mut child = root
+        .cmd(&[&["gc", "--json"], args].concat())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("cairn gc {args:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "cairn gc {args:?} failed");
+    serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap()
+}
+
+/// The paths of a report's list `key` (`refused`: objects with a path; `removed_links`:
+/// strings).
+fn paths(report: &serde_json::Value, key: &str) -> BTreeSet<PathBuf> {
+    report[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} in {report}"))
+        .iter()
+        .map(|v| PathBuf::from(v["path"].as_str().or(v.as_str()).unwrap()))
+        .collect()
+}
+
+/// Lets other users reach the root (test roots live in private temporary directories).
+fn let_others_in(root: &Root) {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in root
+        .path()
+        .ancestors()
+        .take_while(|d| d.starts_with(root.dir.path()))
+    {
+        let mut perm = std::fs::metadata(dir).unwrap().permissions();
+        perm.set_mode(perm.mode() | 0o001);
+        std::fs::set_permissions(dir, perm).unwrap();
+    }
+}
+
+/// Runs `script` with `sh` as the user nobody; true if it succeeded.
+fn as_nobody(script: &str) -> bool {
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["sh", "-c", script])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Every file under `dir` (relative path -> bytes).
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                out.insert(p.strip_prefix(dir).unwrap().to_owned(), bytes);
+            }
+        }
+    }
+    out
 }
 
 /// Two unpinned trees, returned as (root CID, its blocks).
@@ -421,32 +501,14 @@ fn stress_adders_and_collector_together() {
 /// belongs to that user.
 #[test]
 fn users_pin_under_their_own_directory_only() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::MetadataExt;
     let root = Root::new();
     let ((a, ba), (b, bb)) = two_trees(&root);
     root.ok(&["pin", "add", &b]);
-    // Let another user reach the root (test roots live in private temporary directories).
-    for dir in root
-        .path()
-        .ancestors()
-        .take_while(|d| d.starts_with(root.dir.path()))
-    {
-        let mut perm = std::fs::metadata(dir).unwrap().permissions();
-        perm.set_mode(perm.mode() | 0o001);
-        std::fs::set_permissions(dir, perm).unwrap();
-    }
+    let_others_in(&root);
     let pins = root.path().join("pins/per-user");
     assert_eq!(std::fs::metadata(&pins).unwrap().mode() & 0o7777, 0o1777);
     let store = root.path().join("store");
-    let as_nobody = |script: &str| {
-        std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .args(["sh", "-c", script])
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    };
     let mine = pins.join("nobody/handmade");
     assert!(as_nobody(&format!(
         "mkdir -p {m} && ln -s {s}/{a} {m}/{a}",
@@ -473,4 +535,226 @@ fn users_pin_under_their_own_directory_only() {
     gc(&root);
     assert_eq!(present(&root, &ba), ba.len(), "nobody's pin counts");
     assert_eq!(present(&root, &bb), bb.len(), "root's pin counts");
+}
+
+/// Rule: the collector never follows a symlink where a directory belongs and deletes only
+/// entries that are symlinks themselves. A user's `auto`, program and user directories that
+/// are symlinks to a directory elsewhere are refused (reported, not entered), links to files
+/// elsewhere are removed as links, FIFOs neither hang the collector nor get deleted; every
+/// file outside the root stays as it was, and garbage and pins (that user's too) behave as
+/// ever.
+#[test]
+fn planted_symlinks_and_fifos_are_refused_never_followed() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = Root::new();
+    let ((a, ba), (b, bb)) = two_trees(&root);
+    root.ok(&["pin", "add", &b]);
+    let junk = root.dir.path().join("junk.txt");
+    std::fs::write(&junk, "garbage\n").unwrap();
+    let garbage = root.add_q(&["--pin=false", junk.to_str().unwrap()]);
+    let garbage = dag_blocks(&root, &garbage);
+    let_others_in(&root);
+    // Files outside the root, laid out like pins so that following a link would find them.
+    let outside = tempfile::tempdir().unwrap();
+    let out = outside.path();
+    write_tree(
+        out,
+        &[
+            ("a.txt", "outside a\n"),
+            ("b.txt", "outside b\n"),
+            ("prog/auto/c.txt", "outside c\n"),
+            ("prog/auto/d.txt", "outside d\n"),
+            ("auto/e.txt", "outside e\n"),
+        ],
+    );
+    for d in ["", "prog", "prog/auto", "auto"] {
+        std::fs::set_permissions(out.join(d), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let before = snapshot(out);
+    let pins = root.path().join("pins/per-user");
+    let store = root.path().join("store");
+    let mine = pins.join("nobody");
+    // nobody's real pin of a, then what nobody plants around it.
+    assert!(as_nobody(&format!(
+        "set -e; mkdir -p {m}/handmade {m}/other/auto
+         ln -s {s}/{a} {m}/handmade/{a}
+         ln -s {o} {p}/evil
+         ln -s {o}/prog {m}/proglink
+         ln -s {o}/auto {m}/handmade/auto
+         ln -s {o}/a.txt {m}/handmade/stolen
+         ln -s {o}/b.txt {m}/other/auto/x
+         mkfifo {m}/other/auto/fifo",
+        m = mine.display(),
+        p = pins.display(),
+        s = store.display(),
+        o = out.display(),
+    )));
+    // The temp pin directory is the root owner's; a FIFO there must not hang the collector.
+    let fifo = root.path().join("pins/temp/4242-0");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+
+    let r = gc_within(&root, &[], Duration::from_secs(30));
+
+    assert_eq!(snapshot(out), before, "a file outside the root changed");
+    let refused = paths(&r, "refused");
+    for p in [
+        pins.join("evil"),
+        mine.join("proglink"),
+        mine.join("handmade/auto"),
+        mine.join("other/auto/fifo"),
+        fifo.clone(),
+    ] {
+        assert!(refused.contains(&p), "{} not refused: {r}", p.display());
+        assert!(
+            std::fs::symlink_metadata(&p).is_ok(),
+            "{} deleted",
+            p.display()
+        );
+    }
+    // Links to files outside pin nothing: the links go, their targets stay.
+    let removed = paths(&r, "removed_links");
+    for p in [mine.join("handmade/stolen"), mine.join("other/auto/x")] {
+        assert!(removed.contains(&p), "{} not removed: {r}", p.display());
+        assert!(std::fs::symlink_metadata(&p).is_err());
+    }
+    assert_eq!(present(&root, &garbage), 0, "garbage is still collected");
+    assert_eq!(present(&root, &ba), ba.len(), "nobody's pin counts");
+    assert_eq!(present(&root, &bb), bb.len(), "root's pin counts");
+}
+
+/// Rule: a user directory owned by someone else than the user it is named after (or root) is
+/// reported; its pins count, and the collector (root here) deletes nothing in it.
+#[test]
+fn a_squatted_user_directory_is_reported_and_left_alone() {
+    let root = Root::new();
+    let ((a, ba), _) = two_trees(&root);
+    let_others_in(&root);
+    // nobody makes the directory of the user daemon, with a pin and a link that pins nothing.
+    let squat = root.path().join("pins/per-user/daemon");
+    assert!(as_nobody(&format!(
+        "set -e; mkdir -p {d}/prog/auto
+         ln -s {s}/{a} {d}/prog/{a}
+         ln -s /nowhere/at/all {d}/prog/broken
+         ln -s /nowhere/at/all {d}/prog/auto/stale",
+        d = squat.display(),
+        s = root.path().join("store").display(),
+    )));
+    let r = gc(&root);
+    let refused = paths(&r, "refused");
+    assert!(refused.contains(&squat), "{r}");
+    assert!(refused.contains(&squat.join("prog/broken")), "{r}");
+    assert!(std::fs::symlink_metadata(squat.join("prog/broken")).is_ok());
+    assert!(std::fs::symlink_metadata(squat.join("prog/auto/stale")).is_ok());
+    assert!(paths(&r, "removed_links").is_empty(), "{r}");
+    assert_eq!(present(&root, &ba), ba.len(), "the squatter's pin counts");
+}
+
+/// Rule: every batch of the sweep deletes something, however long gathering the roots again
+/// takes. With a zero budget, which every gathering outlasts, and many pins and live temp
+/// pins to gather, the collection still ends and frees all the garbage.
+#[test]
+fn gc_finishes_when_gathering_roots_outlasts_the_batch() {
+    use std::os::fd::AsRawFd;
+    let root = Root::new();
+    let kept = root.dir.path().join("kept.txt");
+    std::fs::write(&kept, "kept\n").unwrap();
+    let kept = root.add_q(&["--pin=false", kept.to_str().unwrap()]);
+    let big = root.dir.path().join("big.bin");
+    random_file(&big, 96 << 10, 3);
+    let garbage = root.add_q(&["--pin=false", "--chunker=size-256", big.to_str().unwrap()]);
+    let garbage = dag_blocks(&root, &garbage);
+    assert!(garbage.len() > 4 * 64, "several batches' worth");
+    let many = root.path().join("pins/per-user/root/many");
+    std::fs::create_dir_all(&many).unwrap();
+    for i in 0..300 {
+        std::os::unix::fs::symlink(
+            root.path().join("store").join(&kept),
+            many.join(format!("kept-{i}")),
+        )
+        .unwrap();
+    }
+    // Live writers' temp pins: files whose lock this test holds through the collection.
+    let temps: Vec<std::fs::File> = (0..20)
+        .map(|i| {
+            let path = root
+                .path()
+                .join(format!("pins/temp/{}-{i}", std::process::id()));
+            std::fs::write(&path, format!("{kept}\n")).unwrap();
+            let f = std::fs::File::open(&path).unwrap();
+            // SAFETY: a valid fd.
+            assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+            f
+        })
+        .collect();
+    let r = gc_within(&root, &["--batch-ms", "0"], Duration::from_secs(60));
+    drop(temps);
+    assert_eq!(r["live_temp_pins"], 20, "{r}");
+    assert_eq!(r["pins"], 300, "{r}");
+    assert!(r["batches"].as_u64().unwrap() >= 4, "{r}");
+    assert_eq!(present(&root, &garbage), 0);
+    assert_eq!(r["freed_blocks"].as_u64().unwrap() as usize, garbage.len());
+    assert_eq!(root.ok(&["cat", &kept]), "kept\n");
+}
+
+/// Rule: blocks are told apart by their whole CID. A pinned DAG that links to a made-up CID
+/// whose digest differs from a live block's only in its last byte takes nothing from the live
+/// block: everything under it stays. (The live DAG's blocks are copied in without index
+/// entries, as after a lost journal record or a copied `blocks/`, so its links come from the
+/// blocks themselves; the made-up CID is met first.)
+#[test]
+fn a_made_up_cid_sharing_a_live_digest_prefix_frees_nothing() {
+    use cairn_store::codec::dagpb::{PbLink, PbNode};
+    let root = Root::new();
+    // The live DAG, built in another root and copied in block file by block file.
+    let elsewhere = Root::new();
+    let file = root.dir.path().join("live.bin");
+    random_file(&file, 8 << 10, 9);
+    let live = elsewhere.add_q(&["--pin=false", "--chunker=size-1024", file.to_str().unwrap()]);
+    let blocks = dag_blocks(&elsewhere, &live);
+    assert!(blocks.len() > 2);
+    for b in &blocks {
+        std::fs::copy(
+            elsewhere.path().join("blocks").join(b),
+            root.path().join("blocks").join(b),
+        )
+        .unwrap();
+    }
+    // A node linking to the made-up CID on both sides of the live root.
+    let x = cairn_store::parse_cid(&live).unwrap();
+    let mut digest = x.hash().digest().to_vec();
+    *digest.last_mut().unwrap() ^= 0xff;
+    // CIDv1, dag-pb, sha2-256, 32 bytes.
+    let fake =
+        cairn_store::Cid::try_from(&[&[0x01, 0x70, 0x12, 0x20][..], &digest].concat()[..]).unwrap();
+    let link = |cid| PbLink {
+        cid,
+        name: None,
+        tsize: None,
+    };
+    let node = PbNode {
+        links: vec![link(fake), link(x), link(fake)],
+        data: None,
+    };
+    let node_file = root.dir.path().join("node.pb");
+    std::fs::write(&node_file, node.encode()).unwrap();
+    let hostile = root
+        .ok(&[
+            "block",
+            "put",
+            "--cid-codec",
+            "dag-pb",
+            node_file.to_str().unwrap(),
+        ])
+        .trim()
+        .to_owned();
+    root.ok(&["pin", "add", &hostile, "--prog", "a-hostile"]);
+    root.ok(&["pin", "add", &live, "--prog", "z-live"]);
+    let r = gc(&root);
+    assert_eq!(present(&root, &blocks), blocks.len(), "{r}");
+    let cat = root.output(&["cat", &live]);
+    assert!(cat.status.success());
+    assert_eq!(cat.stdout, std::fs::read(&file).unwrap());
+    assert!(root.ok(&["verify"]).contains(": 0 corrupt"));
 }

@@ -1,16 +1,21 @@
 //! Mark and sweep. See the crate docs for the protocol with writers.
 
 use std::{
-    collections::{HashMap, HashSet},
-    fs::{self, File, OpenOptions},
-    io::{self, Read, Seek, SeekFrom},
+    collections::HashSet,
+    fs::{File, OpenOptions},
+    io,
     path::PathBuf,
     time::{Duration, Instant},
 };
 
-use cairn_store::{codec, journal::Record, temp, Cid, Store};
+use cairn_store::{journal::Record, Cid, Layout, Store};
 
-use crate::{pins, GcError};
+use crate::{
+    mark::Marker,
+    pins::{PinWalker, Refused, Stale},
+    temp::TempPins,
+    GcError,
+};
 
 /// Block files unlinked together (on two threads) within a sweep batch.
 const SWEEP_CHUNK: usize = 64;
@@ -22,7 +27,10 @@ pub struct GcOptions {
     pub dry_run: bool,
     /// Stop once this many bytes were freed.
     pub max_freed: Option<u64>,
-    /// Longest time the collector holds `R/pins/lock` at once (writers wait at most this).
+    /// How long the collector goes on deleting once it holds `R/pins/lock` (writers wait for
+    /// it). A batch first gathers the roots again, then deletes at least one chunk of blocks
+    /// and goes on until this much time has passed since it took the lock: a budget shorter
+    /// than the gathering still deletes a chunk per batch.
     pub batch: Duration,
     /// How long to wait for another process to release the index.
     pub index_wait: Duration,
@@ -54,63 +62,15 @@ pub struct GcReport {
     pub dead_temp_pins: usize,
     /// Pin symlinks that pinned nothing, removed.
     pub removed_links: Vec<PathBuf>,
+    /// What the walks of pins, profiles and temp pins left alone, and why (each path once).
+    pub refused: Vec<Refused>,
     pub roots_time: Duration,
     pub mark_time: Duration,
     pub sweep_time: Duration,
     /// The longest time `R/pins/lock` was held exclusively.
     pub longest_hold: Duration,
-}
-
-/// A block's identity for the mark set: 8 bytes of its digest. Two CIDs that collide are
-/// both kept (a collision can only keep garbage, never free a live block).
-fn fp(cid: &Cid) -> u64 {
-    let d = cid.hash().digest();
-    let mut b = [0u8; 8];
-    let n = d.len().min(8);
-    b[..n].copy_from_slice(&d[..n]);
-    u64::from_le_bytes(b) ^ cid.hash().code().rotate_left(48)
-}
-
-/// A temp pin file being followed: what was read of it so far.
-struct TempFile {
-    file: File,
-    /// Its inode: a new process with a reused pid makes a new file at the same path.
-    ino: u64,
-    offset: u64,
-}
-
-struct Marker<'a> {
-    store: &'a Store,
-    /// Links of every indexed block that has links.
-    links: HashMap<u64, Vec<Cid>>,
-    /// Every indexed block.
-    indexed: HashSet<u64>,
-    marked: HashSet<u64>,
-}
-
-impl Marker<'_> {
-    /// Marks `root` and everything below it.
-    fn mark(&mut self, root: &Cid) -> Result<(), GcError> {
-        let mut stack = vec![*root];
-        while let Some(cid) = stack.pop() {
-            let f = fp(&cid);
-            if !self.marked.insert(f) {
-                continue;
-            }
-            if let Some(children) = self.links.get(&f) {
-                stack.extend(children.iter().copied());
-            } else if !self.indexed.contains(&f) {
-                // Not in the index (a journal not yet ingested, or a block written during
-                // this collection): parse the block itself, if it is here.
-                if let Some(data) = self.store.blocks().get_unverified(&cid)? {
-                    if let Ok(children) = codec::links(cid.codec(), &data) {
-                        stack.extend(children);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
+    /// How many batches the sweep took (times `R/pins/lock` was held exclusively).
+    pub batches: u64,
 }
 
 /// Takes `R/pins/gc.lock`, so that collections do not overlap.
@@ -155,44 +115,37 @@ pub fn collect(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
     }
     let t = Instant::now();
     // Candidates: the block files present now. Blocks written later are not candidates.
-    let candidates: Vec<Cid> = store.blocks().iter()?.flatten().collect();
+    let mut marker = Marker::new(store);
+    let candidates = marker.candidates(store.blocks().iter()?.flatten());
     report.candidates = candidates.len() as u64;
-    let mut marker = Marker {
-        store,
-        links: HashMap::new(),
-        indexed: HashSet::with_capacity(candidates.len()),
-        marked: HashSet::with_capacity(candidates.len()),
-    };
     store.with_index(|index| {
         for item in index.iter() {
             let (cid, meta) = item?;
-            let f = fp(&cid);
-            marker.indexed.insert(f);
-            if !meta.links.is_empty() {
-                marker.links.insert(f, meta.links);
-            }
+            marker.indexed(&cid, &meta.links);
         }
         Ok(())
     })?;
 
     // Roots.
-    let mut temps: HashMap<PathBuf, TempFile> = HashMap::new();
-    let roots = gather_roots(store, opts, &mut report, &mut temps)?;
+    let mut roots = Roots::default();
+    let first = roots.gather(&layout, opts, &mut report)?;
+    report.pins = first.pins;
+    report.live_temp_pins = roots.temps.live();
     report.roots_time = t.elapsed();
 
     let t = Instant::now();
-    for r in &roots {
+    for r in &first.cids {
         marker.mark(r)?;
     }
-    report.marked = marker.marked.len() as u64;
+    report.marked = marker.marked_count();
     report.mark_time = t.elapsed();
 
     // Sweep, in short batches under the exclusive lock; each batch first re-reads the roots
     // so that anything protected or pinned meanwhile is kept.
     let t = Instant::now();
-    let garbage: Vec<Cid> = candidates
+    let garbage: Vec<u32> = candidates
         .into_iter()
-        .filter(|c| !marker.marked.contains(&fp(c)))
+        .filter(|&id| !marker.is_marked(id))
         .collect();
     let lock_path = layout.pins_lock();
     let pins_lock = OpenOptions::new()
@@ -205,23 +158,26 @@ pub fn collect(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
     while next < garbage.len() {
         lock(&pins_lock, libc::LOCK_EX).map_err(|e| GcError::io(&lock_path, e))?;
         let held = Instant::now();
-        let mut batch_report = GcReport::default();
-        let fresh = gather_roots(store, opts, &mut batch_report, &mut temps)?;
-        for r in &fresh {
+        report.batches += 1;
+        let fresh = roots.gather(&layout, opts, &mut report)?;
+        for r in &fresh.cids {
             marker.mark(r)?;
         }
         let mut deleted = Vec::new();
-        while next < garbage.len() && held.elapsed() < opts.batch {
+        // At least one chunk per batch, however long the roots took to gather: every batch
+        // moves `next` on, so the sweep ends.
+        loop {
             // A chunk at a time, unlinked on two threads: ext4 frees an inode's blocks
             // after releasing the directory lock, so two unlinkers overlap.
             let mut chunk = Vec::with_capacity(SWEEP_CHUNK);
             while next < garbage.len() && chunk.len() < SWEEP_CHUNK {
-                let cid = garbage[next];
+                let id = garbage[next];
                 next += 1;
-                if marker.marked.contains(&fp(&cid)) {
+                if marker.is_marked(id) {
                     report.rescued += 1;
                     continue;
                 }
+                let cid = marker.cid(id);
                 let size = store.blocks().size(&cid)?.unwrap_or(0);
                 if opts
                     .max_freed
@@ -255,6 +211,9 @@ pub fn collect(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
                     report.freed_bytes -= size;
                 }
             }
+            if next >= garbage.len() || held.elapsed() >= opts.batch {
+                break;
+            }
         }
         report.longest_hold = report.longest_hold.max(held.elapsed());
         let _ = lock(&pins_lock, libc::LOCK_UN);
@@ -263,95 +222,64 @@ pub fn collect(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
         }
     }
     report.sweep_time = t.elapsed();
+    report.dead_temp_pins = roots.temps.dead();
     if !opts.dry_run {
         store.with_index(|index| index.flush())?;
     }
     Ok(report)
 }
 
-/// Every root: pins, auto pins, profile generations, and the CIDs in temp pin files of live
-/// processes (read incrementally through `temps`). Removes dead temp pin files and pin links
-/// that pin nothing, unless this is a dry run.
-fn gather_roots(
-    store: &Store,
-    opts: &GcOptions,
-    report: &mut GcReport,
-    temps: &mut HashMap<PathBuf, TempFile>,
-) -> Result<Vec<Cid>, GcError> {
-    let layout = store.layout();
-    let (pin_list, dangling) = pins::list(layout)?;
-    report.pins = pin_list.len();
-    let mut roots: Vec<Cid> = pin_list.into_iter().map(|p| p.cid).collect();
-    for d in dangling {
-        if !opts.dry_run {
-            match fs::remove_file(&d.path) {
-                Ok(()) => log::info!("removed {} ({})", d.path.display(), d.why),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(GcError::io(&d.path, e)),
-            }
-        }
-        report.removed_links.push(d.path);
-    }
-    roots.extend(pins::profile_roots(layout)?);
+/// The walkers of every kind of root, kept across the collection's looks so that each look
+/// re-reads only what changed.
+#[derive(Default)]
+struct Roots {
+    pins: PinWalker,
+    temps: TempPins,
+    /// Paths already in the report.
+    reported: HashSet<PathBuf>,
+}
 
-    let dir = layout.temp_pins();
-    let entries = match fs::read_dir(&dir) {
-        Ok(rd) => rd
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .collect::<Vec<_>>(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(GcError::io(&dir, e)),
-    };
-    let mut seen = HashSet::new();
-    for path in entries {
-        seen.insert(path.clone());
-        let current = fs::metadata(&path)
-            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-            .ok();
-        if temps.get(&path).is_some_and(|t| Some(t.ino) != current) {
-            temps.remove(&path);
-        }
-        if !temps.contains_key(&path) {
-            let file = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(GcError::io(&path, e)),
-            };
-            // Its writer holds an exclusive lock for as long as it lives.
-            if lock(&file, libc::LOCK_EX | libc::LOCK_NB).is_ok() {
-                if !opts.dry_run {
-                    let _ = fs::remove_file(&path);
-                }
-                report.dead_temp_pins += 1;
-                continue;
+/// One look at the roots.
+struct Gathered {
+    cids: Vec<Cid>,
+    pins: usize,
+}
+
+impl Roots {
+    /// Every root: pins, auto pins, profile generations, and the CIDs in temp pin files of
+    /// live processes (the lines not read by an earlier look). Removes dead temp pin files
+    /// and pin links that pin nothing, unless this is a dry run. Adds those, and what the
+    /// walks refused, to the report.
+    fn gather(
+        &mut self,
+        layout: &Layout,
+        opts: &GcOptions,
+        report: &mut GcReport,
+    ) -> Result<Gathered, GcError> {
+        let stale = if opts.dry_run {
+            Stale::WouldRemove
+        } else {
+            Stale::Remove
+        };
+        let walk = self.pins.walk_cids(layout, stale)?;
+        let mut cids = walk.cids.unwrap_or_default();
+        let pins = cids.len();
+        let mut refused = walk.refused;
+        for d in walk.dangling {
+            if self.reported.insert(d.path.clone()) {
+                report.removed_links.push(d.path);
             }
-            let ino = file
-                .metadata()
-                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-                .map_err(|e| GcError::io(&path, e))?;
-            temps.insert(
-                path.clone(),
-                TempFile {
-                    file,
-                    ino,
-                    offset: 0,
-                },
-            );
         }
-        let t = temps.get_mut(&path).expect("inserted");
-        let mut bytes = Vec::new();
-        t.file
-            .seek(SeekFrom::Start(t.offset))
-            .and_then(|_| t.file.read_to_end(&mut bytes))
-            .map_err(|e| GcError::io(&path, e))?;
-        // Only whole lines count; a line being written is read next time.
-        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        t.offset += complete as u64;
-        roots.extend(temp::parse(&bytes[..complete]));
+        cids.extend(self.pins.profile_roots(layout, &mut refused)?);
+        let temps = self.temps.look(layout, opts.dry_run)?;
+        cids.extend(temps.cids);
+        refused.extend(temps.refused);
+        for r in refused {
+            if self.reported.insert(r.path.clone()) {
+                log::info!("refused {}: {}", r.path.display(), r.why);
+                report.refused.push(r);
+            }
+        }
+        Ok(Gathered { cids, pins })
     }
-    // Files that vanished: their writers finished (after pinning what they keep).
-    temps.retain(|p, _| seen.contains(p));
-    report.live_temp_pins = temps.len();
-    Ok(roots)
 }

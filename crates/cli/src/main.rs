@@ -96,6 +96,11 @@ enum Command {
         /// Stop after freeing this many bytes
         #[arg(long, value_name = "BYTES")]
         max_freed: Option<u64>,
+        /// How long each batch of deletions holds ROOT/pins/lock (adds wait for it): after
+        /// gathering the roots again, a batch deletes at least 64 blocks and goes on until this
+        /// many milliseconds have passed since it took the lock
+        #[arg(long, value_name = "MS", default_value_t = 20)]
+        batch_ms: u64,
         #[arg(long)]
         json: bool,
     },
@@ -178,8 +183,18 @@ fn main() -> ExitCode {
         Command::Gc {
             dry_run,
             max_freed,
+            batch_ms,
             json,
-        } => pin::gc(&root, dry_run, max_freed, json),
+        } => pin::gc(
+            &root,
+            cairn_gc::GcOptions {
+                dry_run,
+                max_freed,
+                batch: std::time::Duration::from_millis(batch_ms),
+                ..cairn_gc::GcOptions::default()
+            },
+            json,
+        ),
     };
     match result {
         Ok(code) => code,

@@ -62,7 +62,12 @@ pub fn run(root: &Path, cmd: PinCmd) -> Result<ExitCode> {
         }
         PinCmd::Ls { json } => {
             let _ = store.open_index(std::time::Duration::from_secs(2))?;
-            let (list, dangling) = pins::list(layout)?;
+            let pins::Walk {
+                pins: list,
+                dangling,
+                refused,
+                ..
+            } = pins::walk(layout)?;
             for p in &list {
                 let complete = complete(&store, &p.cid)?;
                 let via = match &p.kind {
@@ -92,6 +97,9 @@ pub fn run(root: &Path, cmd: PinCmd) -> Result<ExitCode> {
                     d.why
                 );
             }
+            for r in refused {
+                eprintln!("cairn: {}: {}", r.path.display(), r.why);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -114,13 +122,9 @@ pub fn complete(store: &Store, cid: &Cid) -> Result<bool> {
     Ok(true)
 }
 
-pub fn gc(root: &Path, dry_run: bool, max_freed: Option<u64>, json: bool) -> Result<ExitCode> {
+pub fn gc(root: &Path, opts: GcOptions, json: bool) -> Result<ExitCode> {
     let store = Store::open(root)?;
-    let opts = GcOptions {
-        dry_run,
-        max_freed,
-        ..GcOptions::default()
-    };
+    let dry_run = opts.dry_run;
     let r = collect(&store, &opts)?;
     if json {
         println!(
@@ -132,8 +136,12 @@ pub fn gc(root: &Path, dry_run: bool, max_freed: Option<u64>, json: bool) -> Res
                 "freed_blocks": r.freed_blocks, "freed_bytes": r.freed_bytes, "rescued": r.rescued,
                 "dead_temp_pins": r.dead_temp_pins,
                 "removed_links": r.removed_links.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+                "refused": r.refused.iter().map(|f| serde_json::json!({
+                    "path": f.path.display().to_string(), "why": f.why.to_string(),
+                })).collect::<Vec<_>>(),
                 "roots_ms": r.roots_time.as_millis(), "mark_ms": r.mark_time.as_millis(),
                 "sweep_ms": r.sweep_time.as_millis(), "longest_hold_ms": r.longest_hold.as_millis(),
+                "batches": r.batches,
             })
         );
     } else {
@@ -143,17 +151,22 @@ pub fn gc(root: &Path, dry_run: bool, max_freed: Option<u64>, json: bool) -> Res
             r.freed_blocks, r.freed_bytes, r.candidates, r.marked, r.pins, r.live_temp_pins
         );
         println!(
-            "roots {} ms, mark {} ms, sweep {} ms (lock held at most {} ms)",
+            "roots {} ms, mark {} ms, sweep {} ms in {} batches (lock held at most {} ms)",
             r.roots_time.as_millis(),
             r.mark_time.as_millis(),
             r.sweep_time.as_millis(),
+            r.batches,
             r.longest_hold.as_millis()
         );
+        let removed = if dry_run { "would remove" } else { "removed" };
         for p in &r.removed_links {
-            println!("removed stale pin link {}", p.display());
+            println!("{removed} stale pin link {}", p.display());
         }
         if r.dead_temp_pins > 0 {
-            println!("removed {} temp pins of dead processes", r.dead_temp_pins);
+            println!("{removed} {} temp pins of dead processes", r.dead_temp_pins);
+        }
+        for f in &r.refused {
+            println!("refused {}: {}", f.path.display(), f.why);
         }
     }
     Ok(ExitCode::SUCCESS)
