@@ -7,6 +7,8 @@
 //!    block before: other fetchers), then the least loaded; a peer that never lacked
 //!    anything (a seeder) only when no one else has answered HAVE within [`CHOOSE_WAIT`].
 //!    So in a swarm the seeder serves what nobody else has yet, and fetchers trade the rest.
+//!    While a fetcher has partners to trade with, it keeps at most [`SEEDER_SLOTS`]
+//!    want-blocks at each seeder; the others wait for a partner's HAVE or a free slot.
 //! 2. Before any HAVE: the peer that sent us the block linking to this one (the design's
 //!    optimistic ask: who has a block has its children) gets a want-block at once, unless it
 //!    is a seeder with other peers around.
@@ -37,6 +39,9 @@ pub type Key = Multihash<64>;
 pub const BLOCK_WAIT: Duration = Duration::from_secs(3);
 /// How long a want whose only HAVEs come from seeders waits for other peers to answer.
 pub const CHOOSE_WAIT: Duration = Duration::from_millis(30);
+/// Want-blocks a fetcher keeps outstanding with one seeder (a peer that never lacked a block)
+/// while it has other peers to trade with.
+pub const SEEDER_SLOTS: usize = 2;
 /// How often providers are looked for again while a block is missing.
 pub const SEARCH_AGAIN: Duration = Duration::from_secs(10);
 /// Delay before the DHT is asked, when the connected peers have not answered.
@@ -297,6 +302,22 @@ impl Wants {
             waiter.give(data.clone());
         }
         self.finish(key, &w.cid, w.block_from, w.asked, Some(peer), out);
+        // A seeder's slot came free: the wants that waited for one go on.
+        if self
+            .peers
+            .get(&peer)
+            .is_some_and(|p| p.dont_have_count == 0)
+        {
+            let waiting: Vec<Key> = self
+                .wants
+                .iter()
+                .filter(|(_, w)| w.block_from.is_none() && w.haves.contains(&peer))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in waiting {
+                self.plan(&k, now, out);
+            }
+        }
         Received::Wanted
     }
 
@@ -444,6 +465,17 @@ impl Wants {
                 return;
             }
             choice = haves.iter().copied().min_by_key(|p| load(p));
+            // A seeder already busy with our wants waits while we have partners to trade
+            // with: by the time it is free, one of them may have the block (it tells us with
+            // a HAVE), and the seeder's upload goes to blocks nobody else has.
+            let trading = peers.values().any(|i| {
+                i.dont_have_count > 0
+                    && i.last_block
+                        .is_some_and(|t| now.duration_since(t) < BLOCK_WAIT)
+            });
+            if trading && choice.is_some_and(|p| load(&p) >= SEEDER_SLOTS) {
+                choice = None;
+            }
         }
         // 2. Nobody said HAVE yet: the peer that sent the block linking to this one is asked
         //    for it straight away (who has a block likely has its children), if it is no
@@ -587,6 +619,53 @@ mod tests {
         );
         let acts = w.have(fetcher, cid(2).hash(), now);
         assert_eq!(blocks_to(&acts), vec![(fetcher, cid(2))]);
+    }
+
+    /// A fetcher with a partner to trade with keeps at most [`SEEDER_SLOTS`] want-blocks at
+    /// the seeder; the rest wait for the partner's HAVE, or for a seeder slot to come free.
+    #[test]
+    fn a_busy_seeder_is_not_asked_for_more_while_a_partner_trades() {
+        let (seeder, partner) = (PeerId::random(), PeerId::random());
+        let now = Instant::now();
+        let until = now + Duration::from_secs(30);
+        let mut w = Wants::default();
+        w.connected(seeder, false, now);
+        w.connected(partner, false, now);
+        // The partner lacked one block and then sent us another: a fetcher like us.
+        w.want(cid(0), None, until, now);
+        w.dont_have(partner, cid(0).hash(), now);
+        w.want(cid(1), None, until, now);
+        assert_eq!(
+            blocks_to(&w.have(partner, cid(1).hash(), now)),
+            vec![(partner, cid(1))]
+        );
+        let mut out = Vec::new();
+        w.block(partner, &cid(1), &Bytes::from_static(b"1"), now, &mut out);
+
+        let n = SEEDER_SLOTS as u32 + 2;
+        let wanted: Vec<Cid> = (10..10 + n).map(cid).collect();
+        let mut to_seeder = Vec::new();
+        for c in &wanted {
+            w.want(*c, None, until, now);
+            to_seeder.extend(blocks_to(&w.have(seeder, c.hash(), now)));
+        }
+        to_seeder.extend(blocks_to(&w.tick(now + CHOOSE_WAIT)));
+        assert_eq!(to_seeder.len(), SEEDER_SLOTS, "{to_seeder:?}");
+        assert!(blocks_to(&w.tick(now + CHOOSE_WAIT * 2)).is_empty());
+        // The partner got one of the waiting blocks meanwhile.
+        let waiting: Vec<Cid> = wanted
+            .iter()
+            .copied()
+            .filter(|c| !to_seeder.iter().any(|(_, t)| t == c))
+            .collect();
+        let acts = w.have(partner, waiting[0].hash(), now);
+        assert_eq!(blocks_to(&acts), vec![(partner, waiting[0])]);
+        // The seeder delivers: its free slot goes to the last waiting block.
+        let mut out = Vec::new();
+        let (_, first) = to_seeder[0];
+        let later = now + CHOOSE_WAIT * 2;
+        w.block(seeder, &first, &Bytes::from_static(b"s"), later, &mut out);
+        assert_eq!(blocks_to(&out), vec![(seeder, waiting[1])]);
     }
 
     /// A DONT_HAVE from the peer asked moves the want-block to the next holder; a block no
