@@ -295,6 +295,38 @@ fn a_dag_comes_from_two_seeders_at_once() {
     );
 }
 
+/// Two cairn nodes connect over QUIC (the seeder listens on nothing else) and move a DAG
+/// across it.
+#[test]
+fn a_dag_moves_over_quic() {
+    let a = Root::new();
+    let b = Root::new();
+    let data = random_bytes(3 << 20, 7);
+    let file = a.dir.path().join("f");
+    std::fs::write(&file, &data).unwrap();
+    let cid = a.add_q(&[file.to_str().unwrap()]);
+    // The seeder listens on QUIC only: every connection to it is QUIC.
+    let da = Daemon::start_listening(&a, "/ip4/127.0.0.1/udp/0/quic-v1", &[]);
+    assert!(da.addr.contains("/quic-v1/p2p/"), "{}", da.addr);
+    let _db = Daemon::start(&b, false, &["--bootstrap", &da.addr]);
+    b.ok(&["fetch", &cid]);
+    assert_eq!(cat_sha(&b, &cid), sha256_hex(&data));
+    let peers: serde_json::Value =
+        serde_json::from_str(&b.ok(&["swarm", "peers", "--json"])).unwrap();
+    let via: Vec<&str> = peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["peer"] == da.peer.as_str())
+        .flat_map(|p| p["addrs"].as_array().unwrap().iter())
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(
+        !via.is_empty() && via.iter().all(|a| a.contains("/quic-v1")),
+        "connected to the seeder over {via:?}"
+    );
+}
+
 /// A mount on a node that has nothing reads a 64 MiB file another node serves: `cmp` equal.
 /// A block no peer has is EIO after the fetch timeout, while another file on the same mount
 /// stays readable meanwhile.

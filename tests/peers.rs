@@ -101,6 +101,13 @@ impl Daemon {
         Daemon::spawn(root, mount, root.cmd(&args))
     }
 
+    /// A daemon (no mount, mDNS off) listening on `listen` only.
+    pub fn start_listening(root: &Root, listen: &str, extra: &[&str]) -> Daemon {
+        let mut args = vec!["daemon", "--listen", listen, "--no-mdns", "--no-mount"];
+        args.extend_from_slice(extra);
+        Daemon::spawn(root, false, root.cmd(&args))
+    }
+
     /// A daemon (no mount, mDNS on, listening on every address) inside the network
     /// namespace `netns`.
     pub fn start_in(netns: &str, root: &Root) -> Daemon {

@@ -3,7 +3,7 @@
 //! the ones mDNS finds on the local network, and the ones those tell it about.
 //!
 //! ```toml
-//! listen = ["/ip4/0.0.0.0/tcp/4011"]   # where peers reach us
+//! listen = ["/ip4/0.0.0.0/tcp/4011", "/ip4/0.0.0.0/udp/4011/quic-v1"]   # where peers reach us
 //! bootstrap = ["/ip4/192.0.2.7/tcp/4001/p2p/12D3Koo..."]
 //! mdns = true                          # find peers on the local network
 //! dht = true                           # Kademlia on /ipfs/kad/1.0.0 and /ipfs/lan/kad/1.0.0
@@ -47,7 +47,10 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: vec!["/ip4/0.0.0.0/tcp/4011".parse().expect("valid")],
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4011".parse().expect("valid"),
+                "/ip4/0.0.0.0/udp/4011/quic-v1".parse().expect("valid"),
+            ],
             bootstrap: Vec::new(),
             mdns: true,
             dht: true,

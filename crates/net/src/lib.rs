@@ -2,9 +2,11 @@
 //! discovery, and [`NetworkSource`], the `BlockSource` that fetches what the store lacks
 //! while a program reads it.
 //!
-//! - [`node::start`] builds the swarm (TCP + noise + yamux, identify, ping, Kademlia, mDNS,
-//!   Bitswap) on the current tokio runtime and returns a [`Client`], the cloneable handle
-//!   everything else uses. The swarm task and the Bitswap [`bitswap::engine`] only move
+//! - [`node::start`] builds the swarm (TCP + noise + yamux and QUIC v1, identify, ping,
+//!   Kademlia, mDNS, Bitswap) on the current tokio runtime and returns a [`Client`], the
+//!   cloneable handle everything else uses. QUIC costs the build aws-lc (about four minutes
+//!   of C on two cores, once: ccache keeps it); kubo speaks it too, though the kubo and Helia
+//!   peers of the tests listen on TCP only, so QUIC is tested between cairn nodes. The swarm task and the Bitswap [`bitswap::engine`] only move
 //!   queued work; disk and hashing run on blocking threads; every channel is bounded.
 //! - [`NetworkSource`] wraps the store: local blocks as before, missing ones fetched within
 //!   a timeout, corrupt ones fetched again.

@@ -121,6 +121,7 @@ pub async fn start(config: &Config, key: Keypair, store: Arc<Store>) -> Result<C
             crate::muxer::Yamux::default,
         )
         .map_err(|e| NetError::Transport(e.to_string()))?
+        .with_quic()
         .with_behaviour(|key| {
             let mdns = if config.mdns {
                 Some(mdns::tokio::Behaviour::new(
