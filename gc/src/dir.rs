@@ -139,24 +139,25 @@ impl Dir {
     /// Opens the subdirectory `name`, never through a symlink: a symlink, or anything else
     /// that is not a directory, fails (see [`not_a_dir`]).
     pub fn open_dir(&self, name: &OsStr) -> io::Result<Dir> {
+        let fd = self.open_at(
+            name,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        )?;
+        Ok(Dir {
+            fd,
+            path: self.path.join(name),
+        })
+    }
+
+    /// `openat` of `name` relative to this directory, with `flags` and `O_CLOEXEC`.
+    fn open_at(&self, name: &OsStr, flags: libc::c_int) -> io::Result<OwnedFd> {
         let c = cstr(name)?;
         // SAFETY: a valid fd and NUL-terminated name; the fd is ours on success.
         let fd = cvt(|| unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                libc::O_RDONLY
-                    | libc::O_DIRECTORY
-                    | libc::O_NOFOLLOW
-                    | libc::O_NONBLOCK
-                    | libc::O_CLOEXEC,
-            )
+            libc::openat(self.fd.as_raw_fd(), c.as_ptr(), flags | libc::O_CLOEXEC)
         })?;
-        Ok(Dir {
-            // SAFETY: a fresh descriptor we own.
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-            path: self.path.join(name),
-        })
+        // SAFETY: a fresh descriptor we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
     /// The path this directory was reached by, for messages.
@@ -296,21 +297,11 @@ impl Dir {
     /// Opens the entry `name` for reading without following a symlink (`ELOOP`) and without
     /// waiting for a FIFO's writer (`O_NONBLOCK`); the caller checks what it opened.
     pub fn open_file(&self, name: &OsStr) -> io::Result<File> {
-        let c = cstr(name)?;
-        // SAFETY: valid fd and name; the fd is ours on success.
-        let fd = cvt(|| unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                libc::O_RDONLY
-                    | libc::O_NOFOLLOW
-                    | libc::O_NONBLOCK
-                    | libc::O_NOCTTY
-                    | libc::O_CLOEXEC,
-            )
-        })?;
-        // SAFETY: a fresh descriptor we own.
-        Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+        self.open_at(
+            name,
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY,
+        )
+        .map(File::from)
     }
 
     /// Creates the subdirectory `name` with `mode` (before the umask).
