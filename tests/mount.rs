@@ -736,6 +736,68 @@ fn forgotten_inodes_leave_the_table() {
     }
 }
 
+/// Invariant: an inode belongs to one (view, path), never to a CID. One block reached through
+/// two views, or under two names of one directory, gets an inode for each: a view that
+/// rewrites bytes (the app view) must never share page cache with one that does not. The same
+/// path keeps its inode.
+#[test]
+fn inodes_are_per_view_and_path_never_per_cid() {
+    use std::os::unix::fs::MetadataExt;
+    let root = Root::new();
+    let src = root.dir.path().join("src");
+    write_tree(
+        &src,
+        &[
+            ("a.txt", "same bytes\n"),
+            ("b.txt", "same bytes\n"),
+            ("c.txt", "other\n"),
+        ],
+    );
+    let dir = root.add_q(&["-r", "--cid-version=1", src.to_str().unwrap()]);
+    let m = Mount::start(&root, &[]);
+    let cid_of = |rel: &str| {
+        String::from_utf8(
+            sh(&format!(
+                "getfattr --only-values -n user.ipfs.cid {}",
+                m.path(rel).display()
+            ))
+            .stdout,
+        )
+        .unwrap()
+    };
+    let leaf = cid_of(&format!("{dir}/a.txt"));
+    assert_eq!(
+        leaf,
+        cid_of(&format!("{dir}/b.txt")),
+        "one block, two names"
+    );
+    let paths = [
+        format!("{dir}/a.txt"),
+        format!("{dir}/b.txt"),
+        format!("unixfs/{dir}/a.txt"),
+        format!("unixfs/{leaf}"),
+        format!("raw/{leaf}"),
+        leaf.clone(),
+    ];
+    let inos: Vec<u64> = paths
+        .iter()
+        .map(|p| std::fs::metadata(m.path(p)).unwrap().ino())
+        .collect();
+    for (i, a) in inos.iter().enumerate() {
+        for (j, b) in inos.iter().enumerate().skip(i + 1) {
+            assert_ne!(a, b, "{} and {} share an inode", paths[i], paths[j]);
+        }
+    }
+    for (p, ino) in paths.iter().zip(&inos) {
+        assert_eq!(
+            std::fs::metadata(m.path(p)).unwrap().ino(),
+            *ino,
+            "{p} moved"
+        );
+        assert_eq!(std::fs::read(m.path(p)).unwrap(), b"same bytes\n");
+    }
+}
+
 /// The mount root and each view root list the views and the pinned roots (the root in each
 /// CID's default view), and follow pins as they are made and removed, by cairn or by `ln -s`.
 /// Unpinned content is not listed but is there by name.

@@ -1,4 +1,16 @@
-//! [`CairnFs`]: the one adapter between the kernel's FUSE protocol and the views.
+//! [`CairnFs`]: the one adapter between the kernel's FUSE protocol and the views. This file
+//! holds the state and the FUSE callbacks; name resolution and listings are in `resolve`,
+//! the pinned roots in `roots`, passthrough opens in `passthrough`.
+
+mod passthrough;
+mod resolve;
+mod roots;
+
+pub use self::roots::PinnedRoots;
+use self::{
+    resolve::{file_type, listing_ino},
+    roots::PinSnapshot,
+};
 
 use std::{
     collections::HashMap,
@@ -9,10 +21,9 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use cairn_store::{codec::codes, parse_block_name, Cid};
 use fuser::{
     AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
     Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr,
@@ -23,7 +34,7 @@ use fuser::{
 use crate::{
     cache::NodeCache,
     inodes::{Inode, Inodes},
-    view::{default_view, Entry, Kind, View, ViewError},
+    view::{Entry, Kind, View, ViewError},
 };
 
 /// Content never changes: the kernel may keep entries and attributes for a year.
@@ -41,25 +52,6 @@ const READ_BUFFER_KEPT: usize = 4 << 20;
 const XATTR_CID: &str = "user.ipfs.cid";
 /// On the mount root: how many inodes the table holds (to see `forget` at work).
 const XATTR_INODES: &str = "user.cairn.inodes";
-
-/// The CIDs the mount root and the view roots list: the pinned roots. The filesystem does not
-/// know what a pin is (pins live in `cairn-gc`, above this crate); whoever mounts passes this
-/// in. It is called at most once a second per directory (the listings' TTL).
-#[derive(Clone)]
-pub struct PinnedRoots(pub Arc<dyn Fn() -> Vec<Cid> + Send + Sync>);
-
-impl PinnedRoots {
-    /// Lists nothing.
-    pub fn none() -> PinnedRoots {
-        PinnedRoots(Arc::new(Vec::new))
-    }
-}
-
-impl std::fmt::Debug for PinnedRoots {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PinnedRoots(..)")
-    }
-}
 
 /// How the filesystem behaves.
 #[derive(Debug, Clone)]
@@ -93,38 +85,8 @@ pub struct CairnFs {
     pins: Mutex<PinSnapshot>,
 }
 
-/// The pinned roots as last read, by canonical name (CIDv1, so that a CID pinned in both
-/// spellings is listed once), and when they last changed: the mtime of the root and the view
-/// roots, so that the kernel drops listings of them it has cached.
-struct PinSnapshot {
-    read_at: Option<Instant>,
-    roots: Arc<Vec<(String, Cid)>>,
-    changed_at: SystemTime,
-}
-
 /// What FUSE gets back from a helper: an errno, already logged if it hides a content error.
 type FsResult<T> = Result<T, Errno>;
-
-/// A directory's entries after "." and "..", see [`CairnFs::listing`].
-enum Listing {
-    /// The root and the view roots: few entries, resolved up front.
-    Resolved(Vec<(String, Inode)>),
-    /// A content directory: names and CIDs from the cached listing, children resolved on demand.
-    Dir {
-        view: usize,
-        dir: Arc<Entry>,
-        names: Arc<Vec<(String, Cid)>>,
-    },
-}
-
-impl Listing {
-    fn len(&self) -> usize {
-        match self {
-            Listing::Resolved(v) => v.len(),
-            Listing::Dir { names, .. } => names.len(),
-        }
-    }
-}
 
 impl CairnFs {
     pub fn new(views: Vec<Arc<dyn View>>, nodes: NodeCache, opts: FsOptions) -> CairnFs {
@@ -138,11 +100,7 @@ impl CairnFs {
             backing: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
-            pins: Mutex::new(PinSnapshot {
-                read_at: None,
-                roots: Arc::new(Vec::new()),
-                changed_at: SystemTime::now(),
-            }),
+            pins: Mutex::new(PinSnapshot::new()),
         }
     }
 
@@ -171,26 +129,6 @@ impl CairnFs {
             .cloned()
             .ok_or(Errno::ENOENT)?;
         self.settle(ino.0, inode)
-    }
-
-    /// The pinned roots and when they last changed, re-read once the snapshot is older than
-    /// the listings' TTL.
-    fn pins(&self) -> (Arc<Vec<(String, Cid)>>, SystemTime) {
-        let mut snap = self.pins.lock().expect("pins");
-        if snap.read_at.is_none_or(|t| t.elapsed() >= LISTING_TTL) {
-            let mut roots: Vec<(String, Cid)> = (self.opts.pinned.0)()
-                .into_iter()
-                .map(|c| (cairn_store::block_name(&c), c))
-                .collect();
-            roots.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            roots.dedup_by(|a, b| a.0 == b.0);
-            if roots != *snap.roots {
-                snap.roots = Arc::new(roots);
-                snap.changed_at = SystemTime::now();
-            }
-            snap.read_at = Some(Instant::now());
-        }
-        (snap.roots.clone(), snap.changed_at)
     }
 
     fn dir_attr(&self, ino: u64) -> FileAttr {
@@ -263,259 +201,12 @@ impl CairnFs {
         (attr, CONTENT_TTL)
     }
 
-    /// Resolves `name` in `parent` to an inode (not yet counted in the table).
-    fn resolve(&self, parent: u64, name: &OsStr) -> FsResult<Inode> {
-        let name = name.to_str().ok_or(Errno::ENOENT)?;
-        let parent_inode = self.inode(INodeNo(parent))?;
-        let root_of = |view: usize| -> FsResult<Inode> {
-            let cid = parse_cid_name(name).ok_or(Errno::ENOENT)?;
-            match self.views[view].root(&self.nodes, &cid) {
-                Ok(Some(entry)) => Ok(Inode::Node {
-                    view,
-                    entry: Arc::new(entry),
-                }),
-                Ok(None) => Err(Errno::ENOENT),
-                // A CID whose top block is not here is simply not in this directory.
-                Err(ViewError::Content(cairn_unixfs::UnixfsError::MissingBlock(_))) => {
-                    Err(Errno::ENOENT)
-                }
-                Err(e) => Err(self.errno(&cid, e, Errno::ENOENT)),
-            }
-        };
-        match parent_inode {
-            Inode::Root => {
-                if let Some(v) = self.views.iter().position(|v| v.name() == name) {
-                    return Ok(Inode::ViewDir(v));
-                }
-                let cid = parse_cid_name(name).ok_or(Errno::ENOENT)?;
-                root_of(default_view(&self.views, &cid))
-            }
-            Inode::ViewDir(v) => root_of(v),
-            Inode::Pending { .. } => Err(Errno::EIO),
-            Inode::Node { view, entry } => {
-                let v = &self.views[view];
-                let at = || format!("{}/{name}", entry.cid);
-                let cid = match v.lookup(&self.nodes, &entry, name) {
-                    Ok(Some(cid)) => cid,
-                    Ok(None) => return Err(Errno::ENOENT),
-                    Err(e) => return Err(self.errno(&at(), e, Errno::ENOTDIR)),
-                };
-                let child = v
-                    .child(&self.nodes, &entry, &cid)
-                    .map_err(|e| self.errno(&at(), e, Errno::EIO))?;
-                Ok(Inode::Node {
-                    view,
-                    entry: Arc::new(child),
-                })
-            }
-        }
-    }
-
-    /// Looks `name` up and counts a kernel reference to the result.
-    fn lookup_counted(&self, parent: u64, name: &OsStr) -> FsResult<(u64, Inode)> {
-        let found = self.inodes.lock().expect("inodes").find(parent, name);
-        if let Some((ino, inode)) = found {
-            let inode = self.settle(ino, inode)?;
-            self.inodes.lock().expect("inodes").count(ino);
-            return Ok((ino, inode));
-        }
-        let inode = self.resolve(parent, name)?;
-        if let Inode::ViewDir(v) = inode {
-            return Ok((Inodes::view_dir(v), inode));
-        }
-        let ino = self
-            .inodes
-            .lock()
-            .expect("inodes")
-            .insert(parent, name, inode.clone());
-        Ok((ino, inode))
-    }
-
-    /// A pending inode resolved now if its block has become readable (EIO if not); any other
-    /// inode as it is.
-    fn settle(&self, ino: u64, inode: Inode) -> FsResult<Inode> {
-        let Inode::Pending { view, dir, cid } = inode else {
-            return Ok(inode);
-        };
-        match self.views[view].child(&self.nodes, &dir, &cid) {
-            Ok(entry) => {
-                let node = Inode::Node {
-                    view,
-                    entry: Arc::new(entry),
-                };
-                self.inodes
-                    .lock()
-                    .expect("inodes")
-                    .replace(ino, node.clone());
-                Ok(node)
-            }
-            Err(e) => Err(self.errno(&cid, e, Errno::EIO)),
-        }
-    }
-
-    /// The entries of a directory inode after "." and "..". Content directories resolve
-    /// their children one at a time ([`Listing::get`]), so that each readdir call, which
-    /// returns a page of entries, costs that page and not the whole directory.
-    fn listing(&self, inode: &Inode) -> FsResult<Listing> {
-        match inode {
-            Inode::Root => {
-                let mut out: Vec<(String, Inode)> = self
-                    .views
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| (v.name().to_owned(), Inode::ViewDir(i)))
-                    .collect();
-                out.extend(self.pinned_roots(None));
-                Ok(Listing::Resolved(out))
-            }
-            Inode::ViewDir(v) => Ok(Listing::Resolved(self.pinned_roots(Some(*v)))),
-            Inode::Pending { .. } => Err(Errno::EIO),
-            Inode::Node { view, entry } => {
-                if entry.kind != Kind::Directory {
-                    return Err(Errno::ENOTDIR);
-                }
-                let names = self.views[*view]
-                    .list(&self.nodes, entry)
-                    .map_err(|e| self.errno(&entry.cid, e, Errno::ENOTDIR))?;
-                Ok(Listing::Dir {
-                    view: *view,
-                    dir: entry.clone(),
-                    names,
-                })
-            }
-        }
-    }
-
-    /// The listing of directory `ino` and the inode of its parent, for readdir.
-    fn open_listing(&self, ino: INodeNo) -> FsResult<(Listing, u64)> {
-        let listing = self.listing(&self.inode(ino)?)?;
-        Ok((listing, self.inodes.lock().expect("inodes").parent(ino.0)))
-    }
-
-    /// Asks for the blocks of the children a listing page is about to resolve, all at once:
-    /// on a cold disk the kernel then reads them together instead of one seek at a time. Raw
-    /// children are left out (a large one is described unread, and its bytes are content).
-    fn prefetch_children(&self, listing: &Listing, from: usize) {
-        let Listing::Dir { names, .. } = listing else {
-            return;
-        };
-        let cids: Vec<Cid> = names
-            .iter()
-            .skip(from)
-            .take(PREFETCH_CHILDREN)
-            .map(|(_, cid)| *cid)
-            .filter(|cid| cid.codec() != codes::RAW)
-            .collect();
-        cairn_unixfs::NodeSource::prefetch(&self.nodes, &cids);
-    }
-
-    /// Entry `i` of `listing`: its name and inode (a [`Inode::Pending`] one if its block
-    /// cannot be read now), or `None` for a name that cannot be a file name ("", ".", "..",
-    /// or with '/' or NUL), which is not shown: no path could reach it anyway.
-    fn listing_entry(&self, listing: &Listing, i: usize) -> Option<(String, Inode)> {
-        match listing {
-            Listing::Resolved(v) => v.get(i).cloned(),
-            Listing::Dir { view, dir, names } => {
-                let (name, cid) = names.get(i)?;
-                if cairn_unixfs::get::check_name("", name).is_err() {
-                    log::warn!(
-                        "{}: hiding entry {name:?}, which is not a file name",
-                        dir.cid
-                    );
-                    return None;
-                }
-                let inode = match self.views[*view].child(&self.nodes, dir, cid) {
-                    Ok(c) => Inode::Node {
-                        view: *view,
-                        entry: Arc::new(c),
-                    },
-                    Err(e) => {
-                        let _ = self.errno(&format!("{}/{name}", dir.cid), e, Errno::EIO);
-                        Inode::Pending {
-                            view: *view,
-                            dir: dir.clone(),
-                            cid: *cid,
-                        }
-                    }
-                };
-                Some((name.clone(), inode))
-            }
-        }
-    }
-
-    /// The pinned roots shown in view `view` (`None`: the mount root, each in its default
-    /// view). A root whose top block is not here, or that the view does not show, is left out,
-    /// as a lookup of it would fail.
-    fn pinned_roots(&self, view: Option<usize>) -> Vec<(String, Inode)> {
-        self.pins()
-            .0
-            .iter()
-            .filter_map(|(name, cid)| {
-                let v = view.unwrap_or_else(|| default_view(&self.views, cid));
-                let entry = self.views[v].root(&self.nodes, cid).ok()??;
-                Some((
-                    name.clone(),
-                    Inode::Node {
-                        view: v,
-                        entry: Arc::new(entry),
-                    },
-                ))
-            })
-            .collect()
-    }
-
     fn node_entry(&self, ino: INodeNo) -> FsResult<(usize, Arc<Entry>)> {
         match self.inode(ino)? {
             Inode::Node { view, entry } => Ok((view, entry)),
             _ => Err(Errno::EISDIR),
         }
     }
-
-    fn open_passthrough(&self, ino: u64, reply: &ReplyOpen) -> Option<(u64, Arc<BackingId>)> {
-        let (view, entry) = self.node_entry(INodeNo(ino)).ok()?;
-        if entry.kind != Kind::File {
-            return None;
-        }
-        let cid = self.views[view].backing_block(&entry)?;
-        let mut backing = self.backing.lock().expect("backing");
-        let id = match backing.get_mut(&ino) {
-            Some((id, opens)) => {
-                *opens += 1;
-                id.clone()
-            }
-            None => {
-                // Verify the block once, as this mount first hands it to the kernel; the
-                // kernel reads the same file from then on (and its page cache holds the
-                // verified bytes). A block that fails is served through cairn: EIO.
-                if let Err(e) = self.nodes.source().get(&cid) {
-                    log::error!("{cid}: {}", chain(&e));
-                    return None;
-                }
-                let path = self.opts.blocks_dir.join(cairn_store::block_name(&cid));
-                let file = std::fs::File::open(&path).ok()?;
-                match reply.open_backing(file) {
-                    Ok(id) => {
-                        let id = Arc::new(id);
-                        backing.insert(ino, (id.clone(), 1));
-                        id
-                    }
-                    Err(e) => {
-                        log::warn!("passthrough unavailable ({e}); serving reads through cairn");
-                        self.passthrough.store(false, Ordering::Relaxed);
-                        return None;
-                    }
-                }
-            }
-        };
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles.lock().expect("handles").insert(fh, ino);
-        Some((fh, id))
-    }
-}
-
-/// A CID as it may appear as a file name: any multibase spelling of v1, or v0.
-fn parse_cid_name(name: &str) -> Option<Cid> {
-    parse_block_name(name).or_else(|| name.parse().ok())
 }
 
 /// An error and its sources on one line.
@@ -528,27 +219,6 @@ fn chain(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     s
-}
-
-fn file_type(inode: &Inode) -> FileType {
-    match inode {
-        Inode::Node { entry, .. } => match entry.kind {
-            Kind::File => FileType::RegularFile,
-            Kind::Directory => FileType::Directory,
-            Kind::Symlink => FileType::Symlink,
-        },
-        Inode::Pending { .. } => FileType::RegularFile,
-        _ => FileType::Directory,
-    }
-}
-
-/// A stable d_ino for directory entries the kernel has not looked up.
-fn listing_ino(parent: u64, name: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ parent;
-    for b in name.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
-    }
-    h | (1 << 63)
 }
 
 impl Filesystem for CairnFs {
@@ -662,15 +332,7 @@ impl Filesystem for CairnFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        if let Some(ino) = self.handles.lock().expect("handles").remove(&fh.0) {
-            let mut backing = self.backing.lock().expect("backing");
-            if let Some((_, opens)) = backing.get_mut(&ino) {
-                *opens -= 1;
-                if *opens == 0 {
-                    backing.remove(&ino);
-                }
-            }
-        }
+        self.release_passthrough(fh.0);
         reply.ok();
     }
 

@@ -40,6 +40,27 @@ pub struct Entry {
     pub mode: Option<u32>,
     pub mtime: Option<Mtime>,
     pub node: Arc<Node>,
+    /// What the view that made this entry keeps with it (an app file's offsets, say), so that
+    /// it does not decode its node again on every read. The adapter never looks inside.
+    pub state: Option<ViewState>,
+}
+
+/// A view's own data attached to an [`Entry`]: any type, shared, read back with
+/// [`ViewState::get`].
+#[derive(Clone)]
+pub struct ViewState(pub Arc<dyn std::any::Any + Send + Sync>);
+
+impl ViewState {
+    /// The state as a `T`, if it is one.
+    pub fn get<T: std::any::Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for ViewState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ViewState(..)")
+    }
 }
 
 /// Why a view could not answer. The adapter maps these to errno values and logs the CID.
@@ -66,6 +87,13 @@ impl From<StoreError> for ViewError {
 pub trait View: Send + Sync + 'static {
     /// The directory name of this view under the mount root.
     fn name(&self) -> &'static str;
+
+    /// Whether `R/store/{cid}` (no view named) shows `cid` in this view. The first view of
+    /// the [`registry`] that claims a CID gets it; when none does, the first view.
+    fn is_default_for(&self, cid: &Cid) -> bool {
+        let _ = cid;
+        false
+    }
 
     /// The entry `cid` is at the top of this view, or `Ok(None)` if this view does not show it.
     fn root(&self, nodes: &NodeCache, cid: &Cid) -> Result<Option<Entry>, ViewError>;
@@ -109,20 +137,129 @@ pub trait View: Send + Sync + 'static {
         let _ = file;
         None
     }
+
+    /// Whether this view serves bytes other than its blocks' (the `app` view patches its own
+    /// CID in). The adapter never lets the kernel read such a view's files from block files,
+    /// whatever [`View::backing_block`] says.
+    fn rewrites(&self) -> bool {
+        false
+    }
 }
 
-/// Every view the filesystem shows, in the order the mount root lists them.
+/// The block the kernel may read `file` from directly, if any: none for a view that rewrites
+/// bytes, and none for what is not a file.
+pub fn passthrough_block(view: &dyn View, file: &Entry) -> Option<Cid> {
+    if view.rewrites() || file.kind != Kind::File {
+        return None;
+    }
+    view.backing_block(file)
+}
+
+/// Every view the filesystem shows, in the order the mount root lists them. A new view is one
+/// file and one line here.
 pub fn registry() -> Vec<Arc<dyn View>> {
     vec![Arc::new(UnixfsView), Arc::new(RawView)]
 }
 
-/// The view `R/store/{cid}` uses: `raw` for raw blocks, `unixfs` for everything else (UnixFS
-/// for dag-pb, the block's bytes for other codecs).
+/// The view `R/store/{cid}` uses: the first that claims it ([`View::is_default_for`]).
 pub fn default_view(views: &[Arc<dyn View>], cid: &Cid) -> usize {
-    let want = if cid.codec() == cairn_store::codec::codes::RAW {
-        "raw"
-    } else {
-        "unixfs"
-    };
-    views.iter().position(|v| v.name() == want).unwrap_or(0)
+    views
+        .iter()
+        .position(|v| v.is_default_for(cid))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A view that rewrites bytes and, wrongly, names a backing block.
+    struct Rewriting;
+
+    impl View for Rewriting {
+        fn name(&self) -> &'static str {
+            "rewriting"
+        }
+        fn root(&self, _: &NodeCache, _: &Cid) -> Result<Option<Entry>, ViewError> {
+            Ok(None)
+        }
+        fn lookup(&self, _: &NodeCache, _: &Entry, _: &str) -> Result<Option<Cid>, ViewError> {
+            Ok(None)
+        }
+        fn child(&self, _: &NodeCache, _: &Entry, _: &Cid) -> Result<Entry, ViewError> {
+            Err(ViewError::NotFound)
+        }
+        fn list(&self, _: &NodeCache, _: &Entry) -> Result<Arc<Vec<(String, Cid)>>, ViewError> {
+            Err(ViewError::WrongKind)
+        }
+        fn readlink(&self, _: &NodeCache, _: &Entry) -> Result<Vec<u8>, ViewError> {
+            Err(ViewError::WrongKind)
+        }
+        fn backing_block(&self, file: &Entry) -> Option<Cid> {
+            Some(file.cid)
+        }
+        fn rewrites(&self) -> bool {
+            true
+        }
+    }
+
+    fn raw_file(bytes: &[u8]) -> Entry {
+        let cid = Cid::new_v1(
+            cairn_store::codec::codes::RAW,
+            cairn_store::HashAlg::Sha2_256.digest(bytes),
+        );
+        Entry {
+            cid,
+            root: cid,
+            kind: Kind::File,
+            size: bytes.len() as u64,
+            mode: None,
+            mtime: None,
+            node: Arc::new(Node::Opaque {
+                codec: cid.codec(),
+                bytes: bytes.to_vec().into(),
+            }),
+            state: None,
+        }
+    }
+
+    /// Invariant: a view that rewrites bytes offers no backing block for passthrough, even if
+    /// it names one; the views that serve blocks as they are offer a raw file's block.
+    #[test]
+    fn a_rewriting_view_never_gets_passthrough() {
+        let file = raw_file(b"a file that is one raw block");
+        assert_eq!(passthrough_block(&Rewriting, &file), None);
+        for v in registry() {
+            assert!(!v.rewrites(), "{}", v.name());
+            assert_eq!(
+                passthrough_block(&*v, &file),
+                Some(file.cid),
+                "{}",
+                v.name()
+            );
+        }
+        let dir = Entry {
+            kind: Kind::Directory,
+            ..raw_file(b"")
+        };
+        assert_eq!(passthrough_block(&RawView, &dir), None);
+    }
+
+    /// Every registered view claims exactly the CIDs it is the default for, and the first
+    /// claim wins.
+    #[test]
+    fn each_codec_has_one_default_view() {
+        use cairn_store::codec::codes;
+        let views = registry();
+        let raw = Cid::new_v1(codes::RAW, cairn_store::HashAlg::Sha2_256.digest(b"x"));
+        let pb = Cid::new_v1(codes::DAG_PB, *raw.hash());
+        let cbor = Cid::new_v1(codes::DAG_CBOR, *raw.hash());
+        assert_eq!(views[default_view(&views, &raw)].name(), "raw");
+        assert_eq!(views[default_view(&views, &pb)].name(), "unixfs");
+        assert_eq!(views[default_view(&views, &cbor)].name(), "unixfs");
+        for c in [raw, pb, cbor] {
+            let claims = views.iter().filter(|v| v.is_default_for(&c)).count();
+            assert_eq!(claims, 1, "{c}");
+        }
+    }
 }

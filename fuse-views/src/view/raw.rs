@@ -15,6 +15,11 @@ impl View for RawView {
         "raw"
     }
 
+    /// Raw blocks: their bytes are all there is to show.
+    fn is_default_for(&self, cid: &Cid) -> bool {
+        cid.codec() == codes::RAW
+    }
+
     fn root(&self, nodes: &NodeCache, cid: &Cid) -> Result<Option<Entry>, ViewError> {
         let node = if cid.codec() == codes::RAW {
             // A raw block decodes to a file of exactly its bytes (read when read, if large).
@@ -42,6 +47,7 @@ impl View for RawView {
             mode: None,
             mtime: None,
             node,
+            state: None,
         }))
     }
 

@@ -28,12 +28,18 @@ fn entry(root: &Cid, cid: &Cid, node: Arc<Node>) -> Entry {
         mode: meta.mode,
         mtime: meta.mtime,
         node,
+        state: None,
     }
 }
 
 impl View for UnixfsView {
     fn name(&self) -> &'static str {
         "unixfs"
+    }
+
+    /// Everything but raw blocks: UnixFS for dag-pb, the block's bytes for other codecs.
+    fn is_default_for(&self, cid: &Cid) -> bool {
+        cid.codec() != codes::RAW
     }
 
     fn root(&self, nodes: &NodeCache, cid: &Cid) -> Result<Option<Entry>, ViewError> {

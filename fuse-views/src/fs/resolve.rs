@@ -1,0 +1,242 @@
+//! Names to inodes: lookups, entries whose block cannot be read yet, and directory listings
+//! resolved a page at a time.
+
+use std::{ffi::OsStr, sync::Arc};
+
+use cairn_store::{codec::codes, parse_block_name, Cid};
+use fuser::{Errno, FileType, INodeNo};
+
+use super::{CairnFs, FsResult, PREFETCH_CHILDREN};
+use crate::{
+    inodes::{Inode, Inodes},
+    view::{default_view, Entry, Kind, ViewError},
+};
+
+/// A directory's entries after "." and "..", see [`CairnFs::listing`].
+pub(super) enum Listing {
+    /// The root and the view roots: few entries, resolved up front.
+    Resolved(Vec<(String, Inode)>),
+    /// A content directory: names and CIDs from the cached listing, children resolved on demand.
+    Dir {
+        view: usize,
+        dir: Arc<Entry>,
+        names: Arc<Vec<(String, Cid)>>,
+    },
+}
+
+impl Listing {
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Listing::Resolved(v) => v.len(),
+            Listing::Dir { names, .. } => names.len(),
+        }
+    }
+}
+
+impl CairnFs {
+    /// Resolves `name` in `parent` to an inode (not yet counted in the table).
+    pub(super) fn resolve(&self, parent: u64, name: &OsStr) -> FsResult<Inode> {
+        let name = name.to_str().ok_or(Errno::ENOENT)?;
+        let parent_inode = self.inode(INodeNo(parent))?;
+        let root_of = |view: usize| -> FsResult<Inode> {
+            let cid = parse_cid_name(name).ok_or(Errno::ENOENT)?;
+            match self.views[view].root(&self.nodes, &cid) {
+                Ok(Some(entry)) => Ok(Inode::Node {
+                    view,
+                    entry: Arc::new(entry),
+                }),
+                Ok(None) => Err(Errno::ENOENT),
+                // A CID whose top block is not here is simply not in this directory.
+                Err(ViewError::Content(cairn_unixfs::UnixfsError::MissingBlock(_))) => {
+                    Err(Errno::ENOENT)
+                }
+                Err(e) => Err(self.errno(&cid, e, Errno::ENOENT)),
+            }
+        };
+        match parent_inode {
+            Inode::Root => {
+                if let Some(v) = self.views.iter().position(|v| v.name() == name) {
+                    return Ok(Inode::ViewDir(v));
+                }
+                let cid = parse_cid_name(name).ok_or(Errno::ENOENT)?;
+                root_of(default_view(&self.views, &cid))
+            }
+            Inode::ViewDir(v) => root_of(v),
+            Inode::Pending { .. } => Err(Errno::EIO),
+            Inode::Node { view, entry } => {
+                let v = &self.views[view];
+                let at = || format!("{}/{name}", entry.cid);
+                let cid = match v.lookup(&self.nodes, &entry, name) {
+                    Ok(Some(cid)) => cid,
+                    Ok(None) => return Err(Errno::ENOENT),
+                    Err(e) => return Err(self.errno(&at(), e, Errno::ENOTDIR)),
+                };
+                let child = v
+                    .child(&self.nodes, &entry, &cid)
+                    .map_err(|e| self.errno(&at(), e, Errno::EIO))?;
+                Ok(Inode::Node {
+                    view,
+                    entry: Arc::new(child),
+                })
+            }
+        }
+    }
+
+    /// Looks `name` up and counts a kernel reference to the result.
+    pub(super) fn lookup_counted(&self, parent: u64, name: &OsStr) -> FsResult<(u64, Inode)> {
+        let found = self.inodes.lock().expect("inodes").find(parent, name);
+        if let Some((ino, inode)) = found {
+            let inode = self.settle(ino, inode)?;
+            self.inodes.lock().expect("inodes").count(ino);
+            return Ok((ino, inode));
+        }
+        let inode = self.resolve(parent, name)?;
+        if let Inode::ViewDir(v) = inode {
+            return Ok((Inodes::view_dir(v), inode));
+        }
+        let ino = self
+            .inodes
+            .lock()
+            .expect("inodes")
+            .insert(parent, name, inode.clone());
+        Ok((ino, inode))
+    }
+
+    /// A pending inode resolved now if its block has become readable (EIO if not); any other
+    /// inode as it is.
+    pub(super) fn settle(&self, ino: u64, inode: Inode) -> FsResult<Inode> {
+        let Inode::Pending { view, dir, cid } = inode else {
+            return Ok(inode);
+        };
+        match self.views[view].child(&self.nodes, &dir, &cid) {
+            Ok(entry) => {
+                let node = Inode::Node {
+                    view,
+                    entry: Arc::new(entry),
+                };
+                self.inodes
+                    .lock()
+                    .expect("inodes")
+                    .replace(ino, node.clone());
+                Ok(node)
+            }
+            Err(e) => Err(self.errno(&cid, e, Errno::EIO)),
+        }
+    }
+
+    /// The entries of a directory inode after "." and "..". Content directories resolve
+    /// their children one at a time ([`Listing::get`]), so that each readdir call, which
+    /// returns a page of entries, costs that page and not the whole directory.
+    pub(super) fn listing(&self, inode: &Inode) -> FsResult<Listing> {
+        match inode {
+            Inode::Root => {
+                let mut out: Vec<(String, Inode)> = self
+                    .views
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (v.name().to_owned(), Inode::ViewDir(i)))
+                    .collect();
+                out.extend(self.pinned_roots(None));
+                Ok(Listing::Resolved(out))
+            }
+            Inode::ViewDir(v) => Ok(Listing::Resolved(self.pinned_roots(Some(*v)))),
+            Inode::Pending { .. } => Err(Errno::EIO),
+            Inode::Node { view, entry } => {
+                if entry.kind != Kind::Directory {
+                    return Err(Errno::ENOTDIR);
+                }
+                let names = self.views[*view]
+                    .list(&self.nodes, entry)
+                    .map_err(|e| self.errno(&entry.cid, e, Errno::ENOTDIR))?;
+                Ok(Listing::Dir {
+                    view: *view,
+                    dir: entry.clone(),
+                    names,
+                })
+            }
+        }
+    }
+
+    /// The listing of directory `ino` and the inode of its parent, for readdir.
+    pub(super) fn open_listing(&self, ino: INodeNo) -> FsResult<(Listing, u64)> {
+        let listing = self.listing(&self.inode(ino)?)?;
+        Ok((listing, self.inodes.lock().expect("inodes").parent(ino.0)))
+    }
+
+    /// Asks for the blocks of the children a listing page is about to resolve, all at once:
+    /// on a cold disk the kernel then reads them together instead of one seek at a time. Raw
+    /// children are left out (a large one is described unread, and its bytes are content).
+    pub(super) fn prefetch_children(&self, listing: &Listing, from: usize) {
+        let Listing::Dir { names, .. } = listing else {
+            return;
+        };
+        let cids: Vec<Cid> = names
+            .iter()
+            .skip(from)
+            .take(PREFETCH_CHILDREN)
+            .map(|(_, cid)| *cid)
+            .filter(|cid| cid.codec() != codes::RAW)
+            .collect();
+        cairn_unixfs::NodeSource::prefetch(&self.nodes, &cids);
+    }
+
+    /// Entry `i` of `listing`: its name and inode (a [`Inode::Pending`] one if its block
+    /// cannot be read now), or `None` for a name that cannot be a file name ("", ".", "..",
+    /// or with '/' or NUL), which is not shown: no path could reach it anyway.
+    pub(super) fn listing_entry(&self, listing: &Listing, i: usize) -> Option<(String, Inode)> {
+        match listing {
+            Listing::Resolved(v) => v.get(i).cloned(),
+            Listing::Dir { view, dir, names } => {
+                let (name, cid) = names.get(i)?;
+                if cairn_unixfs::get::check_name("", name).is_err() {
+                    log::warn!(
+                        "{}: hiding entry {name:?}, which is not a file name",
+                        dir.cid
+                    );
+                    return None;
+                }
+                let inode = match self.views[*view].child(&self.nodes, dir, cid) {
+                    Ok(c) => Inode::Node {
+                        view: *view,
+                        entry: Arc::new(c),
+                    },
+                    Err(e) => {
+                        let _ = self.errno(&format!("{}/{name}", dir.cid), e, Errno::EIO);
+                        Inode::Pending {
+                            view: *view,
+                            dir: dir.clone(),
+                            cid: *cid,
+                        }
+                    }
+                };
+                Some((name.clone(), inode))
+            }
+        }
+    }
+}
+
+/// A CID as it may appear as a file name: any multibase spelling of v1, or v0.
+fn parse_cid_name(name: &str) -> Option<Cid> {
+    parse_block_name(name).or_else(|| name.parse().ok())
+}
+
+pub(super) fn file_type(inode: &Inode) -> FileType {
+    match inode {
+        Inode::Node { entry, .. } => match entry.kind {
+            Kind::File => FileType::RegularFile,
+            Kind::Directory => FileType::Directory,
+            Kind::Symlink => FileType::Symlink,
+        },
+        Inode::Pending { .. } => FileType::RegularFile,
+        _ => FileType::Directory,
+    }
+}
+
+/// A stable d_ino for directory entries the kernel has not looked up.
+pub(super) fn listing_ino(parent: u64, name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ parent;
+    for b in name.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    h | (1 << 63)
+}
