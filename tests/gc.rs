@@ -624,6 +624,72 @@ fn planted_symlinks_and_fifos_are_refused_never_followed() {
     assert_eq!(present(&root, &bb), bb.len(), "root's pin counts");
 }
 
+/// Rule: a directory is opened relative to its parent without following a symlink, so an
+/// entry that is a directory when listed and a symlink when opened is not entered. A thread
+/// swaps `auto` directories with symlinks to a directory outside the root (renameat2
+/// RENAME_EXCHANGE, atomic, over and over) while the collector runs again and again: every
+/// link in the outside directory survives, though each pins nothing.
+#[test]
+fn a_directory_swapped_for_a_symlink_mid_walk_is_not_entered() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let root = Root::new();
+    let outside = tempfile::tempdir().unwrap();
+    let links: Vec<PathBuf> = (0..20)
+        .map(|i| {
+            let l = outside.path().join(format!("link{i}"));
+            std::os::unix::fs::symlink(format!("/nowhere/{i}"), &l).unwrap();
+            l
+        })
+        .collect();
+    let user = root.path().join("pins/per-user/root");
+    let pairs: Vec<(std::ffi::CString, std::ffi::CString)> = (0..16)
+        .map(|i| {
+            let auto = user.join(format!("prog{i}/auto"));
+            std::fs::create_dir_all(&auto).unwrap();
+            let swap = user.join(format!("swap{i}"));
+            std::os::unix::fs::symlink(outside.path(), &swap).unwrap();
+            let c = |p: &Path| std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+            (c(&auto), c(&swap))
+        })
+        .collect();
+    let stop = AtomicBool::new(false);
+    let swaps = std::thread::scope(|s| {
+        let swapper = s.spawn(|| {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for (a, b) in &pairs {
+                    // SAFETY: valid NUL-terminated paths.
+                    let r = unsafe {
+                        libc::renameat2(
+                            libc::AT_FDCWD,
+                            a.as_ptr(),
+                            libc::AT_FDCWD,
+                            b.as_ptr(),
+                            libc::RENAME_EXCHANGE,
+                        )
+                    };
+                    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+                    n += 1;
+                }
+            }
+            n
+        });
+        for _ in 0..40 {
+            gc_within(&root, &[], Duration::from_secs(30));
+        }
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().unwrap()
+    });
+    assert!(swaps > 1000, "the swapper ran {swaps} times");
+    for l in &links {
+        assert!(
+            std::fs::symlink_metadata(l).is_ok(),
+            "{} was deleted through a swapped-in symlink",
+            l.display()
+        );
+    }
+}
+
 /// Rule: a user directory owned by someone else than the user it is named after (or root) is
 /// reported; its pins count, and the collector (root here) deletes nothing in it.
 #[test]
