@@ -449,6 +449,15 @@ def measure(b, a, only, size, ssize, rows, notes):
         sha = make_random(big, a.size_mib)
         cid = None
 
+    def kubo_runs(addr, label):
+        """`runs` kubo downloads of the file from `addr`: (kubo's seconds, wall, verify) each."""
+        out = []
+        for _ in range(runs):
+            k, w, v = b.kubo_download(addr, cid, sha, size)
+            out.append((k, w, v))
+            log(f"{label}: kubo Download {k:.2f} s, process wall {w:.2f} s, verify {v:.2f} s")
+        return out
+
     # cairn seeder: cairn -> cairn, cairn -> kubo.
     if "cairn" in only or "cairn-kubo" in only:
         log("cairn seeder: adding the file")
@@ -473,12 +482,7 @@ def measure(b, a, only, size, ssize, rows, notes):
             res["cairn"] = own
             res["cairn-daemon"] = via
         if "cairn-kubo" in only:
-            ck = []
-            for i in range(runs):
-                k, w, v = b.kubo_download(seed.addr, cid, sha, size)
-                ck.append((k, w, v))
-                log(f"cairn -> kubo: kubo Download {k:.2f} s, process wall {w:.2f} s, verify {v:.2f} s")
-            res["cairn-kubo"] = ck
+            res["cairn-kubo"] = kubo_runs(seed.addr, "cairn -> kubo")
         stop(seed)
         shutil.rmtree(seed_root)
 
@@ -491,12 +495,7 @@ def measure(b, a, only, size, ssize, rows, notes):
             raise SystemExit(f"kubo added {ks.cid}, cairn {cid}")
         cid = ks.cid
         if "kubo" in only:
-            kk = []
-            for i in range(runs):
-                k, w, v = b.kubo_download(ks.addr, cid, sha, size)
-                kk.append((k, w, v))
-                log(f"kubo -> kubo: kubo Download {k:.2f} s, process wall {w:.2f} s, verify {v:.2f} s")
-            res["kubo"] = kk
+            res["kubo"] = kubo_runs(ks.addr, "kubo -> kubo")
         if "kubo-cairn" in only:
             kc = []
             for i in range(runs):

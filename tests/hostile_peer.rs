@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     peers::Daemon,
-    util::{sha256_hex, Root},
+    util::{cat_sha, eventually, sha256_hex, Root},
 };
 
 /// What the hostile peer's swarm saw, and every message the victim sent it.
@@ -123,7 +123,7 @@ impl Hostile {
     /// Dials the victim and waits for the connection; the victim's peer ID.
     fn connect(&self, v: &Daemon) -> PeerId {
         self.dial(&v.addr);
-        wait_until(10, "the hostile peer connects", || self.is_connected());
+        eventually(10, "the hostile peer connects", || self.is_connected());
         v.peer.parse().unwrap()
     }
 
@@ -166,7 +166,7 @@ impl Hostile {
 
     /// Waits until the victim has sent us a want for `cid` (of type `want_type`, if given).
     fn wait_for_want(&self, cid: &Cid, want_type: Option<WantType>) {
-        wait_until(10, &format!("a {want_type:?} want for {cid}"), || {
+        eventually(10, &format!("a {want_type:?} want for {cid}"), || {
             self.seen(|s| {
                 s.messages.iter().flat_map(|m| &m.wants).any(|e| {
                     e.cid.hash() == cid.hash()
@@ -183,7 +183,7 @@ impl Hostile {
         let victim: PeerId = v.peer.parse().unwrap();
         let (established, errors) = self.seen(|s| (s.established, s.dial_errors.len()));
         self.dial(&v.addr);
-        wait_until(10, "the victim refuses the redial", || {
+        eventually(10, "the victim refuses the redial", || {
             self.seen(|s| {
                 s.dial_errors.len() > errors || (s.established > established && s.open == 0)
             })
@@ -297,29 +297,6 @@ fn count(v: &Daemon, peer: &PeerId, what: &str) -> u64 {
     counters(v, peer)[what].as_u64().unwrap_or(0)
 }
 
-/// `cairn cat CID` on `root`, hashed.
-fn cat_sha(root: &Root, cid: &str) -> String {
-    let out = root.output(&["cat", cid]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    sha256_hex(&out.stdout)
-}
-
-/// Polls `f` every 50 ms until it holds; fails after `secs`.
-fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "{what}: not within {secs}s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A peer the victim asked for a block answers with the wrong bytes under the right prefix,
 /// with blocks nobody asked for, with prefixes naming hashes cairn cannot check, and with the
 /// right block inside a truncated message: none of it is stored, each bad block is counted
@@ -383,7 +360,7 @@ fn wrong_unwanted_and_truncated_blocks_are_not_stored() {
         ..Message::default()
     };
     h.send(victim, &unwanted).unwrap();
-    wait_until(10, "the victim counts every bad block", || {
+    eventually(10, "the victim counts every bad block", || {
         let c = counters(&v, &h.peer);
         c["unwanted_blocks"].as_u64() >= Some(11) && c["bad_blocks"].as_u64() >= Some(2)
     });
@@ -498,7 +475,7 @@ fn every_kind_of_malformed_message_is_counted_against_its_sender() {
         let victim = h.connect(&v);
         // The victim may reset the stream before reading all of it: what it read counts.
         let _ = h.send_raw(victim, &bytes);
-        wait_until(10, &format!("{what} counted"), || {
+        eventually(10, &format!("{what} counted"), || {
             count(&v, &h.peer, "malformed_messages") == 1
         });
         std::thread::sleep(Duration::from_millis(200));
@@ -605,7 +582,7 @@ fn a_flood_of_wants_is_bounded_and_a_good_peer_is_served_at_full_speed() {
                 .collect()
         })
     };
-    wait_until(20, "1024 DONT_HAVEs", || dont_haves().len() >= 1024);
+    eventually(20, "1024 DONT_HAVEs", || dont_haves().len() >= 1024);
     std::thread::sleep(Duration::from_secs(1));
     let answered = dont_haves();
     // 1024: kubo's and Helia's limit too.
@@ -646,14 +623,14 @@ fn a_flood_of_wants_is_bounded_and_a_good_peer_is_served_at_full_speed() {
     ));
     let flood_start = Instant::now();
     let messages = || sent.load(Ordering::Relaxed);
-    wait_until(10, "the flood starts", || messages() >= 4096);
+    eventually(10, "the flood starts", || messages() >= 4096);
 
     let t = Instant::now();
     good.ok(&["fetch", &cids[1]]);
     let flooded = t.elapsed();
     let during = h.is_connected();
     let sent_meanwhile = messages();
-    wait_until(30, "the flooder is disconnected", || !h.is_connected());
+    eventually(30, "the flooder is disconnected", || !h.is_connected());
     let cut_off_after = flood_start.elapsed();
     stop.store(true, Ordering::Relaxed);
     let _ = h.rt.block_on(flooding);

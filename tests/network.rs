@@ -10,7 +10,7 @@ use std::{
 
 use crate::{
     peers::{helia_fetch, kubo_download, Daemon, Helia, Kubo},
-    util::{sha256_hex, shared, Root},
+    util::{cat_sha, eventually, sha256_hex, shared, Root},
 };
 
 /// What every interop test moves: a small raw block, the 5 MiB vector file (kubo's default
@@ -79,17 +79,6 @@ pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
 
 fn file_sha(p: &Path) -> String {
     sha256_hex(&std::fs::read(p).unwrap())
-}
-
-/// `cairn cat` of `cid` on `root`, hashed.
-fn cat_sha(root: &Root, cid: &str) -> String {
-    let out = root.output(&["cat", cid]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    sha256_hex(&out.stdout)
 }
 
 /// Checks that `root` holds the whole of `c` (after a fetch): every file's bytes (the small
@@ -375,18 +364,6 @@ fn a_mount_reads_what_a_peer_serves_and_eio_for_what_nobody_has() {
         waited >= Duration::from_millis(2500) && waited < Duration::from_secs(15),
         "{waited:?}"
     );
-}
-
-/// Polls `f` every 100 ms until it holds or `secs` pass.
-fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "{what}: not within {secs}s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Providers through kubo's LAN DHT, both ways, each node configured with one address only.

@@ -18,7 +18,6 @@ pub fn cairn_bin() -> PathBuf {
     bin
 }
 
-/// `../shared` beside the repository.
 /// The project's shared material (vectors, fixtures): `$CAIRN_SHARED`, else `../shared` beside
 /// the clone, as CI lays it out.
 pub fn shared() -> PathBuf {
@@ -147,4 +146,27 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The sha256 of `cairn cat CID` in `root`, which must succeed.
+pub fn cat_sha(root: &Root, cid: &str) -> String {
+    let out = root.output(&["cat", cid]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sha256_hex(&out.stdout)
+}
+
+/// Polls `f` every 50 ms until it holds; fails the test after `secs`.
+pub fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(secs),
+            "{what}: not within {secs}s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -152,6 +152,9 @@ pub struct Wants {
     hint_order: VecDeque<Key>,
     recent: HashSet<Key>,
     recent_order: VecDeque<Key>,
+    /// Wants held back because every seeder that has them was busy with ours
+    /// ([`SEEDER_SLOTS`]): planned again when a seeder delivers.
+    slot_waiters: HashSet<Key>,
 }
 
 impl Wants {
@@ -302,19 +305,15 @@ impl Wants {
             waiter.give(data.clone());
         }
         self.finish(key, &w.cid, w.block_from, w.asked, Some(peer), out);
-        // A seeder's slot came free: the wants that waited for one go on.
-        if self
-            .peers
-            .get(&peer)
-            .is_some_and(|p| p.dont_have_count == 0)
+        // A seeder's slot came free: the wants that waited for one go on (those still held
+        // back are put back in the set by `plan`).
+        if !self.slot_waiters.is_empty()
+            && self
+                .peers
+                .get(&peer)
+                .is_some_and(|p| p.dont_have_count == 0)
         {
-            let waiting: Vec<Key> = self
-                .wants
-                .iter()
-                .filter(|(_, w)| w.block_from.is_none() && w.haves.contains(&peer))
-                .map(|(k, _)| *k)
-                .collect();
-            for k in waiting {
+            for k in std::mem::take(&mut self.slot_waiters) {
                 self.plan(&k, now, out);
             }
         }
@@ -475,6 +474,7 @@ impl Wants {
             });
             if trading && choice.is_some_and(|p| load(&p) >= SEEDER_SLOTS) {
                 choice = None;
+                self.slot_waiters.insert(*key);
             }
         }
         // 2. Nobody said HAVE yet: the peer that sent the block linking to this one is asked
