@@ -547,10 +547,17 @@ fn mdns_peers_find_each_other_on_a_lan() {
     std::fs::write(&file, random_bytes(1 << 20, 6)).unwrap();
     let cid = a.add_q(&[file.to_str().unwrap()]);
     let da = Daemon::start_in(&lan.names[0], &a);
-    let _db = Daemon::start_in(&lan.names[1], &b);
-    eventually(30, "b finding a by mDNS", || {
-        b.ok(&["swarm", "peers", "--json"]).contains(&da.peer)
-    });
+    let db = Daemon::start_in(&lan.names[1], &b);
+    let t = std::time::Instant::now();
+    while !b.ok(&["swarm", "peers", "--json"]).contains(&da.peer) {
+        assert!(
+            t.elapsed().as_secs() < 30,
+            "b did not find a by mDNS within 30 s.\na said:\n{}\nb said:\n{}",
+            da.log(),
+            db.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let peers: serde_json::Value =
         serde_json::from_str(&b.ok(&["swarm", "peers", "--json"])).unwrap();
     let a_seen = peers

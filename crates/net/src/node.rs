@@ -275,8 +275,12 @@ impl EventLoop {
             Some(p) => DialOpts::peer_id(p)
                 .addresses(vec![addr.clone()])
                 .condition(PeerCondition::DisconnectedAndNotDialing)
+                .allocate_new_port()
                 .build(),
-            None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+            None => DialOpts::unknown_peer_id()
+                .address(addr.clone())
+                .allocate_new_port()
+                .build(),
         };
         let id = opts.connection_id();
         match self.swarm.dial(opts) {
@@ -500,9 +504,15 @@ impl EventLoop {
                         }
                     } else {
                         log::info!("mDNS: found {peer} at {addr}");
+                        // Both ends of a LAN find each other at the same moment. Dialing
+                        // from the listen port would make the two dials one TCP
+                        // simultaneous open, where both ends act as initiator and the noise
+                        // handshake fails (seen 1 run in 5 under load): every dial of
+                        // ours takes a fresh port.
                         let opts = DialOpts::peer_id(peer)
                             .addresses(vec![addr])
                             .condition(PeerCondition::DisconnectedAndNotDialing)
+                            .allocate_new_port()
                             .build();
                         let _ = self.swarm.dial(opts);
                     }
@@ -532,6 +542,7 @@ impl EventLoop {
                             // Now, while the query still knows the addresses it was given.
                             let opts = DialOpts::peer_id(*p)
                                 .condition(PeerCondition::DisconnectedAndNotDialing)
+                                .allocate_new_port()
                                 .build();
                             let _ = self.swarm.dial(opts);
                         }
