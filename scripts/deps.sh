@@ -6,13 +6,16 @@
 #   mount        fuse3 (fusermount3, /dev/fuse)
 #   tests        golang-go (regenerates kubo's 100 MiB vector inputs with Go's math/rand),
 #                rsync attr (getfattr) diffutils findutils coreutils util-linux (setpriv)
-#                python3 (mmap check), procps
+#                python3 (mmap check, http.server), procps
+#   app tests    gcc libc6-dev (programs built into a placeholder prefix), nginx (serves a
+#                webapp from the mount), chromium (loads it headless, runs its JavaScript)
 #   benchmarks   squashfuse squashfs-tools (the squashfuse reference in bench/mount.py)
 set -euo pipefail
 pkgs=(
     clang libclang-dev pkg-config ccache
     fuse3
     golang-go rsync attr diffutils findutils coreutils util-linux python3 procps
+    gcc libc6-dev nginx chromium
     squashfuse squashfs-tools
 )
 need=()
@@ -25,6 +28,7 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 # Fail loudly here, not halfway through the suite, if a program the tests run is missing.
-for prog in clang ccache fusermount3 go rsync getfattr diff find setpriv python3 mksquashfs squashfuse; do
+for prog in clang ccache fusermount3 go rsync getfattr diff find setpriv python3 mksquashfs squashfuse \
+    gcc nginx chromium; do
     command -v "$prog" >/dev/null 2>&1 || { echo "deps.sh: $prog is still missing" >&2; exit 1; }
 done

@@ -2,6 +2,7 @@
 //! directories. Build the binary first (`cargo build --workspace`); the README's test
 //! command does.
 //!
+//! - `app`: programs built by gcc into a placeholder prefix, run from the app view
 //! - `vectors`: the 65 `ipfs add` CIDs quoted from kubo's own tests
 //! - `fixtures`: every CAR of ../shared/fixtures, good and broken
 //! - `cli`: the commands as users type them: output, errors, get/cat/ls/refs/block
@@ -14,6 +15,7 @@
 //! - `network`: cairn daemons, Helia and kubo on loopback moving real blocks (`peers`: the processes)
 //! - `hostile_peer`: a libp2p peer of the test's own sending a daemon bad blocks, garbage and floods
 
+mod app;
 mod cli;
 mod concurrency;
 mod crash;

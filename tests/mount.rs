@@ -821,11 +821,20 @@ fn roots_list_views_and_pins() {
     // Pins, and so the listings, name CIDs in their canonical CIDv1 form.
     let pinned = cairn_store::block_name(&cairn_store::parse_cid(&pinned).unwrap());
     let m = Mount::start(&root, &[]);
-    let mut want = vec![pinned.clone(), "raw".into(), "unixfs".into()];
+    let mut want = vec![
+        pinned.clone(),
+        "app".into(),
+        "raw".into(),
+        "unixfs".into(),
+        "webapp".into(),
+    ];
     want.sort();
     assert_eq!(names(&m.dir), want);
     assert_eq!(names(&m.path("unixfs")), vec![pinned.clone()]);
     assert_eq!(names(&m.path("raw")), vec![pinned.clone()]);
+    // Not an app: the app views list only app nodes of their kind.
+    assert!(names(&m.path("app")).is_empty());
+    assert!(names(&m.path("webapp")).is_empty());
     assert_eq!(std::fs::read(m.path(&loose)).unwrap(), b"not pinned\n");
     // Listing a content directory makes the kernel cache directory listings from then on
     // (stateless opendir); the root's must still follow the pins.
@@ -849,4 +858,37 @@ fn roots_list_views_and_pins() {
     assert!(after.contains(&raw), "{after:?}");
     assert!(!names(&m.path("unixfs")).contains(&pinned));
     assert_eq!(std::fs::read(m.path(&pinned)).unwrap(), b"pinned\n");
+}
+
+/// A setuid-root program in the store gives nobody root: the mount is nosuid (and nodev),
+/// whoever mounts it, since its content may come from strangers.
+#[test]
+fn a_setuid_program_in_the_store_runs_without_privilege() {
+    let root = Root::new();
+    std::fs::set_permissions(root.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = root.dir.path().join("suid");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy("/usr/bin/id", dir.join("id")).unwrap();
+    std::fs::set_permissions(dir.join("id"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let cid = root.add_q(&["-r", "--preserve-mode", dir.to_str().unwrap()]);
+    let m = Mount::start(&root, &[]);
+    let id = m.path(&format!("{cid}/id"));
+    assert_eq!(
+        std::fs::metadata(&id).unwrap().permissions().mode() & 0o7777,
+        0o4755,
+        "the bit is shown as stored"
+    );
+    let out = Command::new("setpriv")
+        .args(["--reuid", "nobody", "--regid", "nogroup", "--clear-groups"])
+        .arg(&id)
+        .arg("-u")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let uid = String::from_utf8(out.stdout).unwrap();
+    assert_ne!(uid.trim(), "0", "a stored setuid bit made nobody root");
 }

@@ -25,6 +25,7 @@ pub enum Inode {
     Pending {
         view: usize,
         dir: Arc<Entry>,
+        name: String,
         cid: cairn_store::Cid,
     },
 }

@@ -216,6 +216,10 @@ pub fn mount(
         MountOption::FSName("cairn".into()),
         MountOption::Subtype("cairn".into()),
         MountOption::NoAtime,
+        // Content comes from strangers: a setuid bit or a device node in it must never
+        // give anyone more than reading it gives.
+        MountOption::NoSuid,
+        MountOption::NoDev,
     ];
     if root {
         cfg.mount_options.push(MountOption::DefaultPermissions);

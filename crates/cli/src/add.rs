@@ -8,6 +8,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+use cairn_app::AppKind;
 use cairn_store::{Cid, HashAlg, Store};
 use cairn_unixfs::{
     data::Mtime,
@@ -86,6 +87,19 @@ pub struct AddArgs {
     /// One JSON object per entry: {"name", "cid", "size"}
     #[arg(long)]
     json: bool,
+    /// Add one directory as an app: its tree as usual with modes recorded, every occurrence
+    /// of the placeholder (`cairn app placeholder`) in its files and symlink targets
+    /// recorded, and an app node on top, printed last and pinned. Run it from
+    /// ROOT/store/app/CID/, where the placeholder reads as CID.
+    #[arg(long, conflicts_with = "webapp")]
+    app: bool,
+    /// Add one directory as a web app, served to static web servers from
+    /// ROOT/store/webapp/CID/ (as --app, and the placeholder works the same way)
+    #[arg(long)]
+    webapp: bool,
+    /// The app's name, recorded in its node (for `cairn env install`)
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
 }
 
 fn parse_octal(s: &str) -> Result<u32, String> {
@@ -160,6 +174,12 @@ impl AddArgs {
 }
 
 pub fn run(root: &Path, args: AddArgs) -> Result<ExitCode> {
+    if args.app || args.webapp {
+        return run_app(root, args);
+    }
+    if args.name.is_some() {
+        bail!("--name names an app: use it with --app or --webapp");
+    }
     let opts = args.options()?;
     args.show(&Cid::default())?;
     let store = if args.only_hash {
@@ -235,6 +255,76 @@ pub fn run(root: &Path, args: AddArgs) -> Result<ExitCode> {
             for cid in &roots {
                 cairn_gc::pins::add(store.layout(), &user, "add", cid)?;
             }
+        }
+        store.release();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cairn add --app DIR` and `--webapp DIR`.
+fn run_app(root: &Path, args: AddArgs) -> Result<ExitCode> {
+    let [dir] = &args.paths[..] else {
+        bail!("--app and --webapp take exactly one directory");
+    };
+    let kind = if args.app {
+        AppKind::App
+    } else {
+        AppKind::Webapp
+    };
+    // Programs need their exec bits; --mode still overrides.
+    let opts = AddOptions {
+        preserve_mode: true,
+        ignore: args.ignore_filter(dir)?,
+        ..args.options()?
+    };
+    let store = if args.only_hash {
+        None
+    } else {
+        Some(Store::init(root)?)
+    };
+    let sink: &dyn BlockSink = match &store {
+        Some(s) => s,
+        None => &NullSink,
+    };
+    let bar = Bar::bytes("add", None);
+    let imported = cairn_app::import(sink, &opts, dir, kind, args.name.clone(), &bar)
+        .with_context(|| format!("adding {}", dir.display()))?;
+    bar.finish();
+    for w in &imported.warnings {
+        eprintln!("cairn: warning: {w}");
+    }
+    let refs: usize = imported.node.refs.values().map(Vec::len).sum();
+    eprintln!(
+        "cairn: {refs} self-references in {} files and symlinks",
+        imported.node.refs.len()
+    );
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    if !args.quieter {
+        for e in &imported.entries {
+            print_entry(&mut out, &args, e)?;
+        }
+    }
+    let cid = cairn_store::block_name(&imported.cid);
+    let what = if args.app { "app" } else { "webapp" };
+    let root_name = imported.entries.last().map_or("", |e| e.path.as_str());
+    if args.json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"name": root_name, "cid": cid, what: true, "refs": refs})
+        )?;
+    } else if args.quiet || args.quieter {
+        writeln!(out, "{cid}")?;
+    } else {
+        writeln!(out, "added {cid} {root_name} ({what})")?;
+    }
+    out.flush()?;
+    if let Some(store) = &store {
+        store.flush().context("syncing the store")?;
+        if args.pin {
+            let user = cairn_gc::pins::current_user();
+            cairn_gc::pins::add(store.layout(), &user, "add", &imported.cid)?;
         }
         store.release();
     }

@@ -4,6 +4,7 @@
 //! else `$XDG_DATA_HOME/cairn`). Errors are one line on stderr and a non-zero exit.
 
 mod add;
+mod app;
 mod block;
 mod control;
 mod daemon;
@@ -61,6 +62,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Apps: the placeholder to build with, and what an app node records
+    #[command(subcommand)]
+    App(app::AppCmd),
     /// Raw blocks
     #[command(subcommand)]
     Block(block::BlockCmd),
@@ -105,7 +109,9 @@ enum Command {
         json: bool,
     },
     /// Mount the store read-only at ROOT/store (or MOUNTPOINT): ROOT/store/{cid}/path,
-    /// ROOT/store/{view}/{cid}/path with views raw and unixfs. Stops cleanly on SIGINT/SIGTERM.
+    /// ROOT/store/{view}/{cid}/path with views unixfs, raw, app (programs added with
+    /// `add --app`, run in place) and webapp (sites added with `add --webapp`). Setuid bits
+    /// and device nodes have no effect (nosuid, nodev). Stops cleanly on SIGINT/SIGTERM.
     /// Local blocks only: `cairn daemon` mounts with the network behind it.
     Mount(mount::MountArgs),
     /// Blocks and bytes in the store (and, with a daemon running, network counters)
@@ -161,6 +167,7 @@ fn main() -> ExitCode {
         Command::Cat { path } => read::cat(&root, &path),
         Command::Get { path, output } => read::get(&root, &path, output),
         Command::Ls { path, json } => read::ls(&root, &path, json),
+        Command::App(cmd) => app::run(&root, cmd),
         Command::Block(cmd) => block::run(&root, cmd),
         Command::Refs { path, recursive } => read::refs(&root, &path, recursive),
         Command::Dag(cmd) => dag::run(&root, cmd),

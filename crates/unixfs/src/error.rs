@@ -64,7 +64,7 @@ pub enum UnixfsError {
 }
 
 impl UnixfsError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         UnixfsError::Io {
             path: path.into(),
             source,

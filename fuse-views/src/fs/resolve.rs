@@ -72,7 +72,7 @@ impl CairnFs {
                     Err(e) => return Err(self.errno(&at(), e, Errno::ENOTDIR)),
                 };
                 let child = v
-                    .child(&self.nodes, &entry, &cid)
+                    .child(&self.nodes, &entry, name, &cid)
                     .map_err(|e| self.errno(&at(), e, Errno::EIO))?;
                 Ok(Inode::Node {
                     view,
@@ -105,10 +105,16 @@ impl CairnFs {
     /// A pending inode resolved now if its block has become readable (EIO if not); any other
     /// inode as it is.
     pub(super) fn settle(&self, ino: u64, inode: Inode) -> FsResult<Inode> {
-        let Inode::Pending { view, dir, cid } = inode else {
+        let Inode::Pending {
+            view,
+            dir,
+            name,
+            cid,
+        } = inode
+        else {
             return Ok(inode);
         };
-        match self.views[view].child(&self.nodes, &dir, &cid) {
+        match self.views[view].child(&self.nodes, &dir, &name, &cid) {
             Ok(entry) => {
                 let node = Inode::Node {
                     view,
@@ -195,7 +201,7 @@ impl CairnFs {
                     );
                     return None;
                 }
-                let inode = match self.views[*view].child(&self.nodes, dir, cid) {
+                let inode = match self.views[*view].child(&self.nodes, dir, name, cid) {
                     Ok(c) => Inode::Node {
                         view: *view,
                         entry: Arc::new(c),
@@ -205,6 +211,7 @@ impl CairnFs {
                         Inode::Pending {
                             view: *view,
                             dir: dir.clone(),
+                            name: name.clone(),
                             cid: *cid,
                         }
                     }

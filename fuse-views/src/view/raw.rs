@@ -55,7 +55,7 @@ impl View for RawView {
         Err(ViewError::WrongKind)
     }
 
-    fn child(&self, _: &NodeCache, _: &Entry, _: &Cid) -> Result<Entry, ViewError> {
+    fn child(&self, _: &NodeCache, _: &Entry, _: &str, _: &Cid) -> Result<Entry, ViewError> {
         Err(ViewError::WrongKind)
     }
 

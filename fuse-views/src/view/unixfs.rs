@@ -53,7 +53,13 @@ impl View for UnixfsView {
         Ok(resolve::lookup(nodes, &dir.node, name)?.map(|l| l.cid))
     }
 
-    fn child(&self, nodes: &NodeCache, dir: &Entry, cid: &Cid) -> Result<Entry, ViewError> {
+    fn child(
+        &self,
+        nodes: &NodeCache,
+        dir: &Entry,
+        _: &str,
+        cid: &Cid,
+    ) -> Result<Entry, ViewError> {
         Ok(entry(&dir.root, cid, nodes.entry_node(cid)?))
     }
 

@@ -53,6 +53,36 @@ pub struct AddOptions {
     pub threads: usize,
     /// Entries below an added directory that this filter rejects are skipped.
     pub ignore: Option<Ignore>,
+    /// Sees every file's bytes and every symlink's target as a tree import reads them.
+    pub watch: Option<Watch>,
+}
+
+/// Something that looks at what a tree import stores, in the same pass (the app importer
+/// finds its placeholder this way): each file's bytes once, in order, as they are read, and
+/// each symlink's target. Called from the import's worker threads.
+pub trait Watcher: Send + Sync {
+    /// A file at `path` (as `ipfs add` prints it) is about to be read.
+    fn file(&self, path: &str) -> Box<dyn FileWatch>;
+    /// A symlink at `path` with this target.
+    fn symlink(&self, path: &str, target: &[u8]);
+}
+
+/// What a [`Watcher`] is fed for one file.
+pub trait FileWatch: Send {
+    /// The next bytes of the file.
+    fn bytes(&mut self, bytes: &[u8]);
+    /// The file is imported whole; nothing more follows.
+    fn end(self: Box<Self>);
+}
+
+/// A shared [`Watcher`].
+#[derive(Clone)]
+pub struct Watch(pub std::sync::Arc<dyn Watcher>);
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Watch(..)")
+    }
 }
 
 /// `(path, is_dir) -> skip?`
@@ -85,6 +115,7 @@ impl Default for AddOptions {
             fanout: crate::hamt::DEFAULT_FANOUT,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             ignore: None,
+            watch: None,
         }
     }
 }

@@ -182,13 +182,16 @@ pub fn add_path(
     let Walk { items, names, .. } = walk;
 
     let results: Vec<OnceLock<Added>> = (0..items.len()).map(|_| OnceLock::new()).collect();
-    import_files(sink, opts, &items, &results, progress)?;
+    import_files(sink, opts, &items, &names, &results, progress)?;
 
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let (added, kind) = match item {
             Item::File { .. } => (*results[i].get().expect("imported"), EntryKind::File),
             Item::Symlink { target, meta } => {
+                if let Some(w) = &opts.watch {
+                    w.0.symlink(&names[i], target);
+                }
                 (symlink(sink, opts, target, meta)?, EntryKind::Symlink)
             }
             Item::Dir { children, meta } => {
@@ -218,6 +221,7 @@ fn import_files(
     sink: &dyn BlockSink,
     opts: &AddOptions,
     items: &[Item],
+    names: &[String],
     results: &[OnceLock<Added>],
     progress: &dyn Progress,
 ) -> Result<(), UnixfsError> {
@@ -225,15 +229,23 @@ fn import_files(
         let Item::File { path, meta, .. } = &items[i] else {
             return Ok(());
         };
-        let mut f = File::open(path).map_err(|e| UnixfsError::io(path, e))?;
+        let f = File::open(path).map_err(|e| UnixfsError::io(path, e))?;
         let o = AddOptions {
             threads,
             ..opts.clone()
         };
-        let added = file::import_reader(sink, &o, &mut f, meta, progress).map_err(|e| match e {
-            UnixfsError::Input(e) => UnixfsError::io(path, e),
-            e => e,
-        })?;
+        let mut input = Watched {
+            inner: f,
+            watch: opts.watch.as_ref().map(|w| w.0.file(&names[i])),
+        };
+        let added =
+            file::import_reader(sink, &o, &mut input, meta, progress).map_err(|e| match e {
+                UnixfsError::Input(e) => UnixfsError::io(path, e),
+                e => e,
+            })?;
+        if let Some(w) = input.watch {
+            w.end();
+        }
         progress.add_files(1);
         let _ = results[i].set(added);
         Ok(())
@@ -275,6 +287,22 @@ fn import_files(
     match failed.into_inner() {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// A file read through, with a [`FileWatch`](super::FileWatch) shown each read.
+struct Watched {
+    inner: File,
+    watch: Option<Box<dyn super::FileWatch>>,
+}
+
+impl std::io::Read for Watched {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(w) = &mut self.watch {
+            w.bytes(&buf[..n]);
+        }
+        Ok(n)
     }
 }
 
