@@ -3,6 +3,7 @@
 //! command does.
 //!
 //! - `app`: programs built by gcc into a placeholder prefix, run from the app view
+//! - `webapp`: the example web app served from the mount by nginx and Python, run in Chromium
 //! - `vectors`: the 65 `ipfs add` CIDs quoted from kubo's own tests
 //! - `fixtures`: every CAR of ../shared/fixtures, good and broken
 //! - `cli`: the commands as users type them: output, errors, get/cat/ls/refs/block
@@ -29,3 +30,4 @@ mod peers;
 mod store;
 mod util;
 mod vectors;
+mod webapp;
