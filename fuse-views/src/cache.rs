@@ -89,6 +89,11 @@ impl NodeCache {
         self.node(cid)
     }
 
+    /// The node of `cid` if it is decoded and cached already.
+    pub fn cached(&self, cid: &Cid) -> Option<Arc<Node>> {
+        self.nodes.get(cid)
+    }
+
     /// A directory's (or HAMT's) entries: name and CID, in listing order.
     pub fn listing(&self, cid: &Cid, dir: &Node) -> Result<Arc<Vec<(String, Cid)>>, UnixfsError> {
         self.listings.get_or_insert_with(cid, || {

@@ -114,6 +114,8 @@ pub enum DecodeError {
     Missing(&'static str),
     #[error("dag-cbor: {0}")]
     DagCbor(String),
+    #[error("{0}")]
+    Unixfs(String),
     #[error("dag-json: {0}")]
     DagJson(String),
     #[error("{0}")]

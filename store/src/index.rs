@@ -2,7 +2,8 @@
 //! once at put time so that `refs`, listings and the collector never re-parse blocks.
 //!
 //! Key: the block's binary CIDv1. Value: `varint size | varint codec | varint n | n × (varint
-//! len | CID bytes)`. The index is derived data: block files are the truth, `cairn repair`
+//! len | CID bytes)`, then for UnixFS nodes their attributes ([`Attrs`]: kind, size, mode,
+//! mtime), so that a mount lists and `stat`s without reading blocks. The index is derived data: block files are the truth, `cairn repair`
 //! rebuilds the index from them, and readers fall back to parsing a block the index lacks.
 
 use std::{
@@ -18,7 +19,10 @@ use rocksdb::{
 
 use crate::{
     blocks::FileBlocks,
-    codec::pb::{put_varint, Reader},
+    codec::{
+        pb::{put_varint, Reader},
+        unixfs::Attrs,
+    },
     journal::{self, Record},
     StoreError,
 };
@@ -29,6 +33,8 @@ pub struct BlockMeta {
     pub size: u64,
     pub codec: u64,
     pub links: Vec<Cid>,
+    /// A UnixFS node's kind, size, mode and mtime (dag-pb blocks that are UnixFS nodes).
+    pub attrs: Option<Attrs>,
 }
 
 impl BlockMeta {
@@ -40,6 +46,9 @@ impl BlockMeta {
             let b = l.to_bytes();
             put_varint(out, b.len() as u64);
             out.extend_from_slice(&b);
+        }
+        if let Some(a) = &self.attrs {
+            a.encode_into(out);
         }
     }
 
@@ -58,7 +67,18 @@ impl BlockMeta {
         for _ in 0..n {
             links.push(Cid::try_from(r.bytes().ok()?).ok()?);
         }
-        r.is_empty().then_some(BlockMeta { size, codec, links })
+        // Records written before attributes were kept end here.
+        let attrs = if r.is_empty() {
+            None
+        } else {
+            Some(Attrs::decode_from(&mut r)?)
+        };
+        r.is_empty().then_some(BlockMeta {
+            size,
+            codec,
+            links,
+            attrs,
+        })
     }
 }
 
@@ -228,6 +248,82 @@ impl RocksIndex {
     }
 }
 
+/// The index opened for reading beside whichever process writes it: a RocksDB secondary
+/// instance, for long-running readers (the mount) that must never hold the writers' lock.
+/// It sees the database as of its last catch-up; [`IndexReader::get`] catches up (at most
+/// once a second) when asked for a key it does not have, so blocks put since are found too.
+/// Records still in journals are not seen: callers treat a miss as "read the block".
+pub struct IndexReader {
+    db: DB,
+    scratch: PathBuf,
+    caught_up: std::sync::Mutex<Instant>,
+}
+
+impl IndexReader {
+    /// Opens the index at `path` for reading; `Ok(None)` if there is none yet.
+    pub fn open(path: &Path) -> Result<Option<IndexReader>, StoreError> {
+        if !path.join("CURRENT").exists() {
+            return Ok(None);
+        }
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let scratch = std::env::temp_dir().join(format!(
+            "cairn-index-reader-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&scratch).map_err(|e| StoreError::io(&scratch, e))?;
+        let mut opts = options();
+        opts.create_if_missing(false);
+        // A secondary keeps every table file open, so that one the writer compacts away
+        // stays readable until the next catch-up.
+        opts.set_max_open_files(-1);
+        match DB::open_as_secondary(&opts, path, &scratch) {
+            Ok(db) => Ok(Some(IndexReader {
+                db,
+                scratch,
+                caught_up: std::sync::Mutex::new(Instant::now()),
+            })),
+            Err(source) => {
+                let _ = std::fs::remove_dir_all(&scratch);
+                Err(StoreError::Index {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// What the index knows of `cid`, catching up with the writers first if it knows
+    /// nothing and has not caught up for a second.
+    pub fn get(&self, cid: &Cid) -> Option<BlockMeta> {
+        let key = crate::canonical(cid).to_bytes();
+        let read = |db: &DB| match db.get_pinned(&key) {
+            Ok(Some(v)) => BlockMeta::decode(&v),
+            _ => None,
+        };
+        if let Some(m) = read(&self.db) {
+            return Some(m);
+        }
+        {
+            let mut last = self.caught_up.lock().expect("catch-up time");
+            if last.elapsed() < Duration::from_secs(1) {
+                return None;
+            }
+            *last = Instant::now();
+        }
+        if let Err(e) = self.db.try_catch_up_with_primary() {
+            log::debug!("index reader: catching up: {e}");
+        }
+        read(&self.db)
+    }
+}
+
+impl Drop for IndexReader {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
 /// Takes the exclusive lock that guards opening the index at `path`, waiting up to `wait`.
 fn acquire(path: &Path, wait: Duration) -> Result<Option<std::fs::File>, StoreError> {
     let deadline = Instant::now() + wait;
@@ -265,7 +361,8 @@ mod tests {
 
     #[test]
     fn meta_round_trips() {
-        let m = BlockMeta {
+        let mut m = BlockMeta {
+            attrs: None,
             size: 262158,
             codec: 0x70,
             links: vec![
@@ -281,6 +378,29 @@ mod tests {
         let mut long = m.encode();
         long.push(0);
         assert_eq!(BlockMeta::decode(&long), None);
+        use crate::codec::unixfs::{AttrKind, Mtime};
+        for mtime in [
+            None,
+            Some(Mtime {
+                seconds: -5,
+                nanos: None,
+            }),
+            Some(Mtime {
+                seconds: 1_700_000_000,
+                nanos: Some(999_999_999),
+            }),
+        ] {
+            m.attrs = Some(Attrs {
+                kind: AttrKind::File,
+                size: 1 << 40,
+                mode: Some(0o4755),
+                mtime,
+            });
+            assert_eq!(BlockMeta::decode(&m.encode()), Some(m.clone()));
+            let mut cut = m.encode();
+            cut.pop();
+            assert_ne!(BlockMeta::decode(&cut), Some(m.clone()));
+        }
     }
 
     #[test]

@@ -42,6 +42,14 @@ pub trait BlockSource: Send + Sync {
         Ok(None)
     }
 
+    /// What the local index knows of the block (size, codec, links, UnixFS attributes),
+    /// without reading it; `None` if it knows nothing or there is no index. A hint: the
+    /// block itself may have been collected since.
+    fn indexed(&self, cid: &Cid) -> Option<crate::index::BlockMeta> {
+        let _ = cid;
+        None
+    }
+
     /// True if `get` would find the block without waiting for anyone.
     fn has(&self, cid: &Cid) -> Result<bool, StoreError>;
 
@@ -62,6 +70,9 @@ impl<T: BlockSource + ?Sized> BlockSource for Arc<T> {
     fn size(&self, cid: &Cid) -> Result<Option<u64>, StoreError> {
         (**self).size(cid)
     }
+    fn indexed(&self, cid: &Cid) -> Option<crate::index::BlockMeta> {
+        (**self).indexed(cid)
+    }
     fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
         (**self).has(cid)
     }
@@ -79,6 +90,9 @@ impl<T: BlockSource + ?Sized> BlockSource for &T {
     }
     fn size(&self, cid: &Cid) -> Result<Option<u64>, StoreError> {
         (**self).size(cid)
+    }
+    fn indexed(&self, cid: &Cid) -> Option<crate::index::BlockMeta> {
+        (**self).indexed(cid)
     }
     fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
         (**self).has(cid)

@@ -15,7 +15,7 @@ use cid::Cid;
 use crate::{
     blocks::FileBlocks,
     codec, hash,
-    index::{BlockMeta, IngestStats, RocksIndex},
+    index::{BlockMeta, IndexReader, IngestStats, RocksIndex},
     journal::{JournalWriter, Record},
     layout::Layout,
     source::BlockSource,
@@ -29,6 +29,8 @@ pub struct Store {
     blocks: FileBlocks,
     journal: Mutex<Option<JournalWriter>>,
     index: Mutex<Option<RocksIndex>>,
+    /// The index opened for reading, when this handle does not hold it (see [`Store::indexed`]).
+    reader: std::sync::OnceLock<Option<IndexReader>>,
     temp: Mutex<Option<TempPins>>,
     scoped: std::sync::OnceLock<crate::temp::ScopedPins>,
     written: AtomicU64,
@@ -79,6 +81,7 @@ impl Store {
             blocks,
             journal: Mutex::new(None),
             index: Mutex::new(None),
+            reader: std::sync::OnceLock::new(),
             temp: Mutex::new(None),
             scoped: std::sync::OnceLock::new(),
             written: AtomicU64::new(0),
@@ -124,20 +127,24 @@ impl Store {
             return Ok(false);
         }
         let size: usize = parts.iter().map(|p| p.len()).sum();
-        let links = match links {
-            Some(l) => l.to_vec(),
-            None => {
-                let joined;
-                let data = if parts.len() == 1 {
-                    parts[0]
-                } else {
-                    joined = parts.concat();
-                    &joined
-                };
-                codec::links(cid.codec(), data)
-                    .map_err(|source| StoreError::Decode { cid: *cid, source })?
+        // One part is the rule (the importer writes each node contiguously); several are
+        // joined only when the block must be parsed.
+        let joined;
+        let data = match parts {
+            [one] => Some(*one),
+            _ if links.is_none() || cid.codec() == codec::codes::DAG_PB => {
+                joined = parts.concat();
+                Some(&joined[..])
             }
+            _ => None,
         };
+        let links = match (links, data) {
+            (Some(l), _) => l.to_vec(),
+            (None, Some(data)) => codec::links(cid.codec(), data)
+                .map_err(|source| StoreError::Decode { cid: *cid, source })?,
+            (None, None) => unreachable!("joined when links are needed"),
+        };
+        let attrs = data.and_then(|d| attrs_of(cid, d));
         // Protected from the collector before we look for the block or write it.
         self.protect(&[*cid])?;
         let fresh = self.blocks.put_parts(cid, parts)?;
@@ -149,6 +156,7 @@ impl Store {
             size: size as u64,
             codec: cid.codec(),
             links,
+            attrs,
         };
         self.record(Record::Put(crate::canonical(cid), meta))?;
         Ok(fresh)
@@ -178,6 +186,7 @@ impl Store {
                 size: data.len() as u64,
                 codec: cid.codec(),
                 links,
+                attrs: attrs_of(cid, data),
             },
         ))?;
         Ok(fresh)
@@ -251,7 +260,28 @@ impl Store {
             size: data.len() as u64,
             codec: cid.codec(),
             links,
+            attrs: attrs_of(cid, &data),
         }))
+    }
+
+    /// What the index knows of a block, without reading the block: from the index this
+    /// handle holds, else from a read-only view of it opened on first use (a mount never
+    /// takes the writers' lock). `None` when the index does not know the block (yet: records
+    /// still in journals are not seen) or cannot be read; callers then read the block.
+    pub fn indexed(&self, cid: &Cid) -> Option<BlockMeta> {
+        if let Some(index) = self.index.lock().expect("index lock").as_ref() {
+            return index.get(cid).ok().flatten();
+        }
+        self.reader
+            .get_or_init(|| match IndexReader::open(&self.layout.index_db()) {
+                Ok(r) => r,
+                Err(e) => {
+                    log::warn!("reading the index: {e}; attributes come from blocks");
+                    None
+                }
+            })
+            .as_ref()?
+            .get(cid)
     }
 
     /// Writes out this handle's journal and makes every block written so far durable, then
@@ -401,6 +431,7 @@ impl Store {
                 size: data.len() as u64,
                 codec: cid.codec(),
                 links,
+                attrs: attrs_of(cid, data),
             })))
         })?;
         let mut batch = Vec::new();
@@ -420,6 +451,7 @@ impl Store {
                         size: self.blocks.size(cid)?.unwrap_or(0),
                         codec: cid.codec(),
                         links: vec![],
+                        attrs: None,
                     }
                 }
             };
@@ -495,6 +527,9 @@ impl BlockSource for Store {
     fn size(&self, cid: &Cid) -> Result<Option<u64>, StoreError> {
         self.blocks.size(cid)
     }
+    fn indexed(&self, cid: &Cid) -> Option<BlockMeta> {
+        Store::indexed(self, cid)
+    }
     fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
         self.blocks.has(cid)
     }
@@ -509,6 +544,13 @@ impl Drop for Store {
     fn drop(&mut self) {
         let _ = self.finish_journal();
     }
+}
+
+/// The UnixFS attributes the index keeps for a block (dag-pb nodes only).
+fn attrs_of(cid: &Cid, data: &[u8]) -> Option<crate::codec::unixfs::Attrs> {
+    (cid.codec() == codec::codes::DAG_PB)
+        .then(|| crate::codec::unixfs::Attrs::of_dag_pb(data))
+        .flatten()
 }
 
 #[cfg(test)]

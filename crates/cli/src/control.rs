@@ -185,6 +185,10 @@ impl cairn_store::BlockSource for DaemonSource {
         self.store.blocks().size(cid)
     }
 
+    fn indexed(&self, cid: &cairn_store::Cid) -> Option<cairn_store::index::BlockMeta> {
+        self.store.indexed(cid)
+    }
+
     fn has(&self, cid: &cairn_store::Cid) -> Result<bool, cairn_store::StoreError> {
         self.store.has(cid)
     }

@@ -111,6 +111,10 @@ impl BlockSource for NetworkSource {
         self.store.blocks().size(cid)
     }
 
+    fn indexed(&self, cid: &Cid) -> Option<cairn_store::index::BlockMeta> {
+        self.store.indexed(cid)
+    }
+
     fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
         self.store.has(cid)
     }

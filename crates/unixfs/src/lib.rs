@@ -13,7 +13,8 @@
 //! ```
 
 pub mod car;
-pub mod data;
+/// The UnixFS `Data` message (decoded in `cairn-store`, whose index records attributes).
+pub use cairn_store::codec::unixfs as data;
 mod error;
 pub mod get;
 pub mod hamt;

@@ -111,7 +111,7 @@ fn decode_pb(block: &Bytes) -> Result<Node, UnixfsError> {
             bytes: block.clone(),
         });
     };
-    let data = Data::decode(raw_data)?;
+    let data = Data::decode(raw_data).map_err(|e| bad(e.to_string()))?;
     let meta = Metadata {
         mode: data.mode,
         mtime: data.mtime,
@@ -182,5 +182,84 @@ fn decode_pb(block: &Bytes) -> Result<Node, UnixfsError> {
             meta,
         }),
         DataType::Metadata => Err(bad("UnixFS Metadata nodes are not supported")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use cairn_store::{
+        codec::unixfs::{AttrKind, Attrs},
+        StoreError,
+    };
+
+    use super::*;
+    use crate::import::{tree, AddOptions, BlockSink};
+
+    /// Keeps every block an import makes.
+    #[derive(Default)]
+    struct Keep(Mutex<Vec<(Cid, Vec<u8>)>>);
+
+    impl BlockSink for Keep {
+        fn put(&self, cid: &Cid, parts: &[&[u8]], _: &[Cid]) -> Result<(), StoreError> {
+            self.0.lock().unwrap().push((*cid, parts.concat()));
+            Ok(())
+        }
+    }
+
+    /// The attributes the index keeps (decoded in place by cairn-store) are exactly what
+    /// the full decoder makes of every node an import writes: files of one and of many
+    /// blocks, empty ones, symlinks, directories, HAMT shards, with and without mode and
+    /// mtime. A mount that lists from the index must show what reading would.
+    #[test]
+    fn index_attributes_agree_with_the_decoder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("t");
+        std::fs::create_dir_all(root.join("many")).unwrap();
+        std::fs::write(root.join("empty"), b"").unwrap();
+        std::fs::write(root.join("small"), b"hello\n").unwrap();
+        std::fs::write(root.join("big"), vec![7u8; 700_000]).unwrap();
+        for i in 0..300 {
+            std::fs::write(root.join("many").join(format!("f{i:03}")), [i as u8]).unwrap();
+        }
+        std::os::unix::fs::symlink("small", root.join("link")).unwrap();
+        let mut checked = 0;
+        for (preserve, cid_version, threshold) in [(false, 0, 256 * 1024), (true, 1, 1000)] {
+            let keep = Keep::default();
+            let opts = AddOptions {
+                preserve_mode: preserve,
+                preserve_mtime: preserve,
+                shard_threshold: threshold,
+                chunk_size: 256 * 1024,
+                ..AddOptions::default()
+            }
+            .resolve(Some(cid_version), None)
+            .unwrap();
+            tree::add_path(&keep, &opts, &root, true, &()).unwrap();
+            for (cid, bytes) in keep.0.into_inner().unwrap() {
+                if cid.codec() != codes::DAG_PB {
+                    continue;
+                }
+                let node = Node::decode(&cid, Bytes::from(bytes.clone())).unwrap();
+                let want = match &node {
+                    Node::File(f) => Some((AttrKind::File, f.size)),
+                    Node::Directory(_) | Node::HamtShard(_) => Some((AttrKind::Directory, 0)),
+                    Node::Symlink { target, .. } => Some((AttrKind::Symlink, target.len() as u64)),
+                    Node::Opaque { .. } => None,
+                };
+                let got = Attrs::of_dag_pb(&bytes);
+                assert_eq!(got.map(|a| (a.kind, a.size)), want, "{cid}");
+                if let Some(a) = got {
+                    assert_eq!(a.mode, node.meta().mode, "{cid}");
+                    assert_eq!(a.mtime, node.meta().mtime, "{cid}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 20, "{checked}");
+        // What the decoder refuses, the index does not describe either.
+        assert_eq!(Attrs::of_dag_pb(b"\x0a\x02\x08\x03"), None);
+        assert_eq!(Attrs::of_dag_pb(b"garbage"), None);
     }
 }

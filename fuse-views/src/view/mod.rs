@@ -40,10 +40,37 @@ pub struct Entry {
     /// Permission bits as stored (`None`: the view's defaults).
     pub mode: Option<u32>,
     pub mtime: Option<Mtime>,
-    pub node: Arc<Node>,
+    /// The decoded node behind the entry, or an empty slot filled on first use (entries made
+    /// from the index, so that a listing or `stat` reads no block): see [`Entry::node`].
+    pub slot: NodeSlot,
     /// What the view that made this entry keeps with it (an app file's offsets, say), so that
     /// it does not decode its node again on every read. The adapter never looks inside.
     pub state: Option<ViewState>,
+}
+
+/// An entry's decoded node, present or loaded once when first needed. Clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSlot(Arc<std::sync::OnceLock<Arc<Node>>>);
+
+impl NodeSlot {
+    /// A slot holding `node`.
+    pub fn loaded(node: Arc<Node>) -> NodeSlot {
+        let slot = NodeSlot::default();
+        let _ = slot.0.set(node);
+        slot
+    }
+}
+
+impl Entry {
+    /// The entry's decoded, verified node: read from its block the first time it is needed
+    /// if the entry was described from the index.
+    pub fn node(&self, nodes: &NodeCache) -> Result<Arc<Node>, UnixfsError> {
+        if let Some(n) = self.slot.0.get() {
+            return Ok(n.clone());
+        }
+        let n = nodes.entry_node(&self.cid)?;
+        Ok(self.slot.0.get_or_init(|| n).clone())
+    }
 }
 
 /// A view's own data attached to an [`Entry`]: any type, shared, read back with
@@ -130,7 +157,7 @@ pub trait View: Send + Sync + 'static {
         if file.kind != Kind::File {
             return Err(ViewError::WrongKind);
         }
-        let reader = FileReader::from_node(nodes, &file.cid, file.node.clone())?;
+        let reader = FileReader::from_node(nodes, &file.cid, file.node(nodes)?)?;
         Ok(reader.read_into(offset, size.into(), out)?)
     }
 
@@ -227,10 +254,10 @@ mod tests {
             size: bytes.len() as u64,
             mode: None,
             mtime: None,
-            node: Arc::new(Node::Opaque {
+            slot: NodeSlot::loaded(Arc::new(Node::Opaque {
                 codec: cid.codec(),
                 bytes: bytes.to_vec().into(),
-            }),
+            })),
             state: None,
         }
     }

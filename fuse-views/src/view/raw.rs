@@ -5,7 +5,7 @@ use std::sync::Arc;
 use cairn_store::{codec::codes, Cid};
 use cairn_unixfs::{Node, UnixfsError};
 
-use super::{Entry, Kind, View, ViewError};
+use super::{Entry, Kind, NodeSlot, View, ViewError};
 use crate::cache::NodeCache;
 
 pub struct RawView;
@@ -46,7 +46,7 @@ impl View for RawView {
             size,
             mode: None,
             mtime: None,
-            node,
+            slot: NodeSlot::loaded(node),
             state: None,
         }))
     }

@@ -4,10 +4,13 @@
 
 use std::sync::Arc;
 
-use cairn_store::{codec::codes, Cid};
+use cairn_store::{
+    codec::{codes, unixfs::AttrKind},
+    Cid,
+};
 use cairn_unixfs::{resolve, Node};
 
-use super::{Entry, Kind, View, ViewError};
+use super::{Entry, Kind, NodeSlot, View, ViewError};
 use crate::cache::NodeCache;
 
 pub struct UnixfsView;
@@ -27,9 +30,37 @@ fn entry(root: &Cid, cid: &Cid, node: Arc<Node>) -> Entry {
         size,
         mode: meta.mode,
         mtime: meta.mtime,
-        node,
+        slot: NodeSlot::loaded(node),
         state: None,
     }
+}
+
+/// The entry for `cid` described from the index, without reading its block (its node is
+/// read when the entry is listed, read or followed), if the index knows it.
+fn indexed_entry(nodes: &NodeCache, root: &Cid, cid: &Cid) -> Option<Entry> {
+    let meta = nodes.source().indexed(cid)?;
+    let (kind, size, mode, mtime) = match (cid.codec(), meta.attrs) {
+        (codes::RAW, _) => (Kind::File, meta.size, None, None),
+        (codes::DAG_PB, Some(a)) => {
+            let kind = match a.kind {
+                AttrKind::File => Kind::File,
+                AttrKind::Directory => Kind::Directory,
+                AttrKind::Symlink => Kind::Symlink,
+            };
+            (kind, a.size, a.mode, a.mtime)
+        }
+        _ => return None,
+    };
+    Some(Entry {
+        cid: *cid,
+        root: *root,
+        kind,
+        size,
+        mode,
+        mtime,
+        slot: NodeSlot::default(),
+        state: None,
+    })
 }
 
 impl View for UnixfsView {
@@ -50,7 +81,8 @@ impl View for UnixfsView {
         if dir.kind != Kind::Directory {
             return Err(ViewError::WrongKind);
         }
-        Ok(resolve::lookup(nodes, &dir.node, name)?.map(|l| l.cid))
+        let node = dir.node(nodes)?;
+        Ok(resolve::lookup(nodes, &node, name)?.map(|l| l.cid))
     }
 
     fn child(
@@ -60,6 +92,13 @@ impl View for UnixfsView {
         _: &str,
         cid: &Cid,
     ) -> Result<Entry, ViewError> {
+        // A node decoded already describes itself; else the index, else its block.
+        if let Some(node) = nodes.cached(cid) {
+            return Ok(entry(&dir.root, cid, node));
+        }
+        if let Some(e) = indexed_entry(nodes, &dir.root, cid) {
+            return Ok(e);
+        }
         Ok(entry(&dir.root, cid, nodes.entry_node(cid)?))
     }
 
@@ -67,11 +106,12 @@ impl View for UnixfsView {
         if dir.kind != Kind::Directory {
             return Err(ViewError::WrongKind);
         }
-        Ok(nodes.listing(&dir.cid, &dir.node)?)
+        let node = dir.node(nodes)?;
+        Ok(nodes.listing(&dir.cid, &node)?)
     }
 
-    fn readlink(&self, _: &NodeCache, link: &Entry) -> Result<Vec<u8>, ViewError> {
-        match &*link.node {
+    fn readlink(&self, nodes: &NodeCache, link: &Entry) -> Result<Vec<u8>, ViewError> {
+        match &*link.node(nodes)? {
             Node::Symlink { target, .. } => Ok(target.to_vec()),
             _ => Err(ViewError::WrongKind),
         }

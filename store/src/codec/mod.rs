@@ -4,6 +4,7 @@
 pub mod cbor;
 pub mod dagpb;
 pub mod pb;
+pub mod unixfs;
 
 use cid::Cid;
 

@@ -1,10 +1,13 @@
 //! The UnixFS `Data` message carried in a dag-pb node's `Data` field (UnixFS v1, with the
-//! mode and mtime fields of "UnixFS 1.5").
+//! mode and mtime fields of "UnixFS 1.5"), and the attributes of a node that the index keeps
+//! ([`Attrs`]). It lives here, below the UnixFS layer (`cairn-unixfs`, which re-exports it as
+//! `cairn_unixfs::data`), so that the index can record what a listing and `stat` need when a
+//! block is put, from whatever source.
 
+use super::pb::{self, Reader};
 use bytes::Bytes;
-use cairn_store::codec::pb::{self, Reader};
 
-use crate::UnixfsError;
+use crate::error::DecodeError;
 
 /// UnixFS node types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +79,7 @@ impl Data {
 
     /// Encodes everything after field 2 (`Data`); the importer writes fields 1 and 2 around a
     /// chunk it does not want to copy.
-    pub(crate) fn encode_tail(&self, out: &mut Vec<u8>) {
+    pub fn encode_tail(&self, out: &mut Vec<u8>) {
         if let Some(s) = self.filesize {
             pb::put_uint(out, 3, s);
         }
@@ -111,10 +114,19 @@ impl Data {
 
     /// Decodes a `Data` message. Unknown fields are skipped (UnixFS leaves room for them);
     /// known fields with the wrong wire type, and a missing or unknown `Type`, are errors.
-    pub fn decode(buf: &Bytes) -> Result<Data, UnixfsError> {
-        let bad = |why: String| UnixfsError::BadUnixfs(why);
+    pub fn decode(buf: &Bytes) -> Result<Data, DecodeError> {
+        let (mut d, range) = Data::decode_slice(buf)?;
+        d.data = range.map(|r| buf.slice(r));
+        Ok(d)
+    }
+
+    /// [`Data::decode`] without keeping the bytes: `data` is left `None` and its place in
+    /// `buf` returned instead.
+    pub fn decode_slice(buf: &[u8]) -> Result<(Data, Option<std::ops::Range<usize>>), DecodeError> {
+        let bad = |why: String| DecodeError::Unixfs(why);
         let mut r = Reader::new(buf);
         let mut kind = None;
+        let mut range = None;
         let mut d = Data::new(DataType::Raw);
         while !r.is_empty() {
             let (field, wt) = r.key().map_err(|e| bad(e.to_string()))?;
@@ -129,8 +141,7 @@ impl Data {
                 }
                 2 => {
                     want(pb::LEN)?;
-                    let range = r.bytes_range().map_err(|e| bad(e.to_string()))?;
-                    d.data = Some(buf.slice(range));
+                    range = Some(r.bytes_range().map_err(|e| bad(e.to_string()))?);
                 }
                 3 => {
                     want(pb::VARINT)?;
@@ -170,12 +181,136 @@ impl Data {
             }
         }
         d.kind = kind.ok_or_else(|| bad("no Type field".into()))?;
-        Ok(d)
+        Ok((d, range))
     }
 }
 
-fn decode_mtime(buf: &[u8]) -> Result<Mtime, UnixfsError> {
-    let bad = |why: String| UnixfsError::BadUnixfs(format!("mtime: {why}"));
+/// What a listing and `stat` need of a UnixFS node, which the index keeps so that they need
+/// not read the node's block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attrs {
+    pub kind: AttrKind,
+    /// A file's size or a symlink target's length; 0 for a directory.
+    pub size: u64,
+    pub mode: Option<u32>,
+    pub mtime: Option<Mtime>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrKind {
+    File = 1,
+    Directory = 2,
+    Symlink = 3,
+}
+
+impl Attrs {
+    /// The attributes of a dag-pb block, by the rules `cairn-unixfs` decodes nodes with (a
+    /// file is its inline data and its parts, one per link, matching `filesize`; a HAMT has a
+    /// valid fanout and murmur3). `None` for anything else: a node without UnixFS data, one
+    /// that does not decode, a Metadata node. Reads `block` in place.
+    pub fn of_dag_pb(block: &[u8]) -> Option<Attrs> {
+        let mut r = Reader::new(block);
+        let (mut data, mut links) = (None, 0usize);
+        while !r.is_empty() {
+            match r.key().ok()? {
+                (1, pb::LEN) if data.is_none() => data = Some(r.bytes().ok()?),
+                (2, pb::LEN) => {
+                    r.bytes().ok()?;
+                    links += 1;
+                }
+                _ => return None,
+            }
+        }
+        let (d, range) = Data::decode_slice(data?).ok()?;
+        let inline = range.map_or(0, |r| r.len() as u64);
+        let (kind, size) = match d.kind {
+            DataType::File | DataType::Raw => {
+                if d.blocksizes.len() != links {
+                    return None;
+                }
+                let size = d
+                    .blocksizes
+                    .iter()
+                    .try_fold(inline, |a, b| a.checked_add(*b))?;
+                if d.filesize.is_some_and(|f| f != size) {
+                    return None;
+                }
+                (AttrKind::File, size)
+            }
+            DataType::Directory => (AttrKind::Directory, 0),
+            DataType::HamtShard => {
+                let f = d.fanout?;
+                if !(8..=1024).contains(&f) || !f.is_power_of_two() || d.hash_type != Some(0x22) {
+                    return None;
+                }
+                (AttrKind::Directory, 0)
+            }
+            DataType::Symlink => (AttrKind::Symlink, inline),
+            DataType::Metadata => return None,
+        };
+        Some(Attrs {
+            kind,
+            size,
+            mode: d.mode,
+            mtime: d.mtime,
+        })
+    }
+
+    /// `kind | size | mode + 1 (0: none) | 0, or 1 seconds, or 2 seconds nanos` as varints
+    /// (seconds zigzag-encoded).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        pb::put_varint(out, self.kind as u64);
+        pb::put_varint(out, self.size);
+        pb::put_varint(out, self.mode.map_or(0, |m| m as u64 + 1));
+        match self.mtime {
+            None => pb::put_varint(out, 0),
+            Some(t) => {
+                pb::put_varint(out, if t.nanos.is_some() { 2 } else { 1 });
+                pb::put_varint(out, ((t.seconds << 1) ^ (t.seconds >> 63)) as u64);
+                if let Some(n) = t.nanos {
+                    pb::put_varint(out, n as u64);
+                }
+            }
+        }
+    }
+
+    pub fn decode_from(r: &mut Reader<'_>) -> Option<Attrs> {
+        let kind = match r.varint().ok()? {
+            1 => AttrKind::File,
+            2 => AttrKind::Directory,
+            3 => AttrKind::Symlink,
+            _ => return None,
+        };
+        let size = r.varint().ok()?;
+        let mode = match r.varint().ok()? {
+            0 => None,
+            m => Some(u32::try_from(m - 1).ok()?),
+        };
+        let mtime = match r.varint().ok()? {
+            0 => None,
+            f @ (1 | 2) => {
+                let z = r.varint().ok()?;
+                let seconds = ((z >> 1) as i64) ^ -((z & 1) as i64);
+                let nanos = if f == 2 {
+                    Some(u32::try_from(r.varint().ok()?).ok()?)
+                } else {
+                    None
+                };
+                Some(Mtime { seconds, nanos })
+            }
+            _ => return None,
+        };
+        Some(Attrs {
+            kind,
+            size,
+            mode,
+            mtime,
+        })
+    }
+}
+
+fn decode_mtime(buf: &[u8]) -> Result<Mtime, DecodeError> {
+    let bad = |why: String| DecodeError::Unixfs(format!("mtime: {why}"));
     let mut r = Reader::new(buf);
     let mut t = Mtime::default();
     let mut have_seconds = false;
