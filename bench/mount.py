@@ -11,20 +11,22 @@ Runs as root (drops caches, mounts). Measures:
   2. stat of 100,000 files (first pass through a fresh mount, then warm) vs ext4 (warm);
   3. find over the same tree (fresh mount) vs ext4 (warm);
   4. open+read+close of 10,000 small files (first pass and warm) vs ext4 (warm);
-  5. start-up of a real program from the mount: python3 importing a set of stdlib modules,
-     with its binary and standard library added to cairn, vs the same tree on ext4;
+  5. start-up of real programs from the app view (R/store/app/<cid>/), vs the same tree on
+     ext4, warm, first run on a fresh mount (blocks in the page cache) and cold (caches
+     dropped, both sides): python3 importing a set of stdlib modules (binary and standard
+     library added with --app), and a gcc-built program linked against 200 shared
+     libraries of its own, found through an RPATH into its placeholder prefix;
   6. with --passthrough: reading 256 single-block raw files (1 MiB each) vs ext4, cold.
 Prints a Markdown table with ratios (cairn / reference, higher is better for throughput).
 
-Usage: bench/mount.py [--work DIR] [--runs 3] [--size-mib 1024] [--files 100000]
+Usage: bench/mount.py [--work DIR] [--runs 3] [--size-mib 1024] [--files 100000] [--skip-reads]
+(--skip-reads leaves out the large-file sections 1 and 6.)
 """
 import argparse
 import os
 import shutil
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
 
 FUSE_MAGIC = 0x65735546
@@ -101,6 +103,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--files", type=int, default=100_000)
+    ap.add_argument("--skip-reads", action="store_true")
     ap.add_argument("--cairn", default=os.path.join(
         os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/cairn-target")), "release/cairn"))
     a = ap.parse_args()
@@ -131,11 +134,26 @@ def main():
             with open(os.path.join(d, f"f{i:06d}"), "wb") as f:
                 f.write(os.urandom(64 + (i % 512)))
     image = os.path.join(a.work, "big.squashfs")
-    if not os.path.exists(image):
+    if not os.path.exists(image) and not a.skip_reads:
         sh("mksquashfs", big, image, "-noappend", "-noI", "-noD", "-noF", "-noX", "-no-progress", "-quiet", stdout=subprocess.DEVNULL)
+    cid_tree = add("-r", tree)
+    if not a.skip_reads:
+        sequential_reads(a, cairn, root, mp, add, big, image, size, rows)
+    metadata(a, cairn, root, mp, tree, cid_tree, rows)
+    startup(a, cairn, root, mp, add, rows)
+    if not a.skip_reads:
+        passthrough(a, cairn, root, mp, add, rows)
+
+    print(f"cairn {cairn}; {os.cpu_count()} cores; kernel {os.uname().release}; median of {a.runs} runs\n")
+    print("| measurement | cairn | reference | ratio |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.2f}x |")
+
+
+def sequential_reads(a, cairn, root, mp, add, big, image, size, rows):
     cid_v0 = add(big)
     cid_v1 = add("--cid-version=1", big)
-    cid_tree = add("-r", tree)
 
     # 1. Sequential reads.
     def ext4(cold):
@@ -178,6 +196,9 @@ def main():
         rows.append((f"1 GiB read, {label}, cold", g(c), f"ext4 cold {g(ext4_cold)}", ext4_cold / c))
         rows.append((f"1 GiB read, {label}, cold", g(c), f"squashfuse cold {g(squash_cold)}", squash_cold / c))
 
+
+
+def metadata(a, cairn, root, mp, tree, cid_tree, rows):
     # 2-4. Metadata and small files.
     paths = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(tree) for f in fs)
     rel = [os.path.relpath(p, tree) for p in paths]
@@ -236,11 +257,15 @@ def main():
     rows.append((f"Python open().read() of {k} small files, warm (one ioctl round trip each)", rate(k, med(warm["pyread"])), f"ext4 {rate(k, ext['pyread'])}", ext["pyread"] / med(warm["pyread"])))
     rows.append((f"open+read+close of {k} small files, first pass", rate(k, med(first["read"])), f"ext4 {rate(k, ext['read'])}", ext["read"] / med(first["read"])))
 
-    # 5. Program start-up: python3 with its standard library, from the mount.
-    pyver = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    sysexe = shutil.which("python3.11") or "/usr/bin/python3"
+
+
+def startup(a, cairn, root, mp, add, rows):
+    # 5. Program start-up from the app view.
+    placeholder = subprocess.run([cairn, "--root", root, "app", "placeholder"], check=True,
+                                 capture_output=True, text=True).stdout.strip()
     pyroot = os.path.join(a.work, "pyroot")
     if not os.path.isdir(pyroot):
+        sysexe = shutil.which("python3.11") or "/usr/bin/python3"
         os.makedirs(os.path.join(pyroot, "bin"))
         shutil.copy2(os.path.realpath(sysexe), os.path.join(pyroot, "bin/python3"))
         stdlib = subprocess.run([sysexe, "-c", "import sysconfig;print(sysconfig.get_paths()['stdlib'])"],
@@ -249,19 +274,75 @@ def main():
                         ignore=shutil.ignore_patterns("test", "tests", "idlelib", "tkinter", "turtledemo"))
     # With mtimes: Python compares each .pyc with its source's mtime, and recompiles
     # everything (and tries to write the .pyc) when they differ.
-    cid_py = add("-r", "--preserve-mode", "--preserve-mtime", pyroot)
+    cid_py = add("--app", "--preserve-mtime", pyroot)
     prog = "import json, email.parser, http.client, decimal, argparse, subprocess, asyncio"
-    run = lambda base: sh(os.path.join(base, "bin/python3"), "-I", "-c", prog)
-    run(pyroot)
-    t_ext = med([timed(lambda: run(pyroot)) for _ in range(max(a.runs, 5))])
-    m = Mount(cairn, root, mp)
-    base = os.path.join(mp, cid_py)
-    t_first = timed(lambda: run(base))
-    t_warm = med([timed(lambda: run(base)) for _ in range(max(a.runs, 5))])
-    m.close()
-    rows.append(("python3 start-up (stdlib imports), warm", f"{t_warm * 1000:.0f} ms", f"ext4 {t_ext * 1000:.0f} ms", t_ext / t_warm))
-    rows.append(("python3 start-up, first run on a fresh mount", f"{t_first * 1000:.0f} ms", f"ext4 {t_ext * 1000:.0f} ms", t_ext / t_first))
+    py = lambda base: sh(os.path.join(base, "bin/python3"), "-I", "-c", prog)
 
+    # A program with 200 shared libraries of its own, built for the placeholder prefix.
+    libs = os.path.join(a.work, "manylibs")
+    prefix = os.path.join(root, "store/app", placeholder)
+    if not os.path.isdir(libs):
+        src = os.path.join(a.work, "manylibs-src")
+        os.makedirs(src, exist_ok=True)
+        os.makedirs(os.path.join(libs, "lib"))
+        os.makedirs(os.path.join(libs, "bin"))
+        for i in range(200):
+            c = os.path.join(src, f"l{i}.c")
+            with open(c, "w") as f:
+                f.write(f"int f{i}(int x) {{ return x + {i}; }}\n")
+            sh("gcc", "-shared", "-fPIC", "-O1", "-o", os.path.join(libs, "lib", f"libl{i}.so"), c)
+        with open(os.path.join(src, "main.c"), "w") as f:
+            f.write("".join(f"int f{i}(int);\n" for i in range(200)))
+            f.write("int main(void) { int s = 0;\n")
+            f.write("".join(f"  s = f{i}(s);\n" for i in range(200)))
+            f.write("  return s == 19900 ? 0 : 1; }\n")
+        sh("gcc", "-O1", "-o", os.path.join(libs, "bin/many"), os.path.join(src, "main.c"),
+           "-L", os.path.join(libs, "lib"), *[f"-ll{i}" for i in range(200)],
+           f"-Wl,-rpath,{prefix}/lib", "-Wl,--disable-new-dtags")
+    cid_libs = add("--app", libs)
+    # On ext4 the same build, with the placeholder prefix made a symlink to it.
+    os.makedirs(os.path.dirname(prefix), exist_ok=True)
+    many = lambda base: sh(os.path.join(base, "bin/many"))
+
+    for label, tree, cid, run in (("python3 start-up (stdlib imports)", pyroot, cid_py, py),
+                                  ("a program with 200 shared libraries", libs, cid_libs, many)):
+        # ext4: run in place (for the library program, through its placeholder prefix, which
+        # the mount is not using yet: a symlink to the build).
+        link = None
+        if tree == libs:
+            store = os.path.join(root, "store")
+            os.makedirs(os.path.join(store, "app"), exist_ok=True)
+            link = prefix
+            if os.path.lexists(link):
+                os.remove(link)
+            os.symlink(libs, link)
+        run(tree)
+        t_ext = med([timed(lambda: run(tree)) for _ in range(max(a.runs, 5))])
+        cold_ext = []
+        for _ in range(a.runs):
+            drop_caches()
+            cold_ext.append(timed(lambda: run(tree)))
+        if link:
+            os.remove(link)
+        first, warm, cold = [], [], []
+        for _ in range(a.runs):
+            sh("sh", "-c", f"find {root}/blocks -type f -exec cat {{}} + > /dev/null")
+            m = Mount(cairn, root, os.path.join(root, "store"))
+            base = os.path.join(root, "store/app", cid)
+            first.append(timed(lambda: run(base)))
+            warm.append(med([timed(lambda: run(base)) for _ in range(5)]))
+            m.close()
+            drop_caches()
+            m = Mount(cairn, root, os.path.join(root, "store"))
+            cold.append(timed(lambda: run(base)))
+            m.close()
+        ms = lambda t: f"{t * 1000:.0f} ms"
+        rows.append((f"{label}, warm", ms(med(warm)), f"ext4 {ms(t_ext)}", t_ext / med(warm)))
+        rows.append((f"{label}, first run on a fresh mount (blocks in page cache)", ms(med(first)), f"ext4 warm {ms(t_ext)}", t_ext / med(first)))
+        rows.append((f"{label}, cold (caches dropped)", ms(med(cold)), f"ext4 cold {ms(med(cold_ext))}", med(cold_ext) / med(cold)))
+
+
+def passthrough(a, cairn, root, mp, add, rows):
     # 6. Passthrough: single-block raw files.
     pt = os.path.join(a.work, "pt")
     if not os.path.isdir(pt):
@@ -287,12 +368,6 @@ def main():
     g = lambda t: f"{tot / t / 1e9:.2f} GB/s"
     rows.append(("256 single-block 1 MiB raw files, cold, --passthrough", g(med(p)), f"ext4 cold {g(med(e))}", med(e) / med(p)))
     rows.append(("256 single-block 1 MiB raw files, cold, without passthrough", g(med(c)), f"ext4 cold {g(med(e))}", med(e) / med(c)))
-
-    print(f"cairn {cairn}; {os.cpu_count()} cores; kernel {os.uname().release}; median of {a.runs} runs\n")
-    print("| measurement | cairn | reference | ratio |")
-    print("|---|---|---|---|")
-    for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.2f}x |")
 
 
 if __name__ == "__main__":

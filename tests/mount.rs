@@ -944,3 +944,30 @@ fn listings_and_stat_come_from_the_index_without_reading_blocks() {
         "the corrupt block is still caught when read"
     );
 }
+
+/// `close` costs no round trip: the first FLUSH is answered ENOSYS and the kernel sends no
+/// more (answering them cost a round trip per close, a fifth of small-file throughput).
+#[test]
+fn closing_files_costs_one_flush_per_mount() {
+    let root = Root::new();
+    let src = root.dir.path().join("src");
+    write_tree(&src, &[("a", "a\n"), ("b", "b\n")]);
+    let cid = root.add_q(&["-r", src.to_str().unwrap()]);
+    let m = Mount::start(&root, &[]);
+    for _ in 0..100 {
+        for name in ["a", "b"] {
+            std::fs::read(m.path(&format!("{cid}/{name}"))).unwrap();
+        }
+    }
+    let flushes: u64 = String::from_utf8(
+        sh(&format!(
+            "getfattr --only-values -n user.cairn.flushes {}",
+            m.dir.display()
+        ))
+        .stdout,
+    )
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert!(flushes <= 1, "{flushes} FLUSH requests for 200 closes");
+}

@@ -52,6 +52,8 @@ const READ_BUFFER_KEPT: usize = 4 << 20;
 const XATTR_CID: &str = "user.ipfs.cid";
 /// On the mount root: how many inodes the table holds (to see `forget` at work).
 const XATTR_INODES: &str = "user.cairn.inodes";
+/// On the mount root: how many FLUSH requests reached cairn.
+const XATTR_FLUSHES: &str = "user.cairn.flushes";
 
 /// How the filesystem behaves.
 #[derive(Debug, Clone)]
@@ -83,6 +85,8 @@ pub struct CairnFs {
     next_fh: AtomicU64,
     /// The pinned roots, read at most once per listing TTL.
     pins: Mutex<PinSnapshot>,
+    /// FLUSH requests seen (`user.cairn.flushes` on the root): one, then the kernel stops.
+    flushes: AtomicU64,
 }
 
 /// What FUSE gets back from a helper: an errno, already logged if it hides a content error.
@@ -101,6 +105,7 @@ impl CairnFs {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             pins: Mutex::new(PinSnapshot::new()),
+            flushes: AtomicU64::new(0),
         }
     }
 
@@ -309,8 +314,10 @@ impl Filesystem for CairnFs {
         reply.error(Errno::ENOSYS)
     }
 
-    /// Called at every `close` of a file descriptor; a read-only filesystem has nothing to
-    /// write back. (fuser's default answers ENOSYS and logs a warning in the user's terminal.)
+    /// Sent at a `close`; a read-only filesystem has nothing to write back. Answered ENOSYS,
+    /// so the kernel never sends another: answering it "ok" cost a round trip per `close`
+    /// (small-file open+read+close fell from 171k/s to 35k/s). fuser's own default answers
+    /// ENOSYS too, but logs a warning in the user's terminal.
     fn flush(
         &self,
         _req: &Request,
@@ -319,7 +326,8 @@ impl Filesystem for CairnFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        reply.error(Errno::ENOSYS);
     }
 
     fn release(
@@ -522,6 +530,9 @@ impl Filesystem for CairnFs {
         let value = match self.inode(ino) {
             Ok(Inode::Node { entry, .. }) if name == XATTR_CID => entry.cid.to_string(),
             Ok(Inode::Root) if name == XATTR_INODES => self.inode_count().to_string(),
+            Ok(Inode::Root) if name == XATTR_FLUSHES => {
+                self.flushes.load(Ordering::Relaxed).to_string()
+            }
             _ => return reply.error(Errno::NO_XATTR),
         };
         if size == 0 {
@@ -536,7 +547,7 @@ impl Filesystem for CairnFs {
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let names: &[u8] = match self.inode(ino) {
             Ok(Inode::Node { .. }) => b"user.ipfs.cid\0",
-            Ok(Inode::Root) => b"user.cairn.inodes\0",
+            Ok(Inode::Root) => b"user.cairn.inodes\0user.cairn.flushes\0",
             _ => b"",
         };
         if size == 0 {
