@@ -265,13 +265,7 @@ impl IndexReader {
         if !path.join("CURRENT").exists() {
             return Ok(None);
         }
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let scratch = std::env::temp_dir().join(format!(
-            "cairn-index-reader-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&scratch).map_err(|e| StoreError::io(&scratch, e))?;
+        let scratch = scratch_dir()?;
         let mut opts = options();
         opts.create_if_missing(false);
         // A secondary keeps every table file open, so that one the writer compacts away
@@ -316,6 +310,32 @@ impl IndexReader {
         }
         read(&self.db)
     }
+}
+
+/// A new directory of our own in the temporary directory, for the reader's own files: made
+/// with `mkdir`, which never follows or reuses what another user put there (names are
+/// predictable, so a name taken is skipped, not trusted), mode 0700.
+fn scratch_dir() -> Result<PathBuf, StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut last = None;
+    for _ in 0..64 {
+        let p = std::env::temp_dir().join(format!(
+            "cairn-index-reader-{}-{nanos:x}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some((p, e)),
+            Err(e) => return Err(StoreError::io(&p, e)),
+        }
+    }
+    let (p, e) = last.expect("tried");
+    Err(StoreError::io(&p, e))
 }
 
 impl Drop for IndexReader {

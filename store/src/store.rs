@@ -30,7 +30,9 @@ pub struct Store {
     journal: Mutex<Option<JournalWriter>>,
     index: Mutex<Option<RocksIndex>>,
     /// The index opened for reading, when this handle does not hold it (see [`Store::indexed`]).
-    reader: std::sync::OnceLock<Option<IndexReader>>,
+    reader: std::sync::OnceLock<IndexReader>,
+    /// When opening the reader last failed or found no index.
+    reader_tried: Mutex<Option<std::time::Instant>>,
     temp: Mutex<Option<TempPins>>,
     scoped: std::sync::OnceLock<crate::temp::ScopedPins>,
     written: AtomicU64,
@@ -82,6 +84,7 @@ impl Store {
             journal: Mutex::new(None),
             index: Mutex::new(None),
             reader: std::sync::OnceLock::new(),
+            reader_tried: Mutex::new(None),
             temp: Mutex::new(None),
             scoped: std::sync::OnceLock::new(),
             written: AtomicU64::new(0),
@@ -272,16 +275,26 @@ impl Store {
         if let Some(index) = self.index.lock().expect("index lock").as_ref() {
             return index.get(cid).ok().flatten();
         }
-        self.reader
-            .get_or_init(|| match IndexReader::open(&self.layout.index_db()) {
-                Ok(r) => r,
-                Err(e) => {
-                    log::warn!("reading the index: {e}; attributes come from blocks");
-                    None
-                }
-            })
-            .as_ref()?
-            .get(cid)
+        if let Some(r) = self.reader.get() {
+            return r.get(cid);
+        }
+        // No index yet (a mount started before the first add), or it failed to open: try
+        // again at most once a second, reading blocks meanwhile.
+        {
+            let mut last = self.reader_tried.lock().expect("reader time");
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return None;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        match IndexReader::open(&self.layout.index_db()) {
+            Ok(Some(r)) => self.reader.get_or_init(|| r).get(cid),
+            Ok(None) => None,
+            Err(e) => {
+                log::warn!("reading the index: {e}; attributes come from blocks");
+                None
+            }
+        }
     }
 
     /// Writes out this handle's journal and makes every block written so far durable, then

@@ -92,9 +92,17 @@ fn check_path(p: &str) -> Result<(), AppError> {
         return Err(invalid(format!("bad path length {}", p.len())));
     }
     for part in p.split('/') {
-        if part.is_empty() || part == "." || part == ".." || part.contains('\0') {
+        if part.is_empty() || part == "." || part == ".." || part.chars().any(char::is_control) {
             return Err(invalid(format!("bad path {p:?}")));
         }
+    }
+    Ok(())
+}
+
+/// An app's name: what `cairn env` installs it as and prints.
+fn check_name(n: &str) -> Result<(), AppError> {
+    if n.is_empty() || n.len() > 255 || n.contains('/') || n.chars().any(char::is_control) {
+        return Err(invalid(format!("bad name {n:?}")));
     }
     Ok(())
 }
@@ -126,6 +134,9 @@ impl AppNode {
         for (p, o) in &self.refs {
             check_path(p)?;
             check_offsets(p, o)?;
+        }
+        if let Some(n) = &self.name {
+            check_name(n)?;
         }
         let wire = Wire {
             kind: self.kind.tag().to_owned(),
@@ -162,6 +173,9 @@ impl AppNode {
         for (p, o) in &w.refs {
             check_path(p)?;
             check_offsets(p, o)?;
+        }
+        if let Some(n) = &w.name {
+            check_name(n)?;
         }
         Ok(AppNode {
             kind,
@@ -223,6 +237,7 @@ mod tests {
             ("../etc", vec![0]),
             ("/abs", vec![0]),
             ("a//b", vec![0]),
+            ("a\x1b]0;x\x07", vec![0]),
             ("a/./b", vec![0]),
             ("x", vec![]),
             ("x", vec![10, 5]),

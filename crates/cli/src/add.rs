@@ -87,7 +87,7 @@ pub struct AddArgs {
     /// One JSON object per entry: {"name", "cid", "size"}
     #[arg(long)]
     json: bool,
-    /// Add one directory as an app: its tree as usual with modes recorded, every occurrence
+    /// Add one directory as an app: its tree as usual with modes and dotfiles, every occurrence
     /// of the placeholder (`cairn app placeholder`) in its files and symlink targets
     /// recorded, and an app node on top, printed last and pinned. Run it from
     /// ROOT/store/app/CID/, where the placeholder reads as CID.
@@ -271,9 +271,12 @@ fn run_app(root: &Path, args: AddArgs) -> Result<ExitCode> {
     } else {
         AppKind::Webapp
     };
-    // Programs need their exec bits; --mode still overrides.
+    args.show(&Cid::default())?;
+    // Programs need their exec bits (--mode still overrides) and their dotfiles (`.libs/`,
+    // `.well-known/`, `node_modules/.bin/`).
     let opts = AddOptions {
         preserve_mode: true,
+        hidden: true,
         ignore: args.ignore_filter(dir)?,
         ..args.options()?
     };

@@ -13,8 +13,10 @@ pub enum AppCmd {
     /// Print the placeholder to build an app with: it stands for the app's CID, which is
     /// not known until the app is added.
     ///
-    /// Build with `--prefix ROOT/store/app/PLACEHOLDER` (what `--prefix` prints), add the
-    /// result with `cairn add --app DIR`, and run it from ROOT/store/app/CID/: every
+    /// Build with `--prefix ROOT/store/app/PLACEHOLDER` (what `--prefix` prints; it assumes
+    /// the mount at ROOT/store), install into a staging directory (`make install
+    /// DESTDIR=...`: the prefix itself is on the read-only mount), add that with `cairn add
+    /// --app DIR`, and run it from ROOT/store/app/CID/: every
     /// occurrence of the placeholder in its files and symlink targets reads as the CID.
     Placeholder {
         /// Print the whole install prefix, ROOT/store/app/PLACEHOLDER
@@ -33,6 +35,9 @@ pub fn run(root: &Path, cmd: AppCmd) -> Result<ExitCode> {
     match cmd {
         AppCmd::Placeholder { prefix } => {
             if prefix {
+                // Built into programs: it must be absolute.
+                let root = std::path::absolute(root)
+                    .with_context(|| format!("making {} absolute", root.display()))?;
                 println!("{}/store/app/{PLACEHOLDER}", root.display());
             } else {
                 println!("{PLACEHOLDER}");

@@ -24,18 +24,71 @@ use crate::cache::NodeCache;
 /// The `app` (programs) or `webapp` (static sites) view.
 pub struct AppView {
     kind: AppKind,
+    /// Decoded app nodes (a node is up to 1 MiB; a lookup of the app's root, and every
+    /// listing of the view root, would decode it again).
+    apps: quick_cache::sync::Cache<Cid, Arc<App>>,
 }
 
 impl AppView {
-    pub const APP: AppView = AppView { kind: AppKind::App };
-    pub const WEBAPP: AppView = AppView {
-        kind: AppKind::Webapp,
-    };
+    fn new(kind: AppKind) -> AppView {
+        AppView {
+            kind,
+            apps: quick_cache::sync::Cache::new(64),
+        }
+    }
+
+    /// The `app` view.
+    pub fn app() -> AppView {
+        AppView::new(AppKind::App)
+    }
+
+    /// The `webapp` view.
+    pub fn webapp() -> AppView {
+        AppView::new(AppKind::Webapp)
+    }
+
+    /// App `cid` decoded, if it is an app node of this view's kind (`Ok(None)` if not).
+    fn load(&self, nodes: &NodeCache, cid: &Cid) -> Result<Option<Arc<App>>, ViewError> {
+        if let Some(a) = self.apps.get(cid) {
+            return Ok(Some(a));
+        }
+        let Some(self_ref) = cairn_app::self_reference(cid) else {
+            return Ok(None);
+        };
+        if cid.codec() != codes::DAG_CBOR {
+            return Ok(None);
+        }
+        let node = nodes.entry_node(cid)?;
+        let Node::Opaque { bytes, .. } = &*node else {
+            return Ok(None);
+        };
+        let app = match AppNode::decode(bytes) {
+            Ok(a) if a.kind == self.kind => a,
+            Ok(_) => return Ok(None),
+            Err(e) => {
+                log::debug!("{cid} is not an app: {e}");
+                return Ok(None);
+            }
+        };
+        let app = Arc::new(App {
+            cid: *cid,
+            content: app.content,
+            self_ref: self_ref.as_bytes().try_into().expect("LEN bytes"),
+            refs: app
+                .refs
+                .into_iter()
+                .map(|(p, o)| (p, Arc::from(o)))
+                .collect(),
+        });
+        self.apps.insert(*cid, app.clone());
+        Ok(Some(app))
+    }
 }
 
 /// One app, shared by all its entries.
 struct App {
     cid: Cid,
+    content: Cid,
     /// What is written over the placeholder: the app's canonical CID.
     self_ref: [u8; LEN],
     refs: BTreeMap<String, Arc<[u64]>>,
@@ -117,23 +170,8 @@ impl View for AppView {
     }
 
     fn root(&self, nodes: &NodeCache, cid: &Cid) -> Result<Option<Entry>, ViewError> {
-        let Some(self_ref) = cairn_app::self_reference(cid) else {
+        let Some(app) = self.load(nodes, cid)? else {
             return Ok(None);
-        };
-        if cid.codec() != codes::DAG_CBOR {
-            return Ok(None);
-        }
-        let node = nodes.entry_node(cid)?;
-        let Node::Opaque { bytes, .. } = &*node else {
-            return Ok(None);
-        };
-        let app = match AppNode::decode(bytes) {
-            Ok(a) if a.kind == self.kind => a,
-            Ok(_) => return Ok(None),
-            Err(e) => {
-                log::debug!("{cid} is not an app: {e}");
-                return Ok(None);
-            }
         };
         let mut dir = UnixfsView
             .root(nodes, &app.content)?
@@ -145,15 +183,6 @@ impl View for AppView {
             }));
         }
         dir.root = *cid;
-        let app = Arc::new(App {
-            cid: *cid,
-            self_ref: self_ref.as_bytes().try_into().expect("LEN bytes"),
-            refs: app
-                .refs
-                .into_iter()
-                .map(|(p, o)| (p, Arc::from(o)))
-                .collect(),
-        });
         Ok(Some(self.with_place(dir, app, String::new())))
     }
 

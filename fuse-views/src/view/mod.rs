@@ -195,8 +195,8 @@ pub fn registry() -> Vec<Arc<dyn View>> {
     vec![
         Arc::new(UnixfsView),
         Arc::new(RawView),
-        Arc::new(AppView::APP),
-        Arc::new(AppView::WEBAPP),
+        Arc::new(AppView::app()),
+        Arc::new(AppView::webapp()),
     ]
 }
 
