@@ -4,6 +4,7 @@
 //!
 //! - `app`: programs built by gcc into a placeholder prefix, run from the app view
 //! - `webapp`: the example web app served from the mount by nginx and Python, run in Chromium
+//! - `env`: user environments: install, upgrade, roll back, collect, two users
 //! - `vectors`: the 65 `ipfs add` CIDs quoted from kubo's own tests
 //! - `fixtures`: every CAR of ../shared/fixtures, good and broken
 //! - `cli`: the commands as users type them: output, errors, get/cat/ls/refs/block
@@ -20,6 +21,7 @@ mod app;
 mod cli;
 mod concurrency;
 mod crash;
+mod env;
 mod fixtures;
 mod gc;
 mod hostile;

@@ -9,6 +9,7 @@ mod block;
 mod control;
 mod daemon;
 mod dag;
+mod environment;
 mod maint;
 mod mount;
 mod pin;
@@ -123,6 +124,9 @@ enum Command {
     /// serve what is here. Reads ROOT/config.toml; other commands talk to it over
     /// ROOT/daemon.sock. Stops cleanly on SIGINT/SIGTERM.
     Daemon(daemon::DaemonArgs),
+    /// Your environment: install apps onto your PATH in generations, switch, roll back.
+    /// Without a command, prints the line that puts ~/.cairn-profile/bin on PATH
+    Env(environment::EnvArgs),
     /// The network: this node, its peers, connecting and disconnecting
     #[command(subcommand)]
     Swarm(swarm::SwarmCmd),
@@ -177,6 +181,7 @@ fn main() -> ExitCode {
         Command::Mount(args) => mount::run(&root, args),
         Command::Pin(cmd) => pin::run(&root, cmd),
         Command::Daemon(args) => daemon::run(&root, args),
+        Command::Env(args) => environment::run(&root, args),
         Command::Swarm(cmd) => swarm::swarm(&root, cmd),
         Command::Fetch {
             cid,
