@@ -13,16 +13,21 @@ use crate::{mount::Mount, util::Root};
 struct Env {
     root: Root,
     home: PathBuf,
-    _mount: Mount,
+    _mount: Option<Mount>,
 }
 
 impl Env {
     fn new() -> Env {
+        Env::with_mount(true)
+    }
+
+    /// `mount`: mount the store with `cairn mount` (else a daemon of the test's does).
+    fn with_mount(mount: bool) -> Env {
         let root = Root::new();
         std::fs::set_permissions(root.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let home = root.dir.path().join("home");
         std::fs::create_dir(&home).unwrap();
-        let mount = Mount::start_at(&root, &root.path().join("store"), &[]);
+        let mount = mount.then(|| Mount::start_at(&root, &root.path().join("store"), &[]));
         Env {
             root,
             home,
@@ -316,4 +321,38 @@ fn one_user_cannot_change_or_collect_anothers_profile() {
     let app = other.app("hello", "1.0", &[]);
     let err = other.fails(&["env", "install", &app]);
     assert!(err.contains("belongs to uid 65534"), "{err}");
+}
+
+/// Installing an app that is not here fetches it first, whole and verified, through the
+/// running daemon (which also mounts the store), then switches; the app runs through PATH.
+#[test]
+fn installing_an_app_from_a_peer_fetches_it_first() {
+    use crate::peers::Daemon;
+    let a = Root::new();
+    let build = a.dir.path().join("greeter");
+    std::fs::create_dir_all(build.join("bin")).unwrap();
+    std::fs::write(
+        build.join("bin/greet"),
+        "#!/bin/sh\necho greetings from a peer\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        build.join("bin/greet"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(build.join("README"), vec![b'x'; 3 << 20]).unwrap();
+    let cid = a.add_q(&["--app", "--name", "greeter", build.to_str().unwrap()]);
+    let da = Daemon::start(&a, false, &[]);
+
+    let b = Env::with_mount(false);
+    let _db = Daemon::start(&b.root, true, &["--bootstrap", &da.addr]);
+    assert!(!b.cairn(&["block", "stat", &cid]).status.success());
+    let o = b.cairn(&["env", "install", &cid]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("fetching"), "{err}");
+    assert!(err.contains("installing greeter"), "{err}");
+    assert_eq!(b.run("greet").unwrap(), "greetings from a peer\n");
+    b.ok(&["verify"]);
 }
