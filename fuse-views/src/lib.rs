@@ -1,7 +1,9 @@
 //! cairn's read-only FUSE filesystem: `R/store/{view}/{cid}/{path}` and `R/store/{cid}/{path}`.
 //!
 //! One adapter ([`fs::CairnFs`]) speaks FUSE; [`view`]s decide what a CID looks like (`raw`:
-//! a block as a file; `unixfs`: UnixFS files, directories, HAMT shards and symlinks). Content
+//! a block as a file; `unixfs`: UnixFS files, directories, HAMT shards and symlinks; `app` and
+//! `webapp`: an app node's tree with its own CID written over its placeholder). Listings,
+//! lookups and `stat` are answered from the index's attributes where it has them. Content
 //! never changes, so the kernel is told to keep entries, attributes and pages for a year, opens
 //! are stateless where the kernel allows (or, with passthrough, single-block raw files are read
 //! by the kernel from their block files), and decoded nodes are cached so that a read does not

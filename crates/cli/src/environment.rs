@@ -29,6 +29,7 @@ enum EnvCmd {
     /// an app installed under the same name is replaced (an upgrade). A CID that is not
     /// here whole is fetched first (through the daemon when one runs)
     Install {
+        /// App CIDs, as `cairn add --app` printed them
         #[arg(required = true)]
         cids: Vec<String>,
         /// Install under this name [default: the name recorded by `add --app --name`]
@@ -40,6 +41,7 @@ enum EnvCmd {
     },
     /// Remove apps by name, in a new generation
     Remove {
+        /// Names, as `cairn env list` shows them
         #[arg(required = true)]
         names: Vec<String>,
     },
