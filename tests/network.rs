@@ -644,3 +644,56 @@ fn only_the_daemons_user_changes_what_it_does() {
     ]);
     assert!(!provide.status.success());
 }
+
+/// The ledger outlives the daemon: what a peer gave us is in `R/ledger.json` after a stop,
+/// `cairn swarm ledger` reads it with or without a daemon, and a restarted daemon goes on
+/// from it. Recent figures decay; totals do not.
+#[test]
+fn the_ledger_is_kept_across_restarts() {
+    let a = Root::new();
+    let file = a.dir.path().join("f");
+    std::fs::write(&file, random_bytes(3 << 20, 11)).unwrap();
+    let cid = a.add_q(&["--cid-version", "1", file.to_str().unwrap()]);
+    let da = Daemon::start(&a, false, &[]);
+    let b = Root::new();
+    let db = Daemon::start(&b, false, &["--bootstrap", &da.addr]);
+    b.ok(&["fetch", &cid]);
+    let ledger = |r: &Root| -> Vec<serde_json::Value> {
+        serde_json::from_str::<serde_json::Value>(&r.ok(&["swarm", "ledger", "--json"]))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let row = |rows: &[serde_json::Value], peer: &str| {
+        rows.iter()
+            .find(|r| r["peer"] == peer)
+            .cloned()
+            .unwrap_or_else(|| panic!("{peer} not in {rows:?}"))
+    };
+    // Through the running daemons.
+    let from_a = row(&ledger(&b), &da.peer);
+    assert!(
+        from_a["bytes_received"].as_u64().unwrap() >= 3 << 20,
+        "{from_a}"
+    );
+    assert!(
+        from_a["recent_received"].as_f64().unwrap() > 1e6,
+        "{from_a}"
+    );
+    assert_eq!(from_a["stranger"], false);
+    let to_b = row(&ledger(&a), &db.peer);
+    assert!(to_b["bytes_sent"].as_u64().unwrap() >= 3 << 20, "{to_b}");
+    // After a stop: from the file.
+    let b_peer = db.peer.clone();
+    drop(db);
+    assert!(b.path().join("ledger.json").exists());
+    let kept = row(&ledger(&b), &da.peer);
+    assert_eq!(kept["bytes_received"], from_a["bytes_received"]);
+    // A restarted daemon goes on from it.
+    let db = Daemon::start(&b, false, &[]);
+    assert_ne!(db.peer, "");
+    assert_eq!(db.peer, b_peer, "same identity");
+    let again = row(&ledger(&b), &da.peer);
+    assert_eq!(again["bytes_received"], from_a["bytes_received"]);
+}

@@ -186,6 +186,14 @@ pub fn run(root: &Path, args: DaemonArgs) -> Result<ExitCode> {
         )
     };
     let _ = std::fs::remove_file(&sock);
+    // What peers did is kept for the next start (the runtime's tasks are dropped, not
+    // finished, when it shuts down).
+    let saved = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), client.save_ledger()).await
+    });
+    if !matches!(saved, Ok(Ok(()))) {
+        log::warn!("the ledger was not saved at stop");
+    }
     drop(client);
     rt.shutdown_timeout(Duration::from_secs(2));
     store.flush()?;

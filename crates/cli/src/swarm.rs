@@ -29,6 +29,12 @@ pub enum SwarmCmd {
     Connect { addr: String },
     /// Close every connection to a peer
     Disconnect { peer: String },
+    /// What each peer gave us and took, lately and in all (from the running daemon, or from
+    /// ROOT/ledger.json, which it writes every 30 s and when it stops)
+    Ledger {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn swarm(root: &Path, cmd: SwarmCmd) -> Result<ExitCode> {
@@ -75,6 +81,7 @@ pub fn swarm(root: &Path, cmd: SwarmCmd) -> Result<ExitCode> {
                 }
             }
         }
+        SwarmCmd::Ledger { json } => ledger(root, json)?,
         SwarmCmd::Connect { addr } => {
             let v = Control::require(root)?.call(&Request::Connect { addr })?;
             println!("connected to {}", v["peer"].as_str().unwrap_or(""));
@@ -196,4 +203,82 @@ pub fn provide(root: &Path, cids: &[String]) -> Result<ExitCode> {
         .context("announcing")?;
     println!("announcing {} CIDs", v["announced"]);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cairn swarm ledger`: one object per peer, recent bytes decayed to now, most generous
+/// first.
+fn ledger(root: &Path, json: bool) -> Result<()> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let by_peer: Vec<(String, cairn_net::ledger::PeerStats)> = match Control::connect(root) {
+        Some(mut c) => {
+            let v = c.call(&Request::Stats)?;
+            serde_json::from_value(v["by_peer"].clone()).context("the daemon's ledger")?
+        }
+        None => {
+            let path = root.join("ledger.json");
+            match std::fs::read(&path) {
+                Ok(b) => {
+                    let v: Value = serde_json::from_slice(&b)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let peers: std::collections::HashMap<String, cairn_net::ledger::PeerStats> =
+                        serde_json::from_value(v["peers"].clone())
+                            .with_context(|| format!("reading {}", path.display()))?;
+                    peers.into_iter().collect()
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            }
+        }
+    };
+    let mut rows: Vec<Value> = by_peer
+        .into_iter()
+        .map(|(peer, s)| {
+            serde_json::json!({
+                "peer": peer,
+                "bytes_received": s.bytes_received,
+                "bytes_sent": s.bytes_sent,
+                "blocks_received": s.blocks_received,
+                "blocks_sent": s.blocks_sent,
+                "recent_received": s.recent_received.at(now_ms).round(),
+                "recent_sent": s.recent_sent.at(now_ms).round(),
+                "dont_haves": s.dont_haves,
+                "bad_blocks": s.bad_blocks,
+                "unwanted_blocks": s.unwanted_blocks,
+                "malformed_messages": s.malformed_messages,
+                "stranger": s.is_stranger(),
+                "first_seen": s.first_seen,
+                "last_seen": s.last_seen,
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b["recent_received"]
+            .as_f64()
+            .partial_cmp(&a["recent_received"].as_f64())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    if json {
+        println!("{}", Value::Array(rows));
+        return Ok(());
+    }
+    let mib = |v: &Value| v.as_f64().unwrap_or(0.0) / (1 << 20) as f64;
+    println!(
+        "{:<52} {:>10} {:>10} {:>10} {:>10} {:>5} {:>5}",
+        "peer", "got MiB", "gave MiB", "lately", "lately", "bad", "dh"
+    );
+    for r in &rows {
+        println!(
+            "{:<52} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>5} {:>5}",
+            r["peer"].as_str().unwrap_or(""),
+            mib(&r["bytes_received"]),
+            mib(&r["bytes_sent"]),
+            mib(&r["recent_received"]),
+            mib(&r["recent_sent"]),
+            r["bad_blocks"].as_u64().unwrap_or(0) + r["unwanted_blocks"].as_u64().unwrap_or(0),
+            r["dont_haves"].as_u64().unwrap_or(0),
+        );
+    }
+    Ok(())
 }

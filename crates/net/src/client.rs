@@ -175,6 +175,17 @@ impl Client {
         rx.await.map_err(|_| NetError::Stopped)
     }
 
+    /// Writes the ledger to `R/ledger.json` now (before stopping: tasks are not awaited
+    /// when a runtime shuts down).
+    pub async fn save_ledger(&self) -> Result<(), NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.engine
+            .send(Event::SaveLedger(tx))
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+
     /// Bitswap counters.
     pub async fn stats(&self) -> Result<Stats, NetError> {
         let (tx, rx) = oneshot::channel();

@@ -1,19 +1,28 @@
-//! What each peer did: bytes and blocks each way, and offences (blocks we did not want,
-//! blocks that are not what their prefix says, malformed messages). The incentives issue
-//! grows this into scores; for now it decides one thing: a peer whose offences outweigh a
-//! threshold within a short window is disconnected and refused for a while.
+//! What each peer did: bytes and blocks each way, DONT_HAVEs, and offences (blocks we did not
+//! want, blocks that are not what their prefix says, malformed messages), kept across
+//! restarts in `R/ledger.json`.
 //!
-//! Offences decay (one point per [`DECAY`]), so a burst of duplicates from an honest peer
-//! after a cancel crossed it on the wire costs nothing lasting, while a peer that keeps
-//! sending garbage reaches [`DISCONNECT_AT`] within seconds.
+//! Two kinds of memory. Totals since we first met a peer, and *recent* bytes each way, which
+//! decay with a half-life of [`HALF_LIFE`] (short-term history, after Feldman et al.: a peer
+//! that built a good record and then stops giving loses it within minutes, and one that
+//! took a lot long ago is not held to it forever). The incentives work builds its scores on
+//! the recent figures.
+//!
+//! Offences decay faster (one point per [`DECAY`]), so a burst of duplicates from an honest
+//! peer after a cancel crossed it on the wire costs nothing lasting, while a peer that keeps
+//! sending garbage reaches [`DISCONNECT_AT`] within seconds and is refused for [`BAN`].
+//!
+//! The file is bounded ([`MAX_PEERS`]): when full, the strangers (peers we exchanged less than
+//! [`STRANGER_BYTES`] with) seen longest ago are forgotten first.
 
 use std::{
     collections::HashMap,
-    time::{Duration, Instant},
+    path::Path,
+    time::{Duration, Instant, SystemTime},
 };
 
 use libp2p::PeerId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Points of offence at which a peer is disconnected and refused for [`BAN`].
 pub const DISCONNECT_AT: f64 = 50.0;
@@ -21,6 +30,38 @@ pub const DISCONNECT_AT: f64 = 50.0;
 pub const DECAY: Duration = Duration::from_millis(500);
 /// How long a disconnected offender is refused.
 pub const BAN: Duration = Duration::from_secs(600);
+/// Recent bytes lose half their weight per this long.
+pub const HALF_LIFE: Duration = Duration::from_secs(600);
+/// A peer we exchanged less than this with, either way, is a stranger.
+pub const STRANGER_BYTES: u64 = 1 << 20;
+
+/// Milliseconds since the epoch, now.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A quantity that halves every [`HALF_LIFE`] (wall-clock time, so it survives restarts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Decaying {
+    pub value: f64,
+    /// When `value` was last brought up to date (ms since the epoch).
+    pub at_ms: u64,
+}
+
+impl Decaying {
+    /// The value as of `now_ms`.
+    pub fn at(&self, now_ms: u64) -> f64 {
+        let dt = now_ms.saturating_sub(self.at_ms) as f64 / 1000.0;
+        self.value * 0.5f64.powf(dt / HALF_LIFE.as_secs_f64())
+    }
+
+    pub fn add(&mut self, x: f64, now_ms: u64) {
+        self.value = self.at(now_ms) + x;
+        self.at_ms = now_ms;
+    }
+}
 
 /// Something a peer did wrong, and what it costs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +96,8 @@ impl Offence {
 }
 
 /// Counters for one peer.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PeerStats {
     pub blocks_received: u64,
     pub bytes_received: u64,
@@ -70,9 +112,29 @@ pub struct PeerStats {
     pub offence: f64,
     #[serde(skip)]
     offence_at: Option<Instant>,
+    /// Bytes received from the peer lately (what it gave us), decaying.
+    pub recent_received: Decaying,
+    /// Bytes sent to the peer lately (what it took), decaying.
+    pub recent_sent: Decaying,
+    /// When we first and last exchanged anything (seconds since the epoch).
+    pub first_seen: u64,
+    pub last_seen: u64,
 }
 
 impl PeerStats {
+    fn seen(&mut self, now_ms: u64) {
+        let secs = now_ms / 1000;
+        if self.first_seen == 0 {
+            self.first_seen = secs;
+        }
+        self.last_seen = secs;
+    }
+
+    /// True if we exchanged less than [`STRANGER_BYTES`] with the peer either way.
+    pub fn is_stranger(&self) -> bool {
+        self.bytes_received < STRANGER_BYTES && self.bytes_sent < STRANGER_BYTES
+    }
+
     /// Adds an offence; returns the decayed total.
     pub fn offend(&mut self, o: Offence, now: Instant) -> f64 {
         self.decay(now);
@@ -102,24 +164,94 @@ pub struct Ledger {
     peers: HashMap<PeerId, PeerStats>,
     banned: HashMap<PeerId, Instant>,
     pub totals: PeerStats,
+    /// Changed since loaded or saved.
+    dirty: bool,
 }
 
-/// The most peers remembered; the quietest are forgotten first.
-const MAX_PEERS: usize = 4096;
+/// `R/ledger.json`.
+#[derive(Serialize, Deserialize)]
+struct LedgerFile {
+    version: u32,
+    totals: PeerStats,
+    peers: HashMap<String, PeerStats>,
+}
+
+/// The most peers remembered (about 300 bytes each in the file).
+pub const MAX_PEERS: usize = 4096;
 
 impl Ledger {
     pub fn peer(&mut self, p: PeerId) -> &mut PeerStats {
         if self.peers.len() >= MAX_PEERS && !self.peers.contains_key(&p) {
-            if let Some(quiet) = self
+            // The stranger seen longest ago, else whoever was seen longest ago.
+            if let Some(gone) = self
                 .peers
                 .iter()
-                .min_by_key(|(_, s)| s.bytes_received + s.bytes_sent)
+                .min_by_key(|(_, s)| (!s.is_stranger(), s.last_seen))
                 .map(|(k, _)| *k)
             {
-                self.peers.remove(&quiet);
+                self.peers.remove(&gone);
             }
         }
+        self.dirty = true;
         self.peers.entry(p).or_default()
+    }
+
+    /// The ledger saved at `path` (an empty one if there is none; a damaged file is set
+    /// aside as `path.bad` and the ledger starts empty, with a log line).
+    pub fn load(path: &Path) -> Ledger {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    log::warn!("ledger {}: {e}; starting empty", path.display());
+                }
+                return Ledger::default();
+            }
+        };
+        let file: LedgerFile = match serde_json::from_slice(&bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                log::warn!("ledger {}: {e}; set aside, starting empty", path.display());
+                let _ = std::fs::rename(path, path.with_extension("json.bad"));
+                return Ledger::default();
+            }
+        };
+        let mut l = Ledger::default();
+        for (k, stats) in file.peers {
+            if let Ok(p) = k.parse::<PeerId>() {
+                if l.peers.len() < MAX_PEERS {
+                    l.peers.insert(p, stats);
+                }
+            }
+        }
+        l.totals = file.totals;
+        l.dirty = false;
+        l
+    }
+
+    /// Writes the ledger to `path` (atomically: a temporary file renamed over it) if it
+    /// changed since it was loaded or last saved.
+    pub fn save(&mut self, path: &Path) -> std::io::Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let file = LedgerFile {
+            version: 1,
+            totals: self.totals.clone(),
+            peers: self
+                .peers
+                .iter()
+                .map(|(p, s)| (p.to_string(), s.clone()))
+                .collect(),
+        };
+        let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(&file).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(&tmp, path)?;
+        self.dirty = false;
+        Ok(())
     }
 
     pub fn get(&self, p: &PeerId) -> Option<&PeerStats> {
@@ -127,9 +259,12 @@ impl Ledger {
     }
 
     pub fn received(&mut self, p: PeerId, bytes: usize) {
+        let now = now_ms();
         let s = self.peer(p);
         s.blocks_received += 1;
         s.bytes_received += bytes as u64;
+        s.recent_received.add(bytes as f64, now);
+        s.seen(now);
         self.totals.blocks_received += 1;
         self.totals.bytes_received += bytes as u64;
     }
@@ -141,9 +276,12 @@ impl Ledger {
     }
 
     pub fn sent(&mut self, p: PeerId, blocks: u64, bytes: u64) {
+        let now = now_ms();
         let s = self.peer(p);
         s.blocks_sent += blocks;
         s.bytes_sent += bytes;
+        s.recent_sent.add(bytes as f64, now);
+        s.seen(now);
         self.totals.blocks_sent += blocks;
         self.totals.bytes_sent += bytes;
     }
@@ -196,5 +334,48 @@ mod tests {
         s.offend(Offence::Malformed, t);
         s.decay(t + DECAY * 30);
         assert_eq!(s.offence, 0.0);
+    }
+
+    /// Recent bytes halve per half-life; totals do not.
+    #[test]
+    fn recent_history_decays() {
+        let mut d = Decaying::default();
+        d.add(1000.0, 1_000_000);
+        let h = HALF_LIFE.as_millis() as u64;
+        assert!((d.at(1_000_000 + h) - 500.0).abs() < 1e-6);
+        assert!(d.at(1_000_000 + 10 * h) < 1.0);
+        d.add(1000.0, 1_000_000 + h);
+        assert!((d.at(1_000_000 + h) - 1500.0).abs() < 1e-6);
+    }
+
+    /// The ledger survives a save and a load; a damaged file is set aside; when full, the
+    /// stranger seen longest ago goes first, never a peer we traded with.
+    #[test]
+    fn the_ledger_persists_and_forgets_strangers_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.json");
+        let mut l = Ledger::default();
+        let (friend, stranger) = (PeerId::random(), PeerId::random());
+        l.received(friend, 4 << 20);
+        l.sent(stranger, 1, 100);
+        l.peer(stranger).dont_haves = 3;
+        l.save(&path).unwrap();
+        let mut back = Ledger::load(&path);
+        assert_eq!(back.get(&friend).unwrap().bytes_received, 4 << 20);
+        assert_eq!(back.get(&stranger).unwrap().dont_haves, 3);
+        assert_eq!(back.totals.bytes_received, 4 << 20);
+        assert!(back.get(&friend).unwrap().recent_received.value > 0.0);
+        // Full: a newcomer pushes out a stranger, not the friend (even one seen earlier).
+        back.peers.get_mut(&friend).unwrap().last_seen = 1;
+        while back.peers.len() < MAX_PEERS {
+            let p = PeerId::random();
+            back.peer(p).last_seen = u64::MAX;
+        }
+        back.peer(PeerId::random());
+        assert!(back.get(&friend).is_some());
+        assert!(back.get(&stranger).is_none());
+        std::fs::write(&path, b"{ not json").unwrap();
+        assert!(Ledger::load(&path).get(&friend).is_none());
+        assert!(path.with_extension("json.bad").exists());
     }
 }

@@ -25,6 +25,8 @@ use crate::ledger::{Ledger, Offence, PeerStats};
 
 /// How often timeouts are looked at.
 const TICK: Duration = Duration::from_millis(25);
+/// How often the ledger is written to `R/ledger.json` (and at shutdown).
+const LEDGER_SAVE: Duration = Duration::from_secs(30);
 /// Messages a peer may send per second before it counts as a flood.
 const FLOOD_MESSAGES: u32 = 2000;
 /// Inbound streams of one peer read at once (each may hold a message of up to 4 MiB).
@@ -53,6 +55,9 @@ pub struct Engine {
     wants: Wants,
     peers: HashMap<PeerId, Peer>,
     ledger: Ledger,
+    /// `R/ledger.json`, and when the ledger was last written there.
+    ledger_path: std::path::PathBuf,
+    ledger_saved: Instant,
     /// Blocks received and handed to their waiters, not yet on disk.
     storing: HashMap<super::wants::Key, bytes::Bytes>,
     /// Inbound streams being read, per peer.
@@ -74,15 +79,18 @@ impl Engine {
         upload_limit: Option<u64>,
     ) -> (Engine, mpsc::Sender<Event>) {
         let (events_tx, events) = mpsc::channel(4096);
+        let ledger_path = store.layout().root().join("ledger.json");
         (
             Engine {
+                ledger: Ledger::load(&ledger_path),
+                ledger_path,
+                ledger_saved: Instant::now(),
                 store,
                 opener,
                 serve,
                 limit: upload_limit.map(|r| Arc::new(RateLimit::new(r))),
                 wants: Wants::default(),
                 peers: HashMap::new(),
-                ledger: Ledger::default(),
                 storing: HashMap::new(),
                 readers: HashMap::new(),
                 events,
@@ -121,11 +129,16 @@ impl Engine {
                     Some(ev) => self.on_event(ev),
                 },
                 _ = tick.tick() => {
-                    let acts = self.wants.tick(Instant::now());
+                    let now = Instant::now();
+                    let acts = self.wants.tick(now);
                     self.apply(acts);
+                    if now.duration_since(self.ledger_saved) >= LEDGER_SAVE {
+                        self.save_ledger();
+                    }
                 }
             }
         }
+        self.save_ledger();
         for p in self.peers.values() {
             p.shared.closed.store(true, Ordering::Relaxed);
             p.shared.notify.notify_one();
@@ -192,6 +205,10 @@ impl Engine {
                 self.apply(acts);
             }
             Event::Shutdown => {}
+            Event::SaveLedger(reply) => {
+                self.save_ledger();
+                let _ = reply.send(());
+            }
             Event::Stats(reply) => {
                 let _ = reply.send(Stats {
                     peers: self.peers.len(),
@@ -204,6 +221,13 @@ impl Engine {
                         .collect(),
                 });
             }
+        }
+    }
+
+    fn save_ledger(&mut self) {
+        self.ledger_saved = Instant::now();
+        if let Err(e) = self.ledger.save(&self.ledger_path) {
+            log::warn!("saving {}: {e}", self.ledger_path.display());
         }
     }
 

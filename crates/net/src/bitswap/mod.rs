@@ -69,6 +69,8 @@ pub enum Event {
         until: std::time::Instant,
     },
     Stats(tokio::sync::oneshot::Sender<Stats>),
+    /// Write the ledger to `R/ledger.json` now (a daemon about to stop asks this).
+    SaveLedger(tokio::sync::oneshot::Sender<()>),
     /// The node stopped: so does the engine.
     Shutdown,
 }
