@@ -3,7 +3,8 @@
 
 fixtures/  -> every CAR goes to corpus/car and corpus/dag; every block inside them goes to the
               target that decodes its codec (dag-pb: dagpb, unixfs, hamt; dag-cbor: dagcbor;
-              dag-json: dagjson);
+              dag-json: dagjson; dag-cbor blocks also to app);
+app        -> an app node as `cairn add --app` writes it;
 journals   -> a few well-formed index journals written here;
 bitswap    -> a few Bitswap 1.2.0 and 1.0.0 messages written here, bare and as frames;
 regressions/{target}/ -> copied in too, so the fuzzer starts from every known crasher.
@@ -12,7 +13,7 @@ Usage: fuzz_seeds.py FIXTURES CORPUS REGRESSIONS
 import hashlib, os, shutil, struct, sys, zlib
 
 fixtures, corpus, regressions = sys.argv[1:4]
-TARGETS = ["dagpb", "unixfs", "hamt", "dagcbor", "dagjson", "car", "journal", "dag", "bitswap"]
+TARGETS = ["dagpb", "unixfs", "hamt", "dagcbor", "dagjson", "car", "journal", "dag", "bitswap", "app"]
 for t in TARGETS:
     os.makedirs(os.path.join(corpus, t), exist_ok=True)
 
@@ -64,7 +65,7 @@ def blocks(car):
         i += n
 
 
-WHERE = {0x70: ["dagpb", "unixfs", "hamt"], 0x71: ["dagcbor"], 0x0129: ["dagjson"]}
+WHERE = {0x70: ["dagpb", "unixfs", "hamt"], 0x71: ["dagcbor", "app"], 0x0129: ["dagjson"]}
 cars = 0
 for dirpath, _, files in os.walk(fixtures):
     for name in files:
@@ -82,6 +83,30 @@ for dirpath, _, files in os.walk(fixtures):
                     put(t, block)
         except (ValueError, IndexError):
             pass  # the broken fixtures are seeds for car/dag only
+
+
+def cbor_head(major, n):
+    if n < 24:
+        return bytes([major << 5 | n])
+    for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if n < 1 << (8 * size):
+            return bytes([major << 5 | info]) + n.to_bytes(size, "big")
+
+
+def cbor_text(t):
+    b = t.encode()
+    return cbor_head(3, len(b)) + b
+
+
+# An app node as cairn writes it (keys in DAG-CBOR order: shorter first).
+content = bytes([0x01, 0x70, 0x12, 0x20]) + hashlib.sha256(b"content").digest()
+offsets = cbor_head(4, 2) + cbor_head(0, 0) + cbor_head(0, 4096)
+put("app", cbor_head(5, 5)
+    + cbor_text("name") + cbor_text("hello")
+    + cbor_text("refs") + cbor_head(5, 1) + cbor_text("bin/hello") + offsets
+    + cbor_text("type") + cbor_text("cairn-app")
+    + cbor_text("content") + b"\xd8\x2a" + cbor_head(2, len(content) + 1) + b"\x00" + content
+    + cbor_text("version") + cbor_head(0, 1))
 
 
 def record(op, key, meta=b""):

@@ -48,6 +48,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("journal", journal_records),
     ("dag", dag),
     ("bitswap", bitswap),
+    ("app", app),
 ];
 
 /// A dag-pb block: the full decoder, the link extractor the index uses, and a round trip.
@@ -64,14 +65,56 @@ pub fn dagpb(data: &[u8]) {
     }
 }
 
-/// A dag-pb block read as UnixFS (files, directories, shards, symlinks, mode and mtime).
+/// A dag-pb block read as UnixFS (files, directories, shards, symlinks, mode and mtime), and
+/// the attributes the index keeps of it, which must be what the decoder makes of it.
 pub fn unixfs(data: &[u8]) {
+    use cairn_store::codec::unixfs::{AttrKind, Attrs};
     let _ = Data::decode(&Bytes::copy_from_slice(data));
     let cid = Cid::new_v1(codes::DAG_PB, HashAlg::Sha2_256.digest(data));
-    if let Ok(Node::File(f)) = Node::decode(&cid, Bytes::copy_from_slice(data)) {
+    let attrs = Attrs::of_dag_pb(data);
+    let node = Node::decode(&cid, Bytes::copy_from_slice(data));
+    if let Ok(Node::File(f)) = &node {
         let parts: u64 = f.children.iter().map(|(_, s)| *s).sum();
         assert_eq!(f.size, f.inline.len() as u64 + parts);
     }
+    // Attributes are read without validating links; where the decoder accepts the node,
+    // they must agree with it.
+    if let Ok(node) = &node {
+        let want = match node {
+            Node::File(f) => Some((AttrKind::File, f.size)),
+            Node::Directory(_) | Node::HamtShard(_) => Some((AttrKind::Directory, 0)),
+            Node::Symlink { target, .. } => Some((AttrKind::Symlink, target.len() as u64)),
+            Node::Opaque { .. } => None,
+        };
+        assert_eq!(attrs.map(|a| (a.kind, a.size)), want, "attributes disagree");
+        if let Some(a) = attrs {
+            assert_eq!((a.mode, a.mtime), (node.meta().mode, node.meta().mtime));
+            // And they survive the index's encoding.
+            let mut buf = Vec::new();
+            a.encode_into(&mut buf);
+            let mut r = cairn_store::codec::pb::Reader::new(&buf);
+            assert_eq!(Attrs::decode_from(&mut r), Some(a));
+        }
+    }
+}
+
+/// An app node (dag-cbor, from any peer): decodes or is refused; what decodes re-encodes to
+/// a node that decodes the same, with every offset list sorted and non-overlapping.
+pub fn app(data: &[u8]) {
+    let Ok(node) = cairn_app::AppNode::decode(data) else {
+        return;
+    };
+    for offsets in node.refs.values() {
+        assert!(!offsets.is_empty());
+        for w in offsets.windows(2) {
+            assert!(w[1] >= w[0] + cairn_app::LEN as u64);
+        }
+    }
+    let (_, bytes) = node.encode().expect("a decoded node encodes");
+    assert_eq!(
+        cairn_app::AppNode::decode(&bytes).expect("re-decodes"),
+        node
+    );
 }
 
 /// Every CID names this one block: the most hostile HAMT there is, a shard whose sub-shards
