@@ -7,7 +7,10 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
-use crate::{mount::Mount, util::Root};
+use crate::{
+    mount::Mount,
+    util::{as_nobody, Root},
+};
 
 /// A root with its mount at R/store (where app links point) and a home directory.
 struct Env {
@@ -263,16 +266,6 @@ fn a_reader_never_sees_a_missing_file_during_switches() {
         "",
         "the reader saw a gap"
     );
-}
-
-fn as_nobody(script: &str) -> bool {
-    Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .args(["sh", "-c", script])
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success()
 }
 
 /// Two users: one cannot change or collect the other's profile, and a directory squatted

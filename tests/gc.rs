@@ -11,7 +11,7 @@ use std::{
 
 use crate::{
     crash::random_file,
-    util::{shared, write_tree, Root},
+    util::{as_nobody, shared, write_tree, Root},
 };
 
 /// The block files a DAG consists of, by asking `cairn refs -r` (plus the root). Identity
@@ -89,17 +89,6 @@ fn let_others_in(root: &Root) {
         perm.set_mode(perm.mode() | 0o001);
         std::fs::set_permissions(dir, perm).unwrap();
     }
-}
-
-/// Runs `script` with `sh` as the user nobody; true if it succeeded.
-fn as_nobody(script: &str) -> bool {
-    std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .args(["sh", "-c", script])
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success()
 }
 
 /// Every file under `dir` (relative path -> bytes).

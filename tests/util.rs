@@ -170,3 +170,14 @@ pub fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Runs `script` with `sh` as the user nobody; true if it succeeded.
+pub fn as_nobody(script: &str) -> bool {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["sh", "-c", script])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}

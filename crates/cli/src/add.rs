@@ -164,6 +164,15 @@ impl AddArgs {
         }))))
     }
 
+    /// The store to add to, created if needed; none with `--only-hash`.
+    fn store(&self, root: &Path) -> Result<Option<Store>> {
+        Ok(if self.only_hash {
+            None
+        } else {
+            Some(Store::init(root)?)
+        })
+    }
+
     fn show(&self, cid: &Cid) -> Result<String> {
         Ok(match self.cid_base.as_deref() {
             None | Some("base58btc") => cid.to_string(),
@@ -182,15 +191,8 @@ pub fn run(root: &Path, args: AddArgs) -> Result<ExitCode> {
     }
     let opts = args.options()?;
     args.show(&Cid::default())?;
-    let store = if args.only_hash {
-        None
-    } else {
-        Some(Store::init(root)?)
-    };
-    let sink: &dyn BlockSink = match &store {
-        Some(s) => s,
-        None => &NullSink,
-    };
+    let store = args.store(root)?;
+    let sink = sink(&store);
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let inputs: Vec<Option<&PathBuf>> = if args.paths.is_empty() {
@@ -247,18 +249,33 @@ pub fn run(root: &Path, args: AddArgs) -> Result<ExitCode> {
         }
     }
     out.flush()?;
-    if let Some(store) = &store {
-        store.flush().context("syncing the store")?;
-        // Pinned before this process's temp pins go, so the collector always sees one.
-        if args.pin {
-            let user = cairn_gc::pins::current_user();
-            for cid in &roots {
-                cairn_gc::pins::add(store.layout(), &user, "add", cid)?;
-            }
-        }
-        store.release();
-    }
+    settle(store.as_ref(), args.pin, &roots)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The sink an add writes to: the store, or nowhere (`--only-hash`).
+fn sink(store: &Option<Store>) -> &dyn BlockSink {
+    match store {
+        Some(s) => s,
+        None => &NullSink,
+    }
+}
+
+/// Makes what was added durable and pins `roots` (if `pin`), before this process's temp pins
+/// go, so that the collector always sees one or the other.
+fn settle(store: Option<&Store>, pin: bool, roots: &[Cid]) -> Result<()> {
+    let Some(store) = store else {
+        return Ok(());
+    };
+    store.flush().context("syncing the store")?;
+    if pin {
+        let user = cairn_gc::pins::current_user();
+        for cid in roots {
+            cairn_gc::pins::add(store.layout(), &user, "add", cid)?;
+        }
+    }
+    store.release();
+    Ok(())
 }
 
 /// `cairn add --app DIR` and `--webapp DIR`.
@@ -280,17 +297,9 @@ fn run_app(root: &Path, args: AddArgs) -> Result<ExitCode> {
         ignore: args.ignore_filter(dir)?,
         ..args.options()?
     };
-    let store = if args.only_hash {
-        None
-    } else {
-        Some(Store::init(root)?)
-    };
-    let sink: &dyn BlockSink = match &store {
-        Some(s) => s,
-        None => &NullSink,
-    };
+    let store = args.store(root)?;
     let bar = Bar::bytes("add", None);
-    let imported = cairn_app::import(sink, &opts, dir, kind, args.name.clone(), &bar)
+    let imported = cairn_app::import(sink(&store), &opts, dir, kind, args.name.clone(), &bar)
         .with_context(|| format!("adding {}", dir.display()))?;
     bar.finish();
     for w in &imported.warnings {
@@ -323,14 +332,7 @@ fn run_app(root: &Path, args: AddArgs) -> Result<ExitCode> {
         writeln!(out, "added {cid} {root_name} ({what})")?;
     }
     out.flush()?;
-    if let Some(store) = &store {
-        store.flush().context("syncing the store")?;
-        if args.pin {
-            let user = cairn_gc::pins::current_user();
-            cairn_gc::pins::add(store.layout(), &user, "add", &imported.cid)?;
-        }
-        store.release();
-    }
+    settle(store.as_ref(), args.pin, &[imported.cid])?;
     Ok(ExitCode::SUCCESS)
 }
 
