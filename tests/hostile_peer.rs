@@ -49,6 +49,8 @@ struct Seen {
     established: usize,
     dial_errors: Vec<String>,
     messages: Vec<Message>,
+    /// Blocks the peer says HAVE to as soon as it is asked for them.
+    claims: HashSet<Vec<u8>>,
 }
 
 #[derive(NetworkBehaviour)]
@@ -101,7 +103,7 @@ impl Hostile {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (dials, dial_rx) = mpsc::channel(16);
         rt.spawn(drive(swarm, dial_rx, seen.clone()));
-        rt.spawn(read_inbound(inbound, seen.clone()));
+        rt.spawn(read_inbound(inbound, seen.clone(), opener.clone()));
         Hostile {
             rt,
             peer,
@@ -177,6 +179,25 @@ impl Hostile {
         });
     }
 
+    /// Says HAVE, at once, whenever the victim asks for `cid`.
+    fn claim(&self, cid: &Cid) {
+        self.seen
+            .lock()
+            .unwrap()
+            .claims
+            .insert(cid.hash().to_bytes());
+    }
+
+    /// True if the victim sent us a want-block for `cid`.
+    fn asked_block(&self, cid: &Cid) -> bool {
+        self.seen(|s| {
+            s.messages
+                .iter()
+                .flat_map(|m| &m.wants)
+                .any(|e| e.cid.hash() == cid.hash() && !e.cancel && e.want_type == WantType::Block)
+        })
+    }
+
     /// Dials the victim again and checks it is refused: the dial fails, or the connection is
     /// closed at once and no Bitswap stream can be opened.
     fn assert_refused(&self, v: &Daemon) {
@@ -228,15 +249,55 @@ async fn drive(
     }
 }
 
-/// Reads every stream the victim opens to us, keeping the messages.
-async fn read_inbound(mut inbound: mpsc::Receiver<Inbound>, seen: Arc<Mutex<Seen>>) {
-    while let Some(Inbound { mut stream, .. }) = inbound.recv().await {
-        let seen = seen.clone();
+/// Reads every stream the victim opens to us, keeping the messages; wants for blocks the
+/// peer claims are answered HAVE at once.
+async fn read_inbound(
+    mut inbound: mpsc::Receiver<Inbound>,
+    seen: Arc<Mutex<Seen>>,
+    opener: Opener,
+) {
+    while let Some(Inbound {
+        mut stream, peer, ..
+    }) = inbound.recv().await
+    {
+        let (seen, opener) = (seen.clone(), opener.clone());
         tokio::spawn(async move {
             let mut buf = Vec::new();
             while let Ok(true) = wire::read_frame(&mut stream, &mut buf).await {
                 if let Ok(m) = Message::decode(&Bytes::copy_from_slice(&buf)) {
-                    seen.lock().unwrap().messages.push(m);
+                    let mut s = seen.lock().unwrap();
+                    let haves: Vec<(Cid, Presence)> = m
+                        .wants
+                        .iter()
+                        .filter(|e| !e.cancel && s.claims.contains(&e.cid.hash().to_bytes()))
+                        .map(|e| (e.cid, Presence::Have))
+                        .collect();
+                    s.messages.push(m);
+                    drop(s);
+                    if !haves.is_empty() {
+                        let opener = opener.clone();
+                        tokio::spawn(async move {
+                            let msg = Message {
+                                presences: haves,
+                                ..Default::default()
+                            };
+                            if let Ok((mut out, _)) =
+                                opener.open(peer, Duration::from_secs(5)).await
+                            {
+                                let _ = out.write_all(&frame(&msg.encode(Version::V120))).await;
+                                let _ = out.close().await;
+                                let mut sink = [0u8; 64];
+                                let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                                    while let Ok(n) = out.read(&mut sink).await {
+                                        if n == 0 {
+                                            break;
+                                        }
+                                    }
+                                })
+                                .await;
+                            }
+                        });
+                    }
                 }
             }
             let _ = stream.close().await;
@@ -729,4 +790,99 @@ fn announced_lengths_do_not_reserve_memory() {
         after >> 10
     );
     drop(streams);
+}
+
+/// A peer that served well and then sends a block nobody asked for loses its standing at
+/// once: the victim's ledger marks it bad and weighs it at the floor, and for blocks that
+/// it and an honest daemon both have, the want-blocks go to the honest one, though the
+/// defector delivered more and says HAVE as fast. (Without the bad-peer rule the defector,
+/// the better deliverer, gets them: checked by removing it.)
+#[test]
+fn a_defector_is_asked_last_within_minutes() {
+    let root = Root::new();
+    let v = Daemon::start(&root, false, &["--no-dht", "--fetch-timeout", "30"]);
+    let honest = Root::new();
+    let shared: Vec<Vec<u8>> = (0..4).map(|i| noise_bytes(100 << 10, 500 + i)).collect();
+    let shared_cids: Vec<Cid> = shared.iter().map(|d| raw_cid(d)).collect();
+    for (i, d) in shared.iter().enumerate() {
+        let f = honest.dir.path().join(format!("b{i}"));
+        std::fs::write(&f, d).unwrap();
+        let cid = honest.add_q(&["--cid-version", "1", f.to_str().unwrap()]);
+        assert_eq!(cid, shared_cids[i].to_string());
+    }
+    let dh = Daemon::start(&honest, false, &["--no-dht", "--bootstrap", &v.addr]);
+    let h = Hostile::start();
+    let victim = h.connect(&v);
+    eventually(10, "the victim has both peers", || {
+        root.ok(&["swarm", "peers"]).lines().count() >= 2
+    });
+    // 1. The defector serves well: four blocks only it has (one after a DONT_HAVE, so that
+    //    it looks like a fetcher, as the honest daemon does once it lacks a block).
+    for i in 0..4u64 {
+        let data = noise_bytes(256 << 10, 600 + i);
+        let cid = raw_cid(&data);
+        std::thread::scope(|s| {
+            let fetch = s.spawn(|| root.ok(&["fetch", &cid.to_string(), "--no-pin"]));
+            h.wait_for_want(&cid, None);
+            if i == 0 {
+                let no = Message {
+                    presences: vec![(cid, Presence::DontHave)],
+                    ..Default::default()
+                };
+                h.send(victim, &no).unwrap();
+            }
+            let msg = Message {
+                blocks: vec![(Prefix::of(&cid), Bytes::from(data.clone()))],
+                ..Default::default()
+            };
+            h.send(victim, &msg).unwrap();
+            fetch.join().unwrap();
+        });
+    }
+    let row = |peer: &str| -> Value {
+        let rows: Value = serde_json::from_str(&root.ok(&["swarm", "ledger", "--json"])).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["peer"] == peer)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let before = row(&h.peer.to_string());
+    assert!(
+        before["bytes_received"].as_u64().unwrap() >= 1 << 20,
+        "{before}"
+    );
+    assert_eq!(before["bad"], false, "{before}");
+    // 2. It defects: a block nobody asked for.
+    let junk = noise_bytes(1000, 700);
+    let msg = Message {
+        blocks: vec![(Prefix::of(&raw_cid(&junk)), Bytes::from(junk))],
+        ..Default::default()
+    };
+    h.send(victim, &msg).unwrap();
+    eventually(10, "the defector's standing drops", || {
+        let r = row(&h.peer.to_string());
+        r["bad"] == true && r["weight"].as_f64().unwrap() < before["weight"].as_f64().unwrap()
+    });
+    // 3. Blocks both have: the honest daemon is asked, though the defector says HAVE too.
+    for cid in &shared_cids {
+        h.claim(cid);
+    }
+    for cid in &shared_cids {
+        root.ok(&["fetch", &cid.to_string(), "--no-pin"]);
+        assert!(!h.asked_block(cid), "the defector was asked for {cid}");
+    }
+    assert!(
+        h.seen(|s| s
+            .messages
+            .iter()
+            .flat_map(|m| &m.wants)
+            .filter(|e| shared_cids.iter().any(|c| c.hash() == e.cid.hash()))
+            .count())
+            >= 4,
+        "the defector was asked whether it has them (so it could have been chosen)"
+    );
+    let from_honest = row(&dh.peer)["blocks_received"].as_u64().unwrap_or(0);
+    assert!(from_honest >= 4, "{}", row(&dh.peer));
 }

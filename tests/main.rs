@@ -16,6 +16,9 @@
 //! - `hostile`: DAGs built to explode walks, broken journals and CARs, a stale ready pipe, no /proc
 //! - `network`: cairn daemons, Helia and kubo on loopback moving real blocks (`peers`: the processes)
 //! - `hostile_peer`: a libp2p peer of the test's own sending a daemon bad blocks, garbage and floods
+//!   (and a defector, which serves well and then does not)
+//! - `incentives`: contended daemons serving contributors before free-riders; whitewashers;
+//!   colluders' statements
 
 mod app;
 mod cli;
@@ -26,6 +29,7 @@ mod fixtures;
 mod gc;
 mod hostile;
 mod hostile_peer;
+mod incentives;
 mod mount;
 mod network;
 mod peers;

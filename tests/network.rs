@@ -105,12 +105,14 @@ fn check_content(root: &Root, c: &Content, small_cid: &str) {
     assert_eq!(std::fs::read(link.join("foo")).unwrap(), b"content\n");
 }
 
-/// Helia and kubo fetch from a cairn daemon: every piece, sha256-checked on their side.
+/// Helia and kubo fetch from a cairn daemon: every piece, sha256-checked on their side. The
+/// daemon has an upload limit it is not near, with its incentives on: kubo and Helia never
+/// give cairn anything, and are strangers, yet with spare capacity they get everything.
 #[test]
 fn helia_and_kubo_fetch_from_cairn() {
     let root = Root::new();
     let c = content(&root);
-    let d = Daemon::start(&root, false, &[]);
+    let d = Daemon::start(&root, false, &["--upload-limit", "200M"]);
 
     let got = helia_fetch(
         &d.addr,

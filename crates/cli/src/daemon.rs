@@ -57,9 +57,17 @@ pub struct NetArgs {
     /// Seconds a read waits for a missing block before it fails (EIO)
     #[arg(long, value_name = "SECS")]
     fetch_timeout: Option<f64>,
-    /// Upload limit for serving blocks, bytes per second (suffixes K, M, G; 0 = none)
+    /// Upload limit for serving blocks, bytes per second (suffixes K, M, G; 0 = none).
+    /// Under it, peers that gave us most are served first; strangers share a small part
     #[arg(long, value_name = "RATE")]
     upload_limit: Option<String>,
+    /// Serve no blocks to anyone (peers will serve us last when they are busy)
+    #[arg(long)]
+    no_serve: bool,
+    /// Treat every peer alike: no serving by generosity, no asking the best deliverers
+    /// first (for comparison)
+    #[arg(long)]
+    no_incentives: bool,
 }
 
 impl NetArgs {
@@ -71,6 +79,8 @@ impl NetArgs {
             || self.no_dht
             || self.fetch_timeout.is_some()
             || self.upload_limit.is_some()
+            || self.no_serve
+            || self.no_incentives
     }
 
     /// ROOT/config.toml with these overrides.
@@ -82,6 +92,8 @@ impl NetArgs {
         c.bootstrap.extend(parse_addrs(&self.bootstrap)?);
         c.mdns &= !self.no_mdns;
         c.dht &= !self.no_dht;
+        c.serve &= !self.no_serve;
+        c.incentives &= !self.no_incentives;
         if let Some(t) = self.fetch_timeout {
             if !(t > 0.0 && t <= 86400.0) {
                 bail!("--fetch-timeout {t}: not in (0, 86400] seconds");

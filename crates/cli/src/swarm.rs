@@ -211,9 +211,14 @@ fn ledger(root: &Path, json: bool) -> Result<()> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
+    // Weights and reputations from the daemon; without one, weights from the file alone.
+    let mut standing: std::collections::HashMap<String, (f64, f64)> = Default::default();
     let by_peer: Vec<(String, cairn_net::ledger::PeerStats)> = match Control::connect(root) {
         Some(mut c) => {
             let v = c.call(&Request::Stats)?;
+            let rows: Vec<(String, f64, f64)> =
+                serde_json::from_value(v["standing"].clone()).unwrap_or_default();
+            standing = rows.into_iter().map(|(p, w, r)| (p, (w, r))).collect();
             serde_json::from_value(v["by_peer"].clone()).context("the daemon's ledger")?
         }
         None => {
@@ -235,6 +240,7 @@ fn ledger(root: &Path, json: bool) -> Result<()> {
     let mut rows: Vec<Value> = by_peer
         .into_iter()
         .map(|(peer, s)| {
+            let peer = peer.as_str();
             serde_json::json!({
                 "peer": peer,
                 "bytes_received": s.bytes_received,
@@ -248,6 +254,14 @@ fn ledger(root: &Path, json: bool) -> Result<()> {
                 "unwanted_blocks": s.unwanted_blocks,
                 "malformed_messages": s.malformed_messages,
                 "stranger": s.is_stranger(),
+                "bad": cairn_net::incentives::is_bad(&s, now_ms),
+                "weight": standing.get(peer).map_or_else(
+                    || cairn_net::incentives::weight(&s, 0.0, now_ms),
+                    |(w, _)| *w,
+                ),
+                "reputation": standing.get(peer).map_or(0.0, |(_, r)| r.round()),
+                "answer_ms": (s.answer_ms * 10.0).round() / 10.0,
+                "answer_rate": s.answer_rate.round(),
                 "first_seen": s.first_seen,
                 "last_seen": s.last_seen,
             })
@@ -265,12 +279,12 @@ fn ledger(root: &Path, json: bool) -> Result<()> {
     }
     let mib = |v: &Value| v.as_f64().unwrap_or(0.0) / (1 << 20) as f64;
     println!(
-        "{:<52} {:>10} {:>10} {:>10} {:>10} {:>5} {:>5}",
-        "peer", "got MiB", "gave MiB", "lately", "lately", "bad", "dh"
+        "{:<52} {:>10} {:>10} {:>10} {:>10} {:>5} {:>5} {:>6}",
+        "peer", "got MiB", "gave MiB", "lately", "lately", "bad", "dh", "weight"
     );
     for r in &rows {
         println!(
-            "{:<52} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>5} {:>5}",
+            "{:<52} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>5} {:>5} {:>6.2}",
             r["peer"].as_str().unwrap_or(""),
             mib(&r["bytes_received"]),
             mib(&r["bytes_sent"]),
@@ -278,6 +292,7 @@ fn ledger(root: &Path, json: bool) -> Result<()> {
             mib(&r["recent_sent"]),
             r["bad_blocks"].as_u64().unwrap_or(0) + r["unwanted_blocks"].as_u64().unwrap_or(0),
             r["dont_haves"].as_u64().unwrap_or(0),
+            r["weight"].as_f64().unwrap_or(0.0),
         );
     }
     Ok(())

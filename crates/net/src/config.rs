@@ -11,6 +11,7 @@
 //! provide = "roots"                    # announce pinned roots ("all": every block; "none")
 //! serve = true                         # send blocks to peers that want them
 //! upload_limit = "10M"                 # bytes per second for serving (K, M, G); 0 = no limit
+//! incentives = true                    # under the limit, who gave us most is served first
 //! ```
 
 use std::{path::Path, time::Duration};
@@ -42,6 +43,9 @@ pub struct Config {
     pub serve: bool,
     /// Bytes per second for serving blocks; `None` for no limit.
     pub upload_limit: Option<u64>,
+    /// Serve in order of generosity under the upload limit, and ask the best deliverers
+    /// first ([`crate::incentives`]); off, everyone is treated alike.
+    pub incentives: bool,
 }
 
 impl Default for Config {
@@ -58,6 +62,7 @@ impl Default for Config {
             provide: Provide::Roots,
             serve: true,
             upload_limit: None,
+            incentives: true,
         }
     }
 }
@@ -92,6 +97,7 @@ struct File {
     provide: Option<Provide>,
     serve: Option<bool>,
     upload_limit: Option<toml::Value>,
+    incentives: Option<bool>,
 }
 
 impl Config {
@@ -155,6 +161,7 @@ impl Config {
         }
         c.provide = f.provide.unwrap_or(c.provide);
         c.serve = f.serve.unwrap_or(c.serve);
+        c.incentives = f.incentives.unwrap_or(c.incentives);
         c.upload_limit = match f.upload_limit {
             None => None,
             Some(toml::Value::Integer(0)) => None,

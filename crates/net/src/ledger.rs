@@ -1,6 +1,7 @@
-//! What each peer did: bytes and blocks each way, DONT_HAVEs, and offences (blocks we did not
-//! want, blocks that are not what their prefix says, malformed messages), kept across
-//! restarts in `R/ledger.json`.
+//! What each peer did: bytes and blocks each way, DONT_HAVEs, offences (blocks we did not
+//! want, blocks that are not what their prefix says, malformed messages), and how fast it
+//! answers our want-blocks, kept across restarts in `R/ledger.json`. The strangers' group
+//! gets a line of its own, for the adaptive stranger policy.
 //!
 //! Two kinds of memory. Totals since we first met a peer, and *recent* bytes each way, which
 //! decay with a half-life of [`HALF_LIFE`] (short-term history, after Feldman et al.: a peer
@@ -36,7 +37,7 @@ pub const HALF_LIFE: Duration = Duration::from_secs(600);
 pub const STRANGER_BYTES: u64 = 1 << 20;
 
 /// Milliseconds since the epoch, now.
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -119,6 +120,13 @@ pub struct PeerStats {
     /// When we first and last exchanged anything (seconds since the epoch).
     pub first_seen: u64,
     pub last_seen: u64,
+    /// Blocks lately that were not what we asked for (unwanted, or not what their prefix
+    /// says), decaying: a peer with any is asked last ([`crate::incentives::is_bad`]).
+    pub recent_bad: Decaying,
+    /// How long its answers to our want-blocks took, and their bytes per second (moving
+    /// averages; 0 until it answered one).
+    pub answer_ms: f64,
+    pub answer_rate: f64,
 }
 
 impl PeerStats {
@@ -139,6 +147,9 @@ impl PeerStats {
     pub fn offend(&mut self, o: Offence, now: Instant) -> f64 {
         self.decay(now);
         self.offence += o.points();
+        if matches!(o, Offence::Unwanted | Offence::BadBlock) {
+            self.recent_bad.add(1.0, now_ms());
+        }
         match o {
             Offence::Unwanted => self.unwanted_blocks += 1,
             Offence::BadBlock => self.bad_blocks += 1,
@@ -158,12 +169,22 @@ impl PeerStats {
     }
 }
 
+/// What the strangers, as one group, gave us and took lately: the adaptive stranger
+/// policy's input ([`crate::incentives::stranger_weight`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Group {
+    pub recent_received: Decaying,
+    pub recent_sent: Decaying,
+}
+
 /// Every peer's counters, and the totals.
 #[derive(Debug, Default)]
 pub struct Ledger {
     peers: HashMap<PeerId, PeerStats>,
     banned: HashMap<PeerId, Instant>,
     pub totals: PeerStats,
+    pub strangers: Group,
     /// Changed since loaded or saved.
     dirty: bool,
 }
@@ -173,6 +194,8 @@ pub struct Ledger {
 struct LedgerFile {
     version: u32,
     totals: PeerStats,
+    #[serde(default)]
+    strangers: Group,
     peers: HashMap<String, PeerStats>,
 }
 
@@ -225,6 +248,7 @@ impl Ledger {
             }
         }
         l.totals = file.totals;
+        l.strangers = file.strangers;
         l.dirty = false;
         l
     }
@@ -238,6 +262,7 @@ impl Ledger {
         let file = LedgerFile {
             version: 1,
             totals: self.totals.clone(),
+            strangers: self.strangers.clone(),
             peers: self
                 .peers
                 .iter()
@@ -261,12 +286,30 @@ impl Ledger {
     pub fn received(&mut self, p: PeerId, bytes: usize) {
         let now = now_ms();
         let s = self.peer(p);
+        let stranger = s.is_stranger();
         s.blocks_received += 1;
         s.bytes_received += bytes as u64;
         s.recent_received.add(bytes as f64, now);
         s.seen(now);
+        if stranger {
+            self.strangers.recent_received.add(bytes as f64, now);
+        }
         self.totals.blocks_received += 1;
         self.totals.bytes_received += bytes as u64;
+    }
+
+    /// `p` answered a want-block of ours with `bytes`, `waited` after we asked.
+    pub fn answered(&mut self, p: PeerId, bytes: usize, waited: Duration) {
+        const ALPHA: f64 = 0.2;
+        let s = self.peer(p);
+        let ms = waited.as_secs_f64() * 1000.0;
+        let rate = bytes as f64 / waited.as_secs_f64().max(1e-4);
+        if s.answer_ms == 0.0 {
+            (s.answer_ms, s.answer_rate) = (ms, rate);
+        } else {
+            s.answer_ms += ALPHA * (ms - s.answer_ms);
+            s.answer_rate += ALPHA * (rate - s.answer_rate);
+        }
     }
 
     /// A block we had already: bytes wasted, nobody's fault.
@@ -278,10 +321,14 @@ impl Ledger {
     pub fn sent(&mut self, p: PeerId, blocks: u64, bytes: u64) {
         let now = now_ms();
         let s = self.peer(p);
+        let stranger = s.is_stranger();
         s.blocks_sent += blocks;
         s.bytes_sent += bytes;
         s.recent_sent.add(bytes as f64, now);
         s.seen(now);
+        if stranger {
+            self.strangers.recent_sent.add(bytes as f64, now);
+        }
         self.totals.blocks_sent += blocks;
         self.totals.bytes_sent += bytes;
     }

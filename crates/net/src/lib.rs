@@ -13,6 +13,9 @@
 //! - [`fetch::fetch_dag`] fetches a whole DAG with many wants in flight.
 //! - [`config`]: `R/config.toml`; [`identity`]: the node's key in `R/node.key`;
 //!   [`ledger`]: what each peer did, and when it is cut off.
+//! - [`incentives`]: whom cairn serves first and whom it asks (the policy and why);
+//!   [`reputation`] and [`history`]: signed statements shared between cairn nodes, and the
+//!   maxflow reputation built from them.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,10 +32,13 @@ pub mod bitswap;
 pub mod client;
 pub mod config;
 pub mod fetch;
+pub mod history;
 pub mod identity;
+pub mod incentives;
 pub mod ledger;
 mod muxer;
 pub mod node;
+pub mod reputation;
 pub mod source;
 
 use cairn_store::{Cid, StoreError};

@@ -20,7 +20,7 @@ use libp2p::{
         store::{MemoryStore, RecordStore},
         GetProvidersOk, QueryId, QueryResult, RecordKey,
     },
-    mdns, noise, ping,
+    mdns, noise, ping, request_response,
     swarm::{
         behaviour::toggle::Toggle,
         dial_opts::{DialOpts, PeerCondition},
@@ -32,10 +32,10 @@ use multihash::Multihash;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    bitswap::{self, Engine, Event, NodeRequest},
+    bitswap::{self, engine::Statements, Engine, Event, NodeRequest},
     client::{Client, PeerView},
     config::Config,
-    NetError,
+    history, NetError,
 };
 
 /// The public DHT's protocol (kubo refuses peers with only private addresses there).
@@ -61,6 +61,7 @@ struct Behaviour {
     kad: Toggle<kad::Behaviour<MemoryStore>>,
     lan: Toggle<kad::Behaviour<MemoryStore>>,
     mdns: Toggle<mdns::tokio::Behaviour>,
+    history: history::Behaviour,
 }
 
 /// Requests from the client handle.
@@ -149,6 +150,7 @@ pub async fn start(config: &Config, key: Keypair, store: Arc<Store>) -> Result<C
                 kad: Toggle::from(config.dht.then(|| kad_behaviour(local, KAD))),
                 lan: Toggle::from(config.dht.then(|| kad_behaviour(local, LAN_KAD))),
                 mdns: Toggle::from(mdns),
+                history: history::behaviour(),
             })
         })
         .map_err(|e| NetError::Transport(e.to_string()))?
@@ -165,13 +167,15 @@ pub async fn start(config: &Config, key: Keypair, store: Arc<Store>) -> Result<C
         return Err(NetError::Transport("no listen address worked".into()));
     }
     let (node_tx, node_rx) = mpsc::channel(1024);
+    let statements = Statements::default();
     let (engine, events) = Engine::new(
         store,
         opener.clone(),
         inbound,
         node_tx,
-        config.serve,
-        config.upload_limit,
+        config,
+        key.clone(),
+        statements.clone(),
     );
     tokio::spawn(engine.run());
     let (commands_tx, commands) = mpsc::channel(256);
@@ -188,6 +192,7 @@ pub async fn start(config: &Config, key: Keypair, store: Arc<Store>) -> Result<C
         listen_addrs: Vec::new(),
         banned: HashMap::new(),
         dht: DhtStats::default(),
+        statements,
     };
     // Wait until the listeners report their addresses, so the caller can print them.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -214,6 +219,8 @@ struct PeerInfo {
     protocols: Vec<String>,
     connections: usize,
     since: Instant,
+    /// When we last asked it for its statements (`/cairn/ledger/1.0.0`).
+    asked_history: Option<Instant>,
 }
 
 struct EventLoop {
@@ -229,6 +236,8 @@ struct EventLoop {
     listen_addrs: Vec<Multiaddr>,
     banned: HashMap<PeerId, Instant>,
     dht: DhtStats,
+    /// Our signed statements, made by the engine, handed to whoever asks.
+    statements: Statements,
 }
 
 impl EventLoop {
@@ -252,7 +261,10 @@ impl EventLoop {
                     None => break,
                 },
                 Some(req) = self.requests.recv() => self.on_request(req),
-                _ = tick.tick() => self.unban_expired(),
+                _ = tick.tick() => {
+                    self.unban_expired();
+                    self.ask_history();
+                }
             }
         }
         let _ = self.events.send(Event::Shutdown).await;
@@ -377,6 +389,61 @@ impl EventLoop {
         }
     }
 
+    /// Asks every cairn peer whose statements are older than [`history::ASK_EVERY`].
+    fn ask_history(&mut self) {
+        let now = Instant::now();
+        let due: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                p.protocols.iter().any(|s| s == history::PROTOCOL.as_ref())
+                    && p.asked_history
+                        .is_none_or(|t| now.duration_since(t) >= history::ASK_EVERY)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for peer in due {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.asked_history = Some(now);
+            }
+            self.swarm
+                .behaviour_mut()
+                .history
+                .send_request(&peer, history::Ask {});
+        }
+    }
+
+    fn on_history(&mut self, ev: request_response::Event<history::Ask, history::Signed>) {
+        match ev {
+            request_response::Event::Message {
+                message: request_response::Message::Request { channel, .. },
+                ..
+            } => {
+                let ours = self
+                    .statements
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                if let Some(ours) = ours {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .history
+                        .send_response(channel, ours);
+                }
+            }
+            request_response::Event::Message {
+                peer,
+                message: request_response::Message::Response { response, .. },
+                ..
+            } => self.engine(Event::History(peer, response)),
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                log::debug!("ledger: asking {peer}: {error}");
+            }
+            _ => {}
+        }
+    }
+
     fn unban_expired(&mut self) {
         let now = Instant::now();
         let expired: Vec<PeerId> = self
@@ -426,6 +493,7 @@ impl EventLoop {
                     protocols: Vec::new(),
                     connections: 0,
                     since: Instant::now(),
+                    asked_history: None,
                 });
                 info.connections += 1;
                 if !info.addrs.contains(&addr) {
@@ -488,6 +556,13 @@ impl EventLoop {
                 if let Some(p) = self.peers.get_mut(&peer_id) {
                     p.agent = info.agent_version.clone();
                     p.protocols = info.protocols.iter().map(|p| p.to_string()).collect();
+                    if p.asked_history.is_none() && info.protocols.contains(&history::PROTOCOL) {
+                        p.asked_history = Some(Instant::now());
+                        self.swarm
+                            .behaviour_mut()
+                            .history
+                            .send_request(&peer_id, history::Ask {});
+                    }
                     for a in info.listen_addrs {
                         if !p.addrs.contains(&a) {
                             p.addrs.push(a);
@@ -519,6 +594,7 @@ impl EventLoop {
                 }
             }
             BehaviourEvent::Kad(ev) | BehaviourEvent::Lan(ev) => self.on_kad_event(ev),
+            BehaviourEvent::History(ev) => self.on_history(ev),
             _ => {}
         }
     }

@@ -16,17 +16,28 @@ use tokio::sync::mpsc;
 use super::{
     behaviour::Opener,
     handler::Inbound,
-    peer::{self, LedgerEntry, PeerShared, RateLimit},
+    peer::{self, LedgerEntry, PeerShared},
+    upload::Upload,
     wants::{Action, Received, Wants},
     wire::{Entry, Presence},
     Event, NodeRequest, MAX_WANTS_PER_PEER,
 };
-use crate::ledger::{Ledger, Offence, PeerStats};
+use crate::{
+    history,
+    incentives::{self, Standing},
+    ledger::{now_ms, Ledger, Offence, PeerStats},
+    reputation::{Graph, Signed},
+};
+
+/// Our signed statements as last made, for the node to hand to peers that ask.
+pub type Statements = Arc<std::sync::Mutex<Option<Signed>>>;
 
 /// How often timeouts are looked at.
 const TICK: Duration = Duration::from_millis(25);
 /// How often the ledger is written to `R/ledger.json` (and at shutdown).
 const LEDGER_SAVE: Duration = Duration::from_secs(30);
+/// How often every peer's weight and standing are brought up to date (they decay).
+const REFRESH: Duration = Duration::from_secs(2);
 /// Messages a peer may send per second before it counts as a flood.
 const FLOOD_MESSAGES: u32 = 2000;
 /// Inbound streams of one peer read at once (each may hold a message of up to 4 MiB).
@@ -39,6 +50,11 @@ pub struct Stats {
     pub wants: usize,
     pub totals: PeerStats,
     pub by_peer: Vec<(String, PeerStats)>,
+    /// Per peer: its share of a contended upload, and what shared history credits it with.
+    pub standing: Vec<(String, f64, f64)>,
+    pub stranger_weight: f64,
+    /// Statements from other cairn nodes held.
+    pub statements: usize,
 }
 
 struct Peer {
@@ -51,7 +67,13 @@ pub struct Engine {
     store: Arc<Store>,
     opener: Opener,
     serve: bool,
-    limit: Option<Arc<RateLimit>>,
+    limit: Option<Arc<Upload>>,
+    /// The incentive policy is on (off: everyone weighs the same, as a baseline).
+    incentives: bool,
+    key: libp2p::identity::Keypair,
+    graph: Graph,
+    statements: Statements,
+    refreshed: Instant,
     wants: Wants,
     peers: HashMap<PeerId, Peer>,
     ledger: Ledger,
@@ -75,8 +97,9 @@ impl Engine {
         opener: Opener,
         inbound: mpsc::Receiver<Inbound>,
         node: mpsc::Sender<NodeRequest>,
-        serve: bool,
-        upload_limit: Option<u64>,
+        config: &crate::Config,
+        key: libp2p::identity::Keypair,
+        statements: Statements,
     ) -> (Engine, mpsc::Sender<Event>) {
         let (events_tx, events) = mpsc::channel(4096);
         let ledger_path = store.layout().root().join("ledger.json");
@@ -87,8 +110,13 @@ impl Engine {
                 ledger_saved: Instant::now(),
                 store,
                 opener,
-                serve,
-                limit: upload_limit.map(|r| Arc::new(RateLimit::new(r))),
+                serve: config.serve,
+                limit: config.upload_limit.map(|r| Arc::new(Upload::new(r))),
+                incentives: config.incentives,
+                key,
+                graph: Graph::default(),
+                statements,
+                refreshed: Instant::now(),
                 wants: Wants::default(),
                 peers: HashMap::new(),
                 storing: HashMap::new(),
@@ -104,6 +132,7 @@ impl Engine {
 
     /// Runs until every event sender is gone.
     pub async fn run(mut self) {
+        self.sign_statements();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -134,6 +163,11 @@ impl Engine {
                     self.apply(acts);
                     if now.duration_since(self.ledger_saved) >= LEDGER_SAVE {
                         self.save_ledger();
+                        self.sign_statements();
+                    }
+                    if now.duration_since(self.refreshed) >= REFRESH {
+                        self.refreshed = now;
+                        self.refresh_all();
                     }
                 }
             }
@@ -182,7 +216,20 @@ impl Engine {
                 peer,
                 blocks,
                 bytes,
-            } => self.ledger.sent(peer, blocks, bytes),
+            } => {
+                self.ledger.sent(peer, blocks, bytes);
+                self.refresh(peer);
+            }
+            Event::History(peer, batch) => match self.graph.accept(&peer, &batch, now_ms()) {
+                Ok(n) => {
+                    log::debug!("ledger: {n} statements from {peer}");
+                    self.refresh_all();
+                }
+                Err(e) => {
+                    log::debug!("ledger: statements from {peer} refused: {e}");
+                    self.offend(peer, Offence::Malformed);
+                }
+            },
             Event::Stored { cid, from, links } => {
                 self.storing.remove(cid.hash());
                 if let Some(links) = links {
@@ -210,6 +257,15 @@ impl Engine {
                 let _ = reply.send(());
             }
             Event::Stats(reply) => {
+                let now = now_ms();
+                let standing = self
+                    .ledger
+                    .iter()
+                    .map(|(p, s)| {
+                        let rep = self.reputation(p, now);
+                        (p.to_string(), self.weight(s, rep, now), rep)
+                    })
+                    .collect();
                 let _ = reply.send(Stats {
                     peers: self.peers.len(),
                     wants: self.wants.len(),
@@ -219,9 +275,77 @@ impl Engine {
                         .iter()
                         .map(|(p, s)| (p.to_string(), s.clone()))
                         .collect(),
+                    standing,
+                    stranger_weight: self.stranger_weight(now),
+                    statements: self.graph.len(),
                 });
             }
         }
+    }
+
+    /// What shared history credits `p` with: the max flow from it to us through the peers
+    /// that gave us something.
+    fn reputation(&self, p: &PeerId, now: u64) -> f64 {
+        if !self.incentives {
+            return 0.0;
+        }
+        let ledger = &self.ledger;
+        self.graph.reputation(
+            p,
+            |k| ledger.get(k).map_or(0.0, |s| s.recent_received.at(now)),
+            now,
+        )
+    }
+
+    fn weight(&self, s: &PeerStats, reputation: f64, now: u64) -> f64 {
+        if self.incentives {
+            incentives::weight(s, reputation, now)
+        } else {
+            1.0
+        }
+    }
+
+    fn stranger_weight(&self, now: u64) -> f64 {
+        if self.incentives {
+            incentives::stranger_weight(&self.ledger.strangers, now)
+        } else {
+            1.0
+        }
+    }
+
+    /// Brings `peer`'s upload class and weight, and its standing with the want planner, up
+    /// to date with the ledger.
+    fn refresh(&mut self, peer: PeerId) {
+        let now = now_ms();
+        let Some(s) = self.ledger.get(&peer) else {
+            return;
+        };
+        if let Some(p) = self.peers.get(&peer) {
+            let rep = self.reputation(&peer, now);
+            // Without the policy, nobody is grouped with the strangers.
+            let stranger = self.incentives && s.is_stranger() && rep < incentives::GRACE;
+            p.shared.stranger.store(stranger, Ordering::Relaxed);
+            p.shared.set_weight(self.weight(s, rep, now));
+        }
+        if self.incentives {
+            let standing = Standing::of(s);
+            self.wants.set_standing(peer, standing);
+        }
+    }
+
+    fn refresh_all(&mut self) {
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for p in peers {
+            self.refresh(p);
+        }
+        if let Some(l) = &self.limit {
+            l.set_stranger_weight(self.stranger_weight(now_ms()));
+        }
+    }
+
+    fn sign_statements(&mut self) {
+        let signed = history::statements(&self.ledger, &self.key);
+        *self.statements.lock().unwrap_or_else(|e| e.into_inner()) = signed;
     }
 
     fn save_ledger(&mut self) {
@@ -252,6 +376,7 @@ impl Engine {
                 window: (now, 0),
             },
         );
+        self.refresh(peer);
     }
 
     fn on_message(&mut self, peer: PeerId, msg: peer::Received, now: Instant) {
@@ -297,8 +422,12 @@ impl Engine {
                 }
             };
             match self.wants.block(peer, &cid, &data, now, &mut acts) {
-                Received::Wanted => {
+                Received::Wanted(waited) => {
                     self.ledger.received(peer, data.len());
+                    if let Some(w) = waited {
+                        self.ledger.answered(peer, data.len(), w);
+                    }
+                    self.refresh(peer);
                     self.storing.insert(*cid.hash(), data.clone());
                     let (store, events) = (self.store.clone(), self.events_tx.clone());
                     tokio::spawn(async move {
@@ -412,7 +541,9 @@ impl Engine {
             let acts = self.wants.misbehaved(peer, Instant::now());
             self.apply(acts);
         }
-        if self.ledger.offend(peer, o) {
+        let banned = self.ledger.offend(peer, o);
+        self.refresh(peer);
+        if banned {
             log::warn!("bitswap: disconnecting {peer}: too many offences ({o:?} last)");
             if let Some(p) = self.peers.remove(&peer) {
                 p.shared.closed.store(true, Ordering::Relaxed);

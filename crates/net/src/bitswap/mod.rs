@@ -3,6 +3,7 @@
 //! - [`wire`]: the message format, strict and bounded.
 //! - [`protocol`], [`handler`], [`behaviour`]: the swarm side; they only hand streams over.
 //! - [`wants`]: the client policy, whom to ask for what, with no I/O.
+//! - [`upload`]: the upload limit, and who goes first under it.
 //! - [`peer`]: per peer, the queue of what we owe it and the tasks that write and read its
 //!   streams.
 //! - [`engine`]: one task that owns the wants and every peer's ledger, and reacts to
@@ -18,6 +19,7 @@ pub mod engine;
 pub mod handler;
 pub mod peer;
 pub mod protocol;
+pub mod upload;
 pub mod wants;
 pub mod wire;
 
@@ -69,6 +71,8 @@ pub enum Event {
         until: std::time::Instant,
     },
     Stats(tokio::sync::oneshot::Sender<Stats>),
+    /// A peer's signed statements of what others gave it (`/cairn/ledger/1.0.0`).
+    History(PeerId, crate::reputation::Signed),
     /// Write the ledger to `R/ledger.json` now (a daemon about to stop asks this).
     SaveLedger(tokio::sync::oneshot::Sender<()>),
     /// The node stopped: so does the engine.

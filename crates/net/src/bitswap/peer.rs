@@ -11,10 +11,10 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, Notify};
 use super::{
     behaviour::Opener,
     handler::{Inbound, OpenError},
+    upload::{Class, Upload},
     wants::Key,
     wire::{self, Entry, Message, Prefix, Presence, Version, WantType, WireError},
     Event,
@@ -73,6 +74,9 @@ pub struct PeerShared {
     pub queue: Mutex<PeerQueue>,
     pub notify: Notify,
     pub closed: AtomicBool,
+    /// Its class and weight under the upload limit, kept up to date by the engine.
+    pub stranger: AtomicBool,
+    weight: AtomicU64,
 }
 
 impl PeerShared {
@@ -81,40 +85,21 @@ impl PeerShared {
             queue: Mutex::new(PeerQueue::default()),
             notify: Notify::new(),
             closed: AtomicBool::new(false),
+            stranger: AtomicBool::new(true),
+            weight: AtomicU64::new(1f64.to_bits()),
         })
+    }
+
+    pub fn set_weight(&self, w: f64) {
+        self.weight.store(w.to_bits(), Ordering::Relaxed);
+    }
+
+    pub fn weight(&self) -> f64 {
+        f64::from_bits(self.weight.load(Ordering::Relaxed))
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, PeerQueue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// A token bucket for the upload limit, shared by every peer's sender.
-pub struct RateLimit {
-    rate: f64,
-    state: tokio::sync::Mutex<(f64, Instant)>,
-}
-
-impl RateLimit {
-    pub fn new(bytes_per_sec: u64) -> RateLimit {
-        RateLimit {
-            rate: bytes_per_sec as f64,
-            state: tokio::sync::Mutex::new((0.0, Instant::now())),
-        }
-    }
-
-    /// Waits until `bytes` may be sent. A burst of up to a quarter second is allowed.
-    pub async fn take(&self, bytes: usize) {
-        let mut s = self.state.lock().await;
-        let now = Instant::now();
-        let burst = self.rate / 4.0;
-        s.0 = (s.0 + now.duration_since(s.1).as_secs_f64() * self.rate).min(burst);
-        s.1 = now;
-        s.0 -= bytes as f64;
-        if s.0 < 0.0 {
-            let wait = Duration::from_secs_f64(-s.0 / self.rate);
-            tokio::time::sleep(wait).await;
-        }
     }
 }
 
@@ -134,10 +119,14 @@ pub async fn send_loop(
     shared: Arc<PeerShared>,
     opener: Opener,
     store: Arc<Store>,
-    limit: Option<Arc<RateLimit>>,
+    limit: Option<Arc<Upload>>,
     events: mpsc::Sender<Event>,
 ) {
     let mut version: Option<Version> = None;
+    // Under a limit, messages are small enough that whoever weighs most goes next soon.
+    let target = limit
+        .as_ref()
+        .map_or(MESSAGE_TARGET, |l| l.message_target());
     loop {
         let notified = shared.notify.notified();
         if shared.closed.load(Ordering::Relaxed) {
@@ -190,8 +179,7 @@ pub async fn send_loop(
                     Answer::Block(prefix, data) => {
                         q.ledger.remove(&k);
                         let last = msgs.last_mut().expect("one message at least");
-                        if !last.blocks.is_empty() && last.size_hint() + data.len() > MESSAGE_TARGET
-                        {
+                        if !last.blocks.is_empty() && last.size_hint() + data.len() > target {
                             msgs.push(Message::default());
                         }
                         msgs.last_mut().expect("pushed").blocks.push((prefix, data));
@@ -213,7 +201,13 @@ pub async fn send_loop(
             let blocks = msg.blocks.len() as u64;
             let bytes: usize = msg.blocks.iter().map(|(_, d)| d.len()).sum();
             if let (Some(limit), true) = (&limit, bytes > 0) {
-                limit.take(bytes).await;
+                if shared.stranger.load(Ordering::Relaxed) {
+                    limit
+                        .take(Class::Strangers, limit.stranger_weight(), bytes)
+                        .await;
+                } else {
+                    limit.take(Class::Peer(peer), shared.weight(), bytes).await;
+                }
             }
             match send(&opener, peer, &mut version, &msg).await {
                 Ok(()) => {

@@ -31,6 +31,7 @@ use libp2p::PeerId;
 use multihash::Multihash;
 
 use super::wire::WantType;
+use crate::incentives::Standing;
 
 /// Wants are keyed by multihash: a CIDv0 and a CIDv1 of one block are one want.
 pub type Key = Multihash<64>;
@@ -44,6 +45,9 @@ pub const CHOOSE_WAIT: Duration = Duration::from_millis(30);
 pub const SEEDER_SLOTS: usize = 2;
 /// How often providers are looked for again while a block is missing.
 pub const SEARCH_AGAIN: Duration = Duration::from_secs(10);
+/// How long a want whose only HAVEs come from peers that sent bad blocks lately waits for
+/// anyone else to answer.
+pub const BAD_WAIT: Duration = Duration::from_secs(1);
 /// Delay before the DHT is asked, when the connected peers have not answered.
 pub const SEARCH_AFTER: Duration = Duration::from_millis(500);
 /// Blocks remembered as just received or given up (a late copy is a duplicate, not an
@@ -130,13 +134,16 @@ struct Peer {
     dont_have_count: u32,
     /// When it last sent us a block.
     last_block: Option<Instant>,
+    /// How it served us lately (from the ledger).
+    standing: Standing,
 }
 
 /// What a received block was.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Received {
-    /// Wanted: handed to its waiters. The engine stores it.
-    Wanted,
+    /// Wanted: handed to its waiters. The engine stores it. How long after our want-block
+    /// to this peer it came, if it answered one.
+    Wanted(Option<Duration>),
     /// Already received, or given up on, recently: a copy that crossed a cancel.
     Duplicate,
     /// Never asked for.
@@ -301,6 +308,10 @@ impl Wants {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.last_block = Some(now);
         }
+        let waited = w
+            .block_from
+            .filter(|(p, _)| *p == peer)
+            .map(|(_, t)| now.duration_since(t));
         for waiter in w.waiters {
             waiter.give(data.clone());
         }
@@ -317,7 +328,14 @@ impl Wants {
                 self.plan(&k, now, out);
             }
         }
-        Received::Wanted
+        Received::Wanted(waited)
+    }
+
+    /// How `peer` served us lately: the planner asks good deliverers first, bad ones last.
+    pub fn set_standing(&mut self, peer: PeerId, standing: Standing) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.standing = standing;
+        }
     }
 
     /// `peer` sent a block we did not ask for, or bytes that are no block: whatever we asked
@@ -446,15 +464,52 @@ impl Wants {
         let peers = &self.peers;
         let usable = |p: &PeerId| peers.contains_key(p) && !w.dont_haves.contains(p);
         let partial = |p: &PeerId| peers.get(p).is_some_and(|i| i.dont_have_count > 0);
+        let bad = |p: &PeerId| peers.get(p).is_some_and(|i| i.standing.bad);
         let load = |p: &PeerId| peers.get(p).map_or(usize::MAX, |i| i.outstanding);
+        // Peers that sent bad blocks lately are asked only when nobody else has the block.
+        let mut haves: Vec<PeerId> = w.haves.iter().copied().filter(|p| usable(p)).collect();
+        if haves.iter().any(|p| !bad(p)) {
+            haves.retain(|p| !bad(p));
+        } else if !haves.is_empty() {
+            let waiting = w.asked.iter().any(|p| usable(p) && !w.haves.contains(p));
+            let since = w.first_have.unwrap_or(now);
+            if waiting && now.duration_since(since) < BAD_WAIT {
+                return;
+            }
+        }
+        // Discriminating server selection: a peer's load counts for less the more it
+        // delivered lately (the best deliverer takes up to four times the wants of a peer
+        // that delivered nothing), so wants go to the best deliverers first, are split among
+        // them, and spill over to the rest as their queues fill.
+        let best = haves
+            .iter()
+            .filter_map(|p| peers.get(p))
+            .map(|i| i.standing.delivered)
+            .fold(0.0f64, f64::max);
+        let cost = |p: &PeerId| {
+            let delivered = peers.get(p).map_or(0.0, |i| i.standing.delivered);
+            let share = if best > 0.0 { delivered / best } else { 0.0 };
+            (load(p) as f64 + 1.0) / (1.0 + 3.0 * share)
+        };
+        let cheapest = |a: &PeerId, b: &PeerId| cost(a).total_cmp(&cost(b));
         // 1. Peers that said HAVE: partial holders first (a seeder that has everything is
-        //    left for the blocks nobody else has yet), then the least loaded.
-        let haves: Vec<PeerId> = w.haves.iter().copied().filter(|p| usable(p)).collect();
+        //    left for the blocks nobody else has yet), then the cheapest.
         let mut choice = haves
             .iter()
             .copied()
             .filter(|p| partial(p))
-            .min_by_key(|p| load(p));
+            .min_by(cheapest);
+        if let Some(c) = choice {
+            // A better deliverer that was asked and has not answered yet gets a moment.
+            let delivered = |p: &PeerId| peers.get(p).map_or(0.0, |i| i.standing.delivered);
+            let better_coming = w.asked.iter().any(|p| {
+                usable(p) && !w.haves.contains(p) && !bad(p) && delivered(p) > delivered(&c)
+            });
+            let since = w.first_have.unwrap_or(now);
+            if better_coming && now.duration_since(since) < CHOOSE_WAIT {
+                return;
+            }
+        }
         if choice.is_none() && !haves.is_empty() {
             // Only seeders said HAVE so far: give the others a moment to answer too (a
             // fetcher that has it is better; another seeder spreads the load).
@@ -463,7 +518,7 @@ impl Wants {
             if waiting && now.duration_since(since) < CHOOSE_WAIT {
                 return;
             }
-            choice = haves.iter().copied().min_by_key(|p| load(p));
+            choice = haves.iter().copied().min_by(cheapest);
             // A seeder already busy with our wants waits while we have partners to trade
             // with: by the time it is free, one of them may have the block (it tells us with
             // a HAVE), and the seeder's upload goes to blocks nobody else has.
@@ -483,7 +538,7 @@ impl Wants {
         //    every fetcher in a swarm.
         if choice.is_none() {
             if let Some(h) = self.hints.get(key).copied() {
-                if usable(&h) && (partial(&h) || peers.len() == 1) {
+                if usable(&h) && !bad(&h) && (partial(&h) || peers.len() == 1) {
                     choice = Some(h);
                 }
             }
@@ -685,7 +740,8 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(
             w.block(b, &cid(1), &Bytes::from_static(b"x"), now, &mut out),
-            Received::Wanted
+            Received::Wanted(Some(Duration::ZERO)),
+            "answered the want-block at once"
         );
         assert!(out.contains(&Action::Cancel {
             peer: a,
@@ -698,6 +754,53 @@ mod tests {
         assert_eq!(
             w.block(a, &cid(99), &Bytes::from_static(b"y"), now, &mut out),
             Received::Unwanted
+        );
+    }
+
+    /// A peer that sent a bad block lately is asked for a block only when nobody else has
+    /// it (and gets a moment less); among good ones, the best deliverer is asked first and
+    /// wants spill over to the next as its queue fills.
+    #[test]
+    fn bad_peers_are_asked_last_and_good_deliverers_first() {
+        let (defector, good, better) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let now = Instant::now();
+        let until = now + Duration::from_secs(30);
+        let mut w = Wants::default();
+        for p in [defector, good, better] {
+            w.connected(p, false, now);
+            // All partial holders: nobody is a seeder here.
+            w.want(cid(100), None, until, now);
+            w.dont_have(p, cid(100).hash(), now);
+        }
+        let standing = |bad, delivered| Standing { bad, delivered };
+        w.set_standing(defector, standing(true, 1e9));
+        w.set_standing(good, standing(false, 1e6));
+        w.set_standing(better, standing(false, 4e6));
+        w.want(cid(1), None, until, now);
+        assert!(
+            blocks_to(&w.have(defector, cid(1).hash(), now)).is_empty(),
+            "others may still answer"
+        );
+        // The better deliverer has not answered: it gets a moment, then good is asked.
+        assert!(blocks_to(&w.have(good, cid(1).hash(), now)).is_empty());
+        assert_eq!(blocks_to(&w.tick(now + CHOOSE_WAIT)), vec![(good, cid(1))]);
+        // Alone with the block, the defector is asked once the others had their time.
+        w.want(cid(2), None, until, now);
+        w.have(defector, cid(2).hash(), now);
+        assert!(blocks_to(&w.tick(now + CHOOSE_WAIT)).is_empty());
+        assert_eq!(blocks_to(&w.tick(now + BAD_WAIT)), vec![(defector, cid(2))]);
+        // Good and better both have blocks 10..20: better takes more of them.
+        let mut to = Vec::new();
+        for n in 10..20 {
+            w.want(cid(n), None, until, now);
+            to.extend(blocks_to(&w.have(good, cid(n).hash(), now)));
+            to.extend(blocks_to(&w.have(better, cid(n).hash(), now)));
+        }
+        let by_better = to.iter().filter(|(p, _)| *p == better).count();
+        assert_eq!(to.len(), 10);
+        assert!(
+            (6..10).contains(&by_better),
+            "{by_better} of 10 to the better deliverer"
         );
     }
 
