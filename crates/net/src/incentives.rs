@@ -20,10 +20,10 @@
 //!   sent it lately. A contributor that gave as much as it took weighs about 1; a free-rider
 //!   [`FLOOR`], one sixteenth. Nobody waits for capacity nobody else wants: the order only
 //!   matters under contention, so kubo and Helia, which never upload to us, are served fully
-//!   by a node with spare capacity. [`GRACE`] is the same for everyone, so a peer's first
-//!   megabyte is not held against it.
-//! - *Adaptive stranger policy*: every peer with under a MiB of history either way is one
-//!   class, weighted like one peer whose record is the strangers' record as a group
+//!   by a node with spare capacity. [`GRACE`] (256 KiB) is the same for everyone, so a
+//!   peer's first block or so is not held against it.
+//! - *Adaptive stranger policy*: every peer with under 256 KiB of history either way (and no
+//!   reputation to speak for it) is one class, weighted like one peer whose record is the strangers' record as a group
 //!   ([`stranger_weight`]), at most [`STRANGER_MAX`]. When strangers lately took and never
 //!   gave (new identities of free-riders), the class falls to the floor: a fresh identity is
 //!   worth what a known free-rider is, and a thousand of them share one class.

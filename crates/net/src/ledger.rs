@@ -33,8 +33,9 @@ pub const DECAY: Duration = Duration::from_millis(500);
 pub const BAN: Duration = Duration::from_secs(600);
 /// Recent bytes lose half their weight per this long.
 pub const HALF_LIFE: Duration = Duration::from_secs(600);
-/// A peer we exchanged less than this with, either way, is a stranger.
-pub const STRANGER_BYTES: u64 = 1 << 20;
+/// A peer we exchanged less than this with, either way, is a stranger (one chunk of a
+/// default import: in a swarm a pair of peers may trade only a few blocks).
+pub const STRANGER_BYTES: u64 = 256 << 10;
 
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> u64 {

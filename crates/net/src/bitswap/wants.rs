@@ -4,8 +4,12 @@
 //!
 //! For each wanted block:
 //! 1. Peers that said HAVE get a want-block: partial holders first (peers that lacked some
-//!    block before: other fetchers), then the least loaded; a peer that never lacked
-//!    anything (a seeder) only when no one else has answered HAVE within [`CHOOSE_WAIT`].
+//!    block before: other fetchers), then the cheapest, by load discounted by how much the
+//!    peer delivered lately (discriminating server selection, [`crate::incentives`]); a
+//!    better deliverer that has not answered yet gets [`CHOOSE_WAIT`]. A peer that never
+//!    lacked anything (a seeder) only when no one else has answered HAVE within
+//!    [`CHOOSE_WAIT`]; a peer that sent bad blocks lately only when nobody else has
+//!    answered within [`BAD_WAIT`].
 //!    So in a swarm the seeder serves what nobody else has yet, and fetchers trade the rest.
 //!    While a fetcher has partners to trade with, it keeps at most [`SEEDER_SLOTS`]
 //!    want-blocks at each seeder; the others wait for a partner's HAVE or a free slot.
