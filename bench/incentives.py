@@ -11,10 +11,10 @@ the mirror (everyone took). Then, measured, every user fetches a package of its 
 2 MiB) at the same moment; the time each takes is recorded.
 
 Scenarios:
-  flash      users want their package and nothing else. Once the contributors are done the
-             mirror has nothing else to do, so free-riders can finish no later than
-             (contributors' bytes + free-riders' bytes) / capacity: with 5 free-riders in 20
-             the ratio cannot pass 1.33, whatever the policy.
+  flash      users want their package and nothing else. Were the mirror's upload fully
+             used to the end, free-riders would finish no later than (contributors' bytes +
+             free-riders' bytes) / capacity after the start, 1.33x the contributors' time
+             with 5 free-riders in 20; it is not (see BENCHMARKS.md), so they finish later.
   sustained  the mirror stays busy: a contributor that has its package goes straight on to
              the next one (B, as large), as a busy mirror's users would.
   honest     nobody free-rides (flash): the policy must cost nothing.

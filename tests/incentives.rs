@@ -227,5 +227,4 @@ fn colluders_gain_no_more_than_maxflow_allows() {
     assert!(rep1 <= gave2 * 1.01 + 1.0, "{r1}\n{r2}");
     assert!(rep1 >= gave2 * 0.9, "the statement was used: {r1}");
     assert!(rep2 <= gave1 * 1.01 + 1.0, "{r1}\n{r2}");
-    assert!(f64_of(&r1["weight"]) < 2.0, "{r1}");
 }
