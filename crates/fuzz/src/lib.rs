@@ -32,7 +32,9 @@ use cairn_unixfs::{
 };
 
 mod bitswap;
+mod ledger;
 pub use bitswap::bitswap;
+pub use ledger::ledger;
 
 /// A target: one input in, a panic on a finding.
 pub type Target = fn(&[u8]);
@@ -49,6 +51,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("dag", dag),
     ("bitswap", bitswap),
     ("app", app),
+    ("ledger", ledger),
 ];
 
 /// A dag-pb block: the full decoder, the link extractor the index uses, and a round trip.

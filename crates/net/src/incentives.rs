@@ -22,11 +22,13 @@
 //!   matters under contention, so kubo and Helia, which never upload to us, are served fully
 //!   by a node with spare capacity. [`GRACE`] (256 KiB) is the same for everyone, so a
 //!   peer's first block or so is not held against it.
-//! - *Adaptive stranger policy*: every peer with under 256 KiB of history either way (and no
-//!   reputation to speak for it) is one class, weighted like one peer whose record is the strangers' record as a group
-//!   ([`stranger_weight`]), at most [`STRANGER_MAX`]. When strangers lately took and never
-//!   gave (new identities of free-riders), the class falls to the floor: a fresh identity is
-//!   worth what a known free-rider is, and a thousand of them share one class.
+//! - *Adaptive stranger policy*: every peer that gave us under 256 KiB in all (and has no
+//!   reputation to speak for it) is in one class, whatever it took: new identities and
+//!   known free-riders alike. The class weighs like one peer whose record is the
+//!   strangers' record as a group ([`stranger_weight`]), at most [`STRANGER_MAX`]. When
+//!   strangers lately took and never gave, the class falls to the floor. A fresh identity is
+//!   worth exactly what a known free-rider is (they share the class), and a thousand of
+//!   them get what one would.
 //! - *Whom to ask* ([`crate::bitswap::wants`]): among the peers that have a block, a peer that
 //!   sent a bad block lately is asked last; the others are asked by load discounted by how
 //!   much they delivered lately ([`Standing`]), so wants go to the best recent deliverers

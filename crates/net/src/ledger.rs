@@ -13,8 +13,9 @@
 //! peer after a cancel crossed it on the wire costs nothing lasting, while a peer that keeps
 //! sending garbage reaches [`DISCONNECT_AT`] within seconds and is refused for [`BAN`].
 //!
-//! The file is bounded ([`MAX_PEERS`]): when full, the strangers (peers we exchanged less than
-//! [`STRANGER_BYTES`] with) seen longest ago are forgotten first.
+//! The file is bounded ([`MAX_PEERS`]): when full, the strangers (peers that gave us less
+//! than [`STRANGER_BYTES`]) seen longest ago are forgotten first; forgetting one costs
+//! nothing, since strangers and peers that only took are served alike.
 
 use std::{
     collections::HashMap,
@@ -33,8 +34,10 @@ pub const DECAY: Duration = Duration::from_millis(500);
 pub const BAN: Duration = Duration::from_secs(600);
 /// Recent bytes lose half their weight per this long.
 pub const HALF_LIFE: Duration = Duration::from_secs(600);
-/// A peer we exchanged less than this with, either way, is a stranger (one chunk of a
-/// default import: in a swarm a pair of peers may trade only a few blocks).
+/// A peer that gave us less than this in all is a stranger (one chunk of a default import:
+/// in a swarm a pair of peers may trade only a few blocks). What it took does not count: a
+/// free-rider that took much stays with the strangers, so that its many identities share one
+/// class ([`crate::incentives`]).
 pub const STRANGER_BYTES: u64 = 256 << 10;
 
 /// Milliseconds since the epoch, now.
@@ -139,9 +142,9 @@ impl PeerStats {
         self.last_seen = secs;
     }
 
-    /// True if we exchanged less than [`STRANGER_BYTES`] with the peer either way.
+    /// True if the peer gave us less than [`STRANGER_BYTES`] in all.
     pub fn is_stranger(&self) -> bool {
-        self.bytes_received < STRANGER_BYTES && self.bytes_sent < STRANGER_BYTES
+        self.bytes_received < STRANGER_BYTES
     }
 
     /// Adds an offence; returns the decayed total.

@@ -44,7 +44,7 @@ pub mod source;
 use cairn_store::{Cid, StoreError};
 
 pub use crate::{client::Client, config::Config, source::NetworkSource};
-pub use libp2p::{Multiaddr, PeerId};
+pub use libp2p::{identity::Keypair, Multiaddr, PeerId};
 
 /// What can go wrong with the node.
 #[derive(Debug, thiserror::Error)]

@@ -193,6 +193,8 @@ pub async fn start(config: &Config, key: Keypair, store: Arc<Store>) -> Result<C
         banned: HashMap::new(),
         dht: DhtStats::default(),
         statements,
+        history_asked: HashMap::new(),
+        history_answered: HashMap::new(),
     };
     // Wait until the listeners report their addresses, so the caller can print them.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -219,8 +221,6 @@ struct PeerInfo {
     protocols: Vec<String>,
     connections: usize,
     since: Instant,
-    /// When we last asked it for its statements (`/cairn/ledger/1.0.0`).
-    asked_history: Option<Instant>,
 }
 
 struct EventLoop {
@@ -238,6 +238,10 @@ struct EventLoop {
     dht: DhtStats,
     /// Our signed statements, made by the engine, handed to whoever asks.
     statements: Statements,
+    /// When we last asked each peer for its statements, and last answered it (kept across
+    /// reconnects, so that reconnecting buys nothing; pruned after [`history::ASK_EVERY`]).
+    history_asked: HashMap<PeerId, Instant>,
+    history_answered: HashMap<PeerId, Instant>,
 }
 
 impl EventLoop {
@@ -392,33 +396,49 @@ impl EventLoop {
     /// Asks every cairn peer whose statements are older than [`history::ASK_EVERY`].
     fn ask_history(&mut self) {
         let now = Instant::now();
+        let fresh = |t: &Instant| now.duration_since(*t) < history::ASK_EVERY;
+        self.history_asked.retain(|_, t| fresh(t));
+        self.history_answered.retain(|_, t| fresh(t));
+        // (Both maps hold only peers heard from within ASK_EVERY: at most the connection
+        // limit's worth.)
         let due: Vec<PeerId> = self
             .peers
             .iter()
-            .filter(|(_, p)| {
+            .filter(|(k, p)| {
                 p.protocols.iter().any(|s| s == history::PROTOCOL.as_ref())
-                    && p.asked_history
-                        .is_none_or(|t| now.duration_since(t) >= history::ASK_EVERY)
+                    && !self.history_asked.contains_key(k)
             })
             .map(|(k, _)| *k)
             .collect();
         for peer in due {
-            if let Some(p) = self.peers.get_mut(&peer) {
-                p.asked_history = Some(now);
-            }
-            self.swarm
-                .behaviour_mut()
-                .history
-                .send_request(&peer, history::Ask {});
+            self.ask_history_of(peer);
         }
+    }
+
+    fn ask_history_of(&mut self, peer: PeerId) {
+        self.history_asked.insert(peer, Instant::now());
+        self.swarm
+            .behaviour_mut()
+            .history
+            .send_request(&peer, history::Ask {});
     }
 
     fn on_history(&mut self, ev: request_response::Event<history::Ask, history::Signed>) {
         match ev {
             request_response::Event::Message {
+                peer,
                 message: request_response::Message::Request { channel, .. },
                 ..
             } => {
+                // Once per ASK_EVERY per peer (the channel dropped unanswered otherwise).
+                if self
+                    .history_answered
+                    .get(&peer)
+                    .is_some_and(|t| t.elapsed() < history::ASK_EVERY / 2)
+                {
+                    return;
+                }
+                self.history_answered.insert(peer, Instant::now());
                 let ours = self
                     .statements
                     .lock()
@@ -493,7 +513,6 @@ impl EventLoop {
                     protocols: Vec::new(),
                     connections: 0,
                     since: Instant::now(),
-                    asked_history: None,
                 });
                 info.connections += 1;
                 if !info.addrs.contains(&addr) {
@@ -553,16 +572,16 @@ impl EventLoop {
                         }
                     }
                 }
+                if info.protocols.contains(&history::PROTOCOL)
+                    && self.peers.contains_key(&peer_id)
+                    && !self.history_asked.contains_key(&peer_id)
+                {
+                    self.ask_history_of(peer_id);
+                }
                 if let Some(p) = self.peers.get_mut(&peer_id) {
                     p.agent = info.agent_version.clone();
                     p.protocols = info.protocols.iter().map(|p| p.to_string()).collect();
-                    if p.asked_history.is_none() && info.protocols.contains(&history::PROTOCOL) {
-                        p.asked_history = Some(Instant::now());
-                        self.swarm
-                            .behaviour_mut()
-                            .history
-                            .send_request(&peer_id, history::Ask {});
-                    }
+
                     for a in info.listen_addrs {
                         if !p.addrs.contains(&a) {
                             p.addrs.push(a);

@@ -10,11 +10,14 @@
 //!
 //! The graph has an edge `subject → issuer` per statement and, first-hand, `k → us` for what
 //! each peer `k` gave us (our own ledger, never a statement). A peer's reputation is the
-//! flow it can push to us over two hops: `Σ_k min(c(p → k), c(k → us))`. Two colluders that
-//! sign that they gave each other a terabyte gain at most what the other gave *us*: maxflow
-//! caps what any set of liars can claim by what they gave honest nodes, which is what makes
-//! the shared history safe to use. The graph is bounded: [`MAX_ISSUERS`] issuers (the one
-//! heard from longest ago goes first), [`MAX_STATEMENTS`] statements each.
+//! flow it can push to us over two hops, each issuer's edge to us shared among the peers it
+//! names in proportion to what it says they gave ([`Graph::reputation`]). Two colluders that
+//! sign that they gave each other a terabyte gain at most what the other gave *us*, and an
+//! issuer that names sixty-four identities of its own gives them all together no more: the
+//! flow caps what any set of liars can claim by what they gave honest nodes, which is what
+//! makes the shared history safe to use. The graph is bounded: [`MAX_ISSUERS`] issuers (when
+//! full, the one that gave us least goes, never for one that gave no more),
+//! [`MAX_STATEMENTS`] statements each.
 
 use std::collections::HashMap;
 
@@ -83,6 +86,13 @@ impl Signed {
     }
 }
 
+/// The peer a batch's key names (whether or not its signature holds).
+pub fn issuer(batch: &Signed) -> Option<PeerId> {
+    PublicKey::try_decode_protobuf(&batch.key)
+        .ok()
+        .map(|k| k.to_peer_id())
+}
+
 /// Why a batch was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
@@ -95,7 +105,6 @@ pub enum Refused {
 }
 
 struct Issuer {
-    heard_ms: u64,
     gave: HashMap<PeerId, Decaying>,
 }
 
@@ -107,14 +116,29 @@ pub struct Graph {
 
 impl Graph {
     /// Takes `batch` from `from`, replacing what `from` said before. Statements about the
-    /// issuer itself, about unparsable peers, or dated in the future are dropped.
-    pub fn accept(&mut self, from: &PeerId, batch: &Signed, now_ms: u64) -> Result<usize, Refused> {
+    /// issuer itself, about unparsable peers, or dated in the future are dropped. `direct(k)`
+    /// is what `k` gave us first-hand: when the graph is full, the issuer that gave us least
+    /// goes, or the newcomer if it gave no more (an issuer's word carries no more flow than
+    /// what it gave us, so one that gave nothing counts for nothing until it gives).
+    pub fn accept(
+        &mut self,
+        from: &PeerId,
+        batch: &Signed,
+        now_ms: u64,
+        direct: impl Fn(&PeerId) -> f64,
+    ) -> Result<usize, Refused> {
         if batch.statements.len() > MAX_STATEMENTS {
             return Err(Refused::TooMany);
         }
-        let issuer = batch.verify().ok_or(Refused::Signature)?;
+        // The cheap check first: the key must be the sender's own, before any signature
+        // arithmetic is done on it.
+        let key = PublicKey::try_decode_protobuf(&batch.key).map_err(|_| Refused::Signature)?;
+        let issuer = key.to_peer_id();
         if issuer != *from {
             return Err(Refused::NotIssuer);
+        }
+        if !key.verify(&signing_bytes(&batch.statements), &batch.signature) {
+            return Err(Refused::Signature);
         }
         let mut gave = HashMap::new();
         for s in &batch.statements {
@@ -133,23 +157,22 @@ impl Graph {
             );
         }
         if !self.issuers.contains_key(&issuer) && self.issuers.len() >= MAX_ISSUERS {
-            if let Some(old) = self
+            // Full: the issuer that gave us least goes, unless the newcomer gave no more
+            // (a crowd of identities that gave nothing cannot push out one that did).
+            let least = self
                 .issuers
-                .iter()
-                .min_by_key(|(_, i)| i.heard_ms)
-                .map(|(p, _)| *p)
-            {
-                self.issuers.remove(&old);
+                .keys()
+                .map(|p| (direct(p), *p))
+                .min_by(|a, b| a.0.total_cmp(&b.0));
+            match least {
+                Some((d, p)) if d < direct(&issuer) => {
+                    self.issuers.remove(&p);
+                }
+                _ => return Ok(0),
             }
         }
         let n = gave.len();
-        self.issuers.insert(
-            issuer,
-            Issuer {
-                heard_ms: now_ms,
-                gave,
-            },
-        );
+        self.issuers.insert(issuer, Issuer { gave });
         Ok(n)
     }
 
@@ -162,15 +185,24 @@ impl Graph {
         self.len() == 0
     }
 
-    /// What `p` gave us through others: the max flow from `p` to us over paths of two hops,
-    /// `Σ_k min(c(p → k), c(k → us))`, where `direct(k)` is what `k` gave us (first-hand).
+    /// What `p` gave us through others: the flow from `p` to us over paths of two hops,
+    /// `Σ_k min(c(p → k), c(k → us) · c(p → k) / Σ_q c(q → k))`, where `direct(k)` is
+    /// `c(k → us)`, what `k` gave us first-hand. An issuer's capacity is shared among everyone
+    /// it names, in proportion to what it says each gave: whatever `k` signs, all the peers
+    /// it vouches for together get at most what `k` gave us (a contributor cannot hand full
+    /// credit to a thousand identities of its own).
     pub fn reputation(&self, p: &PeerId, direct: impl Fn(&PeerId) -> f64, now_ms: u64) -> f64 {
         self.issuers
             .iter()
             .filter(|(k, _)| *k != p)
             .filter_map(|(k, i)| {
                 let via = i.gave.get(p)?.at(now_ms);
-                Some(via.min(direct(k).max(0.0)))
+                let named: f64 = i.gave.values().map(|d| d.at(now_ms)).sum();
+                if !(via > 0.0 && named > 0.0) {
+                    return None;
+                }
+                let carried = direct(k).max(0.0) * (via / named);
+                Some(via.min(carried))
             })
             .sum()
     }
@@ -209,10 +241,6 @@ mod tests {
         );
         let mut g = Graph::default();
         let tb = 1u64 << 40;
-        g.accept(&p1, &say(&c1, &[(p2, tb)], now), now).unwrap();
-        g.accept(&p2, &say(&c2, &[(p1, tb)], now), now).unwrap();
-        g.accept(&ph, &say(&honest, &[(p1, 300)], now), now)
-            .unwrap();
         // What each gave us first-hand.
         let direct = |k: &PeerId| {
             if *k == p2 {
@@ -223,6 +251,13 @@ mod tests {
                 0.0
             }
         };
+        // C1 gave us nothing: its word is kept, and carries nothing.
+        g.accept(&p1, &say(&c1, &[(p2, tb)], now), now, direct)
+            .unwrap();
+        g.accept(&p2, &say(&c2, &[(p1, tb)], now), now, direct)
+            .unwrap();
+        g.accept(&ph, &say(&honest, &[(p1, 300)], now), now, direct)
+            .unwrap();
         let r = g.reputation(&p1, direct, now);
         assert_eq!(
             r,
@@ -231,12 +266,39 @@ mod tests {
         );
         // A batch sent by someone else than its signer, or tampered with, is refused.
         assert_eq!(
-            g.accept(&p1, &say(&c2, &[(p1, tb)], now), now),
+            g.accept(&p1, &say(&c2, &[(p1, tb)], now), now, direct),
             Err(Refused::NotIssuer)
         );
         let mut forged = say(&honest, &[(p1, 300)], now);
         forged.statements[0].bytes = tb;
-        assert_eq!(g.accept(&ph, &forged, now), Err(Refused::Signature));
+        assert_eq!(g.accept(&ph, &forged, now, direct), Err(Refused::Signature));
         assert_eq!(g.reputation(&p1, direct, now), 1200.0);
+        // C2 vouches for 64 identities of its own: together they get what C2 gave us.
+        let sybils: Vec<PeerId> = (0..64).map(|_| PeerId::random()).collect();
+        let rows: Vec<(PeerId, u64)> = sybils.iter().map(|p| (*p, tb)).collect();
+        g.accept(&p2, &say(&c2, &rows, now), now, direct).unwrap();
+        let total: f64 = sybils.iter().map(|p| g.reputation(p, direct, now)).sum();
+        assert!((total - 1000.0).abs() < 1e-6, "{total}");
+    }
+
+    /// A full graph keeps the issuers that gave us something: identities that gave nothing
+    /// cannot push them out.
+    #[test]
+    fn issuers_that_gave_nothing_cannot_evict_ones_that_did() {
+        let now = 1_700_000_000_000;
+        let real = Keypair::generate_ed25519();
+        let pr = real.public().to_peer_id();
+        let subject = PeerId::random();
+        let direct = |k: &PeerId| if *k == pr { 5000.0 } else { 0.0 };
+        let mut g = Graph::default();
+        g.accept(&pr, &say(&real, &[(subject, 1 << 20)], now), now, direct)
+            .unwrap();
+        for _ in 0..MAX_ISSUERS + 8 {
+            let k = Keypair::generate_ed25519();
+            let p = k.public().to_peer_id();
+            let _ = g.accept(&p, &say(&k, &[(subject, 1 << 40)], now), now, direct);
+        }
+        assert_eq!(g.issuers.len(), MAX_ISSUERS);
+        assert_eq!(g.reputation(&subject, direct, now), 5000.0);
     }
 }

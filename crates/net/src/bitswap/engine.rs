@@ -133,6 +133,7 @@ impl Engine {
     /// Runs until every event sender is gone.
     pub async fn run(mut self) {
         self.sign_statements();
+        self.refresh_all();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -220,16 +221,22 @@ impl Engine {
                 self.ledger.sent(peer, blocks, bytes);
                 self.refresh(peer);
             }
-            Event::History(peer, batch) => match self.graph.accept(&peer, &batch, now_ms()) {
-                Ok(n) => {
-                    log::debug!("ledger: {n} statements from {peer}");
-                    self.refresh_all();
+            Event::History(peer, batch) => {
+                let now = now_ms();
+                let ledger = &self.ledger;
+                let direct = |k: &PeerId| ledger.get(k).map_or(0.0, |s| s.recent_received.at(now));
+                match self.graph.accept(&peer, &batch, now, direct) {
+                    Ok(n) => {
+                        log::debug!("ledger: {n} statements from {peer}");
+                        // Weights follow at the next refresh: a peer cannot make us
+                        // recompute everyone's on demand.
+                    }
+                    Err(e) => {
+                        log::debug!("ledger: statements from {peer} refused: {e}");
+                        self.offend(peer, Offence::Malformed);
+                    }
                 }
-                Err(e) => {
-                    log::debug!("ledger: statements from {peer} refused: {e}");
-                    self.offend(peer, Offence::Malformed);
-                }
-            },
+            }
             Event::Stored { cid, from, links } => {
                 self.storing.remove(cid.hash());
                 if let Some(links) = links {
@@ -343,8 +350,13 @@ impl Engine {
         }
     }
 
+    /// Our statements, signed for peers that ask; none with the policy off (then the node
+    /// does not answer, and publishes nothing of whom it traded with).
     fn sign_statements(&mut self) {
-        let signed = history::statements(&self.ledger, &self.key);
+        let signed = self
+            .incentives
+            .then(|| history::statements(&self.ledger, &self.key))
+            .flatten();
         *self.statements.lock().unwrap_or_else(|e| e.into_inner()) = signed;
     }
 

@@ -14,7 +14,7 @@ use std::{
     collections::HashMap,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Mutex,
+        Arc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -34,6 +34,8 @@ struct Pending {
     seq: u64,
     tag: f64,
     bytes: usize,
+    /// Woken when it becomes the first in line.
+    wake: Arc<Notify>,
 }
 
 struct State {
@@ -51,7 +53,6 @@ struct State {
 pub struct Upload {
     rate: f64,
     state: Mutex<State>,
-    changed: Notify,
     /// The strangers' class weight, kept up to date by the engine (`f64` bits).
     strangers: AtomicU64,
 }
@@ -68,7 +69,6 @@ impl Upload {
                 waiting: Vec::new(),
                 seq: 0,
             }),
-            changed: Notify::new(),
             strangers: AtomicU64::new(1f64.to_bits()),
         }
     }
@@ -93,19 +93,26 @@ impl Upload {
     }
 
     /// Waits until `bytes` may be sent for `class`, whose weight is `weight` (> 0). A burst
-    /// of up to a quarter second of upload is allowed.
+    /// of up to a quarter second of upload is allowed. Only the first in line waits on the
+    /// clock; the others sleep until it hands the line on, so a message costs one wake-up.
     pub async fn take(&self, class: Class, weight: f64, bytes: usize) {
         let weight = if weight.is_finite() && weight > 0.0 {
             weight
         } else {
             1e-3
         };
+        let wake = Arc::new(Notify::new());
         let seq = {
             let mut s = self.lock();
             self.refill(&mut s);
             let start = s.finish.get(&class).copied().unwrap_or(0.0).max(s.vtime);
             let tag = start + bytes as f64 / weight;
             s.finish.insert(class, tag);
+            if s.finish.len() > 4096 {
+                // A class whose last tag is behind the virtual time starts afresh anyway.
+                let v = s.vtime;
+                s.finish.retain(|_, t| *t > v);
+            }
             if s.waiting.is_empty() && s.tokens >= 0.0 {
                 s.tokens -= bytes as f64;
                 s.vtime = tag;
@@ -113,11 +120,12 @@ impl Upload {
             }
             s.seq += 1;
             let seq = s.seq;
-            s.waiting.push(Pending { seq, tag, bytes });
-            if s.finish.len() > 4096 {
-                let v = s.vtime;
-                s.finish.retain(|_, t| *t > v);
-            }
+            s.waiting.push(Pending {
+                seq,
+                tag,
+                bytes,
+                wake: wake.clone(),
+            });
             seq
         };
         // Taken out of the queue if the sender gives up (its peer went away).
@@ -127,41 +135,31 @@ impl Upload {
             done: false,
         };
         loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            let wait = {
+            let debt = {
                 let mut s = self.lock();
                 self.refill(&mut s);
-                let first = s
-                    .waiting
-                    .iter()
-                    .enumerate()
-                    .min_by(|(_, a), (_, b)| a.tag.total_cmp(&b.tag).then(a.seq.cmp(&b.seq)))
-                    .map(|(i, p)| (i, p.seq));
-                match first {
-                    Some((i, first)) if first == seq && s.tokens >= 0.0 => {
-                        let p = s.waiting.swap_remove(i);
-                        s.tokens -= p.bytes as f64;
-                        s.vtime = s.vtime.max(p.tag);
-                        guard.done = true;
-                        drop(s);
-                        // The next in line looks again (it waits for the debt just made).
-                        self.changed.notify_waiters();
-                        return;
+                match first(&s.waiting) {
+                    Some(i) if s.waiting[i].seq == seq => {
+                        if s.tokens >= 0.0 {
+                            let p = s.waiting.swap_remove(i);
+                            s.tokens -= p.bytes as f64;
+                            s.vtime = s.vtime.max(p.tag);
+                            guard.done = true;
+                            if let Some(next) = first(&s.waiting) {
+                                s.waiting[next].wake.notify_one();
+                            }
+                            return;
+                        }
+                        Some(Duration::from_secs_f64(-s.tokens / self.rate))
                     }
-                    _ if s.tokens < 0.0 => Some(Duration::from_secs_f64(-s.tokens / self.rate)),
                     _ => None,
                 }
             };
-            match wait {
-                Some(d) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(d) => {}
-                        _ = &mut changed => {}
-                    }
-                }
-                None => changed.await,
+            match debt {
+                // First in line: wait for the debt to be paid, or for a newcomer that goes
+                // before us (it wakes nobody; we find out when the clock runs out).
+                Some(d) => tokio::time::sleep(d).await,
+                None => wake.notified().await,
             }
         }
     }
@@ -184,16 +182,26 @@ struct Queued<'a> {
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.upload.lock().waiting.retain(|p| p.seq != self.seq);
-            self.upload.changed.notify_waiters();
+            let mut s = self.upload.lock();
+            s.waiting.retain(|p| p.seq != self.seq);
+            if let Some(next) = first(&s.waiting) {
+                s.waiting[next].wake.notify_one();
+            }
         }
     }
 }
 
+/// The index of the first in line: the smallest tag, then the oldest.
+fn first(waiting: &[Pending]) -> Option<usize> {
+    waiting
+        .iter()
+        .enumerate()
+        .min_by(|(_, a), (_, b)| a.tag.total_cmp(&b.tag).then(a.seq.cmp(&b.seq)))
+        .map(|(i, _)| i)
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
     /// Two classes that keep the queue full share the upload in proportion to their weights.

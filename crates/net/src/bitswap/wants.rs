@@ -282,6 +282,8 @@ impl Wants {
             for p in peers {
                 if !w.haves.contains(p) && !w.dont_haves.contains(p) {
                     w.haves.push(*p);
+                    // The waits for better holders count from here, as from a HAVE.
+                    w.first_have.get_or_insert(now);
                 }
             }
             self.plan(key, now, &mut out);
