@@ -7,13 +7,14 @@ fixtures/  -> every CAR goes to corpus/car and corpus/dag; every block inside th
 app        -> an app node as `cairn add --app` writes it;
 journals   -> a few well-formed index journals written here;
 bitswap    -> a few Bitswap 1.2.0 and 1.0.0 messages written here, bare and as frames;
+ledger     -> only the regression inputs (a statement list, a batch with a bad key);
 regressions/{target}/ -> copied in too, so the fuzzer starts from every known crasher.
 Usage: fuzz_seeds.py FIXTURES CORPUS REGRESSIONS
 """
 import hashlib, os, shutil, struct, sys, zlib
 
 fixtures, corpus, regressions = sys.argv[1:4]
-TARGETS = ["dagpb", "unixfs", "hamt", "dagcbor", "dagjson", "car", "journal", "dag", "bitswap", "app"]
+TARGETS = ["dagpb", "unixfs", "hamt", "dagcbor", "dagjson", "car", "journal", "dag", "bitswap", "app", "ledger"]
 for t in TARGETS:
     os.makedirs(os.path.join(corpus, t), exist_ok=True)
 
