@@ -185,6 +185,34 @@ impl Graph {
         self.len() == 0
     }
 
+    /// [`Graph::reputation`] of every peer in `peers` at once (each issuer's statements
+    /// read once): the peers with any, and theirs.
+    pub fn reputations(
+        &self,
+        peers: &std::collections::HashSet<PeerId>,
+        direct: impl Fn(&PeerId) -> f64,
+        now_ms: u64,
+    ) -> HashMap<PeerId, f64> {
+        let mut out = HashMap::new();
+        for (k, i) in &self.issuers {
+            let named: f64 = i.gave.values().map(|d| d.at(now_ms)).sum();
+            let capacity = direct(k).max(0.0);
+            if !(named > 0.0 && capacity > 0.0) {
+                continue;
+            }
+            for (p, d) in &i.gave {
+                if p == k || !peers.contains(p) {
+                    continue;
+                }
+                let via = d.at(now_ms);
+                if via > 0.0 {
+                    *out.entry(*p).or_insert(0.0) += via.min(capacity * (via / named));
+                }
+            }
+        }
+        out
+    }
+
     /// What `p` gave us through others: the flow from `p` to us over paths of two hops,
     /// `Σ_k min(c(p → k), c(k → us) · c(p → k) / Σ_q c(q → k))`, where `direct(k)` is
     /// `c(k → us)`, what `k` gave us first-hand. An issuer's capacity is shared among everyone
@@ -279,6 +307,12 @@ mod tests {
         g.accept(&p2, &say(&c2, &rows, now), now, direct).unwrap();
         let total: f64 = sybils.iter().map(|p| g.reputation(p, direct, now)).sum();
         assert!((total - 1000.0).abs() < 1e-6, "{total}");
+        // All at once, the same.
+        let all = g.reputations(&sybils.iter().copied().chain([p1]).collect(), direct, now);
+        for p in sybils.iter().chain([&p1]) {
+            let one = g.reputation(p, direct, now);
+            assert!((all.get(p).copied().unwrap_or(0.0) - one).abs() < 1e-9);
+        }
     }
 
     /// A full graph keeps the issuers that gave us something: identities that gave nothing

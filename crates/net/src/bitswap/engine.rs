@@ -72,6 +72,9 @@ pub struct Engine {
     incentives: bool,
     key: libp2p::identity::Keypair,
     graph: Graph,
+    /// Each connected peer's reputation, as of the last refresh of all (computing it walks
+    /// the graph: not something to do per block).
+    reputations: HashMap<PeerId, f64>,
     statements: Statements,
     refreshed: Instant,
     wants: Wants,
@@ -115,6 +118,7 @@ impl Engine {
                 incentives: config.incentives,
                 key,
                 graph: Graph::default(),
+                reputations: HashMap::new(),
                 statements,
                 refreshed: Instant::now(),
                 wants: Wants::default(),
@@ -328,7 +332,7 @@ impl Engine {
             return;
         };
         if let Some(p) = self.peers.get(&peer) {
-            let rep = self.reputation(&peer, now);
+            let rep = self.reputations.get(&peer).copied().unwrap_or(0.0);
             // Without the policy, nobody is grouped with the strangers.
             let stranger = self.incentives && s.is_stranger() && rep < incentives::GRACE;
             p.shared.stranger.store(stranger, Ordering::Relaxed);
@@ -341,7 +345,18 @@ impl Engine {
     }
 
     fn refresh_all(&mut self) {
+        let now = now_ms();
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        self.reputations = if self.incentives {
+            let ledger = &self.ledger;
+            self.graph.reputations(
+                &peers.iter().copied().collect(),
+                |k| ledger.get(k).map_or(0.0, |s| s.recent_received.at(now)),
+                now,
+            )
+        } else {
+            HashMap::new()
+        };
         for p in peers {
             self.refresh(p);
         }
