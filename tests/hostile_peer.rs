@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     peers::Daemon,
-    util::{cat_sha, eventually, sha256_hex, Root},
+    util::{cat_sha, eventually, ledger_row, sha256_hex, Root},
 };
 
 /// What the hostile peer's swarm saw, and every message the victim sent it.
@@ -839,15 +839,7 @@ fn a_defector_is_asked_last_within_minutes() {
             fetch.join().unwrap();
         });
     }
-    let row = |peer: &str| -> Value {
-        let rows: Value = serde_json::from_str(&root.ok(&["swarm", "ledger", "--json"])).unwrap();
-        rows.as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["peer"] == peer)
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
+    let row = |peer: &str| ledger_row(&root, peer);
     let before = row(&h.peer.to_string());
     assert!(
         before["bytes_received"].as_u64().unwrap() >= 1 << 20,

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::{
     network::random_bytes,
     peers::Daemon,
-    util::{eventually, Root},
+    util::{eventually, ledger_row, Root},
 };
 
 /// Adds `n` random bytes (chunks of 256 KiB) to `root`; the CID.
@@ -26,15 +26,19 @@ fn add_random(root: &Root, n: usize, seed: u64) -> String {
     cid
 }
 
-/// `root`'s ledger row for `peer` (from its daemon), or `Null`.
-fn row(root: &Root, peer: &str) -> Value {
-    let rows: Value = serde_json::from_str(&root.ok(&["swarm", "ledger", "--json"])).unwrap();
-    rows.as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["peer"] == peer)
-        .cloned()
-        .unwrap_or(Value::Null)
+/// A node that can upload 1 MiB/s (policy off if `CAIRN_TEST_NO_INCENTIVES` is set, to
+/// check the tests fail without it), and a contributor that gave it 2 MiB (`seed`).
+fn contended_and_contributor(s: &Root, seed: u64) -> (Daemon, Root, Daemon) {
+    let mut args = vec!["--no-dht", "--upload-limit", "1M"];
+    if std::env::var_os("CAIRN_TEST_NO_INCENTIVES").is_some() {
+        args.push("--no-incentives");
+    }
+    let ds = Daemon::start(s, false, &args);
+    let c = Root::new();
+    let given = add_random(&c, 2 << 20, seed);
+    let dc = Daemon::start(&c, false, &["--no-dht", "--bootstrap", &ds.addr]);
+    s.ok(&["fetch", &given, "--no-pin"]);
+    (ds, c, dc)
 }
 
 fn f64_of(v: &Value) -> f64 {
@@ -52,24 +56,16 @@ fn a_contributor_is_served_before_a_free_rider() {
     let s = Root::new();
     let x = add_random(&s, 2 << 20, 1);
     let y = add_random(&s, 5 << 18, 2);
-    let policy =
-        std::env::var("CAIRN_TEST_NO_INCENTIVES").map_or(vec![], |_| vec!["--no-incentives"]);
-    let mut args = vec!["--no-dht", "--upload-limit", "1M"];
-    args.extend(policy);
-    let ds = Daemon::start(&s, false, &args);
-    let c = Root::new();
-    let given = add_random(&c, 2 << 20, 3);
-    let dc = Daemon::start(&c, false, &["--no-dht", "--bootstrap", &ds.addr]);
+    // History: the contributor gave, the free-rider took.
+    let (ds, c, dc) = contended_and_contributor(&s, 3);
     let f = Root::new();
     let df = Daemon::start(
         &f,
         false,
         &["--no-dht", "--no-serve", "--bootstrap", &ds.addr],
     );
-    // History: the contributor gave, the free-rider took.
-    s.ok(&["fetch", &given, "--no-pin"]);
     f.ok(&["fetch", &y, "--no-pin"]);
-    let (wc, wf) = (row(&s, &dc.peer), row(&s, &df.peer));
+    let (wc, wf) = (ledger_row(&s, &dc.peer), ledger_row(&s, &df.peer));
     // The contributor has a class of its own; the free-rider, which gave nothing, is served
     // as the strangers are, however much it took.
     assert_eq!(wc["stranger"], false, "{wc}");
@@ -112,15 +108,7 @@ fn new_identities_get_no_more_than_the_stranger_share() {
     let s = Root::new();
     let x = add_random(&s, 3 << 20, 11);
     let z = add_random(&s, 4 << 20, 12);
-    let policy =
-        std::env::var("CAIRN_TEST_NO_INCENTIVES").map_or(vec![], |_| vec!["--no-incentives"]);
-    let mut args = vec!["--no-dht", "--upload-limit", "1M"];
-    args.extend(policy);
-    let ds = Daemon::start(&s, false, &args);
-    let c = Root::new();
-    let given = add_random(&c, 2 << 20, 13);
-    let dc = Daemon::start(&c, false, &["--no-dht", "--bootstrap", &ds.addr]);
-    s.ok(&["fetch", &given, "--no-pin"]);
+    let (ds, c, dc) = contended_and_contributor(&s, 13);
     let done = std::sync::atomic::AtomicBool::new(false);
     let identities = std::thread::scope(|sc| {
         let fetch = sc.spawn(|| {
@@ -156,8 +144,8 @@ fn new_identities_get_no_more_than_the_stranger_share() {
         fetch.join().unwrap();
         peers
     });
-    let to_c = row(&s, &dc.peer)["bytes_sent"].as_u64().unwrap();
-    let rows: Vec<Value> = identities.iter().map(|p| row(&s, p)).collect();
+    let to_c = ledger_row(&s, &dc.peer)["bytes_sent"].as_u64().unwrap();
+    let rows: Vec<Value> = identities.iter().map(|p| ledger_row(&s, p)).collect();
     let to_w: u64 = rows
         .iter()
         .map(|r| r["bytes_sent"].as_u64().unwrap_or(0))
@@ -217,9 +205,9 @@ fn colluders_gain_no_more_than_maxflow_allows() {
     eventually(30, "H heard both colluders' statements", || {
         let v: Value = serde_json::from_str(&h.ok(&["stat", "--json"])).unwrap();
         v["network"]["statements"].as_u64().unwrap_or(0) >= 2
-            && f64_of(&row(&h, &p1)["reputation"]) > 0.0
+            && f64_of(&ledger_row(&h, &p1)["reputation"]) > 0.0
     });
-    let (r1, r2) = (row(&h, &p1), row(&h, &p2));
+    let (r1, r2) = (ledger_row(&h, &p1), ledger_row(&h, &p2));
     let (gave1, gave2) = (
         f64_of(&r1["recent_received"]),
         f64_of(&r2["recent_received"]),

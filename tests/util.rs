@@ -159,6 +159,19 @@ pub fn cat_sha(root: &Root, cid: &str) -> String {
     sha256_hex(&out.stdout)
 }
 
+/// `root`'s `cairn swarm ledger --json` row for `peer` (from its daemon, or its
+/// `ledger.json`), or `Null`.
+pub fn ledger_row(root: &Root, peer: &str) -> serde_json::Value {
+    let rows: serde_json::Value =
+        serde_json::from_str(&root.ok(&["swarm", "ledger", "--json"])).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["peer"] == peer)
+        .cloned()
+        .unwrap_or(serde_json::Value::Null)
+}
+
 /// Polls `f` every 50 ms until it holds; fails the test after `secs`.
 pub fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     let t = std::time::Instant::now();

@@ -273,7 +273,7 @@ impl Engine {
                     .ledger
                     .iter()
                     .map(|(p, s)| {
-                        let rep = self.reputation(p, now);
+                        let rep = self.reputations.get(p).copied().unwrap_or(0.0);
                         (p.to_string(), self.weight(s, rep, now), rep)
                     })
                     .collect();
@@ -292,20 +292,6 @@ impl Engine {
                 });
             }
         }
-    }
-
-    /// What shared history credits `p` with: the max flow from it to us through the peers
-    /// that gave us something.
-    fn reputation(&self, p: &PeerId, now: u64) -> f64 {
-        if !self.incentives {
-            return 0.0;
-        }
-        let ledger = &self.ledger;
-        self.graph.reputation(
-            p,
-            |k| ledger.get(k).map_or(0.0, |s| s.recent_received.at(now)),
-            now,
-        )
     }
 
     fn weight(&self, s: &PeerStats, reputation: f64, now: u64) -> f64 {
