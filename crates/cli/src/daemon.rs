@@ -133,6 +133,7 @@ pub fn run(root: &Path, args: DaemonArgs) -> Result<ExitCode> {
     if args.detach {
         return mount::daemonize(root, &mountpoint, "--detach", "daemon.log");
     }
+    store.open_reader();
     let config = args.net.config(root)?;
     // Before any thread: every thread started later inherits the blocked signals, and one
     // thread waits for them.

@@ -67,6 +67,7 @@ pub fn run(root: &Path, args: MountArgs) -> Result<ExitCode> {
     }
     // Signals are taken by one thread with sigwait; every thread started later inherits the mask.
     let signals = block_signals();
+    store.open_reader();
     let layout = store.layout().clone();
     serve(
         root,
