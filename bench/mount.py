@@ -8,15 +8,20 @@ Runs as root (drops caches, mounts). Measures:
        blocks    block files in the page cache, first read through a fresh mount
        cold      caches dropped, fresh mount
      against ext4 reading the original file (warm / cold) and squashfuse serving it (cold);
-  2. stat of 100,000 files (first pass through a fresh mount, then warm) vs ext4 (warm);
-  3. find over the same tree (fresh mount) vs ext4 (warm);
+  2. stat of 100,000 files (first pass through a fresh mount, then warm) vs ext4 (warm, and
+     its own first pass on a fresh mount);
+  3. find over the same tree (fresh mount) vs ext4 (warm, and on a fresh mount);
   4. open+read+close of 10,000 small files (first pass and warm) vs ext4 (warm);
   5. start-up of real programs from the app view (R/store/app/<cid>/), vs the same tree on
-     ext4, warm, first run on a fresh mount (blocks in the page cache) and cold (caches
-     dropped, both sides): python3 importing a set of stdlib modules (binary and standard
+     ext4, warm, first run on a fresh mount (blocks in the page cache; against ext4 warm,
+     and against ext4's own first run on a fresh mount) and cold (caches dropped, both
+     sides): python3 importing a set of stdlib modules (binary and standard
      library added with --app), and a gcc-built program linked against 200 shared
      libraries of its own, found through an RPATH into its placeholder prefix;
   6. with --passthrough: reading 256 single-block raw files (1 MiB each) vs ext4, cold.
+ext4 on a fresh mount is the same tree in an ext4 image (mke2fs -d) on a loop device, the
+image in the page cache, mounted anew before each pass: what a kernel filesystem pays when
+it has no inodes or dentries yet, which is the state a fresh FUSE mount starts in.
 Prints a Markdown table with ratios (cairn / reference, higher is better for throughput).
 
 Usage: bench/mount.py [--work DIR] [--runs 3] [--size-mib 1024] [--files 100000] [--skip-reads]
@@ -65,6 +70,37 @@ class Mount:
     def close(self):
         self.p.terminate()
         self.p.wait(30)
+
+
+class Ext4Image:
+    """`src` as an ext4 image on a loop device, mounted read-only at `mp` with its image in
+    the page cache and nothing of it in the dcache or icache."""
+
+    def __init__(self, src, image, mp):
+        self.image, self.mp = image, mp
+        if not os.path.exists(image):
+            # Allocated size (small files take a block each), and room for the inode tables.
+            du = int(subprocess.run(["du", "-sk", src], check=True, capture_output=True,
+                                    text=True).stdout.split()[0]) << 10
+            files = sum(len(fs) + len(ds) for _, ds, fs in os.walk(src))
+            with open(image, "wb") as f:
+                f.truncate(max(64 << 20, du * 3))
+            sh("mke2fs", "-q", "-F", "-t", "ext4", "-N", str(files * 2 + 1024), "-d", src, image)
+        os.makedirs(mp, exist_ok=True)
+        self.mounted = False
+
+    def fresh(self):
+        if self.mounted:
+            sh("umount", self.mp)
+        read_file(self.image)
+        sh("mount", "-o", "loop,ro", self.image, self.mp)
+        self.mounted = True
+        return self.mp
+
+    def close(self):
+        if self.mounted:
+            sh("umount", self.mp)
+            self.mounted = False
 
 
 class Squash:
@@ -232,6 +268,14 @@ def metadata(a, cairn, root, mp, tree, cid_tree, rows):
         "read": med([timed(lambda: read_all(tree, small)) for _ in range(a.runs)]),
         "pyread": med([timed(lambda: read_all_buffered(tree, small)) for _ in range(a.runs)]),
     }
+    img = Ext4Image(tree, os.path.join(a.work, "tree.ext4"), os.path.join(a.work, "ext4mnt"))
+    ext_fresh = {"stat": [], "find": []}
+    for _ in range(a.runs):
+        base = img.fresh()
+        ext_fresh["stat"].append(timed(lambda: stat_all(base, rel)))
+        base = img.fresh()
+        ext_fresh["find"].append(timed(lambda: find(base)))
+    img.close()
     first = {"stat": [], "find": [], "read": []}
     warm = {"stat": [], "read": [], "pyread": []}
     for _ in range(a.runs):
@@ -252,7 +296,9 @@ def metadata(a, cairn, root, mp, tree, cid_tree, rows):
     rate = lambda cnt, t: f"{cnt / t / 1000:.0f}k/s"
     rows.append((f"stat of {n} files, warm", rate(n, med(warm["stat"])), f"ext4 {rate(n, ext['stat'])}", ext["stat"] / med(warm["stat"])))
     rows.append((f"stat of {n} files, first pass", rate(n, med(first["stat"])), f"ext4 {rate(n, ext['stat'])}", ext["stat"] / med(first["stat"])))
+    rows.append((f"stat of {n} files, first pass", rate(n, med(first["stat"])), f"ext4 fresh mount {rate(n, med(ext_fresh['stat']))}", med(ext_fresh["stat"]) / med(first["stat"])))
     rows.append((f"find over {n + n // 1000 + 1} entries, fresh mount", f"{med(first['find']):.2f} s", f"ext4 {ext['find']:.2f} s", ext["find"] / med(first["find"])))
+    rows.append((f"find over {n + n // 1000 + 1} entries, fresh mount", f"{med(first['find']):.2f} s", f"ext4 fresh mount {med(ext_fresh['find']):.2f} s", med(ext_fresh["find"]) / med(first["find"])))
     rows.append((f"open+read+close of {k} small files, warm", rate(k, med(warm["read"])), f"ext4 {rate(k, ext['read'])}", ext["read"] / med(warm["read"])))
     rows.append((f"Python open().read() of {k} small files, warm (one ioctl round trip each)", rate(k, med(warm["pyread"])), f"ext4 {rate(k, ext['pyread'])}", ext["pyread"] / med(warm["pyread"])))
     rows.append((f"open+read+close of {k} small files, first pass", rate(k, med(first["read"])), f"ext4 {rate(k, ext['read'])}", ext["read"] / med(first["read"])))
@@ -316,6 +362,19 @@ def startup(a, cairn, root, mp, add, rows):
             if os.path.lexists(link):
                 os.remove(link)
             os.symlink(libs, link)
+        img = Ext4Image(tree, os.path.join(a.work, os.path.basename(tree) + ".ext4"),
+                        os.path.join(a.work, "ext4mnt"))
+        first_ext = []
+        for _ in range(a.runs):
+            base = img.fresh()
+            if link:
+                os.remove(link)
+                os.symlink(base, link)
+            first_ext.append(timed(lambda: run(base)))
+        img.close()
+        if link:
+            os.remove(link)
+            os.symlink(tree, link)
         run(tree)
         t_ext = med([timed(lambda: run(tree)) for _ in range(max(a.runs, 5))])
         cold_ext = []
@@ -339,6 +398,7 @@ def startup(a, cairn, root, mp, add, rows):
         ms = lambda t: f"{t * 1000:.0f} ms"
         rows.append((f"{label}, warm", ms(med(warm)), f"ext4 {ms(t_ext)}", t_ext / med(warm)))
         rows.append((f"{label}, first run on a fresh mount (blocks in page cache)", ms(med(first)), f"ext4 warm {ms(t_ext)}", t_ext / med(first)))
+        rows.append((f"{label}, first run on a fresh mount (blocks in page cache)", ms(med(first)), f"ext4 fresh mount {ms(med(first_ext))}", med(first_ext) / med(first)))
         rows.append((f"{label}, cold (caches dropped)", ms(med(cold)), f"ext4 cold {ms(med(cold_ext))}", med(cold_ext) / med(cold)))
 
 
