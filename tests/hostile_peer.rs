@@ -149,15 +149,7 @@ impl Hostile {
             s.close().await.map_err(|e| e.to_string())?;
             // The victim closes its side of our streams at once; drop ours only after that,
             // or it would be reset before the victim read it.
-            let mut sink = [0u8; 64];
-            let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                while let Ok(n) = s.read(&mut sink).await {
-                    if n == 0 {
-                        break;
-                    }
-                }
-            })
-            .await;
+            drain(&mut s).await;
             Ok(())
         })
     }
@@ -286,15 +278,7 @@ async fn read_inbound(
                             {
                                 let _ = out.write_all(&frame(&msg.encode(Version::V120))).await;
                                 let _ = out.close().await;
-                                let mut sink = [0u8; 64];
-                                let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                                    while let Ok(n) = out.read(&mut sink).await {
-                                        if n == 0 {
-                                            break;
-                                        }
-                                    }
-                                })
-                                .await;
+                                drain(&mut out).await;
                             }
                         });
                     }
@@ -303,6 +287,20 @@ async fn read_inbound(
             let _ = stream.close().await;
         });
     }
+}
+
+/// Reads `s` until the other side closes it (at most 5 s): a stream dropped before the
+/// victim read what was written on it would be reset, and the bytes lost.
+async fn drain(s: &mut Stream) {
+    let mut sink = [0u8; 64];
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(n) = s.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// `msg` with its length in front, as Bitswap frames it.

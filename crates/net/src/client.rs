@@ -109,45 +109,24 @@ impl Client {
 
     /// Connects to the peer at `addr` (`/p2p/…` optional); returns its peer ID.
     pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NetError> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Dial(addr, tx))
-            .await
-            .map_err(|_| NetError::Stopped)?;
-        rx.await
-            .map_err(|_| NetError::Stopped)?
+        ask(&self.commands, |tx| Command::Dial(addr, tx))
+            .await?
             .map_err(NetError::Dial)
     }
 
     /// Closes every connection to `peer`; false if there was none.
     pub async fn disconnect(&self, peer: PeerId) -> Result<bool, NetError> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Disconnect(peer, tx))
-            .await
-            .map_err(|_| NetError::Stopped)?;
-        rx.await.map_err(|_| NetError::Stopped)
+        ask(&self.commands, |tx| Command::Disconnect(peer, tx)).await
     }
 
     pub async fn peers(&self) -> Result<Vec<PeerView>, NetError> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Peers(tx))
-            .await
-            .map_err(|_| NetError::Stopped)?;
-        rx.await.map_err(|_| NetError::Stopped)
+        ask(&self.commands, Command::Peers).await
     }
 
     /// Where the node listens, with `/p2p/{peer id}` appended: addresses to give others.
     pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::ListenAddrs(tx))
-            .await
-            .map_err(|_| NetError::Stopped)?;
-        Ok(rx
-            .await
-            .map_err(|_| NetError::Stopped)?
+        Ok(ask(&self.commands, Command::ListenAddrs)
+            .await?
             .into_iter()
             .map(|a| a.with(libp2p::multiaddr::Protocol::P2p(self.peer_id)))
             .collect())
@@ -157,42 +136,33 @@ impl Client {
     /// accepted for announcing.
     pub async fn provide(&self, cids: &[Cid]) -> Result<usize, NetError> {
         let keys: Vec<Multihash<64>> = cids.iter().map(|c| *c.hash()).collect();
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Provide(keys, tx))
-            .await
-            .map_err(|_| NetError::Stopped)?;
-        rx.await.map_err(|_| NetError::Stopped)
+        ask(&self.commands, |tx| Command::Provide(keys, tx)).await
     }
 
     /// What the DHT did.
     pub async fn dht(&self) -> Result<crate::node::DhtStats, NetError> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Dht(tx))
-            .await
-            .map_err(|_| NetError::Stopped)?;
-        rx.await.map_err(|_| NetError::Stopped)
+        ask(&self.commands, Command::Dht).await
     }
 
     /// Writes the ledger to `R/ledger.json` now (before stopping: tasks are not awaited
     /// when a runtime shuts down).
     pub async fn save_ledger(&self) -> Result<(), NetError> {
-        let (tx, rx) = oneshot::channel();
-        self.engine
-            .send(Event::SaveLedger(tx))
-            .await
-            .map_err(|_| NetError::Stopped)?;
-        rx.await.map_err(|_| NetError::Stopped)
+        ask(&self.engine, Event::SaveLedger).await
     }
 
     /// Bitswap counters.
     pub async fn stats(&self) -> Result<Stats, NetError> {
-        let (tx, rx) = oneshot::channel();
-        self.engine
-            .send(Event::Stats(tx))
-            .await
-            .map_err(|_| NetError::Stopped)?;
-        rx.await.map_err(|_| NetError::Stopped)
+        ask(&self.engine, Event::Stats).await
     }
+}
+
+/// Sends the request `make` builds around a reply channel and waits for the reply; a node
+/// that has stopped answers neither.
+async fn ask<C, T>(
+    to: &mpsc::Sender<C>,
+    make: impl FnOnce(oneshot::Sender<T>) -> C,
+) -> Result<T, NetError> {
+    let (tx, rx) = oneshot::channel();
+    to.send(make(tx)).await.map_err(|_| NetError::Stopped)?;
+    rx.await.map_err(|_| NetError::Stopped)
 }
