@@ -18,6 +18,10 @@ const DESCRIBE_UNREAD: u64 = 64 << 10;
 /// How many recently prefetched CIDs [`NodeCache`] remembers (16 GiB of 256 KiB blocks).
 const PREFETCHED: usize = 65536;
 
+/// Directories with more links than this get a sorted name index for lookups; a scan of
+/// fewer costs about as much as a search.
+const INDEXED_LINKS: usize = 32;
+
 #[derive(Clone)]
 struct ByBlockSize;
 
@@ -44,11 +48,23 @@ impl Weighter<Cid, Arc<Vec<(String, Cid)>>> for ByEntries {
     }
 }
 
+#[derive(Clone)]
+struct ByLinks;
+
+impl Weighter<Cid, Arc<Vec<u32>>> for ByLinks {
+    fn weight(&self, _: &Cid, v: &Arc<Vec<u32>>) -> u64 {
+        v.len() as u64 * 4 + 64
+    }
+}
+
 /// Verified, decoded nodes and directory listings, by CID.
 pub struct NodeCache {
     src: Arc<dyn BlockSource>,
     nodes: Cache<Cid, Arc<Node>, ByBlockSize>,
     listings: Cache<Cid, Arc<Vec<(String, Cid)>>, ByEntries>,
+    /// Large directories' links in name order (positions in the node's links), so that a
+    /// lookup is a binary search and not a scan of every name.
+    by_name: Cache<Cid, Arc<Vec<u32>>, ByLinks>,
     /// Blocks recently passed on to the source's prefetch: a sequential reader asks for the
     /// same blocks ahead on each of its reads, and the source need hear of each once.
     prefetched: Cache<Cid, ()>,
@@ -62,6 +78,7 @@ impl NodeCache {
             src,
             nodes: Cache::with_weighter(items, bytes, ByBlockSize),
             listings: Cache::with_weighter(items / 8, bytes / 8, ByEntries),
+            by_name: Cache::with_weighter(items / 8, bytes / 32, ByLinks),
             prefetched: Cache::new(PREFETCHED),
         }
     }
@@ -92,6 +109,30 @@ impl NodeCache {
     /// The node of `cid` if it is decoded and cached already.
     pub fn cached(&self, cid: &Cid) -> Option<Arc<Node>> {
         self.nodes.get(cid)
+    }
+
+    /// The CID that `name` names in directory (or HAMT) `dir`, whose CID is `cid`: the first
+    /// link of that name, as a scan would find it. A large directory is searched through its
+    /// name index, built once; its links need not be sorted (a hostile block's may not be).
+    pub fn lookup(&self, cid: &Cid, dir: &Node, name: &str) -> Result<Option<Cid>, UnixfsError> {
+        let Node::Directory(d) = dir else {
+            return Ok(resolve::lookup(self, dir, name)?.map(|l| l.cid));
+        };
+        if d.links.len() <= INDEXED_LINKS {
+            return Ok(d.links.iter().find(|l| l.name() == name).map(|l| l.cid));
+        }
+        let order = self.by_name.get_or_insert_with(cid, || {
+            let mut order: Vec<u32> = (0..d.links.len() as u32).collect();
+            // Stable: of links with one name, the first stays first.
+            order.sort_by(|a, b| d.links[*a as usize].name().cmp(d.links[*b as usize].name()));
+            Ok::<_, UnixfsError>(Arc::new(order))
+        })?;
+        let at = order.partition_point(|i| d.links[*i as usize].name() < name);
+        Ok(order
+            .get(at)
+            .map(|i| &d.links[*i as usize])
+            .filter(|l| l.name() == name)
+            .map(|l| l.cid))
     }
 
     /// A directory's (or HAMT's) entries: name and CID, in listing order.
@@ -216,6 +257,55 @@ impl BlockSource for NodeCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_store::{codec::dagpb::PbLink, HashAlg, StoreError};
+    use cairn_unixfs::node::{DirNode, Metadata};
+
+    struct Nothing;
+    impl BlockSource for Nothing {
+        fn get(&self, _: &Cid) -> Result<Option<Bytes>, StoreError> {
+            Ok(None)
+        }
+        fn has(&self, _: &Cid) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+    }
+
+    /// A large directory is searched through its name index, and finds what a scan finds:
+    /// names out of order, a name twice (the first link wins), names absent.
+    #[test]
+    fn large_directories_find_what_a_scan_finds() {
+        let cid_of = |i: usize| Cid::new_v1(codes::RAW, HashAlg::Sha2_256.digest(&i.to_le_bytes()));
+        let mut names: Vec<String> = (0..200).map(|i| format!("f{}", (i * 7919) % 200)).collect();
+        names.push("f17".into());
+        names.insert(3, "f150".into());
+        let links: Vec<PbLink> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| PbLink::new(cid_of(i), n.clone(), 1))
+            .collect();
+        let dir = Node::Directory(DirNode {
+            links: links.clone(),
+            meta: Metadata::default(),
+        });
+        let cache = NodeCache::new(Arc::new(Nothing), 1 << 20);
+        let dir_cid = cid_of(1000);
+        for probe in (0..210)
+            .map(|i| format!("f{i}"))
+            .chain(["".into(), "g".into()])
+        {
+            let scan = links.iter().find(|l| l.name() == probe).map(|l| l.cid);
+            assert_eq!(
+                cache.lookup(&dir_cid, &dir, &probe).unwrap(),
+                scan,
+                "{probe}"
+            );
+        }
+        assert_eq!(
+            cache.lookup(&dir_cid, &dir, "f150").unwrap(),
+            Some(cid_of(3))
+        );
+        assert_eq!(cache.by_name.len(), 1, "the index was built once and kept");
+    }
 
     #[test]
     fn the_scratch_buffer_comes_back_without_a_copy() {

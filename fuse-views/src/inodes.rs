@@ -40,7 +40,8 @@ struct Slot {
 
 pub struct Inodes {
     slots: HashMap<u64, Slot>,
-    by_name: HashMap<(u64, OsString), u64>,
+    /// Children by name, per parent: a lookup borrows the name, allocating nothing.
+    by_name: HashMap<u64, HashMap<OsString, u64>>,
     next: u64,
 }
 
@@ -97,7 +98,7 @@ impl Inodes {
 
     /// The inode already known for `name` in `parent` (not counted).
     pub fn find(&self, parent: u64, name: &OsStr) -> Option<(u64, Inode)> {
-        let ino = *self.by_name.get(&(parent, name.to_owned()))?;
+        let ino = *self.by_name.get(&parent)?.get(name)?;
         Some((ino, self.slots.get(&ino)?.inode.clone()))
     }
 
@@ -118,7 +119,7 @@ impl Inodes {
     /// Records `inode` as `name` in `parent` (or finds the one already there), counting one
     /// kernel reference. Returns its number.
     pub fn insert(&mut self, parent: u64, name: &OsStr, inode: Inode) -> u64 {
-        if let Some(&ino) = self.by_name.get(&(parent, name.to_owned())) {
+        if let Some(&ino) = self.by_name.get(&parent).and_then(|c| c.get(name)) {
             if let Some(slot) = self.slots.get_mut(&ino) {
                 slot.lookups += 1;
                 return ino;
@@ -135,7 +136,10 @@ impl Inodes {
                 lookups: 1,
             },
         );
-        self.by_name.insert((parent, name.to_owned()), ino);
+        self.by_name
+            .entry(parent)
+            .or_default()
+            .insert(name.to_owned(), ino);
         ino
     }
 
@@ -147,7 +151,12 @@ impl Inodes {
         slot.lookups = slot.lookups.saturating_sub(n);
         if slot.lookups == 0 {
             let slot = self.slots.remove(&ino).expect("present");
-            self.by_name.remove(&(slot.parent, slot.name));
+            if let Some(children) = self.by_name.get_mut(&slot.parent) {
+                children.remove(&slot.name);
+                if children.is_empty() {
+                    self.by_name.remove(&slot.parent);
+                }
+            }
         }
     }
 
@@ -173,6 +182,12 @@ mod tests {
         assert!(t.get(a).is_none());
         let b = t.insert(ROOT, OsStr::new("a"), Inode::Root);
         assert_ne!(a, b);
+        assert_eq!(t.find(ROOT, OsStr::new("a")).map(|f| f.0), Some(b));
+        t.forget(b, 1);
+        assert!(
+            t.by_name.is_empty(),
+            "a forgotten name leaves nothing behind"
+        );
         t.forget(ROOT, 1000);
         assert!(t.get(ROOT).is_some());
     }

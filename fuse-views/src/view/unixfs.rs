@@ -8,7 +8,7 @@ use cairn_store::{
     codec::{codes, unixfs::AttrKind},
     Cid,
 };
-use cairn_unixfs::{resolve, Node};
+use cairn_unixfs::Node;
 
 use super::{Entry, Kind, NodeSlot, View, ViewError};
 use crate::cache::NodeCache;
@@ -82,7 +82,7 @@ impl View for UnixfsView {
             return Err(ViewError::WrongKind);
         }
         let node = dir.node(nodes)?;
-        Ok(resolve::lookup(nodes, &node, name)?.map(|l| l.cid))
+        Ok(nodes.lookup(&dir.cid, &node, name)?)
     }
 
     fn child(
