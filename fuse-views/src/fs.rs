@@ -1,13 +1,17 @@
 //! [`CairnFs`]: the one adapter between the kernel's FUSE protocol and the views. This file
-//! holds the state and the FUSE callbacks; name resolution and listings are in `resolve`,
-//! the pinned roots in `roots`, passthrough opens in `passthrough`.
+//! holds the state and fuser's callbacks; the operations themselves, as plain results that
+//! either transport (fuser's `/dev/fuse` threads or cairn's io_uring queues) encodes, are in
+//! `ops`; name resolution and listings in `resolve`, the pinned roots in `roots`, passthrough
+//! opens in `passthrough`.
 
+pub(crate) mod ops;
 mod passthrough;
 mod resolve;
 mod roots;
 
 pub use self::roots::PinnedRoots;
 use self::{
+    ops::Xattr,
     resolve::{file_type, listing_ino},
     roots::PinSnapshot,
 };
@@ -15,7 +19,6 @@ use self::{
 use std::{
     collections::HashMap,
     ffi::OsStr,
-    os::unix::ffi::OsStrExt,
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -46,14 +49,17 @@ const BLKSIZE: u32 = 1 << 20;
 /// How many children of a directory a listing page asks for ahead (a readdirplus page holds
 /// about 25 entries).
 const PREFETCH_CHILDREN: usize = 64;
-/// A FUSE thread keeps a reply buffer up to this size between reads (requests are at most
-/// 1 MiB: the kernel's `max_pages`).
+/// The largest request or reply: the kernel's largest read (`max_pages`, 256 pages).
+pub const MAX_REQUEST: usize = 1 << 20;
+/// A FUSE thread keeps a reply buffer up to this size between reads.
 const READ_BUFFER_KEPT: usize = 4 << 20;
 const XATTR_CID: &str = "user.ipfs.cid";
 /// On the mount root: how many inodes the table holds (to see `forget` at work).
 const XATTR_INODES: &str = "user.cairn.inodes";
 /// On the mount root: how many FLUSH requests reached cairn.
 const XATTR_FLUSHES: &str = "user.cairn.flushes";
+/// On the mount root: how many requests came through io_uring queues.
+const XATTR_URING: &str = "user.cairn.uring";
 
 /// How the filesystem behaves.
 #[derive(Debug, Clone)]
@@ -68,10 +74,17 @@ pub struct FsOptions {
     pub blocks_dir: PathBuf,
     /// What the root and the view roots list besides the views.
     pub pinned: PinnedRoots,
+    /// Ask the kernel for FUSE over io_uring (served by [`crate::uring`]).
+    pub uring: bool,
 }
 
-/// The filesystem: views, a node cache, the inode table.
-pub struct CairnFs {
+/// The filesystem: views, a node cache, the inode table. A handle: clones share one state, so
+/// that fuser's session and the io_uring queues serve the same inodes.
+#[derive(Clone)]
+pub struct CairnFs(Arc<FsCore>);
+
+/// What every handle of a [`CairnFs`] shares.
+pub struct FsCore {
     views: Vec<Arc<dyn View>>,
     nodes: NodeCache,
     inodes: Mutex<Inodes>,
@@ -87,6 +100,17 @@ pub struct CairnFs {
     pins: Mutex<PinSnapshot>,
     /// FLUSH requests seen (`user.cairn.flushes` on the root): one, then the kernel stops.
     flushes: AtomicU64,
+    /// The kernel agreed to FUSE over io_uring at INIT.
+    uring: AtomicBool,
+    /// Requests served through io_uring queues (`user.cairn.uring` on the root).
+    pub(crate) uring_served: AtomicU64,
+}
+
+impl std::ops::Deref for CairnFs {
+    type Target = FsCore;
+    fn deref(&self) -> &FsCore {
+        &self.0
+    }
 }
 
 /// What FUSE gets back from a helper: an errno, already logged if it hides a content error.
@@ -94,7 +118,7 @@ type FsResult<T> = Result<T, Errno>;
 
 impl CairnFs {
     pub fn new(views: Vec<Arc<dyn View>>, nodes: NodeCache, opts: FsOptions) -> CairnFs {
-        CairnFs {
+        CairnFs(Arc::new(FsCore {
             inodes: Mutex::new(Inodes::new(views.len())),
             views,
             nodes,
@@ -106,7 +130,14 @@ impl CairnFs {
             next_fh: AtomicU64::new(1),
             pins: Mutex::new(PinSnapshot::new()),
             flushes: AtomicU64::new(0),
-        }
+            uring: AtomicBool::new(false),
+            uring_served: AtomicU64::new(0),
+        }))
+    }
+
+    /// Whether the kernel agreed, at INIT, to take requests through io_uring queues.
+    pub fn uring_agreed(&self) -> bool {
+        self.uring.load(Ordering::Relaxed)
     }
 
     /// Inodes currently in the table.
@@ -250,74 +281,56 @@ impl Filesystem for CairnFs {
         if self.passthrough.load(Ordering::Relaxed) && config.set_max_stack_depth(1).is_err() {
             self.passthrough.store(false, Ordering::Relaxed);
         }
+        // Nothing is ever written; a smaller largest write keeps each io_uring entry's
+        // payload buffer (which must hold it) at the largest read, 1 MiB.
+        let _ = config.set_max_write(MAX_REQUEST as u32);
+        if self.opts.uring {
+            match config.add_capabilities(InitFlags::FUSE_OVER_IO_URING) {
+                Ok(()) => self.uring.store(true, Ordering::Relaxed),
+                Err(_) => log::info!("kernel does not offer FUSE over io_uring"),
+            }
+        }
         Ok(())
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.lookup_counted(parent.0, name) {
-            Ok((ino, inode)) => {
-                let (attr, ttl) = self.attr(ino, &inode);
-                // Names never change meaning; only the root's and view dirs' attributes do.
-                reply.entry_with_ttls(&ttl, &CONTENT_TTL, &attr, Generation(0));
-            }
-            // Content never changes, so a name that is not there never will be: the kernel
-            // may remember that for as long as it remembers names. Under the root and the
-            // view roots a CID may arrive at any time, so for a second only.
-            Err(e) if e == Errno::ENOENT => {
-                let ttl = match self.inode(parent) {
-                    Ok(Inode::Node { .. }) => CONTENT_TTL,
-                    _ => LISTING_TTL,
-                };
-                let mut attr = self.dir_attr(0);
-                attr.ino = INodeNo(0);
-                reply.entry_with_ttls(&ttl, &ttl, &attr, Generation(0));
-            }
+        match self.op_lookup(parent.0, name) {
+            Ok(l) => reply.entry_with_ttls(&l.attr_ttl, &l.entry_ttl, &l.attr, Generation(0)),
             Err(e) => reply.error(e),
         }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.inodes.lock().expect("inodes").forget(ino.0, nlookup);
+        self.op_forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.inode(ino) {
-            Ok(inode) => {
-                let (attr, ttl) = self.attr(ino.0, &inode);
-                reply.attr(&ttl, &attr);
-            }
+        match self.op_getattr(ino.0) {
+            Ok((attr, ttl)) => reply.attr(&ttl, &attr),
             Err(e) => reply.error(e),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.node_entry(ino) {
-            Ok((view, entry)) => match self.views[view].readlink(&self.nodes, &entry) {
-                Ok(target) => reply.data(&target),
-                Err(e) => reply.error(self.errno(&entry.cid, e, Errno::EINVAL)),
-            },
-            Err(_) => reply.error(Errno::EINVAL),
+        match self.op_readlink(ino.0) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(e),
         }
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if flags.0 & (libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC) != 0 {
-            return reply.error(Errno::EROFS);
+        let refused = self.op_open_stateless(flags.0);
+        if refused == Errno::EROFS || !self.passthrough.load(Ordering::Relaxed) {
+            return reply.error(refused);
         }
-        if self.passthrough.load(Ordering::Relaxed) {
-            if let Some((fh, id)) = self.open_passthrough(ino.0, &reply) {
-                return reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id);
-            }
-            return reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE);
+        if let Some((fh, id)) = self.open_passthrough(ino.0, &reply) {
+            return reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id);
         }
-        // Stateless opens: the kernel stops sending OPEN for good and keeps the page cache.
-        reply.error(Errno::ENOSYS)
+        reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
     }
 
-    /// Sent at a `close`; a read-only filesystem has nothing to write back. Answered ENOSYS,
-    /// so the kernel never sends another: answering it "ok" cost a round trip per `close`
-    /// (small-file open+read+close fell from 171k/s to 35k/s). fuser's own default answers
-    /// ENOSYS too, but logs a warning in the user's terminal.
+    /// Answered ENOSYS (see `op_flush`). fuser's own default answers ENOSYS too, but logs a
+    /// warning in the user's terminal.
     fn flush(
         &self,
         _req: &Request,
@@ -326,8 +339,7 @@ impl Filesystem for CairnFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.flushes.fetch_add(1, Ordering::Relaxed);
-        reply.error(Errno::ENOSYS);
+        reply.error(self.op_flush());
     }
 
     fn release(
@@ -359,19 +371,10 @@ impl Filesystem for CairnFs {
             /// Each FUSE thread's reply buffer: reused, so its pages stay mapped.
             static OUT: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
         }
-        let (view, entry) = match self.node_entry(ino) {
-            Ok(e) => e,
-            Err(e) => return reply.error(e),
-        };
         let mut out = OUT.take();
-        out.clear();
-        if out.capacity() > READ_BUFFER_KEPT {
-            out = Vec::new();
-        }
-        out.reserve(size as usize);
-        match self.views[view].read(&self.nodes, &entry, offset, size, &mut out) {
+        match self.op_read(ino.0, offset, size, &mut out) {
             Ok(()) => reply.data(&out),
-            Err(e) => reply.error(self.errno(&entry.cid, e, Errno::EISDIR)),
+            Err(e) => reply.error(e),
         }
         OUT.set(out);
     }
@@ -394,13 +397,8 @@ impl Filesystem for CairnFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.inode(ino) {
-            Ok(Inode::Node { entry, .. }) if entry.kind != Kind::Directory => {
-                reply.error(Errno::ENOTDIR)
-            }
-            Ok(Inode::Node { .. }) if !self.opts.passthrough => reply.error(Errno::ENOSYS),
-            Ok(Inode::Node { .. }) => reply.opened(FileHandle(0), FopenFlags::FOPEN_CACHE_DIR),
-            Ok(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
+        match self.op_opendir(ino.0) {
+            Ok(flags) => reply.opened(FileHandle(0), flags),
             Err(e) => reply.error(e),
         }
     }
@@ -413,31 +411,11 @@ impl Filesystem for CairnFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let (listing, parent) = match self.open_listing(ino) {
-            Ok(l) => l,
-            Err(e) => return reply.error(e),
-        };
-        self.prefetch_children(&listing, (offset as usize).saturating_sub(2));
-        for i in (offset as usize)..listing.len() + 2 {
-            let (name, child_ino, kind) = match i {
-                0 => (".".to_owned(), ino.0, FileType::Directory),
-                1 => ("..".to_owned(), parent, FileType::Directory),
-                _ => {
-                    let Some((name, inode)) = self.listing_entry(&listing, i - 2) else {
-                        continue;
-                    };
-                    let child_ino = match inode {
-                        Inode::ViewDir(v) => Inodes::view_dir(v),
-                        _ => listing_ino(ino.0, &name),
-                    };
-                    (name, child_ino, file_type(&inode))
-                }
-            };
-            if reply.add(INodeNo(child_ino), i as u64 + 1, kind, &name) {
-                break;
-            }
+        let mut add = |ino, next, kind, name: &str| reply.add(INodeNo(ino), next, kind, name);
+        match self.op_readdir(ino.0, offset, &mut add) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
-        reply.ok();
     }
 
     fn readdirplus(
@@ -448,124 +426,51 @@ impl Filesystem for CairnFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let (listing, parent) = match self.open_listing(ino) {
-            Ok(l) => l,
-            Err(e) => return reply.error(e),
+        let mut add = |ino, next, name: &str, ttl: &Duration, attr: &FileAttr| {
+            reply.add(INodeNo(ino), next, name, ttl, attr, Generation(0))
         };
-        self.prefetch_children(&listing, (offset as usize).saturating_sub(2));
-        let total = listing.len() + 2;
-        for i in (offset as usize)..total {
-            let full = match i {
-                0 | 1 => {
-                    // The kernel does not count references for "." and "..".
-                    let dir_ino = if i == 0 { ino.0 } else { parent };
-                    let dir_inode = self.inode(INodeNo(dir_ino)).unwrap_or(Inode::Root);
-                    let (attr, ttl) = self.attr(dir_ino, &dir_inode);
-                    let name = if i == 0 { "." } else { ".." };
-                    reply.add(
-                        INodeNo(dir_ino),
-                        i as u64 + 1,
-                        name,
-                        &ttl,
-                        &attr,
-                        Generation(0),
-                    )
-                }
-                _ => {
-                    let Some((name, inode)) = self.listing_entry(&listing, i - 2) else {
-                        continue;
-                    };
-                    let child_ino = match inode {
-                        Inode::ViewDir(v) => Inodes::view_dir(v),
-                        _ => self.inodes.lock().expect("inodes").insert(
-                            ino.0,
-                            OsStr::new(&name),
-                            inode.clone(),
-                        ),
-                    };
-                    let (attr, ttl) = self.attr(child_ino, &inode);
-                    let full = reply.add(
-                        INodeNo(child_ino),
-                        i as u64 + 1,
-                        &name,
-                        &ttl,
-                        &attr,
-                        Generation(0),
-                    );
-                    if full && !matches!(inode, Inode::ViewDir(_)) {
-                        // Not sent: take back the reference just counted.
-                        self.inodes.lock().expect("inodes").forget(child_ino, 1);
-                    }
-                    full
-                }
-            };
-            if full {
-                break;
-            }
+        match self.op_readdirplus(ino.0, offset, &mut add) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
-        reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let path = std::ffi::CString::new(self.opts.blocks_dir.as_os_str().as_bytes())
-            .expect("no NUL in the blocks path");
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        // SAFETY: `path` is a valid C string and `st` a valid out-pointer for the call.
-        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
-            return reply.error(Errno::from(std::io::Error::last_os_error()));
+        match self.op_statfs() {
+            Ok(st) => reply.statfs(
+                st.f_blocks,
+                st.f_bfree,
+                st.f_bavail,
+                st.f_files,
+                st.f_ffree,
+                st.f_bsize as u32,
+                255,
+                st.f_frsize as u32,
+            ),
+            Err(e) => reply.error(e),
         }
-        reply.statfs(
-            st.f_blocks,
-            st.f_bfree,
-            st.f_bavail,
-            st.f_files,
-            st.f_ffree,
-            st.f_bsize as u32,
-            255,
-            st.f_frsize as u32,
-        );
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let value = match self.inode(ino) {
-            Ok(Inode::Node { entry, .. }) if name == XATTR_CID => entry.cid.to_string(),
-            Ok(Inode::Root) if name == XATTR_INODES => self.inode_count().to_string(),
-            Ok(Inode::Root) if name == XATTR_FLUSHES => {
-                self.flushes.load(Ordering::Relaxed).to_string()
-            }
-            _ => return reply.error(Errno::NO_XATTR),
-        };
-        if size == 0 {
-            reply.size(value.len() as u32);
-        } else if value.len() <= size as usize {
-            reply.data(value.as_bytes());
-        } else {
-            reply.error(Errno::ERANGE);
+        match self.op_xattr(ino.0, Some(name), size) {
+            Ok(Xattr::Size(n)) => reply.size(n),
+            Ok(Xattr::Data(v)) => reply.data(&v),
+            Err(e) => reply.error(e),
         }
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let names: &[u8] = match self.inode(ino) {
-            Ok(Inode::Node { .. }) => b"user.ipfs.cid\0",
-            Ok(Inode::Root) => b"user.cairn.inodes\0user.cairn.flushes\0",
-            _ => b"",
-        };
-        if size == 0 {
-            reply.size(names.len() as u32);
-        } else if names.len() <= size as usize {
-            reply.data(names);
-        } else {
-            reply.error(Errno::ERANGE);
+        match self.op_xattr(ino.0, None, size) {
+            Ok(Xattr::Size(n)) => reply.size(n),
+            Ok(Xattr::Data(v)) => reply.data(&v),
+            Err(e) => reply.error(e),
         }
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        if self.inode(ino).is_err() {
-            return reply.error(Errno::ENOENT);
+        match self.op_access(ino.0, mask.bits()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
-        if mask.contains(AccessFlags::W_OK) {
-            return reply.error(Errno::EROFS);
-        }
-        reply.ok();
     }
 }

@@ -9,6 +9,11 @@
 //! by the kernel from their block files), and decoded nodes are cached so that a read does not
 //! re-walk the DAG and each block is verified once.
 //!
+//! Transport: requests come through fuser's `/dev/fuse` threads, or, when cairn mounts as
+//! root on a kernel that allows it, through per-CPU io_uring queues ([`uring`]) whose threads
+//! answer each request on its caller's CPU. Both hand the same operations (`fs::ops`) to the
+//! views; a walk through either sees the same tree.
+//!
 //! Errors: a corrupt or missing block is `EIO` and a log line naming the CID, never wrong
 //! bytes; a name that is not there, or a top-level name that is not a CID we have, is `ENOENT`.
 //!
@@ -27,4 +32,5 @@ pub mod cache;
 pub mod fs;
 mod inodes;
 pub mod mount;
+pub mod uring;
 pub mod view;

@@ -9,6 +9,7 @@ use std::{
 
 use cairn_store::BlockSource;
 use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::{
     cache::NodeCache,
@@ -30,6 +31,9 @@ pub struct MountOptions {
     pub read_ahead_kb: u32,
     /// What the root and the view roots list besides the views.
     pub pinned: PinnedRoots,
+    /// Serve requests through per-CPU io_uring queues when the kernel allows it (root only;
+    /// not with passthrough): see [`crate::uring`].
+    pub uring: bool,
 }
 
 impl MountOptions {
@@ -41,6 +45,7 @@ impl MountOptions {
             threads: 16,
             read_ahead_kb: 4096,
             pinned: PinnedRoots::none(),
+            uring: true,
         }
     }
 }
@@ -49,6 +54,31 @@ impl MountOptions {
 pub struct Mounted {
     session: Session<CairnFs>,
     mountpoint: PathBuf,
+    /// Mounted by cairn itself (for io_uring), not by fuser: unmounted by path.
+    own_mount: bool,
+    queues: Option<crate::uring::Queues>,
+}
+
+/// Unmounts a [`Mounted`] from another thread.
+pub enum Unmounter {
+    Fuser(SessionUnmounter),
+    Path(PathBuf),
+}
+
+impl Unmounter {
+    pub fn unmount(&mut self) -> io::Result<()> {
+        match self {
+            Unmounter::Fuser(u) => u.unmount(),
+            Unmounter::Path(p) => {
+                let c = c_path(p)?;
+                // SAFETY: a valid C string for the call.
+                if unsafe { libc::umount(c.as_ptr()) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 fn is_root() -> bool {
@@ -63,7 +93,8 @@ fn c_path(p: &Path) -> io::Result<std::ffi::CString> {
 
 /// If a dead cairn (or any FUSE daemon) left its mount at `mountpoint`, detaches it and
 /// returns true. Fails if a live FUSE filesystem is mounted there. A dead daemon's mount
-/// answers `statfs` with ENOTCONN (`stat` may still be answered from the kernel's cache).
+/// answers `statfs` with ENOTCONN or ECONNABORTED (`stat` may still be answered from the
+/// kernel's cache).
 pub fn clean_stale(mountpoint: &Path) -> io::Result<bool> {
     if !is_mounted(mountpoint) {
         return Ok(false);
@@ -81,7 +112,7 @@ pub fn clean_stale(mountpoint: &Path) -> io::Result<bool> {
         ));
     }
     let err = io::Error::last_os_error();
-    if err.raw_os_error() != Some(libc::ENOTCONN) {
+    if !is_stale_errno(err.raw_os_error()) {
         return Err(err);
     }
     // SAFETY: `c` is a valid C string for the duration of the call.
@@ -109,6 +140,12 @@ pub fn clean_stale(mountpoint: &Path) -> io::Result<bool> {
 
 /// True if a FUSE filesystem is mounted at `path`, from `/proc/self/mountinfo` (asking the
 /// filesystem itself could block on a daemon that is not answering).
+/// What a FUSE mount whose server is gone answers: ENOTCONN, or ECONNABORTED once its
+/// connection was aborted (as it is when io_uring queues were registered on it).
+pub fn is_stale_errno(errno: Option<i32>) -> bool {
+    matches!(errno, Some(libc::ENOTCONN) | Some(libc::ECONNABORTED))
+}
+
 pub fn is_mounted(path: &Path) -> bool {
     mount_dev(path).is_ok_and(|m| m.fstype.starts_with("fuse"))
 }
@@ -187,8 +224,7 @@ pub fn mount(
     std::fs::create_dir_all(&opts.mountpoint).or_else(|e| {
         // On a stale mountpoint this fails (ENOTCONN, or EEXIST from mkdir); clean_stale
         // deals with it next.
-        if e.raw_os_error() == Some(libc::ENOTCONN) || e.kind() == std::io::ErrorKind::AlreadyExists
-        {
+        if is_stale_errno(e.raw_os_error()) || e.kind() == std::io::ErrorKind::AlreadyExists {
             Ok(())
         } else {
             Err(e)
@@ -198,6 +234,7 @@ pub fn mount(
         log::warn!("detached a stale mount at {}", opts.mountpoint.display());
     }
     let root = is_root();
+    let want_uring = opts.uring && root && !opts.passthrough && crate::uring::enabled();
     let fs = CairnFs::new(
         view::registry(),
         NodeCache::new(src, opts.cache_bytes),
@@ -208,6 +245,7 @@ pub fn mount(
             gid: unsafe { libc::getgid() },
             blocks_dir,
             pinned: opts.pinned.clone(),
+            uring: want_uring,
         },
     );
     let mut cfg = Config::default();
@@ -227,7 +265,24 @@ pub fn mount(
     }
     cfg.n_threads = Some(opts.threads.max(1));
     cfg.clone_fd = true;
-    let session = Session::new(fs, &opts.mountpoint, &cfg)?;
+    let (session, queues, own_mount) = if want_uring {
+        let (session, dev) = mount_own(fs.clone(), &opts.mountpoint, cfg)?;
+        let queues = if fs.uring_agreed() {
+            let per_queue = (opts.threads / crate::uring::possible_cpus()).max(2);
+            match crate::uring::Queues::start(fs, dev, per_queue, crate::fs::MAX_REQUEST) {
+                Ok(q) => Some(q),
+                Err(e) => {
+                    log::warn!("FUSE over io_uring: {e}; serving through /dev/fuse");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        (session, queues, true)
+    } else {
+        (Session::new(fs, &opts.mountpoint, &cfg)?, None, false)
+    };
     if opts.read_ahead_kb > 0 {
         if let Err(e) = set_read_ahead(&opts.mountpoint, opts.read_ahead_kb) {
             log::warn!("could not set read_ahead_kb: {e}");
@@ -236,7 +291,58 @@ pub fn mount(
     Ok(Mounted {
         session,
         mountpoint: opts.mountpoint.clone(),
+        own_mount,
+        queues,
     })
+}
+
+/// Mounts as root with `mount(2)` on a `/dev/fuse` descriptor of cairn's own (fuser keeps
+/// its descriptor to itself, and the io_uring queues need one), and does the INIT
+/// handshake. Returns the session and a second descriptor of the same connection.
+fn mount_own(
+    fs: CairnFs,
+    mountpoint: &Path,
+    cfg: Config,
+) -> io::Result<(Session<CairnFs>, OwnedFd)> {
+    // SAFETY: a valid C string; the descriptor is checked and then owned.
+    let raw = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` was just opened and is owned by nothing else.
+    let dev = unsafe { OwnedFd::from_raw_fd(raw) };
+    let data = std::ffi::CString::new(format!(
+        "fd={},rootmode=40000,user_id={},group_id={},default_permissions,allow_other",
+        dev.as_raw_fd(),
+        // SAFETY: getuid/getgid have no preconditions.
+        unsafe { libc::getuid() },
+        unsafe { libc::getgid() },
+    ))
+    .expect("no NUL");
+    let target = c_path(mountpoint)?;
+    let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOATIME;
+    // SAFETY: valid C strings for the call.
+    let r = unsafe {
+        libc::mount(
+            c"cairn".as_ptr(),
+            target.as_ptr(),
+            c"fuse.cairn".as_ptr(),
+            flags,
+            data.as_ptr().cast(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let ring_dev = dev.try_clone()?;
+    match Session::from_fd(fs, dev, SessionACL::All, cfg) {
+        Ok(session) => Ok((session, ring_dev)),
+        Err(e) => {
+            // SAFETY: a valid C string for the call.
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+            Err(e)
+        }
+    }
 }
 
 impl Mounted {
@@ -244,18 +350,22 @@ impl Mounted {
         &self.mountpoint
     }
 
+    /// How many threads serve io_uring queues (0: every request comes through `/dev/fuse`).
+    pub fn uring_threads(&self) -> usize {
+        self.queues.as_ref().map_or(0, |q| q.len())
+    }
+
     /// Something that unmounts the filesystem from another thread (a signal handler thread).
-    pub fn unmounter(&mut self) -> SessionUnmounter {
-        self.session.unmount_callable()
+    pub fn unmounter(&mut self) -> Unmounter {
+        if self.own_mount {
+            Unmounter::Path(self.mountpoint.clone())
+        } else {
+            Unmounter::Fuser(self.session.unmount_callable())
+        }
     }
 
     /// Serves requests until the filesystem is unmounted.
     pub fn run(self) -> io::Result<()> {
         self.session.run()
-    }
-
-    /// Serves requests on a background thread; dropping or `umount_and_join` unmounts.
-    pub fn spawn(self) -> io::Result<fuser::BackgroundSession> {
-        self.session.spawn()
     }
 }

@@ -36,9 +36,14 @@ pub struct MountSettings {
     /// Memory for decoded, verified blocks, in MiB
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     pub cache_mib: u64,
-    /// FUSE worker threads
+    /// FUSE worker threads (through io_uring: this many in all, at least 2 per CPU's queue)
     #[arg(long, default_value_t = 16)]
     pub threads: usize,
+    /// Serve every request through /dev/fuse, not per-CPU io_uring queues. The queues need
+    /// root, Linux 6.14+ and `echo 1 > /sys/module/fuse/parameters/enable_uring`; without
+    /// them (or with --passthrough) the mount uses /dev/fuse anyway.
+    #[arg(long)]
+    pub no_uring: bool,
     /// Read-ahead window of the mount, in KiB (0 keeps the kernel's default)
     #[arg(long, default_value_t = 4096, value_name = "KIB")]
     pub read_ahead_kb: u32,
@@ -99,6 +104,7 @@ pub fn serve(
         threads: settings.threads,
         read_ahead_kb: settings.read_ahead_kb,
         pinned: pinned_roots(layout.clone()),
+        uring: !settings.no_uring,
         ..MountOptions::new(mountpoint)
     };
     if settings.passthrough && unsafe { libc::geteuid() } != 0 {
@@ -106,6 +112,10 @@ pub fn serve(
     }
     let mut mounted = mount(src, layout.blocks(), &opts)
         .with_context(|| format!("mounting {} at {}", root.display(), mountpoint.display()))?;
+    match mounted.uring_threads() {
+        0 => log::info!("serving through /dev/fuse"),
+        n => log::info!("serving through io_uring: {n} threads, pinned to their CPUs' queues"),
+    }
     let mut unmounter = mounted.unmounter();
     let mp = mountpoint.to_owned();
     std::thread::spawn(move || {
