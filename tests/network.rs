@@ -699,3 +699,50 @@ fn the_ledger_is_kept_across_restarts() {
     let again = row(&ledger(&b), &da.peer);
     assert_eq!(again["bytes_received"], from_a["bytes_received"]);
 }
+
+/// Reads waiting for blocks nobody has never take all the threads that answer one CPU: with
+/// io_uring a request made on CPU 0 is answered only by CPU 0's queue, so the limit on
+/// waiting reads holds per queue. Eight readers of missing blocks on CPU 0, then a local
+/// file read on CPU 0 answers at once (it would wait until the fetch timeout if the queue's
+/// four threads all waited).
+#[test]
+fn reads_stalled_on_the_network_leave_every_cpu_served() {
+    let root = Root::new();
+    let local = root.dir.path().join("local");
+    std::fs::write(&local, b"here already\n").unwrap();
+    let local_cid = root.add_q(&[local.to_str().unwrap()]);
+    // CIDs of blocks that exist nowhere (added to another root, never served).
+    let elsewhere = Root::new();
+    let missing: Vec<String> = (0..8)
+        .map(|i| {
+            let f = elsewhere.dir.path().join(format!("m{i}"));
+            std::fs::write(&f, format!("missing {i}\n")).unwrap();
+            elsewhere.add_q(&["--cid-version", "1", f.to_str().unwrap()])
+        })
+        .collect();
+    let d = Daemon::start(&root, true, &["--threads", "8", "--fetch-timeout", "8"]);
+    let m = d.mountpoint.clone().unwrap();
+    let on_cpu0 = |path: &Path| {
+        std::process::Command::new("taskset")
+            .args(["-c", "0", "cat"])
+            .arg(path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut waiting: Vec<_> = missing.iter().map(|c| on_cpu0(&m.join(c))).collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let t = Instant::now();
+    let out = on_cpu0(&m.join(&local_cid)).wait_with_output().unwrap();
+    let took = t.elapsed();
+    for w in &mut waiting {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    assert_eq!(out.stdout, b"here already\n");
+    assert!(
+        took < Duration::from_secs(2),
+        "a local read on CPU 0 took {took:?} while reads there waited for the network"
+    );
+}

@@ -37,6 +37,12 @@ pub struct MountOptions {
 }
 
 impl MountOptions {
+    /// Whether the mount will ask for io_uring queues: asked for, as root, without
+    /// passthrough, on a kernel that has them switched on.
+    pub fn wants_uring(&self) -> bool {
+        self.uring && is_root() && !self.passthrough && crate::uring::enabled()
+    }
+
     pub fn new(mountpoint: impl Into<PathBuf>) -> Self {
         MountOptions {
             mountpoint: mountpoint.into(),
@@ -146,6 +152,16 @@ pub fn is_stale_errno(errno: Option<i32>) -> bool {
     matches!(errno, Some(libc::ENOTCONN) | Some(libc::ECONNABORTED))
 }
 
+/// How many threads of one pool may wait for the network at once, leaving the rest to
+/// answer for what is here: all but 4 of the `/dev/fuse` threads, all but 2 of a queue's.
+pub fn network_waiters(opts: &MountOptions) -> usize {
+    if opts.wants_uring() {
+        crate::uring::threads_per_queue(opts.threads) - 2
+    } else {
+        opts.threads.saturating_sub(4).max(1)
+    }
+}
+
 pub fn is_mounted(path: &Path) -> bool {
     mount_dev(path).is_ok_and(|m| m.fstype.starts_with("fuse"))
 }
@@ -234,7 +250,7 @@ pub fn mount(
         log::warn!("detached a stale mount at {}", opts.mountpoint.display());
     }
     let root = is_root();
-    let want_uring = opts.uring && root && !opts.passthrough && crate::uring::enabled();
+    let want_uring = opts.wants_uring();
     let fs = CairnFs::new(
         view::registry(),
         NodeCache::new(src, opts.cache_bytes),
@@ -268,7 +284,7 @@ pub fn mount(
     let (session, queues, own_mount) = if want_uring {
         let (session, dev) = mount_own(fs.clone(), &opts.mountpoint, cfg)?;
         let queues = if fs.uring_agreed() {
-            let per_queue = (opts.threads / crate::uring::possible_cpus()).max(2);
+            let per_queue = crate::uring::threads_per_queue(opts.threads);
             match crate::uring::Queues::start(fs, dev, per_queue, crate::fs::MAX_REQUEST) {
                 Ok(q) => Some(q),
                 Err(e) => {

@@ -50,6 +50,13 @@ pub fn possible_cpus() -> usize {
     )
 }
 
+/// How many threads serve each CPU's queue when `threads` serve the mount: an even share,
+/// and at least 4, so that reads waiting for the network (at most all but two of a queue's
+/// threads, see [`crate::mount::network_waiters`]) leave two to answer the rest.
+pub fn threads_per_queue(threads: usize) -> usize {
+    (threads / possible_cpus()).max(4)
+}
+
 /// The queues' threads, serving until the mount goes away.
 pub struct Queues {
     threads: Vec<JoinHandle<()>>,
@@ -131,6 +138,7 @@ impl Entry {
     /// for queue `qid`.
     fn register(dev: &std::sync::Arc<OwnedFd>, qid: u16, payload: usize) -> io::Result<Entry> {
         pin_to_cpu(qid as usize);
+        cairn_store::pool::set(1 + qid as usize);
         let ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()

@@ -34,6 +34,7 @@ pub mod hash;
 pub mod index;
 pub mod journal;
 mod layout;
+pub mod pool;
 mod prefetch;
 mod source;
 mod store;

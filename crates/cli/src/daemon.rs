@@ -180,13 +180,14 @@ pub fn run(root: &Path, args: DaemonArgs) -> Result<ExitCode> {
         log::info!("signal {sig}: stopping");
         Ok(())
     } else {
-        let threads = args.settings.threads.max(2);
-        // Keep four FUSE threads free of network waits, for listings and local files.
+        // Keep FUSE threads of every pool free of network waits, for listings and local files.
+        let waiters =
+            cairn_fuse::mount::network_waiters(&args.settings.options(&layout, &mountpoint));
         let src = Arc::new(NetworkSource::new(
             store.clone(),
             client.clone(),
             config.fetch_timeout,
-            threads.saturating_sub(4).max(1),
+            waiters,
         ));
         mount::serve(
             root,

@@ -49,6 +49,21 @@ pub struct MountSettings {
     pub read_ahead_kb: u32,
 }
 
+impl MountSettings {
+    /// The mount's options: these settings, at `mountpoint`, listing `layout`'s pins.
+    pub fn options(&self, layout: &cairn_store::Layout, mountpoint: &Path) -> MountOptions {
+        MountOptions {
+            passthrough: self.passthrough,
+            cache_bytes: self.cache_mib << 20,
+            threads: self.threads,
+            read_ahead_kb: self.read_ahead_kb,
+            pinned: pinned_roots(layout.clone()),
+            uring: !self.no_uring,
+            ..MountOptions::new(mountpoint)
+        }
+    }
+}
+
 /// Every pinned CID, for the listings of the mount root and the view roots.
 fn pinned_roots(layout: cairn_store::Layout) -> PinnedRoots {
     PinnedRoots(Arc::new(move || match cairn_gc::pins::list(&layout) {
@@ -98,15 +113,7 @@ pub fn serve(
     signals: libc::sigset_t,
     ready: Option<std::fs::File>,
 ) -> Result<()> {
-    let opts = MountOptions {
-        passthrough: settings.passthrough,
-        cache_bytes: settings.cache_mib << 20,
-        threads: settings.threads,
-        read_ahead_kb: settings.read_ahead_kb,
-        pinned: pinned_roots(layout.clone()),
-        uring: !settings.no_uring,
-        ..MountOptions::new(mountpoint)
-    };
+    let opts = settings.options(layout, mountpoint);
     if settings.passthrough && unsafe { libc::geteuid() } != 0 {
         log::warn!("--passthrough needs root; serving every read through cairn");
     }

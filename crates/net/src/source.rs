@@ -7,7 +7,8 @@
 //! - A block is missing: the calling thread waits for the network at most the fetch timeout,
 //!   then gets [`StoreError::Unavailable`] (EIO in the mount). Concurrent reads of one block
 //!   share one want; the block is stored as unpinned cache (see `Store::put_cache`).
-//! - At most `max_waiting` threads wait at once: a FUSE mount keeps threads free to answer
+//! - At most `max_waiting` threads of one pool (`cairn_store::pool`: the mount's `/dev/fuse`
+//!   threads, or one CPU's io_uring queue) wait at once: each keeps threads free to answer
 //!   listings and `stat`s of local entries while peers are slow. A read over that limit is
 //!   `Unavailable` at once.
 //! - `prefetch` of missing blocks starts fetching them now: a sequential reader's read-ahead
@@ -31,12 +32,16 @@ pub struct NetworkSource {
     client: Client,
     timeout: Duration,
     max_waiting: usize,
-    waiting: AtomicUsize,
+    /// Threads waiting, per pool (pools beyond the last share a count: a tighter limit).
+    waiting: Vec<AtomicUsize>,
 }
+
+/// How many pools are counted apart.
+const POOLS: usize = 64;
 
 impl NetworkSource {
     /// Answers from `store`, then from `client`'s peers, waiting at most `timeout` per block
-    /// and with at most `max_waiting` threads waiting at once.
+    /// and with at most `max_waiting` threads of one pool waiting at once.
     pub fn new(
         store: Arc<Store>,
         client: Client,
@@ -48,7 +53,7 @@ impl NetworkSource {
             client,
             timeout,
             max_waiting: max_waiting.max(1),
-            waiting: AtomicUsize::new(0),
+            waiting: (0..POOLS).map(|_| AtomicUsize::new(0)).collect(),
         }
     }
 
@@ -62,15 +67,16 @@ impl NetworkSource {
 
     /// The block from the network, within the timeout.
     fn fetch(&self, cid: &Cid) -> Result<Bytes, StoreError> {
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let waiting = &self.waiting[cairn_store::pool::current() % POOLS];
+        if waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(StoreError::Unavailable {
                 cid: *cid,
                 why: "too many reads are waiting for the network",
             });
         }
         let got = self.client.want_blocking(*cid, self.timeout);
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        waiting.fetch_sub(1, Ordering::AcqRel);
         got.ok_or(StoreError::Unavailable {
             cid: *cid,
             why: "no peer sent it in time",
