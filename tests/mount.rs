@@ -916,9 +916,12 @@ fn listings_and_stat_come_from_the_index_without_reading_blocks() {
     std::os::unix::fs::symlink("f01", src.join("link")).unwrap();
     let out = root.ok(&["add", "-r", "--preserve-mode", src.to_str().unwrap()]);
     let dir = cid_of(&out, " src");
-    for (name, _) in &files {
-        root.corrupt_block(&cid_of(&out, &format!("src/{name}")), 3);
-    }
+    let blocks: Vec<PathBuf> = files
+        .iter()
+        .map(|(name, _)| root.corrupt_block(&cid_of(&out, &format!("src/{name}")), 3))
+        .collect();
+    // Nothing of the files' blocks in the page cache: what the mount reads shows below.
+    std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
     let m = Mount::start(&root, &[]);
     let base = m.path(&dir);
     let mut seen = 0;
@@ -938,6 +941,27 @@ fn listings_and_stat_come_from_the_index_without_reading_blocks() {
     );
     let listed = std::fs::read_dir(&base).unwrap().count();
     assert_eq!(listed, 41);
+    // Not even prefetched: the listing was answered from the index, and prefetching the
+    // files' blocks would read every file of a tree that `find` walks.
+    std::thread::sleep(Duration::from_millis(300));
+    let cached = sh(&format!(
+        "fincore --noheadings --output PAGES {}",
+        blocks
+            .iter()
+            .map(|b| b.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    ))
+    .stdout;
+    let pages: u64 = String::from_utf8(cached)
+        .unwrap()
+        .split_whitespace()
+        .map(|n| n.parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(
+        pages, 0,
+        "pages of the files' blocks read by a listing and stats"
+    );
     assert_eq!(
         errno_of(std::fs::read(base.join("f05"))),
         Some(libc::EIO),

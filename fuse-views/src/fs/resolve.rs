@@ -171,19 +171,27 @@ impl CairnFs {
 
     /// Asks for the blocks of the children a listing page is about to resolve, all at once:
     /// on a cold disk the kernel then reads them together instead of one seek at a time. Raw
-    /// children are left out (a large one is described unread, and its bytes are content).
+    /// children are left out (a large one is described unread, and its bytes are content),
+    /// and so is the whole page when its first child is described by the index: a page is
+    /// then answered without reading blocks (a directory's children are put, or fetched,
+    /// together), and prefetching them would read every file of a tree that `find` walks.
     pub(super) fn prefetch_children(&self, listing: &Listing, from: usize) {
         let Listing::Dir { names, .. } = listing else {
             return;
         };
-        let cids: Vec<Cid> = names
-            .iter()
-            .skip(from)
-            .take(PREFETCH_CHILDREN)
+        let page = names.iter().skip(from).take(PREFETCH_CHILDREN);
+        let mut cids = page
             .map(|(_, cid)| *cid)
             .filter(|cid| cid.codec() != codes::RAW)
-            .collect();
-        cairn_unixfs::NodeSource::prefetch(&self.nodes, &cids);
+            .peekable();
+        let described = cids
+            .peek()
+            .and_then(|c| self.nodes.source().indexed(c))
+            .is_some_and(|m| m.attrs.is_some());
+        if !described {
+            let cids: Vec<Cid> = cids.collect();
+            cairn_unixfs::NodeSource::prefetch(&self.nodes, &cids);
+        }
     }
 
     /// Entry `i` of `listing`: its name and inode (a [`Inode::Pending`] one if its block
