@@ -21,6 +21,8 @@ fn is_fuse(p: &Path) -> bool {
 pub struct Mount {
     pub child: Option<Child>,
     pub dir: PathBuf,
+    /// What `cairn mount` says on stderr after "mounted" (shown if it does not stop well).
+    said: Option<std::sync::mpsc::Receiver<String>>,
 }
 
 impl Mount {
@@ -54,6 +56,7 @@ impl Mount {
         let mut m = Mount {
             child: Some(child),
             dir: dir.to_owned(),
+            said: None,
         };
         let start = Instant::now();
         let mut seen = Vec::new();
@@ -73,6 +76,7 @@ impl Mount {
             }
         }
         assert!(is_fuse(dir));
+        m.said = Some(rx);
         m
     }
 
@@ -90,7 +94,11 @@ impl Mount {
         let start = Instant::now();
         loop {
             if let Some(status) = child.try_wait().unwrap() {
-                assert!(status.success(), "cairn mount exited with {status}");
+                if !status.success() {
+                    std::thread::sleep(Duration::from_millis(100));
+                    let said: Vec<String> = self.said.iter().flat_map(|r| r.try_iter()).collect();
+                    panic!("cairn mount exited with {status}; it said: {said:?}");
+                }
                 break;
             }
             if start.elapsed() > Duration::from_secs(20) {

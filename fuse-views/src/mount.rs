@@ -99,8 +99,8 @@ fn c_path(p: &Path) -> io::Result<std::ffi::CString> {
 
 /// If a dead cairn (or any FUSE daemon) left its mount at `mountpoint`, detaches it and
 /// returns true. Fails if a live FUSE filesystem is mounted there. A dead daemon's mount
-/// answers `statfs` with ENOTCONN or ECONNABORTED (`stat` may still be answered from the
-/// kernel's cache).
+/// answers `statfs` with one of [`is_stale_errno`]'s errors (`stat` may still be answered
+/// from the kernel's cache).
 pub fn clean_stale(mountpoint: &Path) -> io::Result<bool> {
     if !is_mounted(mountpoint) {
         return Ok(false);
@@ -146,10 +146,14 @@ pub fn clean_stale(mountpoint: &Path) -> io::Result<bool> {
 
 /// True if a FUSE filesystem is mounted at `path`, from `/proc/self/mountinfo` (asking the
 /// filesystem itself could block on a daemon that is not answering).
-/// What a FUSE mount whose server is gone answers: ENOTCONN, or ECONNABORTED once its
-/// connection was aborted (as it is when io_uring queues were registered on it).
+/// What a FUSE mount whose server is gone answers: ENOTCONN; with io_uring queues
+/// registered on it, ECONNABORTED once its connection is aborted, and ECANCELED for a
+/// request caught while its queues are torn down.
 pub fn is_stale_errno(errno: Option<i32>) -> bool {
-    matches!(errno, Some(libc::ENOTCONN) | Some(libc::ECONNABORTED))
+    matches!(
+        errno,
+        Some(libc::ENOTCONN) | Some(libc::ECONNABORTED) | Some(libc::ECANCELED)
+    )
 }
 
 /// How many threads of one pool may wait for the network at once, leaving the rest to
@@ -380,8 +384,13 @@ impl Mounted {
         }
     }
 
-    /// Serves requests until the filesystem is unmounted.
+    /// Serves requests until the filesystem is unmounted, and until the io_uring queues'
+    /// threads have ended too (at most a minute).
     pub fn run(self) -> io::Result<()> {
-        self.session.run()
+        let served = self.session.run();
+        if let Some(queues) = self.queues {
+            queues.join(std::time::Duration::from_secs(60));
+        }
+        served
     }
 }

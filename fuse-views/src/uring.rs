@@ -107,6 +107,25 @@ impl Queues {
         Ok(Queues { threads })
     }
 
+    /// Waits, at most `limit`, for the threads to end, which they do once the connection
+    /// is gone (a thread waiting for the network, once that wait ends). The process must not
+    /// exit under them: at exit, C++ statics (RocksDB's thread-local registry among them)
+    /// are torn down, and a thread ending then runs its thread-local destructors against
+    /// them. fuser joins its own threads the same way before `run` returns.
+    pub fn join(self, limit: std::time::Duration) {
+        let start = std::time::Instant::now();
+        while !self.threads.iter().all(|t| t.is_finished()) {
+            if start.elapsed() > limit {
+                log::warn!("fuse queues: threads still busy after {limit:?}; exiting anyway");
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+
     /// How many threads serve the queues.
     pub fn len(&self) -> usize {
         self.threads.len()
