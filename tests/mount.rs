@@ -1133,14 +1133,29 @@ fn io_uring_queues_serve_what_dev_fuse_serves() {
             ],
             "{extra:?}"
         );
-        let statfs = sh(&format!("stat -f -c '%s %l %S' {}", tree.display())).stdout;
-        seen.push((walk, statfs, uring_requests(&m)));
+        // statfs; listxattr on a file and on the mount root; an ioctl (isatty: ENOTTY).
+        let more = sh(&format!(
+            "stat -f -c '%s %l %S' {0}; getfattr -h -d -m - {0}/a/large.bin {1} | grep -v -e inodes -e uring; \
+             python3 -c 'import os; print(os.isatty(os.open(\"{0}/empty\", os.O_RDONLY)))'",
+            tree.display(),
+            m.dir.display()
+        ))
+        .stdout;
+        seen.push((walk, more, uring_requests(&m)));
     }
     let (uring, classic) = (&seen[0], &seen[1]);
     assert!(uring.2 > 300, "{} requests came through io_uring", uring.2);
     assert_eq!(classic.2, 0, "--no-uring still used the queues");
     assert_eq!(uring.0, classic.0);
-    assert_eq!(uring.1, classic.1);
+    assert_eq!(
+        String::from_utf8_lossy(&uring.1),
+        String::from_utf8_lossy(&classic.1)
+    );
+    assert!(
+        String::from_utf8_lossy(&uring.1).contains("user.ipfs.cid=\"Qm"),
+        "{}",
+        String::from_utf8_lossy(&uring.1)
+    );
     assert!(
         uring
             .0
