@@ -311,3 +311,42 @@ fn extreme_mtimes_do_not_panic_the_mount() {
         assert_eq!(std::fs::read(&p).unwrap(), b"t");
     }
 }
+
+/// Symlink targets of 4095 bytes (the longest the kernel takes) and longer, in a stranger's
+/// blocks: the first reads back whole, the others are ENAMETOOLONG, the same through the
+/// io_uring queues and through /dev/fuse (the kernel had made the reply EINVAL on one and EIO
+/// on the other).
+#[test]
+fn symlink_targets_too_long_for_the_kernel_are_enametoolong() {
+    let root = Root::new();
+    let mut entries = Vec::new();
+    let mut blocks = Vec::new();
+    for len in [4095, 4096, 70_000] {
+        let mut d = Data::new(DataType::Symlink);
+        d.data = Some(Bytes::from(vec![b'x'; len]));
+        let l = pb_block(vec![], d);
+        entries.push(PbLink::new(l.0, format!("l{len}"), l.1.len() as u64));
+        blocks.push(l);
+    }
+    let dir = pb_block(entries, Data::new(DataType::Directory));
+    blocks.push(dir.clone());
+    let car = write_car(root.dir.path(), "t.car", &[dir.0], &blocks);
+    root.ok(&["dag", "import", car.to_str().unwrap()]);
+    for extra in [&[][..], &["--no-uring"][..]] {
+        let m = Mount::start(&root, extra);
+        let at = |len: usize| m.path(&format!("{}/l{len}", dir.0));
+        assert_eq!(
+            std::fs::read_link(at(4095)).unwrap().as_os_str().len(),
+            4095,
+            "{extra:?}"
+        );
+        for len in [4096, 70_000] {
+            let err = std::fs::read_link(at(len)).unwrap_err();
+            assert_eq!(
+                err.raw_os_error(),
+                Some(libc::ENAMETOOLONG),
+                "{extra:?} {len}"
+            );
+        }
+    }
+}

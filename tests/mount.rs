@@ -1156,6 +1156,26 @@ fn io_uring_queues_serve_what_dev_fuse_serves() {
         "{}",
         String::from_utf8_lossy(&uring.1)
     );
+
+    // io_uring refused to everyone (the sysctl, as a seccomp profile or a container would):
+    // the queues cannot be made, INIT does not ask for them, and the mount serves through
+    // /dev/fuse. (Asking first and failing after held every request back for good.) Other
+    // tests' mounts meanwhile fall back the same way; none of them checks its transport.
+    struct Restore(String);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = std::fs::write("/proc/sys/kernel/io_uring_disabled", &self.0);
+        }
+    }
+    let _restore = Restore(std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").unwrap());
+    std::fs::write("/proc/sys/kernel/io_uring_disabled", "2").unwrap();
+    let m = Mount::start(&root, &[]);
+    sh(&format!(
+        "timeout 10 ls -lR {} > /dev/null",
+        m.path(&cid).display()
+    ));
+    assert_eq!(walk_all(&m.path(&cid)), classic.0);
+    assert_eq!(uring_requests(&m), 0);
     assert!(
         uring
             .0

@@ -74,8 +74,6 @@ pub struct FsOptions {
     pub blocks_dir: PathBuf,
     /// What the root and the view roots list besides the views.
     pub pinned: PinnedRoots,
-    /// Ask the kernel for FUSE over io_uring (served by [`crate::uring`]).
-    pub uring: bool,
 }
 
 /// The filesystem: views, a node cache, the inode table. A handle: clones share one state, so
@@ -100,6 +98,8 @@ pub struct FsCore {
     pins: Mutex<PinSnapshot>,
     /// FLUSH requests seen (`user.cairn.flushes` on the root): one, then the kernel stops.
     flushes: AtomicU64,
+    /// Ask the kernel for FUSE over io_uring at INIT (queues are ready to register).
+    uring_offer: AtomicBool,
     /// The kernel agreed to FUSE over io_uring at INIT.
     uring: AtomicBool,
     /// Requests served through io_uring queues (`user.cairn.uring` on the root).
@@ -130,9 +130,16 @@ impl CairnFs {
             next_fh: AtomicU64::new(1),
             pins: Mutex::new(PinSnapshot::new()),
             flushes: AtomicU64::new(0),
+            uring_offer: AtomicBool::new(false),
             uring: AtomicBool::new(false),
             uring_served: AtomicU64::new(0),
         }))
+    }
+
+    /// Whether INIT asks the kernel for io_uring queues: only once they are made, because
+    /// after agreeing the kernel holds every request back until they are registered.
+    pub fn offer_uring(&self, offer: bool) {
+        self.uring_offer.store(offer, Ordering::Relaxed);
     }
 
     /// Whether the kernel agreed, at INIT, to take requests through io_uring queues.
@@ -281,10 +288,12 @@ impl Filesystem for CairnFs {
         if self.passthrough.load(Ordering::Relaxed) && config.set_max_stack_depth(1).is_err() {
             self.passthrough.store(false, Ordering::Relaxed);
         }
-        // Nothing is ever written; a smaller largest write keeps each io_uring entry's
-        // payload buffer (which must hold it) at the largest read, 1 MiB.
+        // Nothing is ever written; a smaller largest write, and read-ahead requests of at
+        // most 1 MiB, keep the largest request or reply (which each io_uring entry's payload
+        // buffer must hold) at 1 MiB.
         let _ = config.set_max_write(MAX_REQUEST as u32);
-        if self.opts.uring {
+        let _ = config.set_max_readahead(MAX_REQUEST as u32);
+        if self.uring_offer.load(Ordering::Relaxed) {
             match config.add_capabilities(InitFlags::FUSE_OVER_IO_URING) {
                 Ok(()) => self.uring.store(true, Ordering::Relaxed),
                 Err(_) => log::info!("kernel does not offer FUSE over io_uring"),

@@ -157,13 +157,11 @@ pub fn is_stale_errno(errno: Option<i32>) -> bool {
 }
 
 /// How many threads of one pool may wait for the network at once, leaving the rest to
-/// answer for what is here: all but 4 of the `/dev/fuse` threads, all but 2 of a queue's.
-pub fn network_waiters(opts: &MountOptions) -> usize {
-    if opts.wants_uring() {
-        crate::uring::threads_per_queue(opts.threads) - 2
-    } else {
-        opts.threads.saturating_sub(4).max(1)
-    }
+/// answer for what is here: of the `/dev/fuse` threads (pool 0) all but 4, of each io_uring
+/// queue's threads all but 2.
+pub fn network_waiters(opts: &MountOptions) -> (usize, usize) {
+    let dev_fuse = opts.threads.saturating_sub(4).max(1);
+    (dev_fuse, crate::uring::threads_per_queue(opts.threads) - 2)
 }
 
 pub fn is_mounted(path: &Path) -> bool {
@@ -265,7 +263,6 @@ pub fn mount(
             gid: unsafe { libc::getgid() },
             blocks_dir,
             pinned: opts.pinned.clone(),
-            uring: want_uring,
         },
     );
     let mut cfg = Config::default();
@@ -286,19 +283,8 @@ pub fn mount(
     cfg.n_threads = Some(opts.threads.max(1));
     cfg.clone_fd = true;
     let (session, queues, own_mount) = if want_uring {
-        let (session, dev) = mount_own(fs.clone(), &opts.mountpoint, cfg)?;
-        let queues = if fs.uring_agreed() {
-            let per_queue = crate::uring::threads_per_queue(opts.threads);
-            match crate::uring::Queues::start(fs, dev, per_queue, crate::fs::MAX_REQUEST) {
-                Ok(q) => Some(q),
-                Err(e) => {
-                    log::warn!("FUSE over io_uring: {e}; serving through /dev/fuse");
-                    None
-                }
-            }
-        } else {
-            None
-        };
+        let per_queue = crate::uring::threads_per_queue(opts.threads);
+        let (session, queues) = mount_own(fs, &opts.mountpoint, cfg, per_queue)?;
         (session, queues, true)
     } else {
         (Session::new(fs, &opts.mountpoint, &cfg)?, None, false)
@@ -317,13 +303,15 @@ pub fn mount(
 }
 
 /// Mounts as root with `mount(2)` on a `/dev/fuse` descriptor of cairn's own (fuser keeps
-/// its descriptor to itself, and the io_uring queues need one), and does the INIT
-/// handshake. Returns the session and a second descriptor of the same connection.
+/// its descriptor to itself, and the io_uring queues need one), makes the queues (before
+/// INIT, which asks for them only if they could all be made), and does the INIT handshake.
+/// Returns the session and the queues, registering, if the kernel agreed.
 fn mount_own(
     fs: CairnFs,
     mountpoint: &Path,
     cfg: Config,
-) -> io::Result<(Session<CairnFs>, OwnedFd)> {
+    per_queue: usize,
+) -> io::Result<(Session<CairnFs>, Option<crate::uring::Queues>)> {
     // SAFETY: a valid C string; the descriptor is checked and then owned.
     let raw = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
     if raw < 0 {
@@ -354,10 +342,35 @@ fn mount_own(
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
-    let ring_dev = dev.try_clone()?;
-    match Session::from_fd(fs, dev, SessionACL::All, cfg) {
-        Ok(session) => Ok((session, ring_dev)),
+    let queues = dev.try_clone().and_then(|ring_dev| {
+        crate::uring::Queues::prepare(fs.clone(), ring_dev, per_queue, crate::fs::MAX_REQUEST)
+    });
+    let queues = match queues {
+        Ok(q) => Some(q),
         Err(e) => {
+            log::warn!("FUSE over io_uring: {e}; serving through /dev/fuse");
+            None
+        }
+    };
+    fs.offer_uring(queues.is_some());
+    match Session::from_fd(fs.clone(), dev, SessionACL::All, cfg) {
+        Ok(session) => {
+            let agreed = fs.uring_agreed();
+            let queues = queues.and_then(|q| {
+                q.go(agreed);
+                if agreed {
+                    Some(q)
+                } else {
+                    q.join(std::time::Duration::from_secs(5));
+                    None
+                }
+            });
+            Ok((session, queues))
+        }
+        Err(e) => {
+            if let Some(q) = queues {
+                q.join(std::time::Duration::from_secs(5));
+            }
             // SAFETY: a valid C string for the call.
             unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
             Err(e)

@@ -2,25 +2,33 @@
 //! its caller runs on, and a cairn thread pinned to that CPU answers it there.
 //!
 //! Over `/dev/fuse`, a request wakes whichever server thread has waited longest, almost
-//! always on another CPU, and the reply wakes the caller back across: two cross-CPU wake-ups
+//! always on another CPU, and the reply wakes the caller back: two cross-CPU wake-ups
 //! per round trip. On a virtual machine whose idle vCPUs halt, each one costs a VM exit; a
 //! `stat` pass over a fresh mount ran at 33k names/s through `/dev/fuse` and at 75k/s through
 //! per-CPU queues, for a filesystem that answers from nothing (BENCHMARKS.md). Program
 //! start-up on a fresh mount is made of such round trips.
 //!
 //! The kernel offers this only when `/sys/module/fuse/parameters/enable_uring` is set, and
-//! only after every queue (one per possible CPU) has an entry registered; until then, and for
-//! FORGET and INTERRUPT always, requests come through `/dev/fuse`, where fuser's threads keep
-//! serving them. Each queue has a few threads, each with a ring of its own and one entry
-//! (a header and a payload buffer), so that a request that waits for the network holds up
-//! one thread, not its CPU's queue.
+//! uses the queues only once every queue (one per possible CPU) has an entry registered;
+//! until then, and for FORGET and INTERRUPT always, requests come through `/dev/fuse`, where
+//! fuser's threads keep serving them. Once INIT has agreed to io_uring, the kernel holds
+//! back every request until the queues are ready, so everything that can fail (rings,
+//! buffers, threads) is made before INIT is answered ([`Queues::prepare`]), and the
+//! agreement is asked for only if it all worked; a registration the kernel refuses turns
+//! io_uring off again on its side. Each queue has a few threads, each with a ring of its own
+//! and one entry (a header and a payload buffer), so that a request that waits for the
+//! network holds up one thread, not its CPU's queue. A thread answers every request it
+//! takes, EIO if the operation panicked: an entry left unanswered would leave its caller
+//! waiting until the mount goes away.
 
 mod wire;
 
 use std::{
     io,
     os::fd::{AsRawFd, OwnedFd},
+    sync::{Arc, Condvar, Mutex},
     thread::JoinHandle,
+    time::{Duration, Instant},
 };
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
@@ -36,75 +44,115 @@ pub fn enabled() -> bool {
         .is_ok_and(|v| v.trim() == "Y" || v.trim() == "1")
 }
 
-/// How many queues the kernel makes: one per possible CPU.
-pub fn possible_cpus() -> usize {
-    let list = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap_or_default();
-    let last = list
-        .trim()
-        .split(',')
-        .filter_map(|r| r.rsplit('-').next()?.parse::<usize>().ok())
-        .max();
-    last.map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get()),
-        |l| l + 1,
-    )
+/// The CPUs of a sysfs CPU list ("0-3,8"), or `None` if it cannot be read.
+fn cpu_list(path: &str) -> Option<Vec<usize>> {
+    let list = std::fs::read_to_string(path).ok()?;
+    let mut cpus = Vec::new();
+    for range in list.trim().split(',').filter(|r| !r.is_empty()) {
+        let (a, b) = range.split_once('-').unwrap_or((range, range));
+        let (a, b): (usize, usize) = (a.parse().ok()?, b.parse().ok()?);
+        cpus.extend(a..=b);
+    }
+    Some(cpus)
 }
 
-/// How many threads serve each CPU's queue when `threads` serve the mount: an even share,
-/// and at least 4, so that reads waiting for the network (at most all but two of a queue's
-/// threads, see [`crate::mount::network_waiters`]) leave two to answer the rest.
-pub fn threads_per_queue(threads: usize) -> usize {
-    (threads / possible_cpus()).max(4)
+/// How many queues the kernel makes: one per possible CPU (`None` if that cannot be read,
+/// and then the queues are not used: a wrong count would never make them ready).
+pub fn possible_cpus() -> Option<usize> {
+    cpu_list("/sys/devices/system/cpu/possible")?
+        .into_iter()
+        .max()
+        .map(|m| m + 1)
 }
+
+/// How many threads serve each online CPU's queue when `threads` serve the mount: an even
+/// share, and at least 4, so that reads waiting for the network (at most all but two of a
+/// queue's threads, see [`crate::mount::network_waiters`]) leave two to answer the rest. A
+/// CPU that is not online gets one thread: no caller runs there, but the kernel wants every
+/// queue registered.
+pub fn threads_per_queue(threads: usize) -> usize {
+    let online = cpu_list("/sys/devices/system/cpu/online").map_or(1, |c| c.len().max(1));
+    (threads / online).max(4)
+}
+
+/// Whether the prepared threads register their entries (INIT agreed) or end (it did not).
+type Go = Arc<(Mutex<Option<bool>>, Condvar)>;
 
 /// The queues' threads, serving until the mount goes away.
 pub struct Queues {
     threads: Vec<JoinHandle<()>>,
+    go: Go,
 }
 
 impl Queues {
-    /// Starts `per_queue` threads for each CPU's queue on the connection `dev` (a clone of
-    /// the session's `/dev/fuse` descriptor), each with a payload buffer of `payload` bytes
-    /// (the connection's largest request or reply). Errors if a ring cannot be set up; the
-    /// mount is then served through `/dev/fuse` alone.
-    pub fn start(
+    /// Before INIT: starts `per_queue` threads for each online CPU's queue (one for each
+    /// other possible CPU) on the connection `dev` (a clone of the session's `/dev/fuse`
+    /// descriptor), each with its ring and a payload buffer of `payload` bytes (the
+    /// connection's largest request or reply), waiting for [`Queues::go`]. Errors, with
+    /// every thread ended, if any of that cannot be made.
+    pub fn prepare(
         fs: CairnFs,
         dev: OwnedFd,
         per_queue: usize,
         payload: usize,
     ) -> io::Result<Queues> {
-        let dev = std::sync::Arc::new(dev);
-        let mut threads = Vec::new();
+        let possible =
+            possible_cpus().ok_or_else(|| io::Error::other("cannot read the possible CPUs"))?;
+        let online = cpu_list("/sys/devices/system/cpu/online").unwrap_or_default();
+        let dev = Arc::new(dev);
+        let go: Go = Arc::new((Mutex::new(None), Condvar::new()));
+        let mut queues = Queues {
+            threads: Vec::new(),
+            go: go.clone(),
+        };
         let (tx, rx) = std::sync::mpsc::channel();
-        let queues = possible_cpus();
-        for qid in 0..queues {
-            for t in 0..per_queue.max(1) {
-                let (fs, dev, tx) = (fs.clone(), dev.clone(), tx.clone());
-                let thread = std::thread::Builder::new()
+        for qid in 0..possible {
+            let threads = if online.contains(&qid) { per_queue } else { 1 };
+            for t in 0..threads {
+                let (fs, dev, tx, go) = (fs.clone(), dev.clone(), tx.clone(), go.clone());
+                let spawned = std::thread::Builder::new()
                     .name(format!("cairn-q{qid}.{t}"))
                     .spawn(move || {
-                        let mut entry = match Entry::register(&dev, qid as u16, payload) {
-                            Ok(e) => {
-                                let _ = tx.send(Ok(()));
-                                e
-                            }
-                            Err(e) => {
-                                let _ = tx.send(Err(e));
-                                return;
-                            }
-                        };
+                        let made = Entry::new(dev, qid, payload);
+                        let ok = made.as_ref().map(|_| ()).map_err(|e| e.kind());
+                        let _ = tx.send(ok);
                         drop(tx);
+                        let (Ok(mut entry), true) = (made, wait_for(&go)) else {
+                            return;
+                        };
                         entry.serve(&fs);
-                    })?;
-                threads.push(thread);
+                    });
+                match spawned {
+                    Ok(thread) => queues.threads.push(thread),
+                    Err(e) => {
+                        queues.go(false);
+                        return Err(e);
+                    }
+                }
             }
         }
         drop(tx);
-        for _ in 0..threads.len() {
-            rx.recv()
-                .map_err(|_| io::Error::other("a queue thread died"))??;
+        let mut failed = None;
+        for _ in 0..queues.threads.len() {
+            match rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(kind)) => failed = Some(io::Error::from(kind)),
+                Err(_) => failed = Some(io::Error::other("a queue thread died")),
+            }
         }
-        Ok(Queues { threads })
+        if let Some(e) = failed {
+            queues.go(false);
+            return Err(e);
+        }
+        Ok(queues)
+    }
+
+    /// After INIT was answered: the threads register their entries if it agreed to
+    /// io_uring, and end if not.
+    pub fn go(&self, register: bool) {
+        let (lock, cv) = &*self.go;
+        *lock.lock().expect("go") = Some(register);
+        cv.notify_all();
     }
 
     /// Waits, at most `limit`, for the threads to end, which they do once the connection
@@ -112,14 +160,15 @@ impl Queues {
     /// exit under them: at exit, C++ statics (RocksDB's thread-local registry among them)
     /// are torn down, and a thread ending then runs its thread-local destructors against
     /// them. fuser joins its own threads the same way before `run` returns.
-    pub fn join(self, limit: std::time::Duration) {
-        let start = std::time::Instant::now();
+    pub fn join(self, limit: Duration) {
+        self.go(false);
+        let start = Instant::now();
         while !self.threads.iter().all(|t| t.is_finished()) {
             if start.elapsed() > limit {
                 log::warn!("fuse queues: threads still busy after {limit:?}; exiting anyway");
                 return;
             }
-            std::thread::sleep(std::time::Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(5));
         }
         for t in self.threads {
             let _ = t.join();
@@ -136,10 +185,24 @@ impl Queues {
     }
 }
 
-/// One ring entry and the ring it was registered through.
+/// Waits for [`Queues::go`]; true to register.
+fn wait_for(go: &Go) -> bool {
+    let (lock, cv) = &**go;
+    let mut state = lock.lock().expect("go");
+    loop {
+        if let Some(register) = *state {
+            return register;
+        }
+        state = cv.wait(state).expect("go");
+    }
+}
+
+/// One ring entry and the ring it is registered through. Made and used on one thread.
+/// Fields drop in order: the ring first, so that the kernel is done with the buffers
+/// before they are freed.
 struct Entry {
     ring: IoUring<squeue::Entry128, cqueue::Entry>,
-    dev: std::sync::Arc<OwnedFd>,
+    dev: Arc<OwnedFd>,
     qid: u16,
     header: Box<[u8; wire::HEADER_LEN]>,
     payload: Vec<u8>,
@@ -148,16 +211,13 @@ struct Entry {
     iov: Box<[libc::iovec; 2]>,
 }
 
-// SAFETY: `iov` points into `header` and `payload`, which the entry owns and never moves
-// (both are heap allocations); the entry is used by one thread at a time.
-unsafe impl Send for Entry {}
-
 impl Entry {
-    /// Makes a ring on this thread, pins the thread to CPU `qid` and registers one entry
-    /// for queue `qid`.
-    fn register(dev: &std::sync::Arc<OwnedFd>, qid: u16, payload: usize) -> io::Result<Entry> {
-        pin_to_cpu(qid as usize);
-        cairn_store::pool::set(1 + qid as usize);
+    /// Pins this thread to CPU `qid` and makes a ring and the buffers of one entry for
+    /// queue `qid`.
+    fn new(dev: Arc<OwnedFd>, qid: usize, payload: usize) -> io::Result<Entry> {
+        let qid16 = u16::try_from(qid).map_err(|_| io::Error::other("too many CPUs"))?;
+        pin_to_cpu(qid);
+        cairn_store::pool::set(1 + qid);
         let ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
@@ -174,22 +234,19 @@ impl Entry {
                 iov_len: payload.len(),
             },
         ]);
-        let mut entry = Entry {
+        Ok(Entry {
             ring,
-            dev: dev.clone(),
-            qid,
+            dev,
+            qid: qid16,
             header,
             payload,
             read_buf: Vec::new(),
             iov,
-        };
-        // The kernel answers EAGAIN until the connection's INIT is done; it is, by now.
-        entry.submit(CMD_REGISTER, 0)?;
-        Ok(entry)
+        })
     }
 
-    /// Queues command `op` for this entry and submits it.
-    fn submit(&mut self, op: u32, commit_id: u64) -> io::Result<()> {
+    /// Queues command `op` for this entry; the next `submit_and_wait` sends it.
+    fn push(&mut self, op: u32, commit_id: u64) -> io::Result<()> {
         // struct fuse_uring_cmd_req: flags, commit_id, qid.
         let mut cmd = [0u8; 80];
         cmd[8..16].copy_from_slice(&commit_id.to_le_bytes());
@@ -202,17 +259,20 @@ impl Entry {
         // SAFETY: the buffers the command names live as long as the entry, and the ring
         // (which the kernel may still hold them through) is dropped first.
         unsafe { self.ring.submission().push(&sqe) }
-            .map_err(|_| io::Error::other("submission queue full"))?;
-        self.ring.submit()?;
-        Ok(())
+            .map_err(|_| io::Error::other("submission queue full"))
     }
 
-    /// Answers requests until the connection ends.
+    /// Registers the entry, then answers requests until the connection ends.
     fn serve(&mut self, fs: &CairnFs) {
+        let mut last = (CMD_REGISTER, 0);
+        if let Err(e) = self.push(last.0, last.1) {
+            log::warn!("fuse queue {}: {e}", self.qid);
+            return;
+        }
         loop {
             match self.ring.submit_and_wait(1) {
                 Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EAGAIN)) => continue,
                 Err(e) => {
                     log::warn!("fuse queue {}: {e}", self.qid);
                     return;
@@ -221,22 +281,34 @@ impl Entry {
             let Some(cqe) = self.ring.completion().next() else {
                 continue;
             };
-            if cqe.result() < 0 {
-                let errno = -cqe.result();
-                let e = io::Error::from_raw_os_error(errno);
-                match errno {
-                    // The mount went away.
-                    libc::ENOTCONN | libc::ECONNABORTED | libc::ENODEV | libc::ECANCELED => {
-                        log::debug!("fuse queue {}: {e}", self.qid)
+            match -cqe.result() {
+                0 => {}
+                // Not now (the connection's INIT not done yet, a signal): send it again.
+                libc::EAGAIN | libc::EINTR => {
+                    std::thread::sleep(Duration::from_millis(1));
+                    if self.push(last.0, last.1).is_err() {
+                        return;
                     }
-                    // A refused registration: the mount is served through /dev/fuse.
-                    _ => log::warn!("fuse queue {}: {e}", self.qid),
+                    continue;
                 }
-                return;
+                // The mount went away.
+                libc::ENOTCONN | libc::ECONNABORTED | libc::ENODEV | libc::ECANCELED => return,
+                // A refused registration: the kernel serves the mount through /dev/fuse.
+                errno => {
+                    let e = io::Error::from_raw_os_error(errno);
+                    log::warn!("fuse queue {}: {e}", self.qid);
+                    return;
+                }
             }
             let (commit_id, _) = wire::entry_in(&self.header);
-            wire::serve(fs, &mut self.header, &mut self.payload, &mut self.read_buf);
-            if let Err(e) = self.submit(CMD_COMMIT_AND_FETCH, commit_id) {
+            let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                wire::serve(fs, &mut self.header, &mut self.payload, &mut self.read_buf)
+            }));
+            if answered.is_err() {
+                wire::fail(&mut self.header, libc::EIO);
+            }
+            last = (CMD_COMMIT_AND_FETCH, commit_id);
+            if let Err(e) = self.push(last.0, last.1) {
                 log::warn!("fuse queue {}: {e}", self.qid);
                 return;
             }
@@ -254,9 +326,13 @@ fn with_len(sqe: squeue::Entry128, len: u32) -> squeue::Entry128 {
 }
 
 /// Keeps this thread on CPU `cpu`, where its queue's requests are made; a CPU the thread may
-/// not run on (a cpuset) leaves it unpinned, which is slower, not wrong.
+/// not run on (a cpuset, an offline CPU) leaves it unpinned, which is slower, not wrong.
 fn pin_to_cpu(cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; the calls get valid pointers and sizes.
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return;
+    }
+    // SAFETY: cpu_set_t is plain data; the calls get valid pointers and sizes, and `cpu` is
+    // within the set.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
@@ -266,5 +342,27 @@ fn pin_to_cpu(cpu: usize) {
                 io::Error::last_os_error()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_read_as_sysfs_writes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("list");
+        for (text, want) in [
+            ("0-1\n", Some(vec![0, 1])),
+            ("0,2-3,8\n", Some(vec![0, 2, 3, 8])),
+            ("5\n", Some(vec![5])),
+            ("\n", Some(vec![])),
+            ("0-x\n", None),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            assert_eq!(cpu_list(p.to_str().unwrap()), want, "{text:?}");
+        }
+        assert_eq!(cpu_list("/nonexistent/cpu/list"), None);
     }
 }

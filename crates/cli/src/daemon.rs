@@ -181,14 +181,17 @@ pub fn run(root: &Path, args: DaemonArgs) -> Result<ExitCode> {
         Ok(())
     } else {
         // Keep FUSE threads of every pool free of network waits, for listings and local files.
-        let waiters =
+        let (dev_fuse, queue) =
             cairn_fuse::mount::network_waiters(&args.settings.options(&layout, &mountpoint));
-        let src = Arc::new(NetworkSource::new(
-            store.clone(),
-            client.clone(),
-            config.fetch_timeout,
-            waiters,
-        ));
+        let src = Arc::new(
+            NetworkSource::new(
+                store.clone(),
+                client.clone(),
+                config.fetch_timeout,
+                dev_fuse,
+            )
+            .with_queue_limit(queue),
+        );
         mount::serve(
             root,
             &layout,

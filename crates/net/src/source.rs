@@ -31,8 +31,12 @@ pub struct NetworkSource {
     store: Arc<Store>,
     client: Client,
     timeout: Duration,
+    /// The limit for pool 0 (the mount's `/dev/fuse` threads, and every other thread).
     max_waiting: usize,
-    /// Threads waiting, per pool (pools beyond the last share a count: a tighter limit).
+    /// The limit for each other pool (a CPU's io_uring queue).
+    max_waiting_queue: usize,
+    /// Threads waiting, per pool. Pool 0 has its own count; pools past the last share one
+    /// (a tighter limit, never a looser one).
     waiting: Vec<AtomicUsize>,
 }
 
@@ -53,8 +57,15 @@ impl NetworkSource {
             client,
             timeout,
             max_waiting: max_waiting.max(1),
+            max_waiting_queue: max_waiting.max(1),
             waiting: (0..POOLS).map(|_| AtomicUsize::new(0)).collect(),
         }
+    }
+
+    /// At most `n` threads of each pool but pool 0 (each io_uring queue's) wait at once.
+    pub fn with_queue_limit(mut self, n: usize) -> NetworkSource {
+        self.max_waiting_queue = n.max(1);
+        self
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -67,8 +78,13 @@ impl NetworkSource {
 
     /// The block from the network, within the timeout.
     fn fetch(&self, cid: &Cid) -> Result<Bytes, StoreError> {
-        let waiting = &self.waiting[cairn_store::pool::current() % POOLS];
-        if waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+        let pool = cairn_store::pool::current();
+        let (slot, limit) = match pool {
+            0 => (0, self.max_waiting),
+            p => (1 + (p - 1) % (POOLS - 1), self.max_waiting_queue),
+        };
+        let waiting = &self.waiting[slot];
+        if waiting.fetch_add(1, Ordering::AcqRel) >= limit {
             waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(StoreError::Unavailable {
                 cid: *cid,

@@ -15,6 +15,9 @@ use crate::{
     view::Kind,
 };
 
+/// The longest symlink target the kernel takes from a FUSE server (a page less its NUL).
+const MAX_SYMLINK: usize = 4095;
+
 /// A name looked up: its attributes (inode 0 for a name that is not there, which the kernel
 /// remembers as absent for `entry_ttl`) and how long the kernel may keep them.
 pub(crate) struct Looked {
@@ -70,11 +73,19 @@ impl CairnFs {
         Ok(self.attr(ino, &inode))
     }
 
+    /// A symlink's target. The kernel takes at most a page less one byte; a longer target
+    /// (a stranger's block may hold one) is ENAMETOOLONG through either transport, rather
+    /// than whatever each makes of a reply too long.
     pub(crate) fn op_readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
         let (view, entry) = self.node_entry(INodeNo(ino)).map_err(|_| Errno::EINVAL)?;
-        self.views[view]
+        let target = self.views[view]
             .readlink(&self.nodes, &entry)
-            .map_err(|e| self.errno(&entry.cid, e, Errno::EINVAL))
+            .map_err(|e| self.errno(&entry.cid, e, Errno::EINVAL))?;
+        if target.len() > MAX_SYMLINK {
+            log::warn!("{}: a symlink target of {} bytes", entry.cid, target.len());
+            return Err(Errno::ENAMETOOLONG);
+        }
+        Ok(target)
     }
 
     /// An open without passthrough: refused for writing, else ENOSYS, after which the kernel

@@ -91,6 +91,14 @@ pub(super) fn serve(
     header[ENT_IN_OUT + 16..ENT_IN_OUT + 20].copy_from_slice(&(len as u32).to_le_bytes());
 }
 
+/// Turns the request in `header` into an error reply (`errno`, no body): for a request
+/// whose operation panicked. The in and out headers keep `unique` at the same place.
+pub(super) fn fail(header: &mut [u8; HEADER_LEN], errno: i32) {
+    header[0..4].copy_from_slice(&16u32.to_le_bytes());
+    header[4..8].copy_from_slice(&(-errno).to_le_bytes());
+    header[ENT_IN_OUT + 16..ENT_IN_OUT + 20].fill(0);
+}
+
 /// The reply body being written into the payload buffer.
 struct Out<'a> {
     buf: &'a mut [u8],
