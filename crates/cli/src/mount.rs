@@ -36,7 +36,8 @@ pub struct MountSettings {
     /// Memory for decoded, verified blocks, in MiB
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     pub cache_mib: u64,
-    /// FUSE worker threads (through io_uring: this many in all, at least 2 per CPU's queue)
+    /// FUSE worker threads (with io_uring queues, as many again shared out over the online
+    /// CPUs' queues, at least 4 each)
     #[arg(long, default_value_t = 16)]
     pub threads: usize,
     /// Serve every request through /dev/fuse, not per-CPU io_uring queues. The queues need
