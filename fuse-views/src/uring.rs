@@ -65,14 +65,17 @@ pub fn possible_cpus() -> Option<usize> {
         .map(|m| m + 1)
 }
 
-/// How many threads serve each online CPU's queue when `threads` serve the mount: an even
-/// share, and at least 4, so that reads waiting for the network (at most all but two of a
-/// queue's threads, see [`crate::mount::network_waiters`]) leave two to answer the rest. A
-/// CPU that is not online gets one thread: no caller runs there, but the kernel wants every
-/// queue registered.
+/// How many threads serve each online CPU's queue when `threads` serve the mount through
+/// `/dev/fuse`: as many, because one program's requests all land on its CPU's queue (a
+/// sequential read of a file being fetched had more than six READs waiting for the network
+/// at once, over the limit that 8 threads a queue gave); fewer past 16 online CPUs, to stay near 256 in all; at least 4, so that reads
+/// waiting for the network (at most all but two of a queue's threads, see
+/// [`crate::mount::network_waiters`]) leave two to answer the rest. A CPU that is not
+/// online gets one thread: no caller runs there, but the kernel wants every queue
+/// registered.
 pub fn threads_per_queue(threads: usize) -> usize {
     let online = cpu_list("/sys/devices/system/cpu/online").map_or(1, |c| c.len().max(1));
-    (threads / online).max(4)
+    threads.min(256 / online).max(4)
 }
 
 /// Whether the prepared threads register their entries (INIT agreed) or end (it did not).

@@ -36,8 +36,8 @@ pub struct MountSettings {
     /// Memory for decoded, verified blocks, in MiB
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     pub cache_mib: u64,
-    /// FUSE worker threads (with io_uring queues, as many again shared out over the online
-    /// CPUs' queues, at least 4 each)
+    /// FUSE worker threads; with io_uring queues, as many again for each online CPU's queue
+    /// (at least 4, and about 256 in all past 16 CPUs)
     #[arg(long, default_value_t = 16)]
     pub threads: usize,
     /// Serve every request through /dev/fuse, not per-CPU io_uring queues. The queues need
