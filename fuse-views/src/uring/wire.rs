@@ -61,11 +61,15 @@ pub(super) fn entry_in(header: &[u8; HEADER_LEN]) -> (u64, usize) {
 }
 
 /// Serves the request in `header` and `payload` and writes the reply over them.
+/// How a READ is done: [`CairnFs::op_read`] into the buffer, on this thread or another.
+pub(super) type Reader<'a> = &'a dyn Fn(&CairnFs, u64, u64, u32, &mut Vec<u8>) -> Result<(), Errno>;
+
 pub(super) fn serve(
     fs: &CairnFs,
     header: &mut [u8; HEADER_LEN],
     payload: &mut [u8],
     read_buf: &mut Vec<u8>,
+    read: Reader,
 ) {
     fs.uring_served
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -79,7 +83,16 @@ pub(super) fn serve(
         len: 0,
     };
     let op_in: [u8; 128] = header[OP_IN..OP_IN + 128].try_into().expect("128 bytes");
-    let result = answer(fs, opcode, nodeid, &op_in, payload_len, &mut out, read_buf);
+    let result = answer(
+        fs,
+        opcode,
+        nodeid,
+        &op_in,
+        payload_len,
+        &mut out,
+        read_buf,
+        read,
+    );
     let (error, len) = match result {
         Ok(()) => (0, out.len),
         Err(e) => (-e.code(), 0),
@@ -123,6 +136,7 @@ fn name(payload: &[u8]) -> Result<&OsStr, Errno> {
     Ok(OsStr::from_bytes(&payload[..end]))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn answer(
     fs: &CairnFs,
     opcode: u32,
@@ -131,6 +145,7 @@ fn answer(
     payload_len: usize,
     out: &mut Out,
     read_buf: &mut Vec<u8>,
+    read: Reader,
 ) -> Result<(), Errno> {
     let too_small = Errno::ERANGE;
     match opcode {
@@ -159,7 +174,7 @@ fn answer(
         op::READ => {
             let offset = u64_at(op_in, 8).unwrap_or(0);
             let size = u32_at(op_in, 16).unwrap_or(0);
-            fs.op_read(nodeid, offset, size, read_buf)?;
+            read(fs, nodeid, offset, size, read_buf)?;
             let n = read_buf.len().min(size as usize);
             out.put(&read_buf[..n]).then_some(()).ok_or(too_small)
         }
