@@ -45,6 +45,22 @@ fn shard(links: Vec<PbLink>) -> (Cid, Vec<u8>) {
     pb_block(links, d)
 }
 
+/// Imports a directory of these named single-block children into `root`; returns its CID.
+fn import_dir(root: &Root, children: impl IntoIterator<Item = (String, Data)>) -> Cid {
+    let mut entries = Vec::new();
+    let mut blocks = Vec::new();
+    for (name, data) in children {
+        let b = pb_block(vec![], data);
+        entries.push(PbLink::new(b.0, name, b.1.len() as u64));
+        blocks.push(b);
+    }
+    let dir = pb_block(entries, Data::new(DataType::Directory));
+    blocks.push(dir.clone());
+    let car = write_car(root.dir.path(), "t.car", &[dir.0], &blocks);
+    root.ok(&["dag", "import", car.to_str().unwrap()]);
+    dir.0
+}
+
 /// Writes a CARv1 with these roots and blocks and returns its path.
 fn write_car(dir: &Path, name: &str, roots: &[Cid], blocks: &[(Cid, Vec<u8>)]) -> PathBuf {
     let path = dir.join(name);
@@ -286,27 +302,23 @@ fn adds_work_without_proc() {
 #[test]
 fn extreme_mtimes_do_not_panic_the_mount() {
     let root = Root::new();
-    let mut entries = Vec::new();
-    let mut blocks = Vec::new();
-    for (i, seconds) in [i64::MAX, i64::MIN, -1].into_iter().enumerate() {
-        let mut d = Data::new(DataType::File);
-        d.data = Some(Bytes::from_static(b"t"));
-        d.filesize = Some(1);
-        d.mtime = Some(cairn_unixfs::data::Mtime {
-            seconds,
-            nanos: Some(999_999_999),
+    let files = [i64::MAX, i64::MIN, -1]
+        .into_iter()
+        .enumerate()
+        .map(|(i, seconds)| {
+            let mut d = Data::new(DataType::File);
+            d.data = Some(Bytes::from_static(b"t"));
+            d.filesize = Some(1);
+            d.mtime = Some(cairn_unixfs::data::Mtime {
+                seconds,
+                nanos: Some(999_999_999),
+            });
+            (format!("f{i}"), d)
         });
-        let f = pb_block(vec![], d);
-        entries.push(PbLink::new(f.0, format!("f{i}"), f.1.len() as u64));
-        blocks.push(f);
-    }
-    let dir = pb_block(entries, Data::new(DataType::Directory));
-    blocks.push(dir.clone());
-    let car = write_car(root.dir.path(), "t.car", &[dir.0], &blocks);
-    root.ok(&["dag", "import", car.to_str().unwrap()]);
+    let dir = import_dir(&root, files);
     let m = Mount::start(&root, &[]);
     for i in 0..3 {
-        let p = m.path(&format!("{}/f{i}", dir.0));
+        let p = m.path(&format!("{dir}/f{i}"));
         std::fs::metadata(&p).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"t");
     }
@@ -319,22 +331,15 @@ fn extreme_mtimes_do_not_panic_the_mount() {
 #[test]
 fn symlink_targets_too_long_for_the_kernel_are_enametoolong() {
     let root = Root::new();
-    let mut entries = Vec::new();
-    let mut blocks = Vec::new();
-    for len in [4095, 4096, 70_000] {
+    let links = [4095, 4096, 70_000].map(|len| {
         let mut d = Data::new(DataType::Symlink);
         d.data = Some(Bytes::from(vec![b'x'; len]));
-        let l = pb_block(vec![], d);
-        entries.push(PbLink::new(l.0, format!("l{len}"), l.1.len() as u64));
-        blocks.push(l);
-    }
-    let dir = pb_block(entries, Data::new(DataType::Directory));
-    blocks.push(dir.clone());
-    let car = write_car(root.dir.path(), "t.car", &[dir.0], &blocks);
-    root.ok(&["dag", "import", car.to_str().unwrap()]);
+        (format!("l{len}"), d)
+    });
+    let dir = import_dir(&root, links);
     for extra in [&[][..], &["--no-uring"][..]] {
         let m = Mount::start(&root, extra);
-        let at = |len: usize| m.path(&format!("{}/l{len}", dir.0));
+        let at = |len: usize| m.path(&format!("{dir}/l{len}"));
         assert_eq!(
             std::fs::read_link(at(4095)).unwrap().as_os_str().len(),
             4095,
