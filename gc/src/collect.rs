@@ -71,6 +71,9 @@ pub struct GcReport {
     pub longest_hold: Duration,
     /// How many batches the sweep took (times `R/pins/lock` was held exclusively).
     pub batches: u64,
+    /// Directories kept whose summary of their children the index lacked (they were
+    /// recorded before their children, as a fetch records them) and now has.
+    pub summarised: u64,
 }
 
 /// Takes `R/pins/gc.lock`, so that collections do not overlap.
@@ -118,10 +121,15 @@ pub fn collect(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
     let mut marker = Marker::new(store);
     let candidates = marker.candidates(store.blocks().iter()?.flatten());
     report.candidates = candidates.len() as u64;
+    // Directories recorded before their children: summarised after the sweep, if kept.
+    let mut unsummarised = Vec::new();
     store.with_index(|index| {
         for item in index.iter() {
             let (cid, meta) = item?;
             marker.indexed(&cid, &meta.links);
+            if meta.wants_children() {
+                unsummarised.push(cid);
+            }
         }
         Ok(())
     })?;
@@ -224,7 +232,11 @@ pub fn collect(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
     report.sweep_time = t.elapsed();
     report.dead_temp_pins = roots.temps.dead();
     if !opts.dry_run {
-        store.with_index(|index| index.flush())?;
+        report.summarised = store.with_index(|index| {
+            let n = index.summarise_dirs(unsummarised)?;
+            index.flush()?;
+            Ok(n as u64)
+        })?;
     }
     Ok(report)
 }
@@ -281,5 +293,54 @@ impl Roots {
             }
         }
         Ok(Gathered { cids, pins })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_unixfs::import::{tree, AddOptions};
+
+    use super::*;
+
+    /// The collector summarises the children of the directories it keeps that were recorded
+    /// before their children (a fetch records blocks parent first, batch by batch), so that
+    /// a mount describes their listings with one read of the index.
+    #[test]
+    fn kept_directories_recorded_before_their_children_are_summarised() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        for (name, body) in [("a", "one"), ("b", "two two"), ("sub/c", "three")] {
+            std::fs::write(src.join(name), body).unwrap();
+        }
+        let first = Store::init(t.path().join("first")).unwrap();
+        let opts = AddOptions::default().resolve(None, None).unwrap();
+        let added = tree::add_path(&first, &opts, &src, true, &()).unwrap();
+        first.flush().unwrap();
+        // Copied root first, a batch per block: each directory is recorded before its
+        // children. This handle's temp pins keep every block through the collection.
+        let store = Store::init(t.path().join("second")).unwrap();
+        for e in added.iter().rev() {
+            let cid = e.added.cid;
+            store.put(&cid, &first.get(&cid).unwrap().unwrap()).unwrap();
+            store.flush().unwrap();
+        }
+        let root = added.last().unwrap().added.cid;
+        let opts = GcOptions {
+            index_wait: Duration::ZERO,
+            ..GcOptions::default()
+        };
+        let report = collect(&store, &opts).unwrap();
+        assert_eq!(report.freed_blocks, 0);
+        assert_eq!(report.summarised, 2, "src and sub");
+        let meta = store.indexed(&root).unwrap();
+        let want: Vec<_> = meta
+            .links
+            .iter()
+            .map(|c| store.indexed(c).unwrap().described().unwrap())
+            .collect();
+        assert_eq!(want.len(), 3);
+        assert_eq!(meta.children, Some(want));
+        assert_eq!(collect(&store, &opts).unwrap().summarised, 0, "once");
     }
 }

@@ -3,10 +3,20 @@
 //!
 //! Key: the block's binary CIDv1. Value: `varint size | varint codec | varint n | n × (varint
 //! len | CID bytes)`, then for UnixFS nodes their attributes ([`Attrs`]: kind, size, mode,
-//! mtime), so that a mount lists and `stat`s without reading blocks. The index is derived data: block files are the truth, `cairn repair`
-//! rebuilds the index from them, and readers fall back to parsing a block the index lacks.
+//! mtime), so that a mount lists and `stat`s without reading blocks, then for directories
+//! (and HAMT shards) `varint n | n × Attrs`: how each link's block is described, in link
+//! order, so that a mount describes a whole listing with one read instead of one per entry.
+//! The index is derived data: block files are the truth, `cairn repair` rebuilds the index
+//! from them, and readers fall back to parsing a block the index lacks.
+//!
+//! A directory's children are summarised when it is recorded if the index (or the batch
+//! being written) knows every child then: an import records children before their parent.
+//! Blocks that arrive parent first (a CAR, a fetch) are summarised when their journal is
+//! ingested, if the children came too. Content never changes, so a summary never goes stale,
+//! not even when a child is collected.
 
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
     thread,
     time::{Duration, Instant},
@@ -22,7 +32,7 @@ use crate::{
     blocks::FileBlocks,
     codec::{
         pb::{put_varint, Reader},
-        unixfs::Attrs,
+        unixfs::{AttrKind, Attrs},
     },
     journal::{self, Record},
     StoreError,
@@ -36,6 +46,9 @@ pub struct BlockMeta {
     pub links: Vec<Cid>,
     /// A UnixFS node's kind, size, mode and mtime (dag-pb blocks that are UnixFS nodes).
     pub attrs: Option<Attrs>,
+    /// A directory's children as [`BlockMeta::described`] describes them, one per link in
+    /// link order, when the index knew all of them as the directory was recorded.
+    pub children: Option<Vec<Attrs>>,
 }
 
 impl BlockMeta {
@@ -50,7 +63,32 @@ impl BlockMeta {
         }
         if let Some(a) = &self.attrs {
             a.encode_into(out);
+            if let Some(children) = &self.children {
+                put_varint(out, children.len() as u64);
+                for c in children {
+                    c.encode_into(out);
+                }
+            }
         }
+    }
+
+    /// How a listing describes this block: a raw block is a file of its size, a UnixFS node
+    /// has its attributes; anything else (`None`) must be read to be described.
+    pub fn described(&self) -> Option<Attrs> {
+        if self.codec == crate::codec::codes::RAW {
+            return Some(Attrs {
+                kind: AttrKind::File,
+                size: self.size,
+                mode: None,
+                mtime: None,
+            });
+        }
+        self.attrs
+    }
+
+    /// A directory (or HAMT shard) whose children are not summarised yet.
+    pub fn wants_children(&self) -> bool {
+        self.children.is_none() && self.attrs.is_some_and(|a| a.kind == AttrKind::Directory)
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -74,11 +112,25 @@ impl BlockMeta {
         } else {
             Some(Attrs::decode_from(&mut r)?)
         };
+        // And records without a summary of children here.
+        let children = if r.is_empty() {
+            None
+        } else {
+            if r.varint().ok()? != n {
+                return None;
+            }
+            let mut children = Vec::with_capacity(links.len());
+            for _ in 0..n {
+                children.push(Attrs::decode_from(&mut r)?);
+            }
+            Some(children)
+        };
         r.is_empty().then_some(BlockMeta {
             size,
             codec,
             links,
             attrs,
+            children,
         })
     }
 }
@@ -181,13 +233,23 @@ impl RocksIndex {
         }
     }
 
-    /// Applies a batch of records.
+    /// Applies a batch of records, summarising the children of the directories among them
+    /// where this batch or the index knows every child.
     pub fn apply(&self, records: &[Record]) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         let mut value = Vec::new();
+        let mut in_batch = None;
         for r in records {
             match r {
                 Record::Put(cid, meta) => {
+                    let summarised;
+                    let meta = if meta.wants_children() {
+                        let known = in_batch.get_or_insert_with(|| puts_by_cid(records));
+                        summarised = self.summarise(meta, known)?;
+                        summarised.as_ref().unwrap_or(meta)
+                    } else {
+                        meta
+                    };
                     value.clear();
                     meta.encode_into(&mut value);
                     batch.put(crate::canonical(cid).to_bytes(), &value);
@@ -196,6 +258,52 @@ impl RocksIndex {
             }
         }
         self.db.write(batch).map_err(|e| self.err(e))
+    }
+
+    /// `dir` with its children summarised, if `known` (records beside it) or the index
+    /// describes every one of them.
+    fn summarise(
+        &self,
+        dir: &BlockMeta,
+        known: &HashMap<Cid, &BlockMeta>,
+    ) -> Result<Option<BlockMeta>, StoreError> {
+        let mut children = Vec::with_capacity(dir.links.len());
+        for link in &dir.links {
+            let link = crate::canonical(link);
+            let described = match known.get(&link) {
+                Some(m) => m.described(),
+                None => self.get(&link)?.and_then(|m| m.described()),
+            };
+            let Some(d) = described else {
+                return Ok(None);
+            };
+            children.push(d);
+        }
+        Ok(Some(BlockMeta {
+            children: Some(children),
+            ..dir.clone()
+        }))
+    }
+
+    /// Summarises the children of those of `dirs` that are directories without a summary
+    /// and whose children the index now describes (blocks recorded parent first). Returns
+    /// how many it summarised.
+    pub fn summarise_dirs(&self, dirs: impl IntoIterator<Item = Cid>) -> Result<usize, StoreError> {
+        let none = HashMap::new();
+        let mut done = 0;
+        for cid in dirs {
+            let Some(meta) = self.get(&cid)? else {
+                continue;
+            };
+            if !meta.wants_children() {
+                continue;
+            }
+            if let Some(m) = self.summarise(&meta, &none)? {
+                self.put(&cid, &m)?;
+                done += 1;
+            }
+        }
+        Ok(done)
     }
 
     pub fn put(&self, cid: &Cid, meta: &BlockMeta) -> Result<(), StoreError> {
@@ -225,6 +333,9 @@ impl RocksIndex {
     /// order writers and deleters ran in.
     pub fn ingest(&self, dir: &Path, blocks: &FileBlocks) -> Result<IngestStats, StoreError> {
         let mut stats = IngestStats::default();
+        // Directories recorded before their children (a CAR, a fetch): summarised once every
+        // journal is in, if their children came too.
+        let mut unsummarised = Vec::new();
         for claimed in journal::claim_all(dir)? {
             let mut keep = Vec::with_capacity(claimed.records.len());
             for r in claimed.records {
@@ -239,11 +350,16 @@ impl RocksIndex {
             for chunk in keep.chunks(16 * 1024) {
                 self.apply(chunk)?;
             }
+            unsummarised.extend(keep.iter().filter_map(|r| match r {
+                Record::Put(cid, m) if m.wants_children() => Some(*cid),
+                _ => None,
+            }));
             stats.journals += 1;
             stats.records += keep.len();
             stats.torn += claimed.torn as usize;
             std::fs::remove_file(&claimed.path).map_err(|e| StoreError::io(&claimed.path, e))?;
         }
+        self.summarise_dirs(unsummarised)?;
         Ok(stats)
     }
 
@@ -251,6 +367,17 @@ impl RocksIndex {
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(|e| self.err(e))
     }
+}
+
+/// The puts among `records`, by canonical CID.
+fn puts_by_cid(records: &[Record]) -> HashMap<Cid, &BlockMeta> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Put(cid, m) => Some((crate::canonical(cid), m)),
+            Record::Delete(_) => None,
+        })
+        .collect()
 }
 
 /// The index opened for reading beside whichever process writes it: a RocksDB secondary
@@ -388,6 +515,7 @@ mod tests {
     fn meta_round_trips() {
         let mut m = BlockMeta {
             attrs: None,
+            children: None,
             size: 262158,
             codec: 0x70,
             links: vec![
@@ -426,6 +554,26 @@ mod tests {
             cut.pop();
             assert_ne!(BlockMeta::decode(&cut), Some(m.clone()));
         }
+        // A directory's summary of its children: one per link, or the record is unreadable.
+        m.attrs = Some(Attrs {
+            kind: AttrKind::Directory,
+            size: 0,
+            mode: None,
+            mtime: None,
+        });
+        let child = m.attrs.unwrap();
+        m.children = Some(vec![child, Attrs { size: 7, ..child }]);
+        assert_eq!(BlockMeta::decode(&m.encode()), Some(m.clone()));
+        let full = m.encode();
+        let mut one_short = BlockMeta {
+            children: None,
+            ..m.clone()
+        }
+        .encode();
+        put_varint(&mut one_short, 1);
+        child.encode_into(&mut one_short);
+        assert_eq!(BlockMeta::decode(&one_short), None);
+        assert_eq!(BlockMeta::decode(&full[..full.len() - 1]), None);
     }
 
     #[test]

@@ -246,6 +246,7 @@ mod tests {
     fn meta(n: u64) -> BlockMeta {
         BlockMeta {
             attrs: None,
+            children: None,
             size: n,
             codec: 0x70,
             links: vec!["QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"

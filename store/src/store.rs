@@ -160,6 +160,7 @@ impl Store {
             codec: cid.codec(),
             links,
             attrs,
+            children: None,
         };
         self.record(Record::Put(crate::canonical(cid), meta))?;
         Ok(fresh)
@@ -190,6 +191,7 @@ impl Store {
                 codec: cid.codec(),
                 links,
                 attrs: attrs_of(cid, data),
+                children: None,
             },
         ))?;
         Ok(fresh)
@@ -264,6 +266,7 @@ impl Store {
             codec: cid.codec(),
             links,
             attrs: attrs_of(cid, &data),
+            children: None,
         }))
     }
 
@@ -466,9 +469,11 @@ impl Store {
                 codec: cid.codec(),
                 links,
                 attrs: attrs_of(cid, data),
+                children: None,
             })))
         })?;
         let mut batch = Vec::new();
+        let mut dirs = Vec::new();
         for (cid, r) in cids.iter().zip(results) {
             let meta = match r {
                 None => continue,
@@ -486,11 +491,15 @@ impl Store {
                         codec: cid.codec(),
                         links: vec![],
                         attrs: None,
+                        children: None,
                     }
                 }
             };
             report.indexed += 1;
             report.bytes += meta.size;
+            if meta.wants_children() {
+                dirs.push(*cid);
+            }
             batch.push(Record::Put(*cid, meta));
             if batch.len() >= 16 * 1024 {
                 index.apply(&batch)?;
@@ -498,6 +507,9 @@ impl Store {
             }
         }
         index.apply(&batch)?;
+        // Blocks are scanned in no order: directories met before their children get their
+        // summaries now.
+        index.summarise_dirs(dirs)?;
         index.flush()?;
         Ok(report)
     }
@@ -695,5 +707,108 @@ mod tests {
         store.release_cache_pins();
         assert_eq!(temp_bytes(), 0);
         assert!(store.has(&raw(&7u32.to_le_bytes())).unwrap());
+    }
+
+    /// A UnixFS block: `kind` with `data`, mode and mtime, linking to `links`.
+    fn unixfs(
+        kind: crate::codec::unixfs::DataType,
+        data: &[u8],
+        links: &[(&str, Cid)],
+    ) -> (Cid, Vec<u8>) {
+        use crate::codec::{
+            dagpb::{PbLink, PbNode},
+            unixfs::{Data, DataType, Mtime},
+        };
+        let mut d = Data::new(kind);
+        if !data.is_empty() {
+            d.data = Some(bytes::Bytes::copy_from_slice(data));
+        }
+        if kind == DataType::File {
+            d.filesize = Some(data.len() as u64);
+        }
+        d.mode = Some(0o640);
+        d.mtime = Some(Mtime {
+            seconds: -86_400,
+            nanos: Some(5),
+        });
+        let node = PbNode {
+            links: links.iter().map(|(n, c)| PbLink::new(*c, *n, 1)).collect(),
+            data: Some(d.encode().into()),
+        };
+        let bytes = node.encode();
+        (Cid::new_v1(0x70, HashAlg::Sha2_256.digest(&bytes)), bytes)
+    }
+
+    /// A directory's record describes its children (as a listing would from their own
+    /// records), whether the children were put before it (an import) or after it in the
+    /// same batch (a CAR); across batches, `repair` summarises it. A directory with a child
+    /// that the index cannot describe (dag-cbor) has no summary.
+    #[test]
+    fn directories_record_how_their_children_are_described() {
+        use crate::codec::unixfs::DataType;
+        let raw_child = (raw(b"raw bytes"), b"raw bytes".to_vec());
+        let file = unixfs(DataType::File, b"hello", &[]);
+        let link = unixfs(DataType::Symlink, b"../target", &[]);
+        let sub = unixfs(DataType::Directory, b"", &[]);
+        let children = [&raw_child, &file, &link, &sub];
+        let names = ["a", "b", "c", "d"];
+        let links: Vec<(&str, Cid)> = names.iter().zip(children).map(|(n, c)| (*n, c.0)).collect();
+        let dir = unixfs(DataType::Directory, b"", &links);
+        let cbor = (
+            Cid::new_v1(0x71, HashAlg::Sha2_256.digest(&[0xa0])),
+            vec![0xa0],
+        );
+        let mixed = unixfs(DataType::Directory, b"", &[("a", file.0), ("z", cbor.0)]);
+        let each = |s: &Store| -> Vec<_> {
+            children
+                .iter()
+                .map(|c| s.indexed(&c.0).unwrap().described().unwrap())
+                .collect()
+        };
+        let summary = |s: &Store, c: &Cid| s.indexed(c).unwrap().children;
+
+        // An import: children first, into the index this handle holds.
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::init(t.path()).unwrap();
+        assert!(s.open_index(Duration::ZERO).unwrap());
+        for (cid, bytes) in children.iter().copied().chain([&cbor, &dir, &mixed]) {
+            s.put(cid, bytes).unwrap();
+        }
+        let want = each(&s);
+        assert_eq!(want[0].size, 9);
+        assert_eq!(want[2].size, 9);
+        assert_eq!(summary(&s, &dir.0), Some(want.clone()));
+        assert_eq!(summary(&s, &sub.0), Some(vec![]), "an empty directory");
+        assert_eq!(
+            summary(&s, &mixed.0),
+            None,
+            "a child the index cannot describe"
+        );
+
+        // A CAR: the directory first, all in one journal, folded in by `flush`.
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::init(t.path()).unwrap();
+        for (cid, bytes) in [&dir].into_iter().chain(children.iter().copied()) {
+            s.put(cid, bytes).unwrap();
+        }
+        s.flush().unwrap();
+        let fresh = Store::open(t.path()).unwrap();
+        assert_eq!(summary(&fresh, &dir.0), Some(want.clone()));
+
+        // A fetch: the directory in one batch, its children in a later one.
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::init(t.path()).unwrap();
+        s.put(&dir.0, &dir.1).unwrap();
+        s.flush().unwrap();
+        for (cid, bytes) in children {
+            s.put(cid, bytes).unwrap();
+        }
+        s.flush().unwrap();
+        assert!(s.open_index(Duration::ZERO).unwrap());
+        assert_eq!(summary(&s, &dir.0), None);
+        s.close_index();
+        s.repair(1, Duration::ZERO, &|_| {}).unwrap();
+        assert!(s.open_index(Duration::ZERO).unwrap());
+        assert_eq!(summary(&s, &dir.0), Some(want));
     }
 }

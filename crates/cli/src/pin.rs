@@ -141,7 +141,7 @@ pub fn gc(root: &Path, opts: GcOptions, json: bool) -> Result<ExitCode> {
                 })).collect::<Vec<_>>(),
                 "roots_ms": r.roots_time.as_millis(), "mark_ms": r.mark_time.as_millis(),
                 "sweep_ms": r.sweep_time.as_millis(), "longest_hold_ms": r.longest_hold.as_millis(),
-                "batches": r.batches,
+                "batches": r.batches, "summarised": r.summarised,
             })
         );
     } else {
@@ -164,6 +164,12 @@ pub fn gc(root: &Path, opts: GcOptions, json: bool) -> Result<ExitCode> {
         }
         if r.dead_temp_pins > 0 {
             println!("{removed} {} temp pins of dead processes", r.dead_temp_pins);
+        }
+        if r.summarised > 0 {
+            println!(
+                "summarised the children of {} directories fetched before them",
+                r.summarised
+            );
         }
         for f in &r.refused {
             println!("refused {}: {}", f.path.display(), f.why);
