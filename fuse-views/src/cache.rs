@@ -7,9 +7,17 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cairn_store::{codec::codes, BlockSource, Cid};
-use cairn_unixfs::{node::FileNode, resolve, Node, NodeSource, UnixfsError, Whole};
+use cairn_store::{
+    codec::{codes, dagpb::PbLink, unixfs::Attrs},
+    BlockSource, Cid,
+};
+use cairn_unixfs::{
+    node::{DirNode, FileNode},
+    resolve, Node, NodeSource, UnixfsError, Whole,
+};
 use quick_cache::{sync::Cache, Weighter};
+
+use crate::view::Link;
 
 /// Raw blocks this large are described by their file's size, unread (small ones cost about
 /// as much to read and verify as to `stat`, and are then cached).
@@ -49,6 +57,15 @@ impl Weighter<Cid, Arc<Vec<(String, Cid)>>> for ByEntries {
 }
 
 #[derive(Clone)]
+struct BySummary;
+
+impl Weighter<Cid, Arc<[Attrs]>> for BySummary {
+    fn weight(&self, _: &Cid, v: &Arc<[Attrs]>) -> u64 {
+        v.len() as u64 * std::mem::size_of::<Attrs>() as u64 + 64
+    }
+}
+
+#[derive(Clone)]
 struct ByLinks;
 
 impl Weighter<Cid, Arc<Vec<u32>>> for ByLinks {
@@ -65,6 +82,9 @@ pub struct NodeCache {
     /// Large directories' links in name order (positions in the node's links), so that a
     /// lookup is a binary search and not a scan of every name.
     by_name: Cache<Cid, Arc<Vec<u32>>, ByLinks>,
+    /// Directories' children as the index summarised them (see `cairn_store::index`), one
+    /// per link; empty when the index has no summary.
+    summaries: Cache<Cid, Arc<[Attrs]>, BySummary>,
     /// Blocks recently passed on to the source's prefetch: a sequential reader asks for the
     /// same blocks ahead on each of its reads, and the source need hear of each once.
     prefetched: Cache<Cid, ()>,
@@ -79,6 +99,7 @@ impl NodeCache {
             nodes: Cache::with_weighter(items, bytes, ByBlockSize),
             listings: Cache::with_weighter(items / 8, bytes / 8, ByEntries),
             by_name: Cache::with_weighter(items / 8, bytes / 32, ByLinks),
+            summaries: Cache::with_weighter(items / 8, bytes / 16, BySummary),
             prefetched: Cache::new(PREFETCHED),
         }
     }
@@ -118,33 +139,60 @@ impl NodeCache {
         let Node::Directory(d) = dir else {
             return Ok(resolve::lookup(self, dir, name)?.map(|l| l.cid));
         };
+        Ok(self.position(cid, d, name).map(|i| d.links[i].cid))
+    }
+
+    /// Where the first link named `name` is among the links of directory `d` (CID `cid`).
+    fn position(&self, cid: &Cid, d: &DirNode, name: &str) -> Option<usize> {
         if d.links.len() <= INDEXED_LINKS {
-            return Ok(d.links.iter().find(|l| l.name() == name).map(|l| l.cid));
+            return d.links.iter().position(|l| l.name() == name);
         }
         let order = self.by_name.get_or_insert_with(cid, || {
             let mut order: Vec<u32> = (0..d.links.len() as u32).collect();
             // Stable: of links with one name, the first stays first.
             order.sort_by(|a, b| d.links[*a as usize].name().cmp(d.links[*b as usize].name()));
-            Ok::<_, UnixfsError>(Arc::new(order))
-        })?;
+            Ok::<_, ()>(Arc::new(order))
+        });
+        let order = order.ok()?;
         let at = order.partition_point(|i| d.links[*i as usize].name() < name);
-        Ok(order
-            .get(at)
-            .map(|i| &d.links[*i as usize])
-            .filter(|l| l.name() == name)
-            .map(|l| l.cid))
+        let i = *order.get(at)? as usize;
+        (d.links[i].name() == name).then_some(i)
+    }
+
+    /// How the index describes `link` of directory `dir` (CID `cid`), from the directory's
+    /// summary of its children: no read of the child's own record. `None` when there is no
+    /// summary, or the link is not where its place or its name says.
+    pub fn described_child(&self, cid: &Cid, dir: &Node, link: Link<'_>) -> Option<Attrs> {
+        let Node::Directory(d) = dir else {
+            return None;
+        };
+        let summary = self
+            .summaries
+            .get_or_insert_with(cid, || {
+                let children = self.src.indexed(cid).and_then(|m| m.children);
+                Ok::<_, ()>(children.unwrap_or_default().into())
+            })
+            .ok()?;
+        if summary.len() != d.links.len() {
+            return None;
+        }
+        // A directory's listing is its links in order, so a listing's place is the link's.
+        let i = link
+            .at
+            .filter(|i| d.links.get(*i).is_some_and(|l| l.name() == link.name))
+            .or_else(|| self.position(cid, d, link.name))?;
+        (d.links[i].cid == *link.cid).then(|| summary[i])
     }
 
     /// A directory's (or HAMT's) entries: name and CID, in listing order.
     pub fn listing(&self, cid: &Cid, dir: &Node) -> Result<Arc<Vec<(String, Cid)>>, UnixfsError> {
         self.listings.get_or_insert_with(cid, || {
-            let links = resolve::list(self, dir)?;
-            Ok(Arc::new(
-                links
-                    .into_iter()
-                    .map(|l| (l.name().to_owned(), l.cid))
-                    .collect(),
-            ))
+            let entries =
+                |links: &[PbLink]| links.iter().map(|l| (l.name().to_owned(), l.cid)).collect();
+            Ok(Arc::new(match dir {
+                Node::Directory(d) => entries(&d.links),
+                _ => entries(&resolve::list(self, dir)?),
+            }))
         })
     }
 }
@@ -257,8 +305,8 @@ impl BlockSource for NodeCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_store::{codec::dagpb::PbLink, HashAlg, StoreError};
-    use cairn_unixfs::node::{DirNode, Metadata};
+    use cairn_store::{HashAlg, StoreError};
+    use cairn_unixfs::node::Metadata;
 
     struct Nothing;
     impl BlockSource for Nothing {

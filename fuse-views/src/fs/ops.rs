@@ -156,9 +156,9 @@ impl CairnFs {
                     };
                     let child_ino = match inode {
                         Inode::ViewDir(v) => Inodes::view_dir(v),
-                        _ => listing_ino(ino, &name),
+                        _ => listing_ino(ino, name),
                     };
-                    add(child_ino, i as u64 + 1, file_type(&inode), &name)
+                    add(child_ino, i as u64 + 1, file_type(&inode), name)
                 }
             };
             if full {
@@ -201,7 +201,7 @@ impl CairnFs {
                         ),
                     };
                     let (attr, ttl) = self.attr(child_ino, &inode);
-                    let full = add(child_ino, i as u64 + 1, &name, &ttl, &attr);
+                    let full = add(child_ino, i as u64 + 1, name, &ttl, &attr);
                     if full && !matches!(inode, Inode::ViewDir(_)) {
                         // Not sent: take back the reference just counted.
                         self.inodes.lock().expect("inodes").forget(child_ino, 1);

@@ -9,7 +9,7 @@ use fuser::{Errno, FileType, INodeNo};
 use super::{CairnFs, FsResult, PREFETCH_CHILDREN};
 use crate::{
     inodes::{Inode, Inodes},
-    view::{default_view, Entry, Kind, ViewError},
+    view::{default_view, Entry, Kind, Link, ViewError},
 };
 
 /// A directory's entries after "." and "..", see [`CairnFs::listing`].
@@ -72,7 +72,15 @@ impl CairnFs {
                     Err(e) => return Err(self.errno(&at(), e, Errno::ENOTDIR)),
                 };
                 let child = v
-                    .child(&self.nodes, &entry, name, &cid)
+                    .child(
+                        &self.nodes,
+                        &entry,
+                        Link {
+                            name,
+                            cid: &cid,
+                            at: None,
+                        },
+                    )
                     .map_err(|e| self.errno(&at(), e, Errno::EIO))?;
                 Ok(Inode::Node {
                     view,
@@ -114,7 +122,12 @@ impl CairnFs {
         else {
             return Ok(inode);
         };
-        match self.views[view].child(&self.nodes, &dir, &name, &cid) {
+        let link = Link {
+            name: &name,
+            cid: &cid,
+            at: None,
+        };
+        match self.views[view].child(&self.nodes, &dir, link) {
             Ok(entry) => {
                 let node = Inode::Node {
                     view,
@@ -197,9 +210,13 @@ impl CairnFs {
     /// Entry `i` of `listing`: its name and inode (a [`Inode::Pending`] one if its block
     /// cannot be read now), or `None` for a name that cannot be a file name ("", ".", "..",
     /// or with '/' or NUL), which is not shown: no path could reach it anyway.
-    pub(super) fn listing_entry(&self, listing: &Listing, i: usize) -> Option<(String, Inode)> {
+    pub(super) fn listing_entry<'a>(
+        &self,
+        listing: &'a Listing,
+        i: usize,
+    ) -> Option<(&'a str, Inode)> {
         match listing {
-            Listing::Resolved(v) => v.get(i).cloned(),
+            Listing::Resolved(v) => v.get(i).map(|(name, inode)| (name.as_str(), inode.clone())),
             Listing::Dir { view, dir, names } => {
                 let (name, cid) = names.get(i)?;
                 if cairn_unixfs::get::check_name("", name).is_err() {
@@ -209,7 +226,12 @@ impl CairnFs {
                     );
                     return None;
                 }
-                let inode = match self.views[*view].child(&self.nodes, dir, name, cid) {
+                let link = Link {
+                    name,
+                    cid,
+                    at: Some(i),
+                };
+                let inode = match self.views[*view].child(&self.nodes, dir, link) {
                     Ok(c) => Inode::Node {
                         view: *view,
                         entry: Arc::new(c),
@@ -224,7 +246,7 @@ impl CairnFs {
                         }
                     }
                 };
-                Some((name.clone(), inode))
+                Some((name, inode))
             }
         }
     }

@@ -18,7 +18,7 @@ use cairn_app::{AppKind, AppNode, LEN, PLACEHOLDER};
 use cairn_store::{codec::codes, Cid};
 use cairn_unixfs::{Node, UnixfsError};
 
-use super::{Entry, Kind, UnixfsView, View, ViewError, ViewState};
+use super::{Entry, Kind, Link, UnixfsView, View, ViewError, ViewState};
 use crate::cache::NodeCache;
 
 /// The `app` (programs) or `webapp` (static sites) view.
@@ -190,20 +190,14 @@ impl View for AppView {
         UnixfsView.lookup(nodes, dir, name)
     }
 
-    fn child(
-        &self,
-        nodes: &NodeCache,
-        dir: &Entry,
-        name: &str,
-        cid: &Cid,
-    ) -> Result<Entry, ViewError> {
+    fn child(&self, nodes: &NodeCache, dir: &Entry, link: Link<'_>) -> Result<Entry, ViewError> {
         let at = place(dir)?;
         let path = if at.path.is_empty() {
-            name.to_owned()
+            link.name.to_owned()
         } else {
-            format!("{}/{name}", at.path)
+            format!("{}/{}", at.path, link.name)
         };
-        let e = UnixfsView.child(nodes, dir, name, cid)?;
+        let e = UnixfsView.child(nodes, dir, link)?;
         Ok(self.with_place(e, at.app.clone(), path))
     }
 

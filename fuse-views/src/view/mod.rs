@@ -73,6 +73,16 @@ impl Entry {
     }
 }
 
+/// A name in a directory and the CID it names, as a lookup or a listing found it.
+#[derive(Debug, Clone, Copy)]
+pub struct Link<'a> {
+    pub name: &'a str,
+    pub cid: &'a Cid,
+    /// Where it is in the directory's listing, when a listing found it (a lookup by name
+    /// does not know).
+    pub at: Option<usize>,
+}
+
 /// A view's own data attached to an [`Entry`]: any type, shared, read back with
 /// [`ViewState::get`].
 #[derive(Clone)]
@@ -129,15 +139,10 @@ pub trait View: Send + Sync + 'static {
     /// The CID named `name` in directory `dir`, if any.
     fn lookup(&self, nodes: &NodeCache, dir: &Entry, name: &str) -> Result<Option<Cid>, ViewError>;
 
-    /// The entry for `cid`, found as `name` in directory `dir` (its attributes come from its
-    /// own block: a listing fetches each child's top block, never its content below that).
-    fn child(
-        &self,
-        nodes: &NodeCache,
-        dir: &Entry,
-        name: &str,
-        cid: &Cid,
-    ) -> Result<Entry, ViewError>;
+    /// The entry that `link` of directory `dir` names. Its attributes come from the index
+    /// where it has them (the directory's summary of its children, else the child's own
+    /// record), else from the child's top block, never from its content below that.
+    fn child(&self, nodes: &NodeCache, dir: &Entry, link: Link<'_>) -> Result<Entry, ViewError>;
 
     /// A directory's entries: names and CIDs, in a stable order.
     fn list(&self, nodes: &NodeCache, dir: &Entry) -> Result<Arc<Vec<(String, Cid)>>, ViewError>;
@@ -225,7 +230,7 @@ mod tests {
         fn lookup(&self, _: &NodeCache, _: &Entry, _: &str) -> Result<Option<Cid>, ViewError> {
             Ok(None)
         }
-        fn child(&self, _: &NodeCache, _: &Entry, _: &str, _: &Cid) -> Result<Entry, ViewError> {
+        fn child(&self, _: &NodeCache, _: &Entry, _: Link<'_>) -> Result<Entry, ViewError> {
             Err(ViewError::NotFound)
         }
         fn list(&self, _: &NodeCache, _: &Entry) -> Result<Arc<Vec<(String, Cid)>>, ViewError> {

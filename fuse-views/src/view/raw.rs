@@ -5,7 +5,7 @@ use std::sync::Arc;
 use cairn_store::{codec::codes, Cid};
 use cairn_unixfs::{Node, UnixfsError};
 
-use super::{Entry, Kind, NodeSlot, View, ViewError};
+use super::{Entry, Kind, Link, NodeSlot, View, ViewError};
 use crate::cache::NodeCache;
 
 pub struct RawView;
@@ -55,7 +55,7 @@ impl View for RawView {
         Err(ViewError::WrongKind)
     }
 
-    fn child(&self, _: &NodeCache, _: &Entry, _: &str, _: &Cid) -> Result<Entry, ViewError> {
+    fn child(&self, _: &NodeCache, _: &Entry, _: Link<'_>) -> Result<Entry, ViewError> {
         Err(ViewError::WrongKind)
     }
 
