@@ -715,18 +715,7 @@ fn forgotten_inodes_leave_the_table() {
     write_tree(&src, &refs);
     let cid = root.add_q(&["-r", src.to_str().unwrap()]);
     let m = Mount::start(&root, &[]);
-    let inodes = || -> usize {
-        String::from_utf8(
-            sh(&format!(
-                "getfattr --only-values -n user.cairn.inodes {}",
-                m.dir.display()
-            ))
-            .stdout,
-        )
-        .unwrap()
-        .parse()
-        .unwrap()
-    };
+    let inodes = || inodes_in(&m.dir);
     for i in 0..500 {
         std::fs::metadata(m.path(&format!("{cid}/f{i}"))).unwrap();
     }
@@ -743,6 +732,74 @@ fn forgotten_inodes_leave_the_table() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A listing carries attributes only for a caller that reads them. `find` reads names and
+/// kinds: walking 160 files instantiates no inode for any of them (each READDIRPLUS reply
+/// with attributes makes the kernel build an inode and a dentry per entry, which cost `find`
+/// five times its whole walk on ext4). A caller that has `stat`ed a file gets them: its
+/// listing of a directory not listed before brings every entry's inode. (The kernel keeps
+/// what a listing returned, attributes or not, for the next caller: `e` is left out of the
+/// walk so that its listing reaches cairn.)
+#[test]
+fn listings_carry_attributes_for_callers_that_read_them() {
+    let root = Root::new();
+    let src = root.dir.path().join("src");
+    let files: Vec<(String, String)> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .flat_map(|d| (0..40).map(move |i| (format!("{d}/f{i:02}"), format!("{d}{i}\n"))))
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    write_tree(&src, &refs);
+    let cid = root.add_q(&["-r", src.to_str().unwrap()]);
+    let m = Mount::start(&root, &[]);
+    let base = m.path(&cid);
+    let walked = ["a", "b", "c", "d"].map(|d| base.join(d).display().to_string());
+    let before = inodes_in(&m.dir);
+    let found = sh(&format!("find {} -type f | sort", walked.join(" "))).stdout;
+    let found = String::from_utf8(found).unwrap();
+    assert_eq!(found.lines().count(), 160, "{found}");
+    let after_find = inodes_in(&m.dir);
+    assert!(
+        after_find <= before + 8,
+        "find instantiated {} inodes for 5 directories",
+        after_find - before
+    );
+    // This thread reads attributes: it `stat`s the files of `a`. Its listing of `e` then
+    // comes with every entry's attributes, and the kernel holds an inode for each.
+    let (a, e, mount) = (base.join("a"), base.join("e"), m.dir.clone());
+    std::thread::spawn(move || {
+        for f in std::fs::read_dir(&a).unwrap() {
+            let md = std::fs::symlink_metadata(f.unwrap().path()).unwrap();
+            assert!(md.is_file());
+        }
+        let before_e = inodes_in(&mount);
+        let listed: Vec<_> = std::fs::read_dir(&e)
+            .unwrap()
+            .map(|f| f.unwrap().file_type().unwrap().is_file())
+            .collect();
+        assert_eq!(listed, vec![true; 40]);
+        let after_e = inodes_in(&mount);
+        assert!(
+            after_e >= before_e + 40,
+            "listing e instantiated {} inodes",
+            after_e.saturating_sub(before_e)
+        );
+    })
+    .join()
+    .unwrap();
+}
+
+/// `user.cairn.inodes` of the mount at `mount`: the inodes the kernel holds of it.
+fn inodes_in(mount: &Path) -> usize {
+    let out = sh(&format!(
+        "getfattr --only-values -n user.cairn.inodes {}",
+        mount.display()
+    ));
+    String::from_utf8(out.stdout).unwrap().parse().unwrap()
 }
 
 /// Invariant: an inode belongs to one (view, path), never to a CID. One block reached through

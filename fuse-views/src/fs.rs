@@ -4,6 +4,7 @@
 //! `ops`; name resolution and listings in `resolve`, the pinned roots in `roots`, passthrough
 //! opens in `passthrough`.
 
+mod listers;
 pub(crate) mod ops;
 mod passthrough;
 mod resolve;
@@ -104,6 +105,8 @@ pub struct FsCore {
     uring: AtomicBool,
     /// Requests served through io_uring queues (`user.cairn.uring` on the root).
     pub(crate) uring_served: AtomicU64,
+    /// Which callers get attributes with their listings.
+    listers: listers::Listers,
 }
 
 impl std::ops::Deref for CairnFs {
@@ -133,6 +136,7 @@ impl CairnFs {
             uring_offer: AtomicBool::new(false),
             uring: AtomicBool::new(false),
             uring_served: AtomicU64::new(0),
+            listers: listers::Listers::new(),
         }))
     }
 
@@ -302,8 +306,8 @@ impl Filesystem for CairnFs {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.op_lookup(parent.0, name) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.op_lookup(parent.0, name, req.pid()) {
             Ok(l) => reply.entry_with_ttls(&l.attr_ttl, &l.entry_ttl, &l.attr, Generation(0)),
             Err(e) => reply.error(e),
         }
@@ -429,7 +433,7 @@ impl Filesystem for CairnFs {
 
     fn readdirplus(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -438,7 +442,7 @@ impl Filesystem for CairnFs {
         let mut add = |ino, next, name: &str, ttl: &Duration, attr: &FileAttr| {
             reply.add(INodeNo(ino), next, name, ttl, attr, Generation(0))
         };
-        match self.op_readdirplus(ino.0, offset, &mut add) {
+        match self.op_readdirplus(ino.0, offset, req.pid(), &mut add) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }

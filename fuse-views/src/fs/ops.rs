@@ -7,8 +7,8 @@ use std::{ffi::OsStr, os::unix::ffi::OsStrExt, sync::atomic::Ordering, time::Dur
 use fuser::{Errno, FileAttr, FileType, FopenFlags, INodeNo};
 
 use super::{
-    file_type, listing_ino, CairnFs, FsResult, CONTENT_TTL, LISTING_TTL, READ_BUFFER_KEPT,
-    XATTR_CID, XATTR_FLUSHES, XATTR_INODES, XATTR_URING,
+    file_type, listers::SMALL_LISTING, listing_ino, CairnFs, FsResult, CONTENT_TTL, LISTING_TTL,
+    READ_BUFFER_KEPT, XATTR_CID, XATTR_FLUSHES, XATTR_INODES, XATTR_URING,
 };
 use crate::{
     inodes::{Inode, Inodes},
@@ -33,9 +33,13 @@ pub(crate) enum Xattr {
 }
 
 impl CairnFs {
-    pub(crate) fn op_lookup(&self, parent: u64, name: &OsStr) -> FsResult<Looked> {
+    /// Looks `name` up in `parent` for caller `pid`.
+    pub(crate) fn op_lookup(&self, parent: u64, name: &OsStr, pid: u32) -> FsResult<Looked> {
         match self.lookup_counted(parent, name) {
             Ok((ino, inode)) => {
+                if file_type(&inode) != FileType::Directory {
+                    self.listers.looked_up_file(pid);
+                }
                 let (attr, ttl) = self.attr(ino, &inode);
                 // Names never change meaning; only the root's and view dirs' attributes do.
                 Ok(Looked {
@@ -169,16 +173,24 @@ impl CairnFs {
     }
 
     /// As [`CairnFs::op_readdir`], with each entry's attributes: every entry handed to `add`
-    /// and sent counts a kernel reference, as a lookup does.
+    /// and sent counts a kernel reference, as a lookup does. A large directory's first
+    /// request from a caller `pid` that reads no attributes gets "." and ".." alone, so that
+    /// the kernel asks for the rest without attributes (see [`listers`](super::listers)).
     pub(crate) fn op_readdirplus(
         &self,
         ino: u64,
         offset: u64,
+        pid: u32,
         add: &mut dyn FnMut(u64, u64, &str, &Duration, &FileAttr) -> bool,
     ) -> FsResult<()> {
         let (listing, parent) = self.open_listing(INodeNo(ino))?;
-        self.prefetch_children(&listing, (offset as usize).saturating_sub(2));
-        for i in (offset as usize)..listing.len() + 2 {
+        let names_only =
+            offset == 0 && listing.len() > SMALL_LISTING && !self.listers.reads_attrs(pid);
+        let end = if names_only { 2 } else { listing.len() + 2 };
+        if !names_only {
+            self.prefetch_children(&listing, (offset as usize).saturating_sub(2));
+        }
+        for i in (offset as usize)..end {
             let full = match i {
                 0 | 1 => {
                     // The kernel does not count references for "." and "..".

@@ -60,10 +60,10 @@ pub(super) fn entry_in(header: &[u8; HEADER_LEN]) -> (u64, usize) {
     (commit_id, payload)
 }
 
-/// Serves the request in `header` and `payload` and writes the reply over them.
 /// How a READ is done: [`CairnFs::op_read`] into the buffer, on this thread or another.
 pub(super) type Reader<'a> = &'a dyn Fn(&CairnFs, u64, u64, u32, &mut Vec<u8>) -> Result<(), Errno>;
 
+/// Serves the request in `header` and `payload` and writes the reply over them.
 pub(super) fn serve(
     fs: &CairnFs,
     header: &mut [u8; HEADER_LEN],
@@ -78,6 +78,7 @@ pub(super) fn serve(
     let opcode = u32_at(header, 4).unwrap_or(0);
     let unique = u64_at(header, 8).unwrap_or(0);
     let nodeid = u64_at(header, 16).unwrap_or(0);
+    let pid = u32_at(header, 32).unwrap_or(0);
     let mut out = Out {
         buf: payload,
         len: 0,
@@ -87,6 +88,7 @@ pub(super) fn serve(
         fs,
         opcode,
         nodeid,
+        pid,
         &op_in,
         payload_len,
         &mut out,
@@ -141,6 +143,7 @@ fn answer(
     fs: &CairnFs,
     opcode: u32,
     nodeid: u64,
+    pid: u32,
     op_in: &[u8; 128],
     payload_len: usize,
     out: &mut Out,
@@ -153,7 +156,7 @@ fn answer(
             // The name is all that the request carries: `out` still holds it.
             let looked = {
                 let n = name(&out.buf[..payload_len])?;
-                fs.op_lookup(nodeid, n)?
+                fs.op_lookup(nodeid, n, pid)?
             };
             out.put(&entry_out(&looked)).then_some(()).ok_or(too_small)
         }
@@ -236,7 +239,7 @@ fn answer(
                     e.extend(dirent(ino, next, attr.kind, name.as_bytes()));
                     !dir.put(&e)
                 };
-                fs.op_readdirplus(nodeid, offset, &mut add)?;
+                fs.op_readdirplus(nodeid, offset, pid, &mut add)?;
             }
             out.len = dir.len;
             Ok(())
