@@ -793,23 +793,27 @@ fn listings_carry_attributes_for_callers_that_read_them() {
     .unwrap();
 }
 
-/// Files advertise 1 MiB I/O (`cp` and `cat` read in 1 MiB requests); directories 4 KiB.
-/// glibc sizes its `getdents` buffer by a directory's `st_blksize`, and the kernel allocates
-/// and maps that much for every READDIR: at 1 MiB, a third of `find`'s time over a tree of
-/// small directories went to allocating and freeing pages. A listing is whole either way.
+/// A directory's `st_blksize` is room for its whole listing with attributes (glibc sizes its
+/// `getdents` buffer by it, 32 KiB to 1 MiB, and the kernel allocates that much for every
+/// READDIR), and its size is its number of entries; files advertise 1 MiB I/O. So a caller
+/// that reads attributes (`du`) gets all 1,500 entries of a large directory with them in one
+/// listing (with 32 KiB buffers, the first 150: the kernel asks for the rest plainly, and
+/// `du` paid a LOOKUP for each), while a small directory asks for no more than 32 KiB (at
+/// 1 MiB for all, a third of `find`'s time over small directories went to allocating pages).
 #[test]
-fn directories_ask_for_small_listing_buffers() {
+fn directories_ask_for_listing_buffers_their_size() {
     use std::os::unix::fs::MetadataExt;
     let root = Root::new();
     let src = root.dir.path().join("src");
-    let files: Vec<(String, String)> = (0..1500)
+    let mut files: Vec<(String, String)> = (0..1500)
         .map(|i| {
             (
-                format!("sub/a-long-name-for-a-file-{i:05}"),
+                format!("big/a-long-name-for-a-file-{i:05}"),
                 format!("{i}\n"),
             )
         })
         .collect();
+    files.extend(["a", "b", "c"].map(|n| (format!("small/{n}"), format!("{n}\n"))));
     let refs: Vec<(&str, &str)> = files
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
@@ -817,13 +821,31 @@ fn directories_ask_for_small_listing_buffers() {
     write_tree(&src, &refs);
     let cid = root.add_q(&["-r", src.to_str().unwrap()]);
     let m = Mount::start(&root, &[]);
-    let sub = m.path(&format!("{cid}/sub"));
-    assert_eq!(std::fs::metadata(&sub).unwrap().blksize(), 4096);
+    let (big, small) = (
+        m.path(&format!("{cid}/big")),
+        m.path(&format!("{cid}/small")),
+    );
+    let md = std::fs::metadata(&big).unwrap();
+    assert_eq!((md.blksize(), md.len()), (512 << 10, 1500));
+    let md = std::fs::metadata(&small).unwrap();
+    assert_eq!((md.blksize(), md.len()), (4096, 3));
     assert_eq!(m.dir.metadata().unwrap().blksize(), 4096);
-    let file = sub.join("a-long-name-for-a-file-00007");
-    assert_eq!(std::fs::metadata(file).unwrap().blksize(), 1 << 20);
-    // 1,500 entries take several 32 KiB requests.
-    assert_eq!(std::fs::read_dir(&sub).unwrap().count(), 1500);
+    assert_eq!(
+        std::fs::metadata(small.join("a")).unwrap().blksize(),
+        1 << 20
+    );
+    let mount = m.dir.clone();
+    std::thread::spawn(move || {
+        // A caller that reads attributes (it looked up a file), listing `big` whole first
+        // and then `stat`ing, as `du` does.
+        std::fs::symlink_metadata(small.join("b")).unwrap();
+        let before = inodes_in(&mount);
+        assert_eq!(std::fs::read_dir(&big).unwrap().count(), 1500);
+        let listed = inodes_in(&mount) - before;
+        assert!(listed >= 1500, "{listed} entries came with attributes");
+    })
+    .join()
+    .unwrap();
 }
 
 /// `user.cairn.inodes` of the mount at `mount`: the inodes the kernel holds of it.

@@ -47,11 +47,23 @@ const CONTENT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 const LISTING_TTL: Duration = Duration::from_secs(1);
 /// Files' `st_blksize`: tools size their buffers by it; reads come in up to 1 MiB.
 const BLKSIZE: u32 = 1 << 20;
-/// Directories' `st_blksize`. glibc sizes its `getdents` buffer by it (32 KiB at least),
-/// and the kernel allocates and maps a buffer of that size for every READDIR request: at
-/// 1 MiB, freeing and allocating 256 pages a request took a third of `find`'s time over a
-/// tree of small directories.
+/// The view roots' `st_blksize` (see [`listing_blksize`]).
 const DIR_BLKSIZE: u32 = 4096;
+/// Room for one entry of a listing with attributes (a `fuse_direntplus` and a name).
+const DIRENTPLUS: u64 = 256;
+
+/// A directory's `st_blksize`: room for its whole listing with attributes. glibc sizes its
+/// `getdents` buffer by it (32 KiB to 1 MiB), and the kernel allocates and maps a buffer of
+/// that size for every READDIR request. A small directory asking for 1 MiB made `find` over
+/// a tree of small directories spend a third of its time allocating and freeing 256 pages
+/// a request; a large one asking for 32 KiB gets attributes for its first 150 entries only
+/// (the kernel asks for the rest plainly), and `du` then pays a LOOKUP for each of the rest.
+fn listing_blksize(links: u64) -> u32 {
+    (links
+        .saturating_mul(DIRENTPLUS)
+        .clamp(4096, MAX_REQUEST as u64) as u32)
+        .next_power_of_two()
+}
 /// How many children of a directory a listing page asks for ahead (a readdirplus page holds
 /// about 25 entries).
 const PREFETCH_CHILDREN: usize = 64;
@@ -222,7 +234,7 @@ impl CairnFs {
         };
         let (kind, default_perm, nlink, blksize) = match entry.kind {
             Kind::File => (FileType::RegularFile, 0o444, 1, BLKSIZE),
-            Kind::Directory => (FileType::Directory, 0o555, 2, DIR_BLKSIZE),
+            Kind::Directory => (FileType::Directory, 0o555, 2, listing_blksize(entry.size)),
             Kind::Symlink => (FileType::Symlink, 0o777, 1, BLKSIZE),
         };
         let mtime = entry.mtime.map_or(UNIX_EPOCH, |t| {

@@ -85,7 +85,8 @@ pub fn unixfs(data: &[u8]) {
     if let Ok(node) = &node {
         let want = match node {
             Node::File(f) => Some((AttrKind::File, f.size)),
-            Node::Directory(_) | Node::HamtShard(_) => Some((AttrKind::Directory, 0)),
+            Node::Directory(d) => Some((AttrKind::Directory, d.links.len() as u64)),
+            Node::HamtShard(h) => Some((AttrKind::Directory, h.links.len() as u64)),
             Node::Symlink { target, .. } => Some((AttrKind::Symlink, target.len() as u64)),
             Node::Opaque { .. } => None,
         };

@@ -244,7 +244,8 @@ mod tests {
                 let node = Node::decode(&cid, Bytes::from(bytes.clone())).unwrap();
                 let want = match &node {
                     Node::File(f) => Some((AttrKind::File, f.size)),
-                    Node::Directory(_) | Node::HamtShard(_) => Some((AttrKind::Directory, 0)),
+                    Node::Directory(d) => Some((AttrKind::Directory, d.links.len() as u64)),
+                    Node::HamtShard(h) => Some((AttrKind::Directory, h.links.len() as u64)),
                     Node::Symlink { target, .. } => Some((AttrKind::Symlink, target.len() as u64)),
                     Node::Opaque { .. } => None,
                 };

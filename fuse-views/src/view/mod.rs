@@ -36,6 +36,7 @@ pub struct Entry {
     /// The CID at the top of the tree this entry belongs to (as named under the view root).
     pub root: Cid,
     pub kind: Kind,
+    /// A file's size, a symlink target's length, a directory's number of links.
     pub size: u64,
     /// Permission bits as stored (`None`: the view's defaults).
     pub mode: Option<u32>,

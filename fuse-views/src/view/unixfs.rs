@@ -23,7 +23,8 @@ fn entry(root: &Cid, cid: &Cid, node: Arc<Node>) -> Entry {
     let (kind, size) = match &*node {
         Node::File(f) => (Kind::File, f.size),
         Node::Opaque { bytes, .. } => (Kind::File, bytes.len() as u64),
-        Node::Directory(_) | Node::HamtShard(_) => (Kind::Directory, 0),
+        Node::Directory(d) => (Kind::Directory, d.links.len() as u64),
+        Node::HamtShard(h) => (Kind::Directory, h.links.len() as u64),
         Node::Symlink { target, .. } => (Kind::Symlink, target.len() as u64),
     };
     Entry {

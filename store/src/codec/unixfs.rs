@@ -190,7 +190,8 @@ impl Data {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attrs {
     pub kind: AttrKind,
-    /// A file's size or a symlink target's length; 0 for a directory.
+    /// A file's size, a symlink target's length, a directory's (or HAMT shard's) number of
+    /// links.
     pub size: u64,
     pub mode: Option<u32>,
     pub mtime: Option<Mtime>,
@@ -237,13 +238,13 @@ impl Attrs {
                 }
                 (AttrKind::File, size)
             }
-            DataType::Directory => (AttrKind::Directory, 0),
+            DataType::Directory => (AttrKind::Directory, links as u64),
             DataType::HamtShard => {
                 let f = d.fanout?;
                 if !(8..=1024).contains(&f) || !f.is_power_of_two() || d.hash_type != Some(0x22) {
                     return None;
                 }
-                (AttrKind::Directory, 0)
+                (AttrKind::Directory, links as u64)
             }
             DataType::Symlink => (AttrKind::Symlink, inline),
             DataType::Metadata => return None,
