@@ -53,8 +53,8 @@ const DIR_BLKSIZE: u32 = 4096;
 const DIRENTPLUS: u64 = 256;
 
 /// A directory's `st_blksize`: room for its whole listing with attributes. glibc sizes its
-/// `getdents` buffer by it (32 KiB to 1 MiB), and the kernel allocates and maps a buffer of
-/// that size for every READDIR request. A small directory asking for 1 MiB made `find` over
+/// `getdents` buffer by it (32 KiB to 1 MiB), and since Linux 6.16 the kernel allocates and
+/// maps a buffer of that size (up to `max_pages`) for every READDIR request. A small directory asking for 1 MiB made `find` over
 /// a tree of small directories spend a third of its time allocating and freeing 256 pages
 /// a request; a large one asking for 32 KiB gets attributes for its first 150 entries only
 /// (the kernel asks for the rest plainly), and `du` then pays a LOOKUP for each of the rest.
@@ -248,7 +248,12 @@ impl CairnFs {
         let attr = FileAttr {
             ino: INodeNo(ino),
             size: entry.size,
-            blocks: entry.size.div_ceil(512),
+            // A directory's size counts links, not bytes: no blocks for `du` to add up.
+            blocks: if kind == FileType::Directory {
+                0
+            } else {
+                entry.size.div_ceil(512)
+            },
             atime: mtime,
             mtime,
             ctime: mtime,

@@ -232,11 +232,12 @@ pub fn collect(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
     report.sweep_time = t.elapsed();
     report.dead_temp_pins = roots.temps.dead();
     if !opts.dry_run {
-        report.summarised = store.with_index(|index| {
-            let n = index.summarise_dirs(unsummarised)?;
-            index.flush()?;
-            Ok(n as u64)
-        })?;
+        // Best effort: a failure here must not lose what the sweep did.
+        match store.with_index(|index| index.summarise_dirs(unsummarised)) {
+            Ok(n) => report.summarised = n as u64,
+            Err(e) => log::warn!("summarising directories' children: {e}"),
+        }
+        store.with_index(|index| index.flush())?;
     }
     Ok(report)
 }

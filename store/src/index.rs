@@ -11,9 +11,14 @@
 //!
 //! A directory's children are summarised when it is recorded if the index (or the batch
 //! being written) knows every child then: an import records children before their parent.
-//! Blocks that arrive parent first (a CAR, a fetch) are summarised when their journal is
-//! ingested, if the children came too. Content never changes, so a summary never goes stale,
-//! not even when a child is collected.
+//! Blocks that arrive parent first are summarised when their journal is ingested if the
+//! children are in by then (a CAR: one journal); a directory whose children came in a later
+//! batch (a fetch) is summarised by the next collection or `cairn repair`. Content never
+//! changes, so a summary never goes stale, not even when a child is collected.
+//!
+//! Readers of an older cairn refuse records with a summary (they expect the record to end
+//! after the attributes) and fall back to reading blocks; its collector and `refs` fail on
+//! them until `cairn repair` is run with the older binary.
 
 use std::{
     collections::HashMap,
@@ -83,7 +88,15 @@ impl BlockMeta {
                 mtime: None,
             });
         }
-        self.attrs
+        // A directory's size is its number of links, which records written before that
+        // rule say is 0.
+        self.attrs.map(|a| match a.kind {
+            AttrKind::Directory => Attrs {
+                size: self.links.len() as u64,
+                ..a
+            },
+            _ => a,
+        })
     }
 
     /// A directory (or HAMT shard) whose children are not summarised yet.
@@ -270,9 +283,11 @@ impl RocksIndex {
         let mut children = Vec::with_capacity(dir.links.len());
         for link in &dir.links {
             let link = crate::canonical(link);
+            // A child whose record cannot be read is one the index does not describe: the
+            // directory goes unsummarised, and the write goes on.
             let described = match known.get(&link) {
                 Some(m) => m.described(),
-                None => self.get(&link)?.and_then(|m| m.described()),
+                None => self.get(&link).ok().flatten().and_then(|m| m.described()),
             };
             let Some(d) = described else {
                 return Ok(None);
@@ -291,18 +306,23 @@ impl RocksIndex {
     pub fn summarise_dirs(&self, dirs: impl IntoIterator<Item = Cid>) -> Result<usize, StoreError> {
         let none = HashMap::new();
         let mut done = 0;
+        let mut batch = Vec::new();
         for cid in dirs {
-            let Some(meta) = self.get(&cid)? else {
+            let Some(meta) = self.get(&cid).ok().flatten() else {
                 continue;
             };
             if !meta.wants_children() {
                 continue;
             }
             if let Some(m) = self.summarise(&meta, &none)? {
-                self.put(&cid, &m)?;
+                batch.push(Record::Put(cid, m));
                 done += 1;
             }
+            if batch.len() >= 1024 {
+                self.apply(&std::mem::take(&mut batch))?;
+            }
         }
+        self.apply(&batch)?;
         Ok(done)
     }
 
@@ -574,6 +594,43 @@ mod tests {
         child.encode_into(&mut one_short);
         assert_eq!(BlockMeta::decode(&one_short), None);
         assert_eq!(BlockMeta::decode(&full[..full.len() - 1]), None);
+    }
+
+    /// A directory is described with its number of links, also from records written when
+    /// its size was 0; a child whose record cannot be read leaves its directory unsummarised
+    /// and the write goes on.
+    #[test]
+    fn summaries_survive_old_and_broken_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = RocksIndex::open(dir.path(), Duration::ZERO)
+            .unwrap()
+            .unwrap();
+        let child: Cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+            .parse()
+            .unwrap();
+        let old_dir = BlockMeta {
+            size: 100,
+            codec: 0x70,
+            links: vec![child, child],
+            attrs: Some(Attrs {
+                kind: AttrKind::Directory,
+                size: 0,
+                mode: None,
+                mtime: None,
+            }),
+            children: None,
+        };
+        assert_eq!(old_dir.described().unwrap().size, 2);
+        index
+            .db
+            .put(child.to_bytes(), b"\xff not a record")
+            .unwrap();
+        let dir_cid: Cid = "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
+            .parse()
+            .unwrap();
+        index.put(&dir_cid, &old_dir).unwrap();
+        assert_eq!(index.get(&dir_cid).unwrap().unwrap().children, None);
+        assert_eq!(index.summarise_dirs([dir_cid]).unwrap(), 0);
     }
 
     #[test]

@@ -167,7 +167,7 @@ pub fn gc(root: &Path, opts: GcOptions, json: bool) -> Result<ExitCode> {
         }
         if r.summarised > 0 {
             println!(
-                "summarised the children of {} directories fetched before them",
+                "summarised the children of {} directories recorded before them",
                 r.summarised
             );
         }

@@ -10,12 +10,14 @@
 //! meanwhile. Since Linux 6.16 a first request is as large as the program's buffer, so the
 //! first request is usually the whole directory and every listing instantiates every entry.
 //!
-//! cairn decides by caller instead. A caller (the kernel names the calling thread) that has
-//! looked up something other than a directory through the mount reads attributes: `ls -l`,
-//! `du`, `tar`, a program opening its files. Its listings carry attributes. Any other
-//! caller's first request for a large directory is answered with "." and ".." alone. The
-//! kernel then asks for the rest plainly, unless the caller looked names up meanwhile.
-//! `find` only looks up the directories it descends into, so it never switches.
+//! cairn decides by caller instead. A caller (the kernel names the calling thread; 0 for a
+//! caller outside the mount's PID namespace) that has looked up something other than a
+//! directory through the mount reads attributes: `ls -l`, `du`, `tar`, a program opening
+//! its files. Its listings carry attributes. Any other caller's first request for a large
+//! directory is answered with "." and ".." alone. The kernel then asks for the rest plainly,
+//! unless some lookup in that directory missed its dentries meanwhile. `find` only looks up
+//! the directories it descends into, so it never switches. A tool that lists on one thread
+//! and `stat`s on another gets names only on the listing thread: slower, never wrong.
 //!
 //! What a caller did is kept in a small table indexed by its thread ID. A collision or a
 //! reused ID only changes which reply a caller gets, never what it reads.
