@@ -26,6 +26,7 @@ pub enum AppCmd {
     /// Show what an app node records: its content, name, and the self-references per file
     Show {
         cid: String,
+        /// Print JSON instead of text, for scripts
         #[arg(long)]
         json: bool,
     },

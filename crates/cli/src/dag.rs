@@ -27,6 +27,7 @@ pub enum DagCmd {
         /// Pin the roots the CAR names (under ROOT/pins/per-user/USER/import/)
         #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", require_equals = true, value_name = "BOOL")]
         pin_roots: bool,
+        /// Print JSON instead of text, for scripts
         #[arg(long)]
         json: bool,
     },

@@ -47,6 +47,7 @@ enum EnvCmd {
     },
     /// The generations, the current one marked, what each contains and when it was made
     List {
+        /// Print JSON instead of text, for scripts
         #[arg(long)]
         json: bool,
     },

@@ -82,11 +82,13 @@ enum Command {
     Dag(dag::DagCmd),
     /// Re-hash every block; move corrupt ones to ROOT/blocks/.corrupt
     Verify {
+        /// Print JSON instead of text, for scripts
         #[arg(long)]
         json: bool,
     },
     /// Rebuild the index from the block files alone
     Repair {
+        /// Print JSON instead of text, for scripts
         #[arg(long)]
         json: bool,
     },
@@ -106,6 +108,7 @@ enum Command {
         /// many milliseconds have passed since it took the lock
         #[arg(long, value_name = "MS", default_value_t = 20)]
         batch_ms: u64,
+        /// Print JSON instead of text, for scripts
         #[arg(long)]
         json: bool,
     },
@@ -117,6 +120,7 @@ enum Command {
     Mount(mount::MountArgs),
     /// Blocks and bytes in the store (and, with a daemon running, network counters)
     Stat {
+        /// Print JSON instead of text, for scripts
         #[arg(long)]
         json: bool,
     },
@@ -143,6 +147,7 @@ enum Command {
         /// different blocks and trades the rest among itself
         #[arg(long, default_value_t = 32)]
         window: usize,
+        /// Print JSON instead of text, for scripts
         #[arg(long)]
         json: bool,
         /// Network settings when no daemon runs (a node is started for the fetch)

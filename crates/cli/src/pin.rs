@@ -30,6 +30,7 @@ pub enum PinCmd {
     },
     /// List pins: user, program, CID, and whether the whole DAG is here
     Ls {
+        /// Print JSON instead of text, for scripts
         #[arg(long)]
         json: bool,
     },

@@ -17,11 +17,13 @@ use crate::{
 pub enum SwarmCmd {
     /// This node's peer ID, and the addresses peers can reach it at
     Id {
+        /// Print JSON instead of text, for scripts
         #[arg(long)]
         json: bool,
     },
     /// Connected peers: ID, agent, addresses
     Peers {
+        /// Print JSON instead of text, for scripts
         #[arg(long)]
         json: bool,
     },
@@ -32,6 +34,7 @@ pub enum SwarmCmd {
     /// What each peer gave us and took, lately and in all (from the running daemon, or from
     /// ROOT/ledger.json, which it writes every 30 s and when it stops)
     Ledger {
+        /// Print JSON instead of text, for scripts
         #[arg(long)]
         json: bool,
     },
