@@ -56,7 +56,10 @@ impl CairnFs {
 
     /// Forgets the passthrough handle `fh`; the backing file goes with its last handle.
     pub(super) fn release_passthrough(&self, fh: u64) {
-        if let Some(ino) = self.handles.lock().expect("handles").remove(&fh) {
+        // The handle table is let go before the backing table is taken: an open takes them
+        // the other way round, so holding both here deadlocked the two.
+        let ino = self.handles.lock().expect("handles").remove(&fh);
+        if let Some(ino) = ino {
             let mut backing = self.backing.lock().expect("backing");
             if let Some((_, opens)) = backing.get_mut(&ino) {
                 *opens -= 1;
