@@ -15,12 +15,8 @@ fn four_processes_add_into_one_root_at_once() {
     let files: Vec<(String, String)> = (0..400)
         .map(|i| (format!("f{i:03}/x.txt"), format!("shared {}\n", i % 50)))
         .collect();
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    write_tree(&d.join("t1"), &refs);
-    write_tree(&d.join("t2"), &refs);
+    write_tree(&d.join("t1"), &files);
+    write_tree(&d.join("t2"), &files);
     std::fs::write(d.join("t2/extra.txt"), "only in t2\n").unwrap();
     random_file(&d.join("big.bin"), 48 << 20, 3);
     let jobs: Vec<Vec<String>> = vec![

@@ -407,11 +407,7 @@ fn stress_adders_and_collector_together() {
     let files: Vec<(String, String)> = (0..300)
         .map(|i| (format!("d{}/f{i}", i % 7), format!("content {}\n", i % 120)))
         .collect();
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    write_tree(&tree, &refs);
+    write_tree(&tree, &files);
     random_file(&d.join("mid.bin"), 6 << 20, 5);
     let cars = [
         shared().join("fixtures/go-car/sample-v1.car"),

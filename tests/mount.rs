@@ -708,11 +708,7 @@ fn forgotten_inodes_leave_the_table() {
     let files: Vec<(String, String)> = (0..500)
         .map(|i| (format!("f{i}"), format!("{i}\n")))
         .collect();
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    write_tree(&src, &refs);
+    write_tree(&src, &files);
     let cid = root.add_q(&["-r", src.to_str().unwrap()]);
     let m = Mount::start(&root, &[]);
     let inodes = || inodes_in(&m.dir);
@@ -745,11 +741,7 @@ fn passthrough_opens_and_releases_side_by_side() {
     let files: Vec<(String, String)> = (0..4)
         .map(|i| (format!("f{i}"), format!("{i}").repeat(1000)))
         .collect();
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    write_tree(&src, &refs);
+    write_tree(&src, &files);
     let cid = root.add_q(&["-r", "--cid-version=1", src.to_str().unwrap()]);
     let m = Mount::start(&root, &["--passthrough"]);
     let (done, finished) = std::sync::mpsc::channel();
@@ -785,11 +777,7 @@ fn listings_carry_attributes_for_callers_that_read_them() {
         .iter()
         .flat_map(|d| (0..40).map(move |i| (format!("{d}/f{i:02}"), format!("{d}{i}\n"))))
         .collect();
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    write_tree(&src, &refs);
+    write_tree(&src, &files);
     let cid = root.add_q(&["-r", src.to_str().unwrap()]);
     let m = Mount::start(&root, &[]);
     let base = m.path(&cid);
@@ -850,11 +838,7 @@ fn directories_ask_for_listing_buffers_their_size() {
         })
         .collect();
     files.extend(["a", "b", "c"].map(|n| (format!("small/{n}"), format!("{n}\n"))));
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    write_tree(&src, &refs);
+    write_tree(&src, &files);
     let cid = root.add_q(&["-r", src.to_str().unwrap()]);
     let m = Mount::start(&root, &[]);
     let (big, small) = (
@@ -1063,11 +1047,7 @@ fn listings_and_stat_come_from_the_index_without_reading_blocks() {
         let body = format!("file {i} {}\n", "x".repeat(i * 10));
         files.push((format!("f{i:02}"), body));
     }
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(n, b)| (n.as_str(), b.as_str()))
-        .collect();
-    write_tree(&src, &refs);
+    write_tree(&src, &files);
     std::fs::set_permissions(src.join("f07"), std::fs::Permissions::from_mode(0o750)).unwrap();
     std::os::unix::fs::symlink("f01", src.join("link")).unwrap();
     let out = root.ok(&["add", "-r", "--preserve-mode", src.to_str().unwrap()]);

@@ -131,7 +131,7 @@ pub fn cid_of(add_output: &str, suffix: &str) -> String {
 }
 
 /// Writes `files` (path → contents) under `dir`, creating parent directories.
-pub fn write_tree(dir: &Path, files: &[(&str, &str)]) {
+pub fn write_tree(dir: &Path, files: &[(impl AsRef<Path>, impl AsRef<[u8]>)]) {
     for (p, content) in files {
         let path = dir.join(p);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
