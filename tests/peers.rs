@@ -154,6 +154,17 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`: no clean stop (the drop that follows finds it gone).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The daemon's network counters (`cairn stat --json`'s `network`).
     pub fn stats(&self) -> Value {
         let out = Command::new(cairn_bin())

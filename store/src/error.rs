@@ -12,7 +12,7 @@ pub enum StoreError {
     Corrupt { cid: Cid },
 
     /// The CID uses a multihash this store cannot compute, so its bytes cannot be checked.
-    #[error("block {cid}: unsupported multihash 0x{code:x}")]
+    #[error("block {cid} uses the hash function 0x{code:x}, which cairn cannot compute: no copy of it can be checked, so none is fetched or stored")]
     UnsupportedHash { cid: Cid, code: u64 },
 
     /// A block's bytes could not be decoded with the codec its CID names.

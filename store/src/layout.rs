@@ -85,12 +85,24 @@ impl Layout {
             self.corrupt(),
             self.index(),
             self.journals(),
-            self.store(),
             self.user_pins(),
             self.temp_pins(),
             self.profiles(),
         ] {
             std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        }
+        // The mountpoint may hold a mount a killed daemon left behind: `stat` of it then fails
+        // (ENOTCONN), and so `mkdir` says it exists. That is for the mount to clean up, not an
+        // error here.
+        let store = self.store();
+        match std::fs::create_dir(&store) {
+            Err(e)
+                if e.kind() != std::io::ErrorKind::AlreadyExists
+                    && e.raw_os_error() != Some(libc::ENOTCONN) =>
+            {
+                return Err(StoreError::io(&store, e))
+            }
+            _ => {}
         }
         // Every user makes their own directory here, which then belongs to them alone: sticky
         // and world-writable, like /tmp. Only the owner of the root can (and need) set this.

@@ -9,18 +9,15 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use cairn_net::{config::Provide, fetch, node, Client, Config, NetworkSource};
-use cairn_store::{parse_cid, Store};
+use cairn_net::{config::Provide, node, Client, Config, NetworkSource};
+use cairn_store::Store;
 use clap::Args;
-use serde_json::{json, Value};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    net::{UnixListener, UnixStream},
-};
+use tokio::net::UnixListener;
 
 use crate::{
-    control::{self, Request},
+    control,
     mount::{self, MountSettings},
+    socket,
 };
 
 #[derive(Args)]
@@ -133,11 +130,15 @@ pub fn run(root: &Path, args: DaemonArgs) -> Result<ExitCode> {
     if args.detach {
         return mount::daemonize(root, &mountpoint, "--detach", "daemon.log");
     }
+    // Before any thread (RocksDB starts its own when the index is opened): every thread
+    // started later inherits the blocked signals, and one thread waits for them. A thread
+    // that had them unblocked would take a SIGTERM's default action, killing the process
+    // with its mount left behind.
+    let signals = mount::block_signals();
+    let fds = mount::raise_fd_limit();
+    log::debug!("open files: up to {fds}");
     store.open_reader();
     let config = args.net.config(root)?;
-    // Before any thread: every thread started later inherits the blocked signals, and one
-    // thread waits for them.
-    let signals = mount::block_signals();
     let key = cairn_net::identity::load_or_create(&root.join("node.key"))
         .with_context(|| format!("the node key in {}", root.display()))?;
     let rt = runtime()?;
@@ -160,14 +161,14 @@ pub fn run(root: &Path, args: DaemonArgs) -> Result<ExitCode> {
     for a in &addrs {
         eprintln!("  {a}");
     }
-    let ctx = Arc::new(Ctx {
+    let ctx = Arc::new(socket::Ctx {
         client: client.clone(),
         store: store.clone(),
         timeout: config.fetch_timeout,
         // SAFETY: geteuid has no preconditions.
         owner: unsafe { libc::geteuid() },
     });
-    rt.spawn(serve_control(listener, ctx));
+    rt.spawn(socket::serve(listener, ctx));
     rt.spawn(provide(client.clone(), layout.clone(), config.provide));
     rt.spawn(flush(store.clone()));
     let result = if args.no_mount {
@@ -215,13 +216,6 @@ pub fn run(root: &Path, args: DaemonArgs) -> Result<ExitCode> {
     rt.shutdown_timeout(Duration::from_secs(2));
     store.flush()?;
     result.map(|()| ExitCode::SUCCESS)
-}
-
-struct Ctx {
-    client: Client,
-    store: Arc<Store>,
-    timeout: Duration,
-    owner: u32,
 }
 
 /// Writes the index journal and syncs every few seconds while blocks arrive (one `syncfs`
@@ -294,112 +288,4 @@ async fn provide(client: Client, layout: cairn_store::Layout, what: Provide) {
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
-}
-
-async fn serve_control(listener: UnixListener, ctx: Arc<Ctx>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
-        tokio::spawn(handle(stream, uid, ctx.clone()));
-    }
-}
-
-async fn handle(stream: UnixStream, uid: u32, ctx: Arc<Ctx>) {
-    let (r, mut w) = stream.into_split();
-    let mut lines = BufReader::new(r).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let reply = match serde_json::from_str::<Request>(&line) {
-            Err(e) => json!({"error": format!("bad request: {e}")}),
-            Ok(req) if req.is_admin() && uid != 0 && uid != ctx.owner => {
-                json!({"error": "only root and the daemon's user may do that"})
-            }
-            Ok(req) => match answer(&ctx, req, &mut w).await {
-                Ok(v) => json!({ "ok": v }),
-                Err(e) => json!({"error": format!("{e:#}")}),
-            },
-        };
-        if write_line(&mut w, &reply).await.is_err() {
-            return;
-        }
-    }
-}
-
-async fn write_line(w: &mut tokio::net::unix::OwnedWriteHalf, v: &Value) -> std::io::Result<()> {
-    let mut s = v.to_string();
-    s.push('\n');
-    w.write_all(s.as_bytes()).await
-}
-
-async fn answer(
-    ctx: &Ctx,
-    req: Request,
-    w: &mut tokio::net::unix::OwnedWriteHalf,
-) -> Result<Value> {
-    let c = &ctx.client;
-    Ok(match req {
-        Request::Id => json!({
-            "peer": c.peer_id().to_string(),
-            "addrs": c.listen_addrs().await?.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        }),
-        Request::Peers => serde_json::to_value(c.peers().await?)?,
-        Request::Stats => {
-            let mut v = serde_json::to_value(c.stats().await?)?;
-            v["dht"] = serde_json::to_value(c.dht().await?)?;
-            v
-        }
-        Request::Connect { addr } => {
-            let addr: cairn_net::Multiaddr = addr
-                .parse()
-                .with_context(|| format!("{addr:?} is not a multiaddr"))?;
-            json!({"peer": c.dial(addr).await?.to_string()})
-        }
-        Request::Disconnect { peer } => {
-            let p: cairn_net::PeerId = peer
-                .parse()
-                .with_context(|| format!("{peer:?} is not a peer ID"))?;
-            json!({"disconnected": c.disconnect(p).await?})
-        }
-        Request::Provide { cids } => {
-            let cids = cids
-                .iter()
-                .map(|s| parse_cid(s))
-                .collect::<Result<Vec<_>, _>>()?;
-            json!({"announced": c.provide(&cids).await?})
-        }
-        Request::Block { cid } => {
-            let cid = parse_cid(&cid)?;
-            let store = ctx.store.clone();
-            if !tokio::task::spawn_blocking(move || store.has(&cid)).await?? {
-                let data = c
-                    .want(cid, ctx.timeout)
-                    .await
-                    .with_context(|| format!("block {cid}: no peer sent it in time"))?;
-                let store = ctx.store.clone();
-                tokio::task::spawn_blocking(move || store.put_cache(&cid, &data)).await??;
-            }
-            json!(null)
-        }
-        Request::Prefetch { cids } => {
-            let cids: Vec<_> = cids.iter().filter_map(|s| parse_cid(s).ok()).collect();
-            c.prefetch(&cids, ctx.timeout);
-            json!(null)
-        }
-        Request::Fetch { cid, window } => {
-            let cid = parse_cid(&cid)?;
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<fetch::FetchProgress>(4);
-            let (client, store, timeout) = (c.clone(), ctx.store.clone(), ctx.timeout);
-            let task = tokio::spawn(async move {
-                fetch::fetch_dag(&client, &store, cid, window, timeout, &move |p| {
-                    let _ = tx.try_send(*p);
-                })
-                .await
-            });
-            while let Some(p) = rx.recv().await {
-                let _ = write_line(w, &json!({ "progress": p })).await;
-            }
-            serde_json::to_value(task.await??)?
-        }
-    })
 }

@@ -15,6 +15,7 @@ mod mount;
 mod pin;
 mod progress;
 mod read;
+mod socket;
 mod swarm;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -143,10 +144,11 @@ enum Command {
         /// The program the pin belongs to
         #[arg(long, default_value = "fetch")]
         prog: String,
-        /// Blocks wanted at once. Small enough that a swarm of fetchers asks the seeder for
-        /// different blocks and trades the rest among itself
-        #[arg(long, default_value_t = 32)]
-        window: usize,
+        /// Blocks wanted at once (1 to 1024: a peer holds at most 1024 of our wants). Small
+        /// enough that a swarm of fetchers asks the seeder for different blocks and trades the
+        /// rest among itself
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        window: u64,
         /// Print JSON instead of text, for scripts
         #[arg(long)]
         json: bool,
@@ -195,7 +197,7 @@ fn main() -> ExitCode {
             window,
             json,
             net,
-        } => swarm::fetch(&root, &cid, !no_pin, &prog, window, json, &net),
+        } => swarm::fetch(&root, &cid, !no_pin, &prog, window as usize, json, &net),
         Command::Provide { cids } => swarm::provide(&root, &cids),
         Command::Gc {
             dry_run,

@@ -126,8 +126,11 @@ pub fn serve(
     }
     let mut unmounter = mounted.unmounter();
     let mp = mountpoint.to_owned();
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = stopping.clone();
     std::thread::spawn(move || {
         let sig = wait_signal(&signals);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
         log::info!("signal {sig}: unmounting {}", mp.display());
         if let Err(e) = unmounter.unmount() {
             log::warn!("unmount of {} failed ({e}); detaching it", mp.display());
@@ -147,7 +150,16 @@ pub fn serve(
         use std::io::Write;
         let _ = f.write_all(b"ready\n");
     }
-    mounted.run().context("serving the mount")?;
+    match mounted.run() {
+        Ok(()) => {}
+        // Unmounting while a FUSE thread is in the middle of a read of /dev/fuse can end
+        // that read with ECONNABORTED (seen under load): after a stop we asked for, that is
+        // the end we asked for, not an error.
+        Err(e)
+            if e.raw_os_error() == Some(libc::ECONNABORTED)
+                && stopping.load(std::sync::atomic::Ordering::SeqCst) => {}
+        Err(e) => return Err(e).context("serving the mount"),
+    }
     eprintln!("cairn: unmounted {}", mountpoint.display());
     Ok(())
 }
@@ -178,9 +190,23 @@ pub fn ready_pipe() -> Option<std::fs::File> {
     Some(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
+/// Blocks the signals that stop the mount (SIGINT, SIGTERM, SIGHUP) in this thread and every
+/// thread started after, for [`wait_signal`] to take. Must run before any other thread
+/// starts: a thread started earlier (RocksDB's own, when the index is opened) has them
+/// unblocked and takes them instead. With SIGINT ignored, as a script's background job
+/// inherits it, Ctrl-C then did nothing; with a default action, SIGTERM killed the process
+/// and left its mount behind.
+///
+/// SIGINT and SIGTERM are also set back to their defaults (blocked, the default never runs):
+/// POSIX lets a signal whose disposition is "ignore" be discarded even while it is blocked
+/// (Linux keeps it pending). An ignored SIGHUP is left ignored: that is what `nohup` asks for.
 pub fn block_signals() -> libc::sigset_t {
-    // SAFETY: plain libc signal-set manipulation on a local set.
+    // SAFETY: plain libc signal-set manipulation on a local set; no other thread runs yet, so
+    // changing dispositions races with nothing.
     unsafe {
+        for s in [libc::SIGINT, libc::SIGTERM] {
+            libc::signal(s, libc::SIG_DFL);
+        }
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
@@ -188,6 +214,29 @@ pub fn block_signals() -> libc::sigset_t {
         }
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
+    }
+}
+
+/// Raises this process's soft limit on open files to its hard limit, and returns it. The
+/// daemon holds a descriptor per peer connection (up to 1024), per control connection (up to
+/// 256) and per FUSE queue, beside RocksDB's files: the usual soft limit of 1024 is too low.
+pub fn raise_fd_limit() -> u64 {
+    // SAFETY: getrlimit/setrlimit with a valid out-pointer.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return 0;
+        }
+        if r.rlim_cur < r.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: r.rlim_max,
+                rlim_max: r.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                return want.rlim_cur as u64;
+            }
+        }
+        r.rlim_cur as u64
     }
 }
 

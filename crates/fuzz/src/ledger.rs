@@ -1,4 +1,4 @@
-//! The shared history a cairn peer sends us (`/cairn/ledger/1.0.0`): a JSON batch of
+//! The shared history a cairn peer sends us (`/cairn/history/1.0.0`): a JSON batch of
 //! statements, its key and signature, checked by [`Graph::accept`] and then weighed by
 //! maxflow.
 //!

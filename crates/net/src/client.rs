@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    bitswap::{behaviour::Opener, wants::Waiter, Event, Stats},
+    bitswap::{wants::Waiter, Event, Stats},
     node::Command,
     NetError,
 };
@@ -34,7 +34,8 @@ pub struct Client {
     peer_id: PeerId,
     commands: mpsc::Sender<Command>,
     engine: mpsc::Sender<Event>,
-    _opener: Opener,
+    /// The engine's channel for this process's own wants.
+    wants: mpsc::Sender<Event>,
 }
 
 impl Client {
@@ -42,13 +43,13 @@ impl Client {
         peer_id: PeerId,
         commands: mpsc::Sender<Command>,
         engine: mpsc::Sender<Event>,
-        opener: Opener,
+        wants: mpsc::Sender<Event>,
     ) -> Client {
         Client {
             peer_id,
             commands,
             engine,
-            _opener: opener,
+            wants,
         }
     }
 
@@ -57,11 +58,13 @@ impl Client {
     }
 
     /// The block `cid` from the network, waiting at most `timeout`. `None` if no peer
-    /// delivered it in time. The bytes hash to `cid`; they are being stored meanwhile.
+    /// delivered it in time, at once if cairn cannot check such a block
+    /// ([`crate::verifiable`]) or wants too many already. The bytes hash to `cid`; they are
+    /// being stored meanwhile.
     pub async fn want(&self, cid: Cid, timeout: Duration) -> Option<Bytes> {
         let (tx, rx) = oneshot::channel();
         let until = Instant::now() + timeout;
-        self.engine
+        self.wants
             .send(Event::Want {
                 cid,
                 waiter: Some(Waiter::Async(tx)),
@@ -77,7 +80,7 @@ impl Client {
     pub fn want_blocking(&self, cid: Cid, timeout: Duration) -> Option<Bytes> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let until = Instant::now() + timeout;
-        self.engine
+        self.wants
             .blocking_send(Event::Want {
                 cid,
                 waiter: Some(Waiter::Sync(tx)),
@@ -89,12 +92,13 @@ impl Client {
     }
 
     /// Starts fetching these blocks without waiting for them (a reader will want them next).
-    /// Dropped, not queued, when the engine is busy: it is only a hint.
+    /// Dropped, not queued, when the engine is busy: it is only a hint. Callers bound the
+    /// list (the control socket takes at most 1024).
     pub fn prefetch(&self, cids: &[Cid], timeout: Duration) {
         let until = Instant::now() + timeout;
         for c in cids {
             if self
-                .engine
+                .wants
                 .try_send(Event::Want {
                     cid: *c,
                     waiter: None,
@@ -140,7 +144,7 @@ impl Client {
     }
 
     /// What the DHT did.
-    pub async fn dht(&self) -> Result<crate::node::DhtStats, NetError> {
+    pub async fn dht(&self) -> Result<crate::dht::DhtStats, NetError> {
         ask(&self.commands, Command::Dht).await
     }
 

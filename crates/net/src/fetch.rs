@@ -55,6 +55,7 @@ pub async fn fetch_dag(
     timeout: Duration,
     progress: &(dyn Fn(&FetchProgress) + Sync),
 ) -> Result<FetchProgress, NetError> {
+    crate::verifiable(&root)?;
     let mut p = FetchProgress::default();
     let mut seen: HashSet<Cid> = HashSet::new();
     let mut frontier = vec![root];
@@ -78,6 +79,8 @@ pub async fn fetch_dag(
         }
         for l in links {
             if l.hash().code() != IDENTITY && seen.insert(cairn_store::canonical(&l)) {
+                // A link cairn could not check: the DAG cannot be fetched whole.
+                crate::verifiable(&l)?;
                 frontier.push(l);
             }
         }

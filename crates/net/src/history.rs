@@ -1,4 +1,4 @@
-//! `/cairn/ledger/1.0.0`: cairn nodes ask each other for their signed statements of what
+//! `/cairn/history/1.0.0`: cairn nodes ask each other for their signed statements of what
 //! others gave them ([`crate::reputation`]). One request, one response: the request is
 //! empty, the response one [`Signed`] batch of at most 64 statements (its size bounded by
 //! the codec). A node asks each peer that lists the protocol when identify tells it so, and
@@ -16,7 +16,7 @@ use crate::{
     reputation::{Statement, MAX_STATEMENTS},
 };
 
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/cairn/ledger/1.0.0");
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/cairn/history/1.0.0");
 /// How often a peer's statements are asked for again.
 pub const ASK_EVERY: Duration = Duration::from_secs(60);
 

@@ -73,7 +73,9 @@ impl Decaying {
 pub enum Offence {
     /// A block we never asked for (or stopped asking for long ago).
     Unwanted,
-    /// A block whose bytes do not give a CID we can check (unsupported hash, bad prefix).
+    /// A block whose prefix cannot name a block (identity hash, a CID version that does not
+    /// exist). A prefix naming a hash cairn cannot compute is not this: such a block answers
+    /// no want of ours, so it is unwanted.
     BadBlock,
     /// A message that does not decode, or breaks a limit.
     Malformed,
@@ -350,10 +352,23 @@ impl Ledger {
     }
 
     /// True while `p` is refused.
+    /// True if `p` is refused now. Looks at `p`'s ban alone (it runs for every message);
+    /// [`prune_bans`](Self::prune_bans) drops the expired ones.
     pub fn is_banned(&mut self, p: &PeerId) -> bool {
+        match self.banned.get(p) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                self.banned.remove(p);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets bans that have run out.
+    pub fn prune_bans(&mut self) {
         let now = Instant::now();
         self.banned.retain(|_, until| *until > now);
-        self.banned.contains_key(p)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&PeerId, &PeerStats)> {

@@ -6,16 +6,19 @@
 //!   Kademlia, mDNS, Bitswap) on the current tokio runtime and returns a [`Client`], the
 //!   cloneable handle everything else uses. QUIC costs the build aws-lc (about four minutes
 //!   of C on two cores, once: ccache keeps it); kubo speaks it too, though the kubo and Helia
-//!   peers of the tests listen on TCP only, so QUIC is tested between cairn nodes. The swarm task and the Bitswap [`bitswap::engine`] only move
-//!   queued work; disk and hashing run on blocking threads; every channel is bounded.
+//!   peers of the tests listen on TCP only, so QUIC is tested between cairn nodes.
+//! - [`bitswap`]: every Bitswap stream is read and written in its connection's handler, in
+//!   bounded sets of futures; the [`bitswap::engine`] owns the wants and every peer's ledger
+//!   and only moves queued work; disk and hashing run on blocking threads.
+//! - [`dht`]: the public and the LAN DHT, kept apart, with bounded provider stores.
 //! - [`NetworkSource`] wraps the store: local blocks as before, missing ones fetched within
 //!   a timeout, corrupt ones fetched again.
 //! - [`fetch::fetch_dag`] fetches a whole DAG with many wants in flight.
 //! - [`config`]: `R/config.toml`; [`identity`]: the node's key in `R/node.key`;
 //!   [`ledger`]: what each peer did, and when it is cut off.
 //! - [`incentives`]: whom cairn serves first and whom it asks (the policy and why);
-//!   [`reputation`] and [`history`]: signed statements shared between cairn nodes, and the
-//!   maxflow reputation built from them.
+//!   [`reputation`] and [`history`]: signed statements shared between cairn nodes on
+//!   `/cairn/history/1.0.0`, and the maxflow reputation built from them.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,10 +30,58 @@
 //! // `src` is a BlockSource: mount it, or read through it.
 //! # Ok(()) }
 //! ```
+//!
+//! # What a peer can make the node spend
+//!
+//! Every task, channel, map and buffer a peer can fill, with its bound, where the bound is
+//! enforced, and what happens at it. Nothing a peer sends is allocated before its bound is
+//! checked.
+//!
+//! | what | bound | where | when full |
+//! |---|---|---|---|
+//! | connections | 512 in all, 4 per peer, 256 being accepted, 64 being dialled | [`node`] | refused |
+//! | yamux streams, and data received on them not yet read | 64 per connection, 256 KiB each: 16 MiB per connection | `muxer` | refused; the sender waits for window |
+//! | streams negotiating their protocol | 32 per connection | [`node`] | refused |
+//! | Bitswap streams read at once | 16 per connection | [`bitswap::handler`] | dropped unread |
+//! | a Bitswap message | 4 MiB ([`bitswap::wire::MAX_MESSAGE`]), checked at its length prefix | [`bitswap::handler`] | Malformed offence |
+//! | items in a message | 4096 ([`bitswap::wire::MAX_ITEMS`]); a block 2 MiB; a CID 168 bytes | [`bitswap::wire`] | Malformed offence |
+//! | inbound message memory | 256 MiB in all, 32 MiB per peer, taken as bytes arrive, held until the engine has handled the message | [`bitswap::budget`] | the message is dropped after 5 s without room |
+//! | a stream silent between messages / slow inside one | 120 s / under 16 KiB in 10 s | [`bitswap::handler`] | closed / Stalled offence |
+//! | messages written at once, waiting for a stream | 16 / 16 per connection | [`bitswap::handler`] | the send fails; the sender retries |
+//! | one peer's wants at us | 1024 ([`bitswap::MAX_WANTS_PER_PEER`]) | [`bitswap::engine`] | dropped, TooManyWants (0.2 points) |
+//! | the queue of answers to one peer | 2048 entries (stale ones dropped past it) | [`bitswap::peer`] | compacted |
+//! | blocks read from disk for serving | 256 MiB for all peers ([`bitswap::engine::SERVING`]); one message's worth per peer per round | [`bitswap::peer`] | senders wait |
+//! | messages per second from one peer | 2000 | [`bitswap::engine`] | Flood offence |
+//! | events from the network waiting for the engine | 4096 ([`bitswap::engine::EVENTS`]) | [`bitswap::engine`] | readers wait (backpressure) |
+//! | our own wants waiting for the engine | 4096, on a channel of their own | [`bitswap::engine`] | readers wait; prefetches are dropped |
+//! | peers coming and going | one folded change per peer | [`bitswap::behaviour::PeerTable`] | never dropped |
+//! | messages waiting to be routed to a connection | 1024 | [`bitswap::behaviour`] | senders wait |
+//! | per-peer sender tasks | one per connected peer, one message in flight | [`bitswap::peer`] | - |
+//! | our wants and cancels waiting for one peer | one entry per block; 4096 kept while sends fail | [`bitswap::peer`] | the peer's whole list is resent instead (`full`) |
+//! | our wants, in all | 8192 ([`bitswap::engine::MAX_WANTS`]), of which 1024 for readers of the mount only | [`bitswap::engine`] | the want fails at once |
+//! | our wants one peer holds | 1024 ([`bitswap::wants::MAX_TOLD`]), 256 of them for readers only; each cancelled when it ends | [`bitswap::wants`] | the want waits for room |
+//! | providers taken for a block | the last 20 named; holders once connected | [`dht`], [`bitswap::wants`] | the oldest dropped |
+//! | addresses dialled or kept per peer | 16, each an IP address and a port (128 bytes at most), in the DHT's scope | [`dht::addrs`] | ignored |
+//! | a DHT message | 256 KiB | [`dht`] | refused by kad |
+//! | provider lookups | 16 at once per DHT, 30 s each | [`dht`] | not started |
+//! | provider records | ours 2^20; others' 2^18, 2^15 per provider, 20 per key, 4 addresses each, expiring | [`dht::providers`] | refused |
+//! | identify reports | 16 addresses, 64 protocols, 128-byte agent kept per peer | [`node`] | cut |
+//! | signed statements | 64 per batch, 64 KiB per response | [`history`], [`reputation`] | refused |
+//! | offences | 50 points (decaying 2/s) | [`ledger`] | disconnected, banned 10 minutes (a ban is resent until the node takes it) |
+//! | the ledger file | 4096 peers | [`ledger`] | the longest-unseen strangers forgotten |
+//!
+//! Not bounded here: the yamux buffers of 512 connections could in theory hold 8 GiB, if a
+//! peer with 128 identities filled every stream of every connection and we read none of
+//! them (we read and drop streams as they come, so a peer holds what it sent for as long as
+//! our reads take); and the DAG a local user asks `fetch` to walk is as big as that DAG.
+//!
+//! The control socket (any local user) has its own table in the `cairn` binary's `socket`
+//! module.
 
 pub mod bitswap;
 pub mod client;
 pub mod config;
+pub mod dht;
 pub mod fetch;
 pub mod history;
 pub mod identity;
@@ -43,7 +94,9 @@ pub mod source;
 
 use cairn_store::{Cid, StoreError};
 
-pub use crate::{client::Client, config::Config, source::NetworkSource};
+pub use crate::{
+    bitswap::accept::Unverifiable, client::Client, config::Config, source::NetworkSource,
+};
 pub use libp2p::{identity::Keypair, Multiaddr, PeerId};
 
 /// What can go wrong with the node.
@@ -60,5 +113,14 @@ pub enum NetError {
     #[error("a background task failed: {0}")]
     Task(String),
     #[error(transparent)]
+    Unverifiable(#[from] Unverifiable),
+    #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Ok if cairn can check a block of this CID, and so will ask peers for it: its hash
+/// function is one the store computes, its digest neither truncated below 16 bytes nor
+/// longer than the function's output. Every want passes this before it reaches a peer.
+pub fn verifiable(cid: &Cid) -> Result<(), NetError> {
+    Ok(bitswap::accept::verifiable(cid)?)
 }

@@ -25,12 +25,17 @@ use libp2p::core::{
     upgrade::{InboundConnectionUpgrade, OutboundConnectionUpgrade, UpgradeInfo},
 };
 
-/// Streams per connection (yamux's default).
-const MAX_STREAMS: usize = 512;
+/// Streams per connection (yamux's default is 512). Each may hold a window of data received
+/// and not yet read, so this bounds what a peer can make us buffer per connection:
+/// 64 × 256 KiB = 16 MiB, whatever it does with its streams. Bitswap reads at most 16 streams
+/// of a connection at once and writes at most 16.
+const MAX_STREAMS: usize = 64;
 /// yamux's initial (and, here, final) window of a stream.
 const STREAM_WINDOW: usize = 256 << 10;
+/// All streams of a connection together (yamux requires room for every stream's window).
+const CONNECTION_WINDOW: usize = MAX_STREAMS * STREAM_WINDOW;
 /// Inbound streams accepted but not yet taken by the swarm.
-const MAX_PENDING_INBOUND: usize = 256;
+const MAX_PENDING_INBOUND: usize = 64;
 
 /// The muxer upgrade: `/yamux/1.0.0`.
 #[derive(Debug, Clone)]
@@ -40,7 +45,7 @@ impl Default for Yamux {
     fn default() -> Self {
         let mut c = yamux::Config::default();
         c.set_max_num_streams(MAX_STREAMS);
-        c.set_max_connection_receive_window(Some(MAX_STREAMS * STREAM_WINDOW));
+        c.set_max_connection_receive_window(Some(CONNECTION_WINDOW));
         Yamux(c)
     }
 }

@@ -1,7 +1,8 @@
-//! The swarm and its event loop: transports, identify, ping, Kademlia (public and LAN), mDNS,
-//! connection limits, bans, and the Bitswap behaviour. The loop only moves queued work:
-//! peer events go to the Bitswap engine, requests from the engine and the client handle are
-//! turned into swarm calls, and replies go back on oneshot channels.
+//! The swarm and its event loop: transports, identify, ping, the two DHTs ([`crate::dht`]),
+//! mDNS, connection limits, bans, the shared-history protocol and the Bitswap behaviour. The
+//! loop only moves queued work: requests from the engine and the client handle are turned
+//! into swarm calls, and replies go back on oneshot channels. Who is connected reaches the
+//! Bitswap engine through the Bitswap behaviour itself (per connection, never dropped).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -15,40 +16,49 @@ use libp2p::{
     core::ConnectedPoint,
     identify,
     identity::Keypair,
-    kad::{
-        self,
-        store::{MemoryStore, RecordStore},
-        GetProvidersOk, QueryId, QueryResult, RecordKey,
-    },
     mdns, noise, ping, request_response,
     swarm::{
         behaviour::toggle::Toggle,
         dial_opts::{DialOpts, PeerCondition},
         ConnectionId, NetworkBehaviour, SwarmEvent,
     },
-    tcp, Multiaddr, PeerId, StreamProtocol, Swarm,
+    tcp, Multiaddr, PeerId, Swarm,
 };
 use multihash::Multihash;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    bitswap::{self, engine::Statements, Engine, Event, NodeRequest},
+    bitswap::{
+        self,
+        budget::Budget,
+        engine::{self, Parts, Statements},
+        Engine, Event, NodeRequest,
+    },
     client::{Client, PeerView},
     config::Config,
+    dht::{
+        self,
+        addrs::{Filtered, Scope, MAX_ADDRS_PER_PEER},
+        Dht, DhtStats, Kad, KAD, LAN_KAD,
+    },
     history, NetError,
 };
 
-/// The public DHT's protocol (kubo refuses peers with only private addresses there).
-pub const KAD: StreamProtocol = StreamProtocol::new("/ipfs/kad/1.0.0");
-/// kubo's LAN DHT, which accepts peers with private and loopback addresses.
-pub const LAN_KAD: StreamProtocol = StreamProtocol::new("/ipfs/lan/kad/1.0.0");
-/// kubo's largest DHT message.
-const KAD_PACKET: usize = 4 << 20;
-/// Provider records accepted from others, in all, and per provider.
-const PROVIDER_KEYS: usize = 1 << 20;
-const PROVIDER_KEYS_PER_PEER: usize = 1 << 16;
 /// How long a connection with nothing going on stays open.
 const IDLE: Duration = Duration::from_secs(120);
+/// Connections, in all, per peer, being accepted, and being dialled. (kubo keeps 32 to 96
+/// by default; each connection can hold 16 MiB of unread data in yamux, so 512 connections
+/// bound that at 8 GiB, and a peer needs 128 identities to come near it.)
+pub const MAX_CONNECTIONS: u32 = 512;
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
+pub const MAX_PENDING_INCOMING: u32 = 256;
+pub const MAX_PENDING_OUTGOING: u32 = 64;
+/// Inbound streams of one connection negotiating their protocol at once.
+const MAX_NEGOTIATING: usize = 32;
+/// Requests from the engine (provider lookups, bans) waiting for the event loop.
+const NODE_REQUESTS: usize = 1024;
+/// Requests from client handles waiting for the event loop.
+const COMMANDS: usize = 256;
 
 #[derive(NetworkBehaviour)]
 #[behaviour(prelude = "libp2p::swarm::derive_prelude")]
@@ -58,10 +68,16 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     bitswap: bitswap::behaviour::Behaviour,
-    kad: Toggle<kad::Behaviour<MemoryStore>>,
-    lan: Toggle<kad::Behaviour<MemoryStore>>,
+    kad: Toggle<Filtered<Kad>>,
+    lan: Toggle<Filtered<Kad>>,
     mdns: Toggle<mdns::tokio::Behaviour>,
     history: history::Behaviour,
+}
+
+impl Behaviour {
+    fn kads(&mut self) -> [Option<&mut Filtered<Kad>>; 2] {
+        [self.kad.as_mut(), self.lan.as_mut()]
+    }
 }
 
 /// Requests from the client handle.
@@ -74,46 +90,13 @@ pub(crate) enum Command {
     Dht(oneshot::Sender<DhtStats>),
 }
 
-/// What the DHT did, for `cairn stat` and the tests.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct DhtStats {
-    /// Provider announcements that reached the closest peers, and ones that failed.
-    pub provided: u64,
-    pub provide_failed: u64,
-    /// Provider lookups started, and providers they found (other than us).
-    pub lookups: u64,
-    pub providers_found: u64,
-    /// Provider records others announced to us and we kept.
-    pub records_kept: u64,
-    /// Peers in the routing tables (public + LAN).
-    pub routing_peers: usize,
-}
-
-fn kad_behaviour(peer: PeerId, protocol: StreamProtocol) -> kad::Behaviour<MemoryStore> {
-    let mut cfg = kad::Config::new(protocol);
-    cfg.set_max_packet_size(KAD_PACKET);
-    // Records others send are checked before they are kept (see `on_kad_request`).
-    cfg.set_record_filtering(kad::StoreInserts::FilterBoth);
-    let store = MemoryStore::with_config(
-        peer,
-        kad::store::MemoryStoreConfig {
-            max_records: 0,
-            max_value_bytes: 0,
-            max_provided_keys: PROVIDER_KEYS,
-            max_providers_per_key: 20,
-        },
-    );
-    let mut k = kad::Behaviour::with_config(peer, store, cfg);
-    // Loopback and LAN addresses never make kad a server on its own.
-    k.set_mode(Some(kad::Mode::Server));
-    k
-}
-
 /// Starts the node on the current tokio runtime: listens, dials the bootstrap peers, and
 /// runs the swarm and the Bitswap engine as tasks. Returns once it listens.
 pub async fn start(config: &Config, key: Keypair, store: Arc<Store>) -> Result<Client, NetError> {
     let local = key.public().to_peer_id();
-    let (bitswap, inbound, opener) = bitswap::behaviour::Behaviour::new();
+    let (events_tx, events) = mpsc::channel(engine::EVENTS);
+    let (bitswap, outbox, table) =
+        bitswap::behaviour::Behaviour::new(events_tx.clone(), Budget::default());
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
         .with_tokio()
         .with_tcp(
@@ -135,9 +118,10 @@ pub async fn start(config: &Config, key: Keypair, store: Arc<Store>) -> Result<C
             Ok(Behaviour {
                 limits: connection_limits::Behaviour::new(
                     connection_limits::ConnectionLimits::default()
-                        .with_max_established(Some(1024))
-                        .with_max_established_per_peer(Some(4))
-                        .with_max_pending_incoming(Some(256)),
+                        .with_max_established(Some(MAX_CONNECTIONS))
+                        .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+                        .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
+                        .with_max_pending_outgoing(Some(MAX_PENDING_OUTGOING)),
                 ),
                 blocked: Default::default(),
                 identify: identify::Behaviour::new(
@@ -147,14 +131,17 @@ pub async fn start(config: &Config, key: Keypair, store: Arc<Store>) -> Result<C
                 ),
                 ping: ping::Behaviour::default(),
                 bitswap,
-                kad: Toggle::from(config.dht.then(|| kad_behaviour(local, KAD))),
-                lan: Toggle::from(config.dht.then(|| kad_behaviour(local, LAN_KAD))),
+                kad: Toggle::from(config.dht.then(|| dht::behaviour(local, Scope::Public))),
+                lan: Toggle::from(config.dht.then(|| dht::behaviour(local, Scope::Lan))),
                 mdns: Toggle::from(mdns),
                 history: history::behaviour(),
             })
         })
         .map_err(|e| NetError::Transport(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE))
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(IDLE)
+                .with_max_negotiating_inbound_streams(MAX_NEGOTIATING)
+        })
         .build();
     let mut listening = 0;
     for addr in &config.listen {
@@ -166,32 +153,36 @@ pub async fn start(config: &Config, key: Keypair, store: Arc<Store>) -> Result<C
     if listening == 0 && !config.listen.is_empty() {
         return Err(NetError::Transport("no listen address worked".into()));
     }
-    let (node_tx, node_rx) = mpsc::channel(1024);
+    let (node_tx, node_rx) = mpsc::channel(NODE_REQUESTS);
+    let (local_tx, local_rx) = mpsc::channel(engine::LOCAL_EVENTS);
     let statements = Statements::default();
-    let (engine, events) = Engine::new(
-        store,
-        opener.clone(),
-        inbound,
-        node_tx,
+    let engine = Engine::new(
+        Parts {
+            store,
+            outbox,
+            table,
+            events,
+            events_tx: events_tx.clone(),
+            local: local_rx,
+            node: node_tx,
+            key: key.clone(),
+            statements: statements.clone(),
+        },
         config,
-        key.clone(),
-        statements.clone(),
     );
     tokio::spawn(engine.run());
-    let (commands_tx, commands) = mpsc::channel(256);
+    let (commands_tx, commands) = mpsc::channel(COMMANDS);
     let mut lp = EventLoop {
         swarm,
         commands,
         requests: node_rx,
-        events: events.clone(),
+        events: events_tx.clone(),
         peers: HashMap::new(),
         mdns_peers: HashSet::new(),
         dials: HashMap::new(),
-        provider_queries: HashMap::new(),
-        provider_counts: HashMap::new(),
+        dht: Dht::default(),
         listen_addrs: Vec::new(),
         banned: HashMap::new(),
-        dht: DhtStats::default(),
         statements,
         history_asked: HashMap::new(),
         history_answered: HashMap::new(),
@@ -212,15 +203,31 @@ pub async fn start(config: &Config, key: Keypair, store: Arc<Store>) -> Result<C
         lp.dial(addr.clone(), None);
     }
     tokio::spawn(lp.run());
-    Ok(Client::new(local, commands_tx, events, opener))
+    Ok(Client::new(local, commands_tx, events_tx, local_tx))
 }
 
 struct PeerInfo {
-    addrs: Vec<Multiaddr>,
+    /// The address of each open connection (at most the per-peer connection limit).
+    connected: Vec<(ConnectionId, Multiaddr)>,
+    /// Where it says it listens (identify), at most [`MAX_ADDRS_PER_PEER`], replaced by
+    /// each report.
+    listen: Vec<Multiaddr>,
     agent: String,
     protocols: Vec<String>,
-    connections: usize,
     since: Instant,
+}
+
+impl PeerInfo {
+    fn addrs(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for a in self.connected.iter().map(|(_, a)| a).chain(&self.listen) {
+            let s = a.to_string();
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        out
+    }
 }
 
 struct EventLoop {
@@ -231,11 +238,9 @@ struct EventLoop {
     peers: HashMap<PeerId, PeerInfo>,
     mdns_peers: HashSet<PeerId>,
     dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, String>>>,
-    provider_queries: HashMap<QueryId, Multihash<64>>,
-    provider_counts: HashMap<PeerId, usize>,
+    dht: Dht,
     listen_addrs: Vec<Multiaddr>,
     banned: HashMap<PeerId, Instant>,
-    dht: DhtStats,
     /// Our signed statements, made by the engine, handed to whoever asks.
     statements: Statements,
     /// When we last asked each peer for its statements, and last answered it (kept across
@@ -247,11 +252,8 @@ struct EventLoop {
 impl EventLoop {
     async fn run(mut self) {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
-        if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
-            let _ = k.bootstrap();
-        }
-        if let Some(k) = self.swarm.behaviour_mut().lan.as_mut() {
-            let _ = k.bootstrap();
+        for k in self.swarm.behaviour_mut().kads().into_iter().flatten() {
+            let _ = k.inner.bootstrap();
         }
         loop {
             tokio::select! {
@@ -268,6 +270,7 @@ impl EventLoop {
                 _ = tick.tick() => {
                     self.unban_expired();
                     self.ask_history();
+                    dht::prune(self.swarm.behaviour_mut().kads());
                 }
             }
         }
@@ -326,7 +329,7 @@ impl EventLoop {
                     .iter()
                     .map(|(p, i)| PeerView {
                         peer: p.to_string(),
-                        addrs: i.addrs.iter().map(|a| a.to_string()).collect(),
+                        addrs: i.addrs(),
                         agent: i.agent.clone(),
                         protocols: i.protocols.clone(),
                         connected_secs: i.since.elapsed().as_secs(),
@@ -341,25 +344,27 @@ impl EventLoop {
             Command::Dht(reply) => {
                 let b = self.swarm.behaviour_mut();
                 let mut routing = 0;
-                for k in [b.kad.as_mut(), b.lan.as_mut()].into_iter().flatten() {
+                for k in b.kads().into_iter().flatten() {
                     routing += k
+                        .inner
                         .kbuckets()
                         .map(|bucket| bucket.num_entries())
                         .sum::<usize>();
                 }
+                let held = dht::records_held(b.kads());
                 let _ = reply.send(DhtStats {
                     routing_peers: routing,
-                    ..self.dht
+                    records_held: held,
+                    ..self.dht.stats
                 });
             }
             Command::Provide(keys, reply) => {
                 let mut n = 0;
                 for key in keys {
-                    let rk = RecordKey::new(&key.to_bytes());
-                    let b = self.swarm.behaviour_mut();
+                    let rk = libp2p::kad::RecordKey::new(&key.to_bytes());
                     let mut ok = false;
-                    for k in [b.kad.as_mut(), b.lan.as_mut()].into_iter().flatten() {
-                        match k.start_providing(rk.clone()) {
+                    for k in self.swarm.behaviour_mut().kads().into_iter().flatten() {
+                        match k.inner.start_providing(rk.clone()) {
                             Ok(_) => ok = true,
                             Err(e) => log::warn!("providing {key:?}: {e}"),
                         }
@@ -374,15 +379,9 @@ impl EventLoop {
     fn on_request(&mut self, req: NodeRequest) {
         match req {
             NodeRequest::FindProviders(key) => {
-                let rk = RecordKey::new(&key.to_bytes());
                 let b = self.swarm.behaviour_mut();
-                let mut ids = Vec::new();
                 for k in [b.kad.as_mut(), b.lan.as_mut()].into_iter().flatten() {
-                    ids.push(k.get_providers(rk.clone()));
-                }
-                for id in ids {
-                    self.dht.lookups += 1;
-                    self.provider_queries.insert(id, key);
+                    self.dht.find(k, key);
                 }
             }
             NodeRequest::Ban(peer) => {
@@ -458,7 +457,7 @@ impl EventLoop {
                 ..
             } => self.engine(Event::History(peer, response)),
             request_response::Event::OutboundFailure { peer, error, .. } => {
-                log::debug!("ledger: asking {peer}: {error}");
+                log::debug!("history: asking {peer}: {error}");
             }
             _ => {}
         }
@@ -478,9 +477,11 @@ impl EventLoop {
         }
     }
 
+    /// A hint for the engine (providers, statements, mDNS): dropped, with a warning, when
+    /// the engine is behind. Who is connected does not travel this way.
     fn engine(&self, ev: Event) {
         if let Err(e) = self.events.try_send(ev) {
-            log::warn!("bitswap engine is behind; dropped a peer event ({e})");
+            log::warn!("bitswap engine is behind; dropped a hint ({e})");
         }
     }
 
@@ -497,7 +498,6 @@ impl EventLoop {
                 peer_id,
                 connection_id,
                 endpoint,
-                num_established,
                 ..
             } => {
                 if let Some(r) = self.dials.remove(&connection_id) {
@@ -508,40 +508,32 @@ impl EventLoop {
                     ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
                 };
                 let info = self.peers.entry(peer_id).or_insert_with(|| PeerInfo {
-                    addrs: Vec::new(),
+                    connected: Vec::new(),
+                    listen: Vec::new(),
                     agent: String::new(),
                     protocols: Vec::new(),
-                    connections: 0,
                     since: Instant::now(),
                 });
-                info.connections += 1;
-                if !info.addrs.contains(&addr) {
-                    info.addrs.push(addr.clone());
-                }
+                info.connected.push((connection_id, addr.clone()));
                 if endpoint.is_dialer() {
-                    // We reached it there: the DHT can use that address.
-                    let b = self.swarm.behaviour_mut();
-                    for k in [b.kad.as_mut(), b.lan.as_mut()].into_iter().flatten() {
-                        k.add_address(&peer_id, addr.clone());
+                    // We reached it there: the DHT can use that address (if in its scope).
+                    for k in self.swarm.behaviour_mut().kads().into_iter().flatten() {
+                        if k.scope().allows(&addr) {
+                            k.inner.add_address(&peer_id, addr.clone());
+                        }
                     }
-                }
-                if num_established.get() == 1 {
-                    self.engine(Event::Connected {
-                        peer: peer_id,
-                        mdns: self.mdns_peers.contains(&peer_id),
-                    });
                 }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
                 ..
             } => {
                 if num_established == 0 {
                     self.peers.remove(&peer_id);
-                    self.engine(Event::Disconnected(peer_id));
                 } else if let Some(i) = self.peers.get_mut(&peer_id) {
-                    i.connections = num_established as usize;
+                    i.connected.retain(|(id, _)| *id != connection_id);
                 }
             }
             SwarmEvent::OutgoingConnectionError {
@@ -562,13 +554,14 @@ impl EventLoop {
     fn on_behaviour_event(&mut self, ev: BehaviourEvent) {
         match ev {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                // At most MAX_ADDRS_PER_PEER of what it says, replacing what it said before:
+                // a peer pushing new addresses again and again grows nothing.
+                let listen = Scope::Lan.filter(info.listen_addrs.iter().cloned());
                 let b = self.swarm.behaviour_mut();
                 for (proto, k) in [(KAD, b.kad.as_mut()), (LAN_KAD, b.lan.as_mut())] {
                     if let Some(k) = k {
                         if info.protocols.contains(&proto) {
-                            for a in &info.listen_addrs {
-                                k.add_address(&peer_id, a.clone());
-                            }
+                            dht::learn(k, &peer_id, &listen);
                         }
                     }
                 }
@@ -579,22 +572,28 @@ impl EventLoop {
                     self.ask_history_of(peer_id);
                 }
                 if let Some(p) = self.peers.get_mut(&peer_id) {
-                    p.agent = info.agent_version.clone();
-                    p.protocols = info.protocols.iter().map(|p| p.to_string()).collect();
-
-                    for a in info.listen_addrs {
-                        if !p.addrs.contains(&a) {
-                            p.addrs.push(a);
-                        }
-                    }
+                    p.agent = info.agent_version.chars().take(128).collect();
+                    p.protocols = info
+                        .protocols
+                        .iter()
+                        .take(64)
+                        .map(|p| p.to_string())
+                        .collect();
+                    p.listen = listen;
+                    debug_assert!(p.listen.len() <= MAX_ADDRS_PER_PEER);
                 }
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
+                    if self.mdns_peers.len() >= MAX_CONNECTIONS as usize
+                        && !self.mdns_peers.contains(&peer)
+                    {
+                        continue;
+                    }
                     let fresh = self.mdns_peers.insert(peer);
                     if self.swarm.is_connected(&peer) {
                         if fresh {
-                            self.engine(Event::Connected { peer, mdns: true });
+                            self.engine(Event::Mdns(peer));
                         }
                     } else {
                         log::info!("mDNS: found {peer} at {addr}");
@@ -612,74 +611,46 @@ impl EventLoop {
                     }
                 }
             }
-            BehaviourEvent::Kad(ev) | BehaviourEvent::Lan(ev) => self.on_kad_event(ev),
+            BehaviourEvent::Mdns(mdns::Event::Expired(gone)) => {
+                for (peer, _) in gone {
+                    self.mdns_peers.remove(&peer);
+                }
+            }
+            BehaviourEvent::Kad(ev) => self.on_kad_event(Scope::Public, ev),
+            BehaviourEvent::Lan(ev) => self.on_kad_event(Scope::Lan, ev),
             BehaviourEvent::History(ev) => self.on_history(ev),
             _ => {}
         }
     }
 
-    fn on_kad_event(&mut self, ev: kad::Event) {
-        match ev {
-            kad::Event::InboundRequest {
-                request: kad::InboundRequest::AddProvider { record: Some(r) },
-            } => self.accept_provider(r),
-            kad::Event::OutboundQueryProgressed { id, result, .. } => match result {
-                QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders {
-                    providers, ..
-                })) => {
-                    let Some(key) = self.provider_queries.get(&id).copied() else {
-                        return;
-                    };
-                    let me = *self.swarm.local_peer_id();
-                    let peers: Vec<PeerId> = providers.into_iter().filter(|p| *p != me).collect();
-                    for p in &peers {
-                        if !self.swarm.is_connected(p) {
-                            // Now, while the query still knows the addresses it was given.
-                            let opts = DialOpts::peer_id(*p)
-                                .condition(PeerCondition::DisconnectedAndNotDialing)
-                                .allocate_new_port()
-                                .build();
-                            let _ = self.swarm.dial(opts);
-                        }
-                    }
-                    log::debug!("providers of {key:?}: {peers:?}");
-                    self.dht.providers_found += peers.len() as u64;
-                    self.engine(Event::Providers { key, peers });
-                }
-                QueryResult::GetProviders(_) => {
-                    self.provider_queries.remove(&id);
-                }
-                QueryResult::StartProviding(Ok(_)) => self.dht.provided += 1,
-                QueryResult::StartProviding(Err(e)) => {
-                    self.dht.provide_failed += 1;
-                    log::debug!("providing: {e}");
-                }
-                _ => {}
-            },
-            _ => {}
-        }
-    }
-
-    /// A provider record someone sent us, kept only if it is one we can use: its key is a
-    /// multihash, the provider is the sender (kad checks that), it has at most a few
-    /// addresses, and the provider has not filled its share of the store.
-    fn accept_provider(&mut self, mut r: kad::ProviderRecord) {
-        if Multihash::<64>::from_bytes(r.key.as_ref()).is_err() {
-            log::debug!("refused a provider record whose key is not a multihash");
-            return;
-        }
-        r.addresses.truncate(8);
-        let n = self.provider_counts.entry(r.provider).or_default();
-        if *n >= PROVIDER_KEYS_PER_PEER {
-            return;
-        }
-        *n += 1;
+    fn on_kad_event(&mut self, scope: Scope, ev: libp2p::kad::Event) {
+        let local = *self.swarm.local_peer_id();
         let b = self.swarm.behaviour_mut();
-        for k in [b.kad.as_mut(), b.lan.as_mut()].into_iter().flatten() {
-            if let Err(e) = k.store_mut().add_provider(r.clone()) {
-                log::debug!("provider record: {e}");
+        let kad = match scope {
+            Scope::Public => b.kad.as_mut(),
+            Scope::Lan => b.lan.as_mut(),
+        };
+        let Some(kad) = kad else { return };
+        let Some(found) = self.dht.on_event(kad, local, ev) else {
+            return;
+        };
+        for p in &found.providers {
+            if !self.swarm.is_connected(p) {
+                // Now, while the lookup still knows the addresses it was told (each DHT
+                // offers those in its scope, at most sixteen; the node's dial limit holds).
+                let opts = DialOpts::peer_id(*p)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .allocate_new_port()
+                    .build();
+                if let Err(e) = self.swarm.dial(opts) {
+                    log::debug!("dialing provider {p}: {e}");
+                }
             }
         }
-        self.dht.records_kept += 1;
+        log::debug!("providers of {:?}: {:?}", found.key, found.providers);
+        self.engine(Event::Providers {
+            key: found.key,
+            peers: found.providers,
+        });
     }
 }

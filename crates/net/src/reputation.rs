@@ -36,7 +36,7 @@ pub const MAX_ISSUERS: usize = 256;
 /// How far ahead of our clock a statement may be dated.
 const CLOCK_SKEW_MS: u64 = 60_000;
 /// What is signed ahead of the statements, so a signature means nothing anywhere else.
-const DOMAIN: &[u8] = b"/cairn/ledger/1.0.0 statements\0";
+const DOMAIN: &[u8] = b"/cairn/history/1.0.0 statements\0";
 
 /// "`subject` gave me `bytes` lately, as of `at_ms`."
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,6 +13,8 @@
 //!   `Unavailable` at once.
 //! - `prefetch` of missing blocks starts fetching them now: a sequential reader's read-ahead
 //!   becomes "want these next blocks".
+//! - A block cairn could not check (a hash function the store does not compute, see
+//!   [`crate::verifiable`]) is refused at once, with an error that says so: no peer is asked.
 
 use std::{
     sync::{
@@ -78,6 +80,18 @@ impl NetworkSource {
 
     /// The block from the network, within the timeout.
     fn fetch(&self, cid: &Cid) -> Result<Bytes, StoreError> {
+        match crate::bitswap::accept::verifiable(cid) {
+            Ok(()) => {}
+            Err(crate::Unverifiable::Hash { code, .. }) => {
+                return Err(StoreError::UnsupportedHash { cid: *cid, code })
+            }
+            Err(crate::Unverifiable::Digest { .. }) => {
+                return Err(StoreError::Unavailable {
+                    cid: *cid,
+                    why: "its digest length cannot be checked",
+                })
+            }
+        }
         let pool = cairn_store::pool::current();
         let (slot, limit) = match pool {
             0 => (0, self.max_waiting),

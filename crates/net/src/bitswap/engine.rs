@@ -1,6 +1,7 @@
 //! The engine: one task that owns every want and every peer's ledger. It only moves queued
-//! work: streams are read and written by per-peer tasks, blocks are hashed and stored on
-//! blocking threads, and everything reaches it as an [`Event`] on one bounded channel.
+//! work: streams are read and written by the connections' handlers, blocks are hashed and
+//! stored on blocking threads, and everything reaches it as an [`Event`] on one bounded
+//! channel, except who is connected, which it takes from the [`PeerTable`].
 
 use std::{
     collections::HashMap,
@@ -8,17 +9,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cairn_store::{codec, hash::IDENTITY, Cid, Store};
+use cairn_store::{hash::IDENTITY, Cid, Store};
 use libp2p::PeerId;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::{
-    behaviour::Opener,
-    handler::Inbound,
-    peer::{self, LedgerEntry, PeerShared},
+    accept,
+    behaviour::{Change, Outbox, PeerTable},
+    handler::Received,
+    peer::{self, PeerShared, TheirWant},
     upload::Upload,
-    wants::{Action, Received, Wants},
+    wants::{Action, Wants},
     wire::{Entry, Presence},
     Event, NodeRequest, MAX_WANTS_PER_PEER,
 };
@@ -40,8 +42,20 @@ const LEDGER_SAVE: Duration = Duration::from_secs(30);
 const REFRESH: Duration = Duration::from_secs(2);
 /// Messages a peer may send per second before it counts as a flood.
 const FLOOD_MESSAGES: u32 = 2000;
-/// Inbound streams of one peer read at once (each may hold a message of up to 4 MiB).
-const MAX_READERS_PER_PEER: usize = 64;
+/// Events waiting for the engine (messages from readers, stored blocks, wants from readers
+/// of the mount and from fetches).
+pub const EVENTS: usize = 4096;
+/// Blocks wanted at once, for all readers and fetches together; a want past it fails at
+/// once (the reader sees "unavailable" and may retry).
+pub const MAX_WANTS: usize = 8192;
+/// Of [`MAX_WANTS`], room only readers of the mount may take: prefetches and fetches (any
+/// local user can start them) cannot crowd the mount out.
+pub const URGENT_WANTS: usize = 1024;
+/// Wants from this process (the mount, fetches, prefetches) waiting for the engine; on a
+/// channel of their own, so a flood of messages from peers does not queue ahead of them.
+pub const LOCAL_EVENTS: usize = 4096;
+/// Bytes of blocks read from disk for serving, waiting to be sent, for all peers together.
+pub const SERVING: usize = 256 << 20;
 
 /// Counters, for `cairn stat` and the tests.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -55,17 +69,27 @@ pub struct Stats {
     pub stranger_weight: f64,
     /// Statements from other cairn nodes held.
     pub statements: usize,
+    /// Per connected peer: how many of its wants we hold (`theirs`), and how many of ours it
+    /// holds (`ours`, as we told it).
+    pub wantlists: Vec<WantlistView>,
+}
+
+/// One peer's wantlists, as `cairn stat --json` shows them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WantlistView {
+    pub peer: String,
+    pub theirs: usize,
+    pub ours: usize,
 }
 
 struct Peer {
     shared: Arc<PeerShared>,
-    /// Messages this second, for flood detection.
-    window: (Instant, u32),
 }
 
 pub struct Engine {
-    store: Arc<Store>,
-    opener: Opener,
+    pub(super) store: Arc<Store>,
+    outbox: Outbox,
+    table: Arc<PeerTable>,
     serve: bool,
     limit: Option<Arc<Upload>>,
     /// The incentive policy is on (off: everyone weighs the same, as a baseline).
@@ -77,61 +101,87 @@ pub struct Engine {
     reputations: HashMap<PeerId, f64>,
     statements: Statements,
     refreshed: Instant,
-    wants: Wants,
+    pub(super) wants: Wants,
     peers: HashMap<PeerId, Peer>,
-    ledger: Ledger,
+    pub(super) ledger: Ledger,
     /// `R/ledger.json`, and when the ledger was last written there.
     ledger_path: std::path::PathBuf,
     ledger_saved: Instant,
     /// Blocks received and handed to their waiters, not yet on disk.
-    storing: HashMap<super::wants::Key, bytes::Bytes>,
-    /// Inbound streams being read, per peer.
-    readers: HashMap<PeerId, Arc<std::sync::atomic::AtomicUsize>>,
+    pub(super) storing: HashMap<super::wants::Key, bytes::Bytes>,
+    /// Per connected peer, its messages this second (flood detection): kept apart from
+    /// `peers`, so that a peer whose sender is rebuilt does not start from zero.
+    windows: HashMap<PeerId, (Instant, u32)>,
+    /// Connected peers that refused our Bitswap streams: not rebuilt on every message.
+    not_bitswap: std::collections::HashSet<PeerId>,
+    /// Bans the node has not taken yet (its channel was full): sent again every tick.
+    pending_bans: Vec<PeerId>,
+    /// Room for blocks being served.
+    serving: Arc<tokio::sync::Semaphore>,
     events: mpsc::Receiver<Event>,
-    events_tx: mpsc::Sender<Event>,
-    inbound: mpsc::Receiver<Inbound>,
+    local: mpsc::Receiver<Event>,
+    pub(super) events_tx: mpsc::Sender<Event>,
     node: mpsc::Sender<NodeRequest>,
 }
 
+/// What the engine is built from.
+pub struct Parts {
+    pub store: Arc<Store>,
+    pub outbox: Outbox,
+    pub table: Arc<PeerTable>,
+    /// The engine's channel: `events` receives what `events_tx` (handed to the behaviour,
+    /// the client and the node) sends.
+    pub events: mpsc::Receiver<Event>,
+    pub events_tx: mpsc::Sender<Event>,
+    /// The channel of this process's own wants ([`LOCAL_EVENTS`]).
+    pub local: mpsc::Receiver<Event>,
+    pub node: mpsc::Sender<NodeRequest>,
+    pub key: libp2p::identity::Keypair,
+    pub statements: Statements,
+}
+
 impl Engine {
-    /// An engine and the sender of its events (for the node and the client handle).
-    pub fn new(
-        store: Arc<Store>,
-        opener: Opener,
-        inbound: mpsc::Receiver<Inbound>,
-        node: mpsc::Sender<NodeRequest>,
-        config: &crate::Config,
-        key: libp2p::identity::Keypair,
-        statements: Statements,
-    ) -> (Engine, mpsc::Sender<Event>) {
-        let (events_tx, events) = mpsc::channel(4096);
-        let ledger_path = store.layout().root().join("ledger.json");
-        (
-            Engine {
-                ledger: Ledger::load(&ledger_path),
-                ledger_path,
-                ledger_saved: Instant::now(),
-                store,
-                opener,
-                serve: config.serve,
-                limit: config.upload_limit.map(|r| Arc::new(Upload::new(r))),
-                incentives: config.incentives,
-                key,
-                graph: Graph::default(),
-                reputations: HashMap::new(),
-                statements,
-                refreshed: Instant::now(),
-                wants: Wants::default(),
-                peers: HashMap::new(),
-                storing: HashMap::new(),
-                readers: HashMap::new(),
-                events,
-                events_tx: events_tx.clone(),
-                inbound,
-                node,
-            },
+    /// An engine from its parts.
+    pub fn new(parts: Parts, config: &crate::Config) -> Engine {
+        let Parts {
+            store,
+            outbox,
+            table,
+            events,
             events_tx,
-        )
+            local,
+            node,
+            key,
+            statements,
+        } = parts;
+        let ledger_path = store.layout().root().join("ledger.json");
+        Engine {
+            ledger: Ledger::load(&ledger_path),
+            ledger_path,
+            ledger_saved: Instant::now(),
+            store,
+            outbox,
+            table,
+            serve: config.serve,
+            limit: config.upload_limit.map(|r| Arc::new(Upload::new(r))),
+            incentives: config.incentives,
+            key,
+            graph: Graph::default(),
+            reputations: HashMap::new(),
+            statements,
+            refreshed: Instant::now(),
+            wants: Wants::default(),
+            peers: HashMap::new(),
+            storing: HashMap::new(),
+            windows: HashMap::new(),
+            not_bitswap: Default::default(),
+            pending_bans: Vec::new(),
+            serving: Arc::new(tokio::sync::Semaphore::new(SERVING >> 10)),
+            events,
+            local,
+            events_tx,
+            node,
+        }
     }
 
     /// Runs until every event sender is gone.
@@ -140,38 +190,31 @@ impl Engine {
         self.refresh_all();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let table = self.table.clone();
         loop {
             tokio::select! {
-                Some(inbound) = self.inbound.recv() => {
-                    if self.ledger.is_banned(&inbound.peer) {
-                        continue;
+                _ = table.notify.notified() => {
+                    for (peer, change) in table.take() {
+                        self.on_change(peer, change);
                     }
-                    let readers = self.readers.entry(inbound.peer).or_default().clone();
-                    if readers.load(Ordering::Relaxed) >= MAX_READERS_PER_PEER {
-                        log::debug!("bitswap: {} has too many streams open; dropped one", inbound.peer);
-                        continue;
-                    }
-                    readers.fetch_add(1, Ordering::Relaxed);
-                    let events = self.events_tx.clone();
-                    tokio::spawn(async move {
-                        peer::read_loop(inbound, events).await;
-                        readers.fetch_sub(1, Ordering::Relaxed);
-                    });
                 }
                 ev = self.events.recv() => match ev {
                     Some(Event::Shutdown) | None => break,
                     Some(ev) => self.on_event(ev),
                 },
+                Some(ev) = self.local.recv() => self.on_event(ev),
                 _ = tick.tick() => {
                     let now = Instant::now();
                     let acts = self.wants.tick(now);
                     self.apply(acts);
+                    self.send_bans();
                     if now.duration_since(self.ledger_saved) >= LEDGER_SAVE {
                         self.save_ledger();
                         self.sign_statements();
                     }
                     if now.duration_since(self.refreshed) >= REFRESH {
                         self.refreshed = now;
+                        self.ledger.prune_bans();
                         self.refresh_all();
                     }
                 }
@@ -184,34 +227,66 @@ impl Engine {
         }
     }
 
+    /// A peer came (its first connection) or went (its last).
+    fn on_change(&mut self, peer: PeerId, change: Change) {
+        let now = Instant::now();
+        if matches!(change, Change::Down | Change::DownUp) {
+            log::debug!("bitswap: {peer} disconnected");
+            self.drop_peer(peer, now);
+            self.windows.remove(&peer);
+            self.not_bitswap.remove(&peer);
+        }
+        if matches!(change, Change::Up | Change::DownUp) {
+            log::debug!("bitswap: {peer} connected");
+            self.peer_up(peer, false, now);
+        }
+    }
+
+    /// `peer` is connected: it gets a sender, hears what we want, and its first message
+    /// from us replaces whatever it kept of our wantlist.
+    fn peer_up(&mut self, peer: PeerId, mdns: bool, now: Instant) {
+        if self.ledger.is_banned(&peer) {
+            return;
+        }
+        let fresh = !self.peers.contains_key(&peer);
+        self.add_peer(peer);
+        if fresh {
+            if let Some(p) = self.peers.get(&peer) {
+                p.shared.lock().full = true;
+            }
+        }
+        let acts = self.wants.connected(peer, mdns, now);
+        self.apply(acts);
+    }
+
+    /// `peer` is gone (or does not speak Bitswap): its sender stops, and what we asked of it
+    /// is asked of others.
+    fn drop_peer(&mut self, peer: PeerId, now: Instant) {
+        if let Some(p) = self.peers.remove(&peer) {
+            p.shared.closed.store(true, Ordering::Relaxed);
+            p.shared.notify.notify_one();
+        }
+        let acts = self.wants.disconnected(&peer, now);
+        self.apply(acts);
+    }
+
     fn on_event(&mut self, ev: Event) {
         let now = Instant::now();
         match ev {
             Event::Inbound(peer, msg) => self.on_message(peer, msg, now),
-            Event::Connected { peer, mdns } => {
-                log::debug!("bitswap: {peer} connected");
-                if self.ledger.is_banned(&peer) {
-                    return;
+            Event::Mdns(peer) => {
+                if self.peers.contains_key(&peer) {
+                    let acts = self.wants.connected(peer, true, now);
+                    self.apply(acts);
                 }
-                self.add_peer(peer, now);
-                let acts = self.wants.connected(peer, mdns, now);
-                self.apply(acts);
             }
-            Event::Disconnected(peer) | Event::NotBitswap(peer) => {
-                if self
-                    .readers
-                    .get(&peer)
-                    .is_some_and(|r| r.load(Ordering::Relaxed) == 0)
-                {
-                    self.readers.remove(&peer);
+            Event::NotBitswap(peer) => {
+                if self.table.is_connected(&peer) {
+                    self.not_bitswap.insert(peer);
                 }
-                if let Some(p) = self.peers.remove(&peer) {
-                    p.shared.closed.store(true, Ordering::Relaxed);
-                    p.shared.notify.notify_one();
-                }
-                let acts = self.wants.disconnected(&peer, now);
-                self.apply(acts);
+                self.drop_peer(peer, now);
             }
+            Event::Resync(peer) => self.resync(peer),
             Event::Providers { key, peers } => {
                 let acts = self.wants.providers(&key, &peers, now);
                 self.apply(acts);
@@ -241,16 +316,27 @@ impl Engine {
                     }
                 }
             }
-            Event::Stored { cid, from, links } => {
-                self.storing.remove(cid.hash());
-                if let Some(links) = links {
-                    self.wants.hint(from, &links);
-                    self.notify_new_block(&cid);
-                }
-            }
+            Event::Stored { cid, from, links } => self.stored(cid, from, links),
             Event::Want { cid, waiter, until } => {
                 if cid.hash().code() == IDENTITY {
                     return; // never sent: kubo disconnects peers that want identity CIDs
+                }
+                if let Err(e) = accept::verifiable(&cid) {
+                    // Never asked of a peer: no copy of it could be checked. The waiter is
+                    // dropped, so it hears "unavailable" now, not after a timeout. (Callers
+                    // say why; a prefetch of such blocks is not worth a warning each.)
+                    log::debug!("bitswap: not fetching {e}");
+                    return;
+                }
+                let urgent = matches!(waiter, Some(super::wants::Waiter::Sync(_)));
+                let limit = if urgent {
+                    MAX_WANTS
+                } else {
+                    MAX_WANTS - URGENT_WANTS
+                };
+                if self.wants.len() >= limit && !self.wants.is_wanted(cid.hash()) {
+                    log::debug!("bitswap: {limit} blocks wanted already; {cid} refused");
+                    return;
                 }
                 // Received a moment ago and still on its way to disk.
                 if let Some(data) = self.storing.get(cid.hash()) {
@@ -289,6 +375,15 @@ impl Engine {
                     standing,
                     stranger_weight: self.stranger_weight(now),
                     statements: self.graph.len(),
+                    wantlists: self
+                        .peers
+                        .iter()
+                        .map(|(p, i)| WantlistView {
+                            peer: p.to_string(),
+                            theirs: i.shared.lock().wants.len(),
+                            ours: self.wants.told(p),
+                        })
+                        .collect(),
                 });
             }
         }
@@ -312,7 +407,7 @@ impl Engine {
 
     /// Brings `peer`'s upload class and weight, and its standing with the want planner, up
     /// to date with the ledger.
-    fn refresh(&mut self, peer: PeerId) {
+    pub(super) fn refresh(&mut self, peer: PeerId) {
         let now = now_ms();
         let Some(s) = self.ledger.get(&peer) else {
             return;
@@ -369,7 +464,7 @@ impl Engine {
     }
 
     /// Starts talking to `peer` (its queue and sender task) if we were not already.
-    fn add_peer(&mut self, peer: PeerId, now: Instant) {
+    fn add_peer(&mut self, peer: PeerId) {
         if self.peers.contains_key(&peer) {
             return;
         }
@@ -377,41 +472,36 @@ impl Engine {
         tokio::spawn(peer::send_loop(
             peer,
             shared.clone(),
-            self.opener.clone(),
+            self.outbox.clone(),
             self.store.clone(),
             self.limit.clone(),
+            self.serving.clone(),
             self.events_tx.clone(),
         ));
-        self.peers.insert(
-            peer,
-            Peer {
-                shared,
-                window: (now, 0),
-            },
-        );
+        self.peers.insert(peer, Peer { shared });
         self.refresh(peer);
     }
 
-    fn on_message(&mut self, peer: PeerId, msg: peer::Received, now: Instant) {
+    fn on_message(&mut self, peer: PeerId, msg: Received, now: Instant) {
         if self.ledger.is_banned(&peer) {
             return;
         }
-        // A message can come before the node's "connected" (they travel different paths):
-        // a peer that sends us something is a peer we talk to.
-        if !self.peers.contains_key(&peer) {
-            self.add_peer(peer, now);
-            let acts = self.wants.connected(peer, false, now);
-            self.apply(acts);
+        // A message can come before the engine took the peer's arrival from the table: a
+        // connected peer that sends us something is a peer we talk to. (One that is no
+        // longer connected, a late message, gets no sender: its blocks still count.)
+        let connected = self.table.is_connected(&peer);
+        if !self.peers.contains_key(&peer) && connected && !self.not_bitswap.contains(&peer) {
+            self.peer_up(peer, false, now);
         }
-        let Some(p) = self.peers.get_mut(&peer) else {
-            return;
-        };
-        if now.duration_since(p.window.0) >= Duration::from_secs(1) {
-            p.window = (now, 0);
-        }
-        p.window.1 += 1;
-        if p.window.1 == FLOOD_MESSAGES {
-            self.offend(peer, Offence::Flood);
+        if connected {
+            let w = self.windows.entry(peer).or_insert((now, 0));
+            if now.duration_since(w.0) >= Duration::from_secs(1) {
+                *w = (now, 0);
+            }
+            w.1 += 1;
+            if w.1 == FLOOD_MESSAGES {
+                self.offend(peer, Offence::Flood);
+            }
         }
         self.on_wants(peer, msg.full, msg.wants);
         for (cid, presence) in msg.presences {
@@ -425,53 +515,8 @@ impl Engine {
             self.apply(acts);
         }
         let mut acts = Vec::new();
-        for (cid, data) in msg.blocks {
-            let cid = match cid {
-                Ok(c) => c,
-                Err(e) => {
-                    log::debug!("bitswap: bad block from {peer}: {e}");
-                    self.offend(peer, Offence::BadBlock);
-                    continue;
-                }
-            };
-            match self.wants.block(peer, &cid, &data, now, &mut acts) {
-                Received::Wanted(waited) => {
-                    self.ledger.received(peer, data.len());
-                    if let Some(w) = waited {
-                        self.ledger.answered(peer, data.len(), w);
-                    }
-                    self.refresh(peer);
-                    self.storing.insert(*cid.hash(), data.clone());
-                    let (store, events) = (self.store.clone(), self.events_tx.clone());
-                    tokio::spawn(async move {
-                        let stored = tokio::task::spawn_blocking(move || {
-                            let links = codec::links(cid.codec(), &data).unwrap_or_default();
-                            store.put_cache(&cid, &data).map(|_| links)
-                        })
-                        .await;
-                        let links = match stored {
-                            Ok(Ok(links)) => Some(links),
-                            Ok(Err(e)) => {
-                                log::warn!("storing {cid}: {e}");
-                                None
-                            }
-                            Err(e) => {
-                                log::warn!("storing {cid}: {e}");
-                                None
-                            }
-                        };
-                        let _ = events
-                            .send(Event::Stored {
-                                cid,
-                                from: peer,
-                                links,
-                            })
-                            .await;
-                    });
-                }
-                Received::Duplicate => self.ledger.duplicate(peer),
-                Received::Unwanted => self.offend(peer, Offence::Unwanted),
-            }
+        for block in msg.blocks {
+            self.accept(peer, block, now, &mut acts);
         }
         self.apply(acts);
     }
@@ -485,8 +530,8 @@ impl Engine {
         {
             let mut q = p.shared.lock();
             if full {
-                q.ledger.clear();
-                q.serve.clear();
+                // Queued answers to the old list become stale and are skipped.
+                q.wants.clear();
             }
             for e in entries {
                 let key = *e.cid.hash();
@@ -494,23 +539,21 @@ impl Engine {
                     continue; // its bytes are in the CID
                 }
                 if e.cancel {
-                    if q.ledger.remove(&key).is_some() {
-                        q.serve.retain(|k| *k != key);
-                    }
+                    q.wants.remove(&key);
                     continue;
                 }
                 if !self.serve {
                     continue;
                 }
-                if !q.ledger.contains_key(&key) && q.ledger.len() >= MAX_WANTS_PER_PEER {
+                if !q.wants.contains_key(&key) && q.wants.len() >= MAX_WANTS_PER_PEER {
                     over = true;
                     continue;
                 }
-                let entry = q.ledger.entry(key).or_insert(LedgerEntry {
+                let entry = q.wants.entry(key).or_insert(TheirWant {
                     cid: e.cid,
                     want_type: e.want_type,
                     send_dont_have: e.send_dont_have,
-                    queued: false,
+                    queued: None,
                 });
                 // A want-block upgrades a want-have; the peer's latest wishes win.
                 entry.cid = e.cid;
@@ -518,10 +561,7 @@ impl Engine {
                     entry.want_type = e.want_type;
                 }
                 entry.send_dont_have = e.send_dont_have;
-                if !entry.queued {
-                    entry.queued = true;
-                    q.serve.push_back(key);
-                }
+                q.queue(key);
             }
         }
         p.shared.notify.notify_one();
@@ -531,22 +571,19 @@ impl Engine {
     }
 
     /// Peers that wanted a block we did not have get it now that we do (kubo does the same).
-    fn notify_new_block(&mut self, cid: &Cid) {
+    pub(super) fn notify_new_block(&mut self, cid: &Cid) {
         let key = *cid.hash();
         for p in self.peers.values() {
             let mut q = p.shared.lock();
-            if let Some(e) = q.ledger.get_mut(&key) {
-                if !e.queued {
-                    e.queued = true;
-                    q.serve.push_back(key);
-                    drop(q);
-                    p.shared.notify.notify_one();
-                }
+            if q.wants.contains_key(&key) {
+                q.queue(key);
+                drop(q);
+                p.shared.notify.notify_one();
             }
         }
     }
 
-    fn offend(&mut self, peer: PeerId, o: Offence) {
+    pub(super) fn offend(&mut self, peer: PeerId, o: Offence) {
         if self.ledger.is_banned(&peer) {
             return; // late news from streams still open when it was cut off
         }
@@ -564,8 +601,44 @@ impl Engine {
             }
             let acts = self.wants.disconnected(&peer, Instant::now());
             self.apply(acts);
-            let _ = self.node.try_send(NodeRequest::Ban(peer));
+            self.pending_bans.push(peer);
+            self.send_bans();
         }
+    }
+
+    /// Hands the bans the node has not taken yet to it (each is sent until it is taken: a
+    /// ban lost to a full channel would leave an offender connected for its whole term).
+    fn send_bans(&mut self) {
+        while let Some(peer) = self.pending_bans.last().copied() {
+            match self.node.try_send(NodeRequest::Ban(peer)) {
+                Ok(()) => {
+                    self.pending_bans.pop();
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => return,
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.pending_bans.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// `peer`'s queue overflowed while messages to it failed: its next message replaces its
+    /// copy of our list with everything it holds of ours.
+    fn resync(&mut self, peer: PeerId) {
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        let entries = self.wants.told_entries(&peer);
+        let mut q = p.shared.lock();
+        q.control.clear();
+        q.full = true;
+        for (cid, want_type) in entries {
+            q.control
+                .insert(*cid.hash(), Entry::want(cid, want_type, true));
+        }
+        drop(q);
+        p.shared.notify.notify_one();
     }
 
     fn apply(&mut self, acts: Vec<Action>) {

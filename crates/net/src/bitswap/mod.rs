@@ -1,20 +1,28 @@
 //! Bitswap 1.2.0 (and 1.1.0, 1.0.0), client and server, over libp2p.
 //!
 //! - [`wire`]: the message format, strict and bounded.
-//! - [`protocol`], [`handler`], [`behaviour`]: the swarm side; they only hand streams over.
-//! - [`wants`]: the client policy, whom to ask for what, with no I/O.
+//! - [`protocol`], [`handler`], [`behaviour`]: the swarm side; every stream is read and
+//!   written in its connection's handler, in bounded sets of futures; the behaviour counts
+//!   each peer's connections and routes outgoing messages.
+//! - [`budget`]: the memory inbound messages may take while they are read.
+//! - [`accept`]: what becomes of a received block (hash, match, store, notify, account).
+//! - [`wants`]: the client policy, whom to ask for what, and what each peer holds of our
+//!   wantlist, with no I/O.
 //! - [`upload`]: the upload limit, and who goes first under it.
-//! - [`peer`]: per peer, the queue of what we owe it and the tasks that write and read its
-//!   streams.
+//! - [`peer`]: per peer, the queue of what we owe it and the task that turns it into
+//!   messages.
 //! - [`engine`]: one task that owns the wants and every peer's ledger, and reacts to
-//!   messages, peer events and requests from the rest of cairn.
+//!   messages, peer changes and requests from the rest of cairn.
 //!
-//! What a stranger can make us do is bounded: at most [`MAX_WANTS_PER_PEER`] wants each, at
-//! most [`wire::MAX_MESSAGE`] bytes per message, no block stored unless it hashes to a CID we
-//! want; an unwanted, wrong or malformed message costs the sender offence points in the
-//! [`crate::ledger`], and enough of them within seconds disconnect and ban it.
+//! What a stranger can make us do is bounded (the crate docs list every bound): at most
+//! [`MAX_WANTS_PER_PEER`] wants each, at most [`wire::MAX_MESSAGE`] bytes per message, read
+//! within a memory budget, no block stored unless it hashes to a multihash we want (and then
+//! under the CID we wanted); an unwanted, wrong or malformed message costs the sender offence
+//! points in the [`crate::ledger`], and enough of them within seconds disconnect and ban it.
 
+pub mod accept;
 pub mod behaviour;
+pub mod budget;
 pub mod engine;
 pub mod handler;
 pub mod peer;
@@ -33,16 +41,15 @@ use crate::ledger::Offence;
 /// Most wants a peer may have with us at once (kubo's and Helia's limit too).
 pub const MAX_WANTS_PER_PEER: usize = 1024;
 
-/// Everything the engine reacts to.
+/// Everything the engine reacts to, but who is connected (see [`behaviour::PeerTable`]).
 pub enum Event {
     /// A message from a peer, blocks hashed.
-    Inbound(PeerId, peer::Received),
-    /// A peer can be asked for blocks (connected; `mdns`: found on the local network).
-    Connected {
-        peer: PeerId,
-        mdns: bool,
-    },
-    Disconnected(PeerId),
+    Inbound(PeerId, handler::Received),
+    /// A connected peer was found on the local network by mDNS as well.
+    Mdns(PeerId),
+    /// A peer's queue of our wants overflowed while messages to it failed: resend it our
+    /// whole list, replacing its copy.
+    Resync(PeerId),
     /// The peer refused every Bitswap protocol.
     NotBitswap(PeerId),
     /// Providers of a block, from the DHT.
@@ -71,7 +78,7 @@ pub enum Event {
         until: std::time::Instant,
     },
     Stats(tokio::sync::oneshot::Sender<Stats>),
-    /// A peer's signed statements of what others gave it (`/cairn/ledger/1.0.0`).
+    /// A peer's signed statements of what others gave it (`/cairn/history/1.0.0`).
     History(PeerId, crate::reputation::Signed),
     /// Write the ledger to `R/ledger.json` now (a daemon about to stop asks this).
     SaveLedger(tokio::sync::oneshot::Sender<()>),

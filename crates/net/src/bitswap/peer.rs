@@ -1,12 +1,10 @@
-//! One connected peer's side of the engine: the queue of what we owe it (our wants and
-//! cancels, and the blocks and presences it asked for), the task that turns that queue into
-//! messages, and the tasks that read what it sends.
+//! One connected peer's side of the engine: what we owe it (the blocks and presences it
+//! asked for, and our wants and cancels for it), and the task that turns that into messages.
 //!
-//! Every outgoing message goes on a new stream, closed once written (Helia drops inbound
-//! streams idle for 10 s; kubo reads each to its end). Every inbound stream is read until the
-//! peer closes it, after our side of it is closed at once (Helia frees a stream only when
-//! both sides are closed). Disk reads and hashing run on blocking threads; this task only
-//! moves bytes.
+//! The sender task sends one message at a time through the [`Outbox`] (the connection's
+//! handler writes it on a new stream and closes it). Disk reads run on blocking threads; this
+//! task only moves bytes. A message that could not be sent puts what it carried back, so no
+//! want or cancel of ours is lost to a failed stream.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -19,55 +17,117 @@ use std::{
 
 use bytes::Bytes;
 use cairn_store::{Cid, Store, StoreError};
-use futures::{AsyncReadExt, AsyncWriteExt};
-use libp2p::{PeerId, Stream};
+use libp2p::PeerId;
 use tokio::sync::{mpsc, Notify};
 
 use super::{
-    behaviour::Opener,
-    handler::{Inbound, OpenError},
+    behaviour::Outbox,
+    handler::SendError,
     upload::{Class, Upload},
     wants::Key,
-    wire::{self, Entry, Message, Prefix, Presence, Version, WantType, WireError},
+    wire::{self, Entry, Message, Prefix, Presence, Version, WantType},
     Event,
 };
-use crate::ledger::Offence;
 
 /// A want-have for a block this small is answered with the block (as kubo and Helia do).
 pub const SEND_SMALL_BLOCKS: u64 = 1024;
 /// Target size of an outgoing message: well under the 4 MiB limit (kubo drops larger ones).
 pub const MESSAGE_TARGET: usize = 2 << 20;
+/// Wantlist entries in one outgoing message (receivers refuse messages of more than
+/// [`wire::MAX_ITEMS`] items; a peer holds at most 1024 of our wants anyway).
+pub const MAX_ENTRIES: usize = 1024;
+/// Our wants and cancels kept for a peer while messages to it fail.
+const MAX_CONTROL: usize = 4 * super::MAX_WANTS_PER_PEER;
 /// Blocks resolved from disk in one go, per peer.
 const SERVE_BATCH: usize = 32;
-/// How long an open, a write or a peer's close may take.
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// An inbound stream silent this long is dropped (kubo keeps its want stream open and
-/// reopens it when needed).
-const INBOUND_IDLE: Duration = Duration::from_secs(120);
-/// How long one message may take to arrive once its first byte has.
-const FRAME_TIME: Duration = Duration::from_secs(20);
+/// How long one send may take, from handing it over to the peer's handler to written.
+const SEND_TIMEOUT: Duration = Duration::from_secs(40);
+/// How long to wait before trying again after a send failed.
+const RETRY_AFTER: Duration = Duration::from_millis(200);
 
-/// What a peer wants from us.
+/// Something a peer wants from us.
 #[derive(Debug, Clone)]
-pub struct LedgerEntry {
+pub struct TheirWant {
     pub cid: Cid,
     pub want_type: WantType,
     pub send_dont_have: bool,
-    /// In the serve queue now.
-    pub queued: bool,
+    /// In the serve queue now, under this number.
+    pub queued: Option<u64>,
 }
 
 /// Everything owed to one peer; shared by the engine (which fills it) and the peer's
-/// sender task (which empties it). Bounded: the ledger by [`super::MAX_WANTS_PER_PEER`], the
-/// serve queue by the ledger, our wants by the engine's want limit.
+/// sender task (which empties it). Bounded: `wants` by [`super::MAX_WANTS_PER_PEER`], the
+/// serve queue by twice that (stale entries are dropped when it grows past), `control` by
+/// the planner's limit on what one peer holds of ours.
 #[derive(Default)]
 pub struct PeerQueue {
-    /// Our wants and cancels for this peer, latest per block.
+    /// Our wants and cancels for this peer, latest per block, not yet sent.
     pub control: HashMap<Key, Entry>,
+    /// The next message replaces whatever the peer kept of our wantlist (it connected anew).
+    pub full: bool,
     /// What the peer wants from us.
-    pub ledger: HashMap<Key, LedgerEntry>,
-    /// Ledger entries to answer, in order.
-    pub serve: VecDeque<Key>,
+    pub wants: HashMap<Key, TheirWant>,
+    /// Wants to answer, in order, each with the number it was queued under: an entry
+    /// cancelled (or answered) since is skipped when it comes up.
+    serve: VecDeque<(Key, u64)>,
+    next: u64,
+    /// Our wants and cancels overflowed [`MAX_CONTROL`] while messages failed: the engine
+    /// is asked to resend our whole list instead.
+    overflowed: bool,
+}
+
+impl PeerQueue {
+    /// Queues an answer to the peer's want for `key`, unless one is queued already.
+    pub fn queue(&mut self, key: Key) {
+        let Some(w) = self.wants.get_mut(&key) else {
+            return;
+        };
+        if w.queued.is_some() {
+            return;
+        }
+        self.next += 1;
+        w.queued = Some(self.next);
+        self.serve.push_back((key, self.next));
+        if self.serve.len() > 2 * super::MAX_WANTS_PER_PEER {
+            // Mostly stale entries (wants and cancels in a loop): drop them, in one pass.
+            let wants = &self.wants;
+            self.serve
+                .retain(|(k, n)| wants.get(k).is_some_and(|w| w.queued == Some(*n)));
+        }
+    }
+
+    /// The next want to answer, taken off the queue.
+    fn pop(&mut self) -> Option<(Key, TheirWant)> {
+        while let Some((k, n)) = self.serve.pop_front() {
+            if let Some(w) = self.wants.get_mut(&k) {
+                if w.queued == Some(n) {
+                    w.queued = None;
+                    return Some((k, w.clone()));
+                }
+            }
+        }
+        None
+    }
+
+    /// Entries waiting in the serve queue, stale ones included (for tests).
+    pub fn serve_len(&self) -> usize {
+        self.serve.len()
+    }
+
+    /// Our wants and cancels of a message that was not sent, back in the queue (behind any
+    /// newer entry for the same block). Past [`MAX_CONTROL`] entries (a peer we have not
+    /// reached for a long while) the queue is given up: the engine fills it again with our
+    /// whole list, in a message that replaces the peer's (no cancel is then needed).
+    fn put_back(&mut self, entries: Vec<Entry>, full: bool) {
+        for e in entries {
+            if self.control.len() >= MAX_CONTROL {
+                self.overflowed = true;
+                break;
+            }
+            self.control.entry(*e.cid.hash()).or_insert(e);
+        }
+        self.full |= full;
+    }
 }
 
 pub struct PeerShared {
@@ -103,23 +163,41 @@ impl PeerShared {
     }
 }
 
-/// What answering one ledger entry came to.
+/// What answering one of the peer's wants came to.
 enum Answer {
     Block(Prefix, Bytes),
     Presence(Cid, Presence),
-    /// Missing, and the peer did not ask to hear so: stay in the ledger, silently.
+    /// Missing, and the peer did not ask to hear so: stay in its list, silently.
     Wait,
     /// No longer wanted.
     Skip,
 }
 
-/// The sender task of one peer: runs until the peer disconnects.
+/// Our wants and cancels, in messages of at most [`MAX_ENTRIES`] entries; the first one
+/// carries `full`.
+fn control_messages(mut control: Vec<Entry>, full: bool) -> Vec<Message> {
+    let mut msgs = Vec::new();
+    while !control.is_empty() || (full && msgs.is_empty()) {
+        let rest = control.split_off(control.len().min(MAX_ENTRIES));
+        msgs.push(Message {
+            full: full && msgs.is_empty(),
+            wants: std::mem::replace(&mut control, rest),
+            ..Default::default()
+        });
+    }
+    msgs
+}
+
+/// The sender task of one peer: runs until the engine closes it. Blocks read for serving
+/// take room from `serving` (KiB) until they are sent, and one round reads blocks only up to
+/// the message target, so what waits in memory to be served is bounded for all peers.
 pub async fn send_loop(
     peer: PeerId,
     shared: Arc<PeerShared>,
-    opener: Opener,
+    outbox: Outbox,
     store: Arc<Store>,
     limit: Option<Arc<Upload>>,
+    serving: Arc<tokio::sync::Semaphore>,
     events: mpsc::Sender<Event>,
 ) {
     let mut version: Option<Version> = None;
@@ -132,72 +210,116 @@ pub async fn send_loop(
         if shared.closed.load(Ordering::Relaxed) {
             return;
         }
-        let (control, serve) = {
+        let (control, full, serve) = {
             let mut q = shared.lock();
             let control: Vec<Entry> = q.control.drain().map(|(_, e)| e).collect();
+            let full = std::mem::take(&mut q.full);
             let mut serve = Vec::new();
             while serve.len() < SERVE_BATCH {
-                let Some(k) = q.serve.pop_front() else { break };
-                if let Some(e) = q.ledger.get_mut(&k) {
-                    e.queued = false;
-                    serve.push((k, e.clone()));
-                }
+                let Some(w) = q.pop() else { break };
+                serve.push(w);
             }
-            (control, serve)
+            (control, full, serve)
         };
-        if control.is_empty() && serve.is_empty() {
+        if control.is_empty() && !full && serve.is_empty() {
             notified.await;
             continue;
         }
-        let answers = if serve.is_empty() {
-            Vec::new()
+        // Room for a round's blocks (at most the target, plus the last block read).
+        let room = if serve.is_empty() {
+            None
+        } else {
+            let units = ((target + wire::MAX_BLOCK) >> 10) as u32;
+            match serving.clone().acquire_many_owned(units).await {
+                Ok(r) => Some(r),
+                Err(_) => return,
+            }
+        };
+        let (answers, unread) = if serve.is_empty() {
+            (Vec::new(), Vec::new())
         } else {
             let store = store.clone();
             tokio::task::spawn_blocking(move || {
-                serve
-                    .into_iter()
-                    .map(|(k, e)| (k, answer(&store, &e)))
-                    .collect::<Vec<_>>()
+                let mut bytes = 0;
+                let mut answers = Vec::new();
+                let mut unread = Vec::new();
+                for (k, w) in serve {
+                    if bytes >= target {
+                        unread.push(k);
+                        continue;
+                    }
+                    let a = answer(&store, &w);
+                    if let Answer::Block(_, data) = &a {
+                        bytes += data.len();
+                    }
+                    answers.push((k, a, w));
+                }
+                (answers, unread)
             })
             .await
             .unwrap_or_default()
         };
-        let mut msgs = vec![Message {
-            wants: control,
-            ..Default::default()
-        }];
+        if !unread.is_empty() {
+            let mut q = shared.lock();
+            for k in unread {
+                q.queue(k);
+            }
+        }
+        let mut msgs = control_messages(control, full);
+        // What each message answered, to put back in the peer's list if it is not sent.
+        let mut answered: Vec<Vec<(Key, TheirWant)>> = vec![Vec::new(); msgs.len()];
+        if msgs.is_empty() {
+            msgs.push(Message::default());
+            answered.push(Vec::new());
+        }
         {
             let mut q = shared.lock();
-            for (k, a) in answers {
+            for (k, a, w) in answers {
                 match a {
                     // Bitswap 1.0.0 has no prefixes: its blocks are CIDv0 by definition.
                     Answer::Block(prefix, _)
                         if version == Some(Version::V100) && prefix != Prefix::v0() =>
                     {
-                        q.ledger.remove(&k);
+                        q.wants.remove(&k);
                     }
                     Answer::Block(prefix, data) => {
-                        q.ledger.remove(&k);
+                        q.wants.remove(&k);
                         let last = msgs.last_mut().expect("one message at least");
                         if !last.blocks.is_empty() && last.size_hint() + data.len() > target {
                             msgs.push(Message::default());
+                            answered.push(Vec::new());
                         }
                         msgs.last_mut().expect("pushed").blocks.push((prefix, data));
+                        answered.last_mut().expect("pushed").push((k, w));
                     }
                     Answer::Presence(cid, p) => {
                         if p == Presence::Have {
-                            q.ledger.remove(&k);
+                            q.wants.remove(&k);
+                            answered.last_mut().expect("one").push((k, w));
                         }
                         msgs.last_mut().expect("one").presences.push((cid, p));
                     }
                     Answer::Wait => {}
                     Answer::Skip => {
-                        q.ledger.remove(&k);
+                        q.wants.remove(&k);
                     }
                 }
             }
         }
-        for msg in msgs.into_iter().filter(|m| !m.is_empty()) {
+        let mut failed = false;
+        for (msg, answered) in msgs.into_iter().zip(answered) {
+            if msg.is_empty() {
+                continue;
+            }
+            // The engine let the peer go (it may be back already, with a sender of its own
+            // that starts with a full list): nothing more from this one.
+            if shared.closed.load(Ordering::Relaxed) {
+                return;
+            }
+            if failed {
+                put_back(&shared, msg, answered);
+                continue;
+            }
             let blocks = msg.blocks.len() as u64;
             let bytes: usize = msg.blocks.iter().map(|(_, d)| d.len()).sum();
             if let (Some(limit), true) = (&limit, bytes > 0) {
@@ -209,8 +331,9 @@ pub async fn send_loop(
                     limit.take(Class::Peer(peer), shared.weight(), bytes).await;
                 }
             }
-            match send(&opener, peer, &mut version, &msg).await {
-                Ok(()) => {
+            match outbox.send(peer, msg.clone(), SEND_TIMEOUT).await {
+                Ok(v) => {
+                    version = Some(v);
                     if blocks > 0 {
                         let _ = events
                             .send(Event::Sent {
@@ -221,25 +344,44 @@ pub async fn send_loop(
                             .await;
                     }
                 }
-                Err(OpenError::Unsupported) => {
+                Err(SendError::Unsupported) => {
                     let _ = events.send(Event::NotBitswap(peer)).await;
                     return;
                 }
                 Err(e) => {
                     log::debug!("bitswap: sending to {peer}: {e}");
-                    if matches!(e, OpenError::NotConnected) {
-                        // Gone (a late message may have brought it back to the engine).
-                        let _ = events.send(Event::Disconnected(peer)).await;
-                        return;
-                    }
+                    failed = true;
+                    put_back(&shared, msg, answered);
                 }
             }
+        }
+        drop(room);
+        if failed {
+            if std::mem::take(&mut shared.lock().overflowed) {
+                let _ = events.send(Event::Resync(peer)).await;
+            }
+            // Whatever it was (a connection closing, a busy handler), try again shortly; a
+            // peer that is gone is closed by the engine meanwhile.
+            tokio::time::sleep(RETRY_AFTER).await;
         }
     }
 }
 
-/// Answers one ledger entry from the store (on a blocking thread).
-fn answer(store: &Store, e: &LedgerEntry) -> Answer {
+/// A message that was not sent: its wants and cancels go back in the queue, and the wants of
+/// the peer it answered are answered again.
+fn put_back(shared: &PeerShared, msg: Message, answered: Vec<(Key, TheirWant)>) {
+    let mut q = shared.lock();
+    q.put_back(msg.wants, msg.full);
+    for (k, w) in answered {
+        if q.wants.len() < super::MAX_WANTS_PER_PEER || q.wants.contains_key(&k) {
+            q.wants.entry(k).or_insert(TheirWant { queued: None, ..w });
+            q.queue(k);
+        }
+    }
+}
+
+/// Answers one of the peer's wants from the store (on a blocking thread).
+fn answer(store: &Store, e: &TheirWant) -> Answer {
     let size = match store.blocks().size(&e.cid) {
         Ok(s) => s,
         Err(err) => {
@@ -276,114 +418,94 @@ fn answer(store: &Store, e: &LedgerEntry) -> Answer {
     }
 }
 
-/// Sends one message on a new stream, closed once written.
-async fn send(
-    opener: &Opener,
-    peer: PeerId,
-    version: &mut Option<Version>,
-    msg: &Message,
-) -> Result<(), OpenError> {
-    let (mut stream, v) = opener.open(peer, SEND_TIMEOUT).await?;
-    *version = Some(v);
-    let bytes = msg.encode(v);
-    let write = async {
-        wire::write_frame(&mut stream, &bytes).await?;
-        stream.close().await
-    };
-    tokio::time::timeout(SEND_TIMEOUT, write)
-        .await
-        .map_err(|_| OpenError::Timeout)??;
-    // Dropped once the peer has closed its side too (or after a while): dropping a stream
-    // the peer has not finished with would reset it.
-    tokio::spawn(async move {
-        let mut sink = [0u8; 64];
-        let _ = tokio::time::timeout(SEND_TIMEOUT, async {
-            while let Ok(n) = stream.read(&mut sink).await {
-                if n == 0 {
-                    break;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_store::HashAlg;
+
+    fn cid(n: u32) -> Cid {
+        Cid::new_v1(0x55, HashAlg::Sha2_256.digest(&n.to_le_bytes()))
+    }
+
+    /// 3,000 wants and cancels go out in messages of at most MAX_ENTRIES entries, each well
+    /// under 4 MiB and decodable by a peer's strict decoder; only the first replaces the
+    /// peer's list.
+    #[test]
+    fn control_is_split_into_messages_peers_accept() {
+        let entries: Vec<Entry> = (0..3000)
+            .map(|n| {
+                if n % 3 == 0 {
+                    Entry::cancel(cid(n))
+                } else {
+                    Entry::want(cid(n), WantType::Have, true)
+                }
+            })
+            .collect();
+        let msgs = control_messages(entries, true);
+        assert_eq!(msgs.len(), 3);
+        assert!(msgs[0].full && !msgs[1].full && !msgs[2].full);
+        let mut total = 0;
+        for m in &msgs {
+            let bytes = m.encode(Version::V120);
+            assert!(bytes.len() < wire::MAX_MESSAGE);
+            let back = Message::decode(&Bytes::from(bytes)).expect("decodes");
+            assert!(back.wants.len() <= MAX_ENTRIES);
+            total += back.wants.len();
+        }
+        assert_eq!(total, 3000);
+        let only_full = control_messages(Vec::new(), true);
+        assert_eq!(only_full.len(), 1);
+        assert!(only_full[0].full && only_full[0].wants.is_empty());
+        assert!(control_messages(Vec::new(), false).is_empty());
+    }
+
+    /// A peer that wants and cancels the same blocks over and over leaves the serve queue
+    /// no longer than twice its limit, and each want still queued is answered once.
+    #[test]
+    fn wants_and_cancels_in_a_loop_keep_the_serve_queue_bounded() {
+        let mut q = PeerQueue::default();
+        for round in 0..100u32 {
+            for n in 0..1000 {
+                let c = cid(n);
+                q.wants.insert(
+                    *c.hash(),
+                    TheirWant {
+                        cid: c,
+                        want_type: WantType::Block,
+                        send_dont_have: false,
+                        queued: None,
+                    },
+                );
+                q.queue(*c.hash());
+                if round < 99 {
+                    q.wants.remove(c.hash());
                 }
             }
-        })
-        .await;
-    });
-    Ok(())
-}
-
-/// A message as the engine sees it: blocks already hashed (on a blocking thread).
-pub struct Received {
-    pub full: bool,
-    pub wants: Vec<Entry>,
-    pub presences: Vec<(Cid, Presence)>,
-    /// Each block with the CID its bytes give under its prefix, or why they give none.
-    pub blocks: Vec<(Result<Cid, WireError>, Bytes)>,
-}
-
-/// Reads one inbound stream to its end, handing each message to the engine.
-pub async fn read_loop(inbound: Inbound, events: mpsc::Sender<Event>) {
-    let Inbound { peer, stream, .. } = inbound;
-    let mut stream: Stream = stream;
-    // Our side of an inbound stream carries nothing: close it now.
-    let _ = stream.close().await;
-    let mut r = futures::io::BufReader::with_capacity(16 << 10, stream);
-    let mut buf = Vec::new();
-    loop {
-        // Waiting for a message may take long (kubo keeps its want stream open); once one
-        // has begun, it must arrive within FRAME_TIME.
-        match tokio::time::timeout(INBOUND_IDLE, futures::AsyncBufReadExt::fill_buf(&mut r)).await {
-            Ok(Ok([])) | Err(_) => return,
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                log::debug!("bitswap: stream from {peer}: {e}");
-                return;
-            }
+            assert!(q.serve_len() <= 2 * super::super::MAX_WANTS_PER_PEER + 1);
         }
-        let frame = tokio::time::timeout(FRAME_TIME, wire::read_frame(&mut r, &mut buf)).await;
-        let bytes = match frame {
-            Ok(Ok(true)) => Bytes::from(std::mem::take(&mut buf)),
-            Ok(Ok(false)) => return,
-            Err(_) => {
-                log::debug!("bitswap: {peer} stalled in the middle of a message");
-                let _ = events.send(Event::Offence(peer, Offence::Stalled)).await;
-                return;
-            }
-            Ok(Err(WireError::Io(e))) => {
-                log::debug!("bitswap: stream from {peer}: {e}");
-                return;
-            }
-            Ok(Err(e)) => {
-                log::debug!("bitswap: from {peer}: {e}");
-                let _ = events.send(Event::Offence(peer, Offence::Malformed)).await;
-                return;
-            }
-        };
-        let msg = match Message::decode(&bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                log::debug!("bitswap: from {peer}: {e}");
-                let _ = events.send(Event::Offence(peer, Offence::Malformed)).await;
-                return;
-            }
-        };
-        let blocks = if msg.blocks.is_empty() {
-            Vec::new()
-        } else {
-            let raw = msg.blocks;
-            tokio::task::spawn_blocking(move || {
-                raw.into_iter()
-                    .map(|(prefix, data)| (prefix.cid(&data), data))
-                    .collect()
-            })
-            .await
-            .unwrap_or_default()
-        };
-        let received = Received {
-            full: msg.full,
-            wants: msg.wants,
-            presences: msg.presences,
-            blocks,
-        };
-        if events.send(Event::Inbound(peer, received)).await.is_err() {
-            return;
+        let mut answered = std::collections::HashSet::new();
+        while let Some((k, _)) = q.pop() {
+            assert!(answered.insert(k), "answered twice");
         }
+        assert_eq!(answered.len(), 1000);
+    }
+
+    /// The wants and cancels of a message that was not sent go back in the queue, behind any
+    /// newer entry for the same block, and the next message still replaces the peer's list.
+    #[test]
+    fn a_failed_message_puts_its_wants_back() {
+        let mut q = PeerQueue::default();
+        q.control.insert(*cid(2).hash(), Entry::cancel(cid(2)));
+        q.put_back(
+            vec![
+                Entry::want(cid(1), WantType::Have, true),
+                Entry::want(cid(2), WantType::Block, true),
+            ],
+            true,
+        );
+        assert!(q.full);
+        assert_eq!(q.control.len(), 2);
+        assert!(q.control[cid(1).hash()].want_type == WantType::Have);
+        assert!(q.control[cid(2).hash()].cancel, "the newer cancel stays");
     }
 }

@@ -20,9 +20,21 @@
 //!    [`BLOCK_WAIT`]), every connected peer not asked yet (mDNS peers included) gets a
 //!    want-have with send-dont-have; everyone is asked again after a backoff.
 //! 4. If no peer has it after the first broadcast, look for providers on the DHT, and again
-//!    every [`SEARCH_AGAIN`]; providers count as peers that said HAVE.
+//!    every [`SEARCH_AGAIN`] while no connected peer has it; a provider counts as a peer
+//!    that said HAVE once it is connected (the last [`MAX_PROVIDERS`] named are kept, so
+//!    providers that never connect cannot crowd out ones found later).
 //! 5. When it arrives, every peer still asked gets a cancel; when nobody waits any more
 //!    (the last deadline passed), likewise.
+//!
+//! What each peer holds of our wants is known exactly: every want sent to a peer is recorded
+//! in its wantlist here ([`Wants::told`]), stays there until a cancel is sent, and a want ends
+//! (block received, deadline passed) only with a cancel to every peer that holds it. A peer
+//! holds at most [`MAX_TOLD`] of our wants, as kubo and boxo expect: past that a peer drops
+//! new wants (and a cairn peer counts them as an offence), so a want that finds a peer full
+//! waits for room instead of being sent. When a peer connects again, its list starts empty
+//! and the engine's first message to it replaces whatever it kept (`full`). Wants nobody
+//! reads from the mount (prefetches, fetches) may fill at most [`MAX_TOLD`] minus
+//! [`URGENT_TOLD`] of a peer's list, so that a reader's want always finds room.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -59,6 +71,15 @@ pub const SEARCH_AFTER: Duration = Duration::from_millis(500);
 const RECENT: usize = 16384;
 /// Children remembered with the peer that sent their parent.
 const HINTS: usize = 65536;
+/// Most of our wants one peer holds at once (kubo's, boxo's and Helia's limit).
+pub const MAX_TOLD: usize = super::MAX_WANTS_PER_PEER;
+/// Providers taken from the DHT for one block (kubo takes 20 too).
+pub const MAX_PROVIDERS: usize = 20;
+/// Room in each peer's list kept for wants a reader of the mount waits for.
+pub const URGENT_TOLD: usize = 256;
+/// However busy a peer looks, a want-block it does not answer within this long goes to
+/// someone else.
+pub const BUSY_WAIT: Duration = Duration::from_secs(9);
 
 /// Someone waiting for a block.
 pub enum Waiter {
@@ -102,8 +123,14 @@ struct Want {
     until: Instant,
     /// The want-block outstanding, and since when.
     block_from: Option<(PeerId, Instant)>,
-    /// Peers sent a want (either kind).
+    /// Peers asked in this round of broadcasts (a round ends every second broadcast).
     asked: HashSet<PeerId>,
+    /// Peers that hold this want now (sent, not cancelled): they get a cancel when it ends.
+    told: HashSet<PeerId>,
+    /// Providers the DHT named, latest last: holders once connected.
+    providers: VecDeque<PeerId>,
+    /// A reader (a mount thread) waits for it.
+    urgent: bool,
     haves: Vec<PeerId>,
     dont_haves: HashSet<PeerId>,
     broadcasts: u32,
@@ -140,14 +167,17 @@ struct Peer {
     last_block: Option<Instant>,
     /// How it served us lately (from the ledger).
     standing: Standing,
+    /// Our wants it holds, as sent and not cancelled (at most [`MAX_TOLD`]).
+    told: HashMap<Key, (Cid, WantType)>,
 }
 
 /// What a received block was.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Received {
-    /// Wanted: handed to its waiters. The engine stores it. How long after our want-block
-    /// to this peer it came, if it answered one.
-    Wanted(Option<Duration>),
+    /// Wanted, as this CID (ours: the sender's prefix may name another codec or CID version
+    /// for the same bytes): handed to its waiters; the engine stores it. How long after our
+    /// want-block to this peer it came, if it answered one.
+    Wanted(Cid, Option<Duration>),
     /// Already received, or given up on, recently: a copy that crossed a cancel.
     Duplicate,
     /// Never asked for.
@@ -181,20 +211,112 @@ impl Wants {
         self.wants.contains_key(key)
     }
 
+    /// `peer` can be asked. A peer new to us hears at once of what we want (as kubo does):
+    /// it may be what we lacked.
     pub fn connected(&mut self, peer: PeerId, mdns: bool, now: Instant) -> Vec<Action> {
+        let fresh = !self.peers.contains_key(&peer);
         let p = self.peers.entry(peer).or_default();
         p.mdns |= mdns;
-        // A new peer hears of what we want now (as kubo does), and may be what we lacked.
-        let keys: Vec<Key> = self.wants.keys().copied().collect();
         let mut out = Vec::new();
+        if fresh {
+            let mut keys: Vec<(Key, Cid, bool)> = self
+                .wants
+                .iter()
+                .filter(|(_, w)| w.block_from.is_none())
+                .map(|(k, w)| (*k, w.cid, w.urgent))
+                .collect();
+            // Readers' wants first; within its room, as many as fit.
+            keys.sort_by_key(|(_, _, urgent)| !urgent);
+            keys.truncate(MAX_TOLD);
+            for (k, cid, _) in keys {
+                if self.tell(peer, &k, cid, WantType::Have, &mut out) {
+                    if let Some(w) = self.wants.get_mut(&k) {
+                        w.asked.insert(peer);
+                    }
+                }
+            }
+        }
+        let keys: Vec<Key> = self.wants.keys().copied().collect();
         for k in keys {
             self.plan(&k, now, &mut out);
         }
         out
     }
 
+    /// Sends `peer` a want for `key` and records that it holds it. False (nothing sent) if the
+    /// peer is unknown or already holds [`MAX_TOLD`] other wants of ours. A want it holds is
+    /// sent again (a want-have becoming a want-block, or a broadcast repeated): its list does
+    /// not grow.
+    fn tell(
+        &mut self,
+        peer: PeerId,
+        key: &Key,
+        cid: Cid,
+        want_type: WantType,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let urgent = self.wants.get(key).is_some_and(|w| w.urgent);
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return false;
+        };
+        if !p.told.contains_key(key) {
+            let room = if urgent {
+                MAX_TOLD
+            } else {
+                MAX_TOLD - URGENT_TOLD
+            };
+            if p.told.len() >= room {
+                return false;
+            }
+        }
+        p.told.insert(*key, (cid, want_type));
+        if let Some(w) = self.wants.get_mut(key) {
+            w.told.insert(peer);
+        }
+        out.push(Action::Want {
+            peer,
+            cid,
+            want_type,
+        });
+        true
+    }
+
+    /// Sends `peer` a cancel for `key` if it holds that want.
+    fn untell(&mut self, peer: PeerId, key: &Key, cid: Cid, out: &mut Vec<Action>) {
+        if let Some(w) = self.wants.get_mut(key) {
+            w.told.remove(&peer);
+        }
+        if let Some(p) = self.peers.get_mut(&peer) {
+            if p.told.remove(key).is_some() {
+                out.push(Action::Cancel { peer, cid });
+            }
+        }
+    }
+
+    /// Everything `peer` holds of ours, as it was sent: what a message that replaces its
+    /// list (`full`) must carry.
+    pub fn told_entries(&self, peer: &PeerId) -> Vec<(Cid, WantType)> {
+        self.peers
+            .get(peer)
+            .map(|p| p.told.values().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// The wants `peer` holds (for the engine's counters and tests).
+    pub fn told(&self, peer: &PeerId) -> usize {
+        self.peers.get(peer).map_or(0, |p| p.told.len())
+    }
+
+    /// `peer` is gone: whatever it held of our wants went with its connection (a peer
+    /// forgets a wantlist when the connection closes), and what was asked of it is asked of
+    /// others.
     pub fn disconnected(&mut self, peer: &PeerId, now: Instant) -> Vec<Action> {
-        self.peers.remove(peer);
+        let told = self.peers.remove(peer).map(|p| p.told).unwrap_or_default();
+        for k in told.keys() {
+            if let Some(w) = self.wants.get_mut(k) {
+                w.told.remove(peer);
+            }
+        }
         let mut out = Vec::new();
         let keys: Vec<Key> = self
             .wants
@@ -202,6 +324,7 @@ impl Wants {
             .filter_map(|(k, w)| {
                 w.asked.remove(peer);
                 w.haves.retain(|p| p != peer);
+                w.providers.retain(|p| p != peer);
                 (w.block_from.map(|(p, _)| p) == Some(*peer)).then(|| {
                     w.block_from = None;
                     *k
@@ -214,7 +337,8 @@ impl Wants {
         out
     }
 
-    /// Wants `cid` until `until` (extended if already wanted), for `waiter` if any.
+    /// Wants `cid` until `until` (extended if already wanted), for `waiter` if any. A want a
+    /// thread waits for (a reader of the mount) is urgent.
     pub fn want(
         &mut self,
         cid: Cid,
@@ -223,12 +347,16 @@ impl Wants {
         now: Instant,
     ) -> Vec<Action> {
         let key = *cid.hash();
+        let urgent = matches!(waiter, Some(Waiter::Sync(_)));
         let w = self.wants.entry(key).or_insert_with(|| Want {
             cid,
             waiters: Vec::new(),
             until,
             block_from: None,
             asked: HashSet::new(),
+            told: HashSet::new(),
+            providers: VecDeque::new(),
+            urgent: false,
             haves: Vec::new(),
             dont_haves: HashSet::new(),
             broadcasts: 0,
@@ -238,6 +366,7 @@ impl Wants {
             searched: None,
         });
         w.until = w.until.max(until);
+        w.urgent |= urgent;
         w.waiters.extend(waiter);
         let mut out = Vec::new();
         self.plan(&key, now, &mut out);
@@ -258,12 +387,16 @@ impl Wants {
 
     pub fn dont_have(&mut self, peer: PeerId, key: &Key, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
-        if let Some(p) = self.peers.get_mut(&peer) {
+        // Only an answer to a want we sent makes a peer a partial holder: a peer cannot buy
+        // that standing with DONT_HAVEs for blocks nobody asked it about.
+        let asked = self.wants.get(key).is_some_and(|w| w.told.contains(&peer));
+        if let Some(p) = self.peers.get_mut(&peer).filter(|_| asked) {
             p.dont_have_count += 1;
         }
         if let Some(w) = self.wants.get_mut(key) {
             w.dont_haves.insert(peer);
             w.haves.retain(|p| *p != peer);
+            w.providers.retain(|p| *p != peer);
             if w.block_from.map(|(p, _)| p) == Some(peer) {
                 w.block_from = None;
                 if let Some(p) = self.peers.get_mut(&peer) {
@@ -275,37 +408,43 @@ impl Wants {
         out
     }
 
-    /// Providers found on the DHT: as good as a HAVE.
+    /// Providers found on the DHT: as good as a HAVE. At most [`MAX_PROVIDERS`] are kept
+    /// per block, however many a DHT answer names.
     pub fn providers(&mut self, key: &Key, peers: &[PeerId], now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
         if let Some(w) = self.wants.get_mut(key) {
-            for p in peers {
-                if !w.haves.contains(p) && !w.dont_haves.contains(p) {
-                    w.haves.push(*p);
-                    // The waits for better holders count from here, as from a HAVE.
-                    w.first_have.get_or_insert(now);
+            for p in peers.iter().take(MAX_PROVIDERS) {
+                if w.providers.contains(p) || w.dont_haves.contains(p) {
+                    continue;
                 }
+                if w.providers.len() >= MAX_PROVIDERS {
+                    w.providers.pop_front();
+                }
+                w.providers.push_back(*p);
+            }
+            // The waits for better holders count from here, as from a HAVE.
+            if w.providers.iter().any(|p| self.peers.contains_key(p)) {
+                w.first_have.get_or_insert(now);
             }
             self.plan(key, now, &mut out);
         }
         out
     }
 
-    /// A block `cid` arrived from `peer` (its bytes already hash to `cid`).
+    /// A block whose bytes hash to `key` arrived from `peer`.
     pub fn block(
         &mut self,
         peer: PeerId,
-        cid: &Cid,
+        key: &Key,
         data: &Bytes,
         now: Instant,
         out: &mut Vec<Action>,
     ) -> Received {
-        let key = *cid.hash();
+        let key = *key;
         let Some(w) = self.wants.remove(&key) else {
+            // A duplicate does not make its sender look busy: a peer resending old blocks
+            // must not keep our want-blocks waiting on it.
             return if self.recent.contains(&key) {
-                if let Some(p) = self.peers.get_mut(&peer) {
-                    p.last_block = Some(now);
-                }
                 Received::Duplicate
             } else {
                 Received::Unwanted
@@ -321,7 +460,7 @@ impl Wants {
         for waiter in w.waiters {
             waiter.give(data.clone());
         }
-        self.finish(key, &w.cid, w.block_from, w.asked, Some(peer), out);
+        self.finish(key, &w.cid, w.block_from, &w.told, out);
         // A seeder's slot came free: the wants that waited for one go on (those still held
         // back are put back in the set by `plan`).
         if !self.slot_waiters.is_empty()
@@ -334,7 +473,7 @@ impl Wants {
                 self.plan(&k, now, out);
             }
         }
-        Received::Wanted(waited)
+        Received::Wanted(w.cid, waited)
     }
 
     /// How `peer` served us lately: the planner asks good deliverers first, bad ones last.
@@ -386,10 +525,11 @@ impl Wants {
             .collect();
         for key in expired {
             if let Some(w) = self.wants.remove(&key) {
-                self.finish(key, &w.cid, w.block_from, w.asked, None, &mut out);
+                self.finish(key, &w.cid, w.block_from, &w.told, &mut out);
             }
         }
         let mut due = Vec::new();
+        let mut timed_out = Vec::new();
         for (k, w) in &mut self.wants {
             if let Some((p, since)) = w.block_from {
                 // A peer that keeps delivering is busy, not gone: its queue may be long.
@@ -398,7 +538,8 @@ impl Wants {
                     .get(&p)
                     .and_then(|i| i.last_block)
                     .is_some_and(|t| now.duration_since(t) < BLOCK_WAIT);
-                if now.duration_since(since) >= BLOCK_WAIT && !busy {
+                let waited = now.duration_since(since);
+                if waited >= BLOCK_WAIT && (!busy || waited >= BUSY_WAIT) {
                     // No answer: as good as a DONT_HAVE (kubo does the same); the peer hears
                     // a cancel, so that it does not send the block after we got it elsewhere.
                     w.block_from = None;
@@ -407,22 +548,24 @@ impl Wants {
                         peer.outstanding = peer.outstanding.saturating_sub(1);
                         peer.dont_have_count += 1;
                     }
-                    out.push(Action::Cancel {
-                        peer: p,
-                        cid: w.cid,
-                    });
+                    timed_out.push((p, *k, w.cid));
                     w.asked.remove(&p);
                     due.push(*k);
                     continue;
                 }
             }
+            let provider_here = w.providers.iter().any(|p| self.peers.contains_key(p));
             if w.block_from.is_none()
                 && (now >= w.next_broadcast
                     || !w.haves.is_empty()
+                    || provider_here
                     || (w.haves.is_empty() && search_due(w, self.peers.is_empty(), now)))
             {
                 due.push(*k);
             }
+        }
+        for (p, k, cid) in timed_out {
+            self.untell(p, &k, cid, &mut out);
         }
         for k in due {
             self.plan(&k, now, &mut out);
@@ -430,13 +573,15 @@ impl Wants {
         out
     }
 
+    /// A want ended (received, or nobody waits any more): every peer that holds it gets a
+    /// cancel, the one that sent the block included (it dropped the want-block itself, but a
+    /// want-have sent to it before may still be there).
     fn finish(
         &mut self,
         key: Key,
         cid: &Cid,
         block_from: Option<(PeerId, Instant)>,
-        asked: HashSet<PeerId>,
-        from: Option<PeerId>,
+        told: &HashSet<PeerId>,
         out: &mut Vec<Action>,
     ) {
         if let Some((p, _)) = block_from {
@@ -444,9 +589,14 @@ impl Wants {
                 peer.outstanding = peer.outstanding.saturating_sub(1);
             }
         }
-        for p in asked {
-            if Some(p) != from && self.peers.contains_key(&p) {
-                out.push(Action::Cancel { peer: p, cid: *cid });
+        for p in told {
+            if let Some(peer) = self.peers.get_mut(p) {
+                if peer.told.remove(&key).is_some() {
+                    out.push(Action::Cancel {
+                        peer: *p,
+                        cid: *cid,
+                    });
+                }
             }
         }
         if self.recent.insert(key) {
@@ -468,16 +618,38 @@ impl Wants {
             return;
         }
         let peers = &self.peers;
-        let usable = |p: &PeerId| peers.contains_key(p) && !w.dont_haves.contains(p);
+        let limit = if w.urgent {
+            MAX_TOLD
+        } else {
+            MAX_TOLD - URGENT_TOLD
+        };
+        let room = |p: &PeerId| {
+            peers
+                .get(p)
+                .is_some_and(|i| i.told.len() < limit || i.told.contains_key(key))
+        };
+        let usable = |p: &PeerId| room(p) && !w.dont_haves.contains(p);
         let partial = |p: &PeerId| peers.get(p).is_some_and(|i| i.dont_have_count > 0);
         let bad = |p: &PeerId| peers.get(p).is_some_and(|i| i.standing.bad);
         let load = |p: &PeerId| peers.get(p).map_or(usize::MAX, |i| i.outstanding);
         // Peers that sent bad blocks lately are asked only when nobody else has the block.
-        let mut haves: Vec<PeerId> = w.haves.iter().copied().filter(|p| usable(p)).collect();
+        // Peers that said HAVE, and providers the DHT named that are connected now.
+        let mut haves: Vec<PeerId> = w
+            .haves
+            .iter()
+            .chain(w.providers.iter().filter(|p| !w.haves.contains(p)))
+            .copied()
+            .filter(|p| usable(p))
+            .collect();
+        // Holders count from the moment one is known (a provider that just connected too).
+        let holder = |p: &PeerId| w.haves.contains(p) || w.providers.contains(p);
+        if !haves.is_empty() {
+            w.first_have.get_or_insert(now);
+        }
         if haves.iter().any(|p| !bad(p)) {
             haves.retain(|p| !bad(p));
         } else if !haves.is_empty() {
-            let waiting = w.asked.iter().any(|p| usable(p) && !w.haves.contains(p));
+            let waiting = w.asked.iter().any(|p| usable(p) && !holder(p));
             let since = w.first_have.unwrap_or(now);
             if waiting && now.duration_since(since) < BAD_WAIT {
                 return;
@@ -508,9 +680,10 @@ impl Wants {
         if let Some(c) = choice {
             // A better deliverer that was asked and has not answered yet gets a moment.
             let delivered = |p: &PeerId| peers.get(p).map_or(0.0, |i| i.standing.delivered);
-            let better_coming = w.asked.iter().any(|p| {
-                usable(p) && !w.haves.contains(p) && !bad(p) && delivered(p) > delivered(&c)
-            });
+            let better_coming = w
+                .asked
+                .iter()
+                .any(|p| usable(p) && !holder(p) && !bad(p) && delivered(p) > delivered(&c));
             let since = w.first_have.unwrap_or(now);
             if better_coming && now.duration_since(since) < CHOOSE_WAIT {
                 return;
@@ -519,7 +692,7 @@ impl Wants {
         if choice.is_none() && !haves.is_empty() {
             // Only seeders said HAVE so far: give the others a moment to answer too (a
             // fetcher that has it is better; another seeder spreads the load).
-            let waiting = w.asked.iter().any(|p| usable(p) && !w.haves.contains(p));
+            let waiting = w.asked.iter().any(|p| usable(p) && !holder(p));
             let since = w.first_have.unwrap_or(now);
             if waiting && now.duration_since(since) < CHOOSE_WAIT {
                 return;
@@ -552,28 +725,34 @@ impl Wants {
         if let Some(p) = choice {
             w.block_from = Some((p, now));
             w.asked.insert(p);
+            let cid = w.cid;
             if let Some(info) = self.peers.get_mut(&p) {
                 info.outstanding += 1;
             }
-            out.push(Action::Want {
-                peer: p,
-                cid: w.cid,
-                want_type: WantType::Block,
-            });
+            // `usable` checked its room.
+            self.tell(p, key, cid, WantType::Block, out);
             return;
         }
-        // 3. Ask every peer (mDNS peers included) whether it has the block.
+        // 3. Ask every peer (mDNS peers included) whether it has the block: those with room
+        //    for another of our wants (the others are asked at a later broadcast).
         if now >= w.next_broadcast {
-            for p in self.peers.keys() {
-                if !w.asked.contains(p) && !w.dont_haves.contains(p) {
-                    w.asked.insert(*p);
-                    out.push(Action::Want {
-                        peer: *p,
-                        cid: w.cid,
-                        want_type: WantType::Have,
-                    });
+            let cid = w.cid;
+            let ask: Vec<PeerId> = self
+                .peers
+                .keys()
+                .filter(|p| !w.asked.contains(p) && !w.dont_haves.contains(p))
+                .copied()
+                .collect();
+            let mut asked = Vec::new();
+            for p in ask {
+                if self.tell(p, key, cid, WantType::Have, out) {
+                    asked.push(p);
                 }
             }
+            let Some(w) = self.wants.get_mut(key) else {
+                return;
+            };
+            w.asked.extend(asked);
             w.broadcasts += 1;
             w.first_broadcast.get_or_insert(now);
             // Ask everyone again now and then: a peer may have got the block since.
@@ -585,7 +764,14 @@ impl Wants {
             }
         }
         // 4. The DHT, when the peers we have do not answer HAVE.
-        if w.haves.is_empty() && search_due(w, self.peers.is_empty(), now) {
+        let no_peers = self.peers.is_empty();
+        let peers = &self.peers;
+        let Some(w) = self.wants.get_mut(key) else {
+            return;
+        };
+        // Searched again while no connected peer has it, named providers or not.
+        let holder_here = !w.haves.is_empty() || w.providers.iter().any(|p| peers.contains_key(p));
+        if !holder_here && search_due(w, no_peers, now) {
             w.searched = Some(now);
             out.push(Action::FindProviders(*key));
         }
@@ -596,6 +782,9 @@ impl Wants {
 mod tests {
     use super::*;
     use cairn_store::HashAlg;
+
+    /// The engine's tick, for tests that walk time forward.
+    const TICK_FOR_TESTS: Duration = Duration::from_millis(25);
 
     fn cid(n: u32) -> Cid {
         Cid::new_v1(0x55, HashAlg::Sha2_256.digest(&n.to_le_bytes()))
@@ -701,7 +890,13 @@ mod tests {
             vec![(partner, cid(1))]
         );
         let mut out = Vec::new();
-        w.block(partner, &cid(1), &Bytes::from_static(b"1"), now, &mut out);
+        w.block(
+            partner,
+            cid(1).hash(),
+            &Bytes::from_static(b"1"),
+            now,
+            &mut out,
+        );
 
         let n = SEEDER_SLOTS as u32 + 2;
         let wanted: Vec<Cid> = (10..10 + n).map(cid).collect();
@@ -725,7 +920,13 @@ mod tests {
         let mut out = Vec::new();
         let (_, first) = to_seeder[0];
         let later = now + CHOOSE_WAIT * 2;
-        w.block(seeder, &first, &Bytes::from_static(b"s"), later, &mut out);
+        w.block(
+            seeder,
+            first.hash(),
+            &Bytes::from_static(b"s"),
+            later,
+            &mut out,
+        );
         assert_eq!(blocks_to(&out), vec![(seeder, waiting[1])]);
     }
 
@@ -745,8 +946,8 @@ mod tests {
         assert_eq!(blocks_to(&acts), vec![(b, cid(1))]);
         let mut out = Vec::new();
         assert_eq!(
-            w.block(b, &cid(1), &Bytes::from_static(b"x"), now, &mut out),
-            Received::Wanted(Some(Duration::ZERO)),
+            w.block(b, cid(1).hash(), &Bytes::from_static(b"x"), now, &mut out),
+            Received::Wanted(cid(1), Some(Duration::ZERO)),
             "answered the want-block at once"
         );
         assert!(out.contains(&Action::Cancel {
@@ -754,11 +955,11 @@ mod tests {
             cid: cid(1)
         }));
         assert_eq!(
-            w.block(a, &cid(1), &Bytes::from_static(b"x"), now, &mut out),
+            w.block(a, cid(1).hash(), &Bytes::from_static(b"x"), now, &mut out),
             Received::Duplicate
         );
         assert_eq!(
-            w.block(a, &cid(99), &Bytes::from_static(b"y"), now, &mut out),
+            w.block(a, cid(99).hash(), &Bytes::from_static(b"y"), now, &mut out),
             Received::Unwanted
         );
     }
@@ -827,5 +1028,185 @@ mod tests {
             }]
         );
         assert!(w.is_empty());
+    }
+
+    fn cancels_to(acts: &[Action]) -> Vec<PeerId> {
+        acts.iter()
+            .filter_map(|a| match a {
+                Action::Cancel { peer, .. } => Some(*peer),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A want that lives through several broadcasts (a reader waiting its full timeout) is
+    /// cancelled, when it ends, at every peer ever told of it: the rounds of rebroadcasting
+    /// forget whom they asked, the peers' lists do not.
+    #[test]
+    fn a_long_want_is_cancelled_at_every_peer_told() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let t0 = Instant::now();
+        let mut w = Wants::default();
+        w.connected(a, false, t0);
+        w.connected(b, false, t0);
+        w.want(cid(7), None, t0 + Duration::from_secs(20), t0);
+        w.dont_have(a, cid(7).hash(), t0);
+        w.dont_have(b, cid(7).hash(), t0);
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(19) {
+            now += TICK_FOR_TESTS;
+            w.tick(now);
+        }
+        assert_eq!(w.told(&a), 1);
+        let acts = w.tick(t0 + Duration::from_secs(21));
+        let mut to = cancels_to(&acts);
+        to.sort();
+        let mut both = vec![a, b];
+        both.sort();
+        assert_eq!(to, both, "{acts:?}");
+        assert_eq!(w.told(&a) + w.told(&b), 0);
+    }
+
+    /// A peer is never told more than MAX_TOLD of our wants, and prefetches and fetches
+    /// never more than MAX_TOLD - URGENT_TOLD: the rest is kept for readers of the mount. The
+    /// wants that find no room wait for it, and get it as wants end.
+    #[test]
+    fn a_peer_holds_at_most_max_told_of_our_wants() {
+        let a = PeerId::random();
+        let now = Instant::now();
+        let mut w = Wants::default();
+        w.connected(a, false, now);
+        let wants = |acts: Vec<Action>| {
+            acts.iter()
+                .filter(|x| matches!(x, Action::Want { .. }))
+                .count()
+        };
+        let mut asked = 0;
+        for i in 0..(MAX_TOLD as u32 + 100) {
+            let until = now + Duration::from_secs(if i < 10 { 1 } else { 60 });
+            asked += wants(w.want(cid(1000 + i), None, until, now));
+        }
+        assert_eq!(
+            asked,
+            MAX_TOLD - URGENT_TOLD,
+            "prefetches fill their part only"
+        );
+        let mut readers = Vec::new();
+        let mut urgent = 0;
+        for i in 0..(URGENT_TOLD as u32 + 50) {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            readers.push(rx);
+            let until = now + Duration::from_secs(60);
+            urgent += wants(w.want(cid(5000 + i), Some(Waiter::Sync(tx)), until, now));
+        }
+        assert_eq!(urgent, URGENT_TOLD, "readers' wants take the rest");
+        assert_eq!(w.told(&a), MAX_TOLD);
+        // Ten wants end: ten cancels, and ten of the waiting readers' wants are asked at the
+        // next broadcast (the prefetches still find no room of theirs).
+        let later = now + Duration::from_secs(2);
+        let acts = w.tick(later);
+        assert_eq!(cancels_to(&acts).len(), 10);
+        assert_eq!(wants(acts), 10);
+        assert_eq!(w.told(&a), MAX_TOLD);
+    }
+
+    /// A peer that goes away forgets our wants (its list went with the connection); when it
+    /// comes back it is told every want at once.
+    #[test]
+    fn a_returning_peer_is_told_everything_at_once() {
+        let a = PeerId::random();
+        let now = Instant::now();
+        let mut w = Wants::default();
+        w.connected(a, false, now);
+        for i in 0..5 {
+            w.want(cid(i), None, now + Duration::from_secs(60), now);
+        }
+        assert_eq!(w.told(&a), 5);
+        w.disconnected(&a, now);
+        assert_eq!(w.told(&a), 0);
+        let acts = w.connected(a, false, now + Duration::from_millis(10));
+        let wants = acts
+            .iter()
+            .filter(|x| matches!(x, Action::Want { peer, .. } if *peer == a))
+            .count();
+        assert_eq!(wants, 5, "{acts:?}");
+        assert_eq!(w.told(&a), 5);
+    }
+
+    /// Twenty providers that never connect do not hide one found later; while none of them
+    /// is connected, the DHT is asked again; a provider that connects is asked for the block.
+    #[test]
+    fn providers_count_once_connected_and_fakes_do_not_crowd_out_real_ones() {
+        let now = Instant::now();
+        let mut w = Wants::default();
+        let key = *cid(3).hash();
+        w.want(cid(3), None, now + Duration::from_secs(60), now);
+        let fakes: Vec<PeerId> = (0..MAX_PROVIDERS).map(|_| PeerId::random()).collect();
+        w.providers(&key, &fakes, now);
+        let searches = |acts: &[Action]| {
+            acts.iter()
+                .filter(|a| matches!(a, Action::FindProviders(_)))
+                .count()
+        };
+        let acts = w.tick(now + SEARCH_AGAIN + Duration::from_millis(1));
+        assert_eq!(
+            searches(&acts),
+            1,
+            "searched again: no provider is connected"
+        );
+        let real = PeerId::random();
+        w.providers(&key, &[real], now + SEARCH_AGAIN);
+        let acts = w.connected(real, false, now + SEARCH_AGAIN);
+        assert!(
+            blocks_to(&acts).contains(&(real, cid(3))) || {
+                let later = w.tick(now + SEARCH_AGAIN + CHOOSE_WAIT);
+                blocks_to(&later).contains(&(real, cid(3)))
+            },
+            "{acts:?}"
+        );
+    }
+
+    /// A peer that says HAVE and then resends old blocks (duplicates) does not look busy: its
+    /// want-block goes to someone else after BLOCK_WAIT. And DONT_HAVEs for blocks it was
+    /// never asked about do not make it a partial holder.
+    #[test]
+    fn a_liar_cannot_hold_a_want_block() {
+        let (liar, honest) = (PeerId::random(), PeerId::random());
+        let now = Instant::now();
+        let mut w = Wants::default();
+        w.connected(liar, false, now);
+        // Old business: a block the liar sent, now only a duplicate.
+        w.want(cid(50), None, now + Duration::from_secs(60), now);
+        let mut out = Vec::new();
+        w.block(
+            liar,
+            cid(50).hash(),
+            &Bytes::from_static(b"o"),
+            now,
+            &mut out,
+        );
+        // DONT_HAVE for something nobody asked it: no standing as a partial holder.
+        w.dont_have(liar, cid(77).hash(), now);
+        assert_eq!(w.peers[&liar].dont_have_count, 0);
+        w.want(cid(51), None, now + Duration::from_secs(60), now);
+        assert_eq!(
+            blocks_to(&w.have(liar, cid(51).hash(), now)),
+            vec![(liar, cid(51))]
+        );
+        w.connected(honest, false, now);
+        w.have(honest, cid(51).hash(), now);
+        // The liar sends duplicates every second; at BLOCK_WAIT the want-block moves anyway.
+        let mut t = now;
+        let mut moved = false;
+        while t < now + BLOCK_WAIT + Duration::from_secs(1) {
+            t += Duration::from_secs(1);
+            let mut o = Vec::new();
+            assert_eq!(
+                w.block(liar, cid(50).hash(), &Bytes::from_static(b"o"), t, &mut o),
+                Received::Duplicate
+            );
+            moved |= blocks_to(&w.tick(t)).contains(&(honest, cid(51)));
+        }
+        assert!(moved, "the want-block stayed with the liar");
     }
 }

@@ -4,10 +4,10 @@
 //! The protobuf is written by hand with the primitives dag-pb uses, so that decoding is as
 //! strict and bounded as everything else that reads a stranger's bytes: every length is
 //! checked before it is used, a message holds at most [`MAX_MESSAGE`] bytes, a block at most
-//! [`MAX_BLOCK`], a CID at most [`MAX_CID`], and decoded blocks are slices of the message
-//! (no copy). Hashing a received block against its CID is not done here (it is CPU work, done
-//! off the network task) and not trusted here: [`Prefix::cid`] computes the CID that the
-//! caller then compares with what it wanted.
+//! [`MAX_BLOCK`], a CID at most [`MAX_CID`]. A decoded block is a slice of the message when it
+//! is most of it, and a copy when it is small (a slice would keep the whole message alive as
+//! long as the block). Hashing a received block is not done here: see
+//! [`super::accept`].
 
 use bytes::Bytes;
 use cairn_store::{
@@ -15,8 +15,7 @@ use cairn_store::{
         codes,
         pb::{self, put_bytes, put_key, put_uint, put_varint, Reader},
     },
-    hash::IDENTITY,
-    Cid, DecodeError, HashAlg,
+    Cid, DecodeError,
 };
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -151,24 +150,16 @@ impl Prefix {
             mh_len: r.varint()?,
         })
     }
+}
 
-    /// The CID of `data` under this prefix: the block's hash, computed here. Fails for hash
-    /// functions cairn cannot compute, identity hashes (never wanted), truncated digests and
-    /// CIDv0 prefixes that are not dag-pb + sha2-256.
-    pub fn cid(&self, data: &[u8]) -> Result<Cid, WireError> {
-        if self.mh_code == IDENTITY {
-            return Err(invalid("identity-hash block"));
-        }
-        let alg = HashAlg::from_code(self.mh_code).ok_or(invalid("unsupported hash function"))?;
-        let mh = alg.digest(data);
-        if mh.size() as u64 != self.mh_len {
-            return Err(invalid("digest length does not match the hash function"));
-        }
-        match self.version {
-            0 if *self == Prefix::v0() => Cid::new_v0(mh).map_err(|_| invalid("invalid CIDv0")),
-            1 => Ok(Cid::new_v1(self.codec, mh)),
-            _ => Err(invalid("unsupported CID version")),
-        }
+/// A block's bytes out of the message `buf`: a slice when the block is at least half of it
+/// (the message's memory is mostly the block anyway), else a copy, so that a 100-byte block
+/// kept in a cache does not keep a 4 MiB message alive.
+fn block_bytes(buf: &Bytes, range: std::ops::Range<usize>) -> Bytes {
+    if range.len() * 2 >= buf.len() {
+        buf.slice(range)
+    } else {
+        Bytes::copy_from_slice(&buf[range])
     }
 }
 
@@ -309,14 +300,13 @@ impl Message {
                     if range.len() > MAX_BLOCK {
                         return Err(WireError::BlockTooLarge(range.len()));
                     }
-                    m.blocks.push((Prefix::v0(), buf.slice(range)));
+                    m.blocks.push((Prefix::v0(), block_bytes(buf, range)));
                 }
                 3 => {
                     pb::expect(field, wt, pb::LEN)?;
                     count()?;
                     let range = r.bytes_range()?;
-                    let block = buf.slice(range);
-                    m.blocks.push(decode_block(&block)?);
+                    m.blocks.push(decode_block(buf, range)?);
                 }
                 4 => {
                     pb::expect(field, wt, pb::LEN)?;
@@ -411,7 +401,10 @@ fn decode_entry(buf: &[u8]) -> Result<Entry, WireError> {
     Ok(e)
 }
 
-fn decode_block(buf: &Bytes) -> Result<(Prefix, Bytes), WireError> {
+/// The block field at `at` in the message `msg`.
+fn decode_block(msg: &Bytes, at: std::ops::Range<usize>) -> Result<(Prefix, Bytes), WireError> {
+    let base = at.start;
+    let buf = &msg[at];
     let mut r = Reader::new(buf);
     let (mut prefix, mut data) = (None, None);
     while !r.is_empty() {
@@ -427,7 +420,7 @@ fn decode_block(buf: &Bytes) -> Result<(Prefix, Bytes), WireError> {
                 if range.len() > MAX_BLOCK {
                     return Err(WireError::BlockTooLarge(range.len()));
                 }
-                data = Some(buf.slice(range));
+                data = Some(block_bytes(msg, base + range.start..base + range.end));
             }
             _ => r.skip(t)?,
         }
@@ -462,41 +455,48 @@ fn decode_presence(buf: &[u8]) -> Result<(Cid, Presence), WireError> {
     Ok((c.ok_or(invalid("presence without a CID"))?, presence))
 }
 
-/// Reads one length-prefixed message into `buf` (reused between calls). `Ok(false)` at a
-/// clean end of stream (before any byte of a message); a stream that ends inside a message
-/// is an error. A length over [`MAX_MESSAGE`] is refused before anything is read, and the
-/// buffer grows only as the bytes arrive.
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    r: &mut R,
-    buf: &mut Vec<u8>,
-) -> Result<bool, WireError> {
+/// Reads a message's length prefix. `Ok(None)` at a clean end of stream (before any byte); a
+/// stream that ends inside the prefix is an error, and so is a length over [`MAX_MESSAGE`],
+/// refused as soon as its varint says so.
+pub async fn read_len<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<usize>, WireError> {
     let mut len: u64 = 0;
     for i in 0..10 {
         let mut b = [0u8];
         match r.read(&mut b).await? {
-            0 if i == 0 => return Ok(false),
+            0 if i == 0 => return Ok(None),
             0 => return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into()),
             _ => {}
         }
         len |= ((b[0] & 0x7f) as u64) << (7 * i);
-        if b[0] < 0x80 {
-            if len > MAX_MESSAGE as u64 {
-                return Err(WireError::TooLarge(len));
-            }
-            // The buffer grows as bytes arrive, not to the length announced: a peer that
-            // announces 4 MiB and sends 4 bytes gets 4 bytes of our memory.
-            buf.clear();
-            let got = (&mut *r).take(len).read_to_end(buf).await?;
-            if (got as u64) < len {
-                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
-            }
-            return Ok(true);
-        }
         if len > MAX_MESSAGE as u64 {
             return Err(WireError::TooLarge(len));
         }
+        if b[0] < 0x80 {
+            return Ok(Some(len as usize));
+        }
     }
     Err(invalid("message length varint too long"))
+}
+
+/// Reads one length-prefixed message into `buf` (reused between calls). `Ok(false)` at a
+/// clean end of stream (before any byte of a message); a stream that ends inside a message
+/// is an error. A length over [`MAX_MESSAGE`] is refused before anything else is read, and
+/// the buffer grows only as the bytes arrive. (The node's readers add a memory budget and
+/// timeouts around the same steps: see [`super::handler`].)
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+) -> Result<bool, WireError> {
+    let Some(len) = read_len(r).await? else {
+        return Ok(false);
+    };
+    // A peer that announces 4 MiB and sends 4 bytes gets 4 bytes of our memory.
+    buf.clear();
+    let got = (&mut *r).take(len as u64).read_to_end(buf).await?;
+    if got < len {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    }
+    Ok(true)
 }
 
 /// Writes one length-prefixed message.
@@ -510,6 +510,7 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, msg: &[u8]) -> std::i
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_store::HashAlg;
 
     fn raw(data: &[u8]) -> Cid {
         Cid::new_v1(codes::RAW, HashAlg::Sha2_256.digest(data))
@@ -542,7 +543,8 @@ mod tests {
         let back = Message::decode(&Bytes::from(m.encode(Version::V120))).unwrap();
         assert_eq!(back, m);
         let (prefix, data) = &back.blocks[0];
-        assert_eq!(prefix.cid(data).unwrap(), raw(b"hello"));
+        assert_eq!(*prefix, Prefix::of(&raw(b"hello")));
+        assert_eq!(&data[..], b"hello");
     }
 
     #[test]
@@ -559,40 +561,39 @@ mod tests {
         );
     }
 
-    /// A 1.0.0 block is a CIDv0: its CID is the dag-pb sha2-256 of its bytes.
+    /// Prefixes are written as four varints; a 1.0.0 block's prefix is a CIDv0's.
     #[test]
-    fn prefixes_rebuild_cids() {
-        let block = b"\x0a\x02\x08\x01";
-        let v0 = Prefix::v0().cid(block).unwrap();
-        assert_eq!(v0.version(), cid::Version::V0);
+    fn prefixes_encode_as_varints() {
+        let v0: Cid = "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
+            .parse()
+            .unwrap();
         assert_eq!(Prefix::of(&v0), Prefix::v0());
         let mut bytes = Vec::new();
         Prefix::of(&raw(b"z")).encode_into(&mut bytes);
         assert_eq!(bytes, [0x01, 0x55, 0x12, 0x20]);
-        for bad in [
-            Prefix {
-                mh_code: 0,
-                ..Prefix::v0()
-            },
-            Prefix {
-                mh_code: 0x9999,
-                ..Prefix::v0()
-            },
-            Prefix {
-                mh_len: 20,
-                ..Prefix::v0()
-            },
-            Prefix {
-                codec: 0x55,
-                ..Prefix::v0()
-            },
-            Prefix {
-                version: 2,
-                ..Prefix::v0()
-            },
-        ] {
-            assert!(bad.cid(block).is_err(), "{bad:?}");
-        }
+        assert_eq!(Prefix::decode(&bytes).unwrap(), Prefix::of(&raw(b"z")));
+    }
+
+    /// A small block is copied out of its message, a large one shares it.
+    #[test]
+    fn small_blocks_do_not_keep_their_message_alive() {
+        let big = vec![7u8; 100_000];
+        let m = Message {
+            blocks: vec![
+                (Prefix::of(&raw(b"s")), Bytes::from_static(b"small")),
+                (Prefix::of(&raw(&big)), Bytes::from(big.clone())),
+            ],
+            ..Default::default()
+        };
+        let buf = Bytes::from(m.encode(Version::V120));
+        let back = Message::decode(&buf).unwrap();
+        let inside = |b: &Bytes| {
+            let (lo, hi) = (buf.as_ptr() as usize, buf.as_ptr() as usize + buf.len());
+            (lo..hi).contains(&(b.as_ptr() as usize))
+        };
+        assert!(!inside(&back.blocks[0].1), "the small block is a copy");
+        assert!(inside(&back.blocks[1].1), "the large block is a slice");
+        assert_eq!(back, m);
     }
 
     #[test]

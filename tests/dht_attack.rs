@@ -1,0 +1,368 @@
+//! DHT peers against a daemon: a lookup answered with 50,000 providers, and provider records
+//! announced on the LAN DHT asked for on the public one. The DHT peers are libp2p nodes of
+//! the test's own (rust-libp2p's Kademlia, told to answer with as many providers as it
+//! likes), on loopback, so they speak kubo's LAN DHT.
+
+use std::{
+    io::Read,
+    net::TcpListener,
+    num::NonZeroUsize,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use cairn_store::{Cid, HashAlg};
+use libp2p::{
+    futures::StreamExt,
+    identify,
+    identity::Keypair,
+    kad::{
+        self,
+        store::{MemoryStore, RecordStore},
+        GetProvidersOk, ProviderRecord, QueryResult, RecordKey,
+    },
+    noise,
+    swarm::{behaviour::toggle::Toggle, NetworkBehaviour, SwarmEvent},
+    tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    peers::Daemon,
+    util::{eventually, fd_count, Root},
+};
+
+const LAN: StreamProtocol = StreamProtocol::new("/ipfs/lan/kad/1.0.0");
+const PUBLIC: StreamProtocol = StreamProtocol::new("/ipfs/kad/1.0.0");
+
+#[derive(NetworkBehaviour)]
+#[behaviour(prelude = "libp2p::swarm::derive_prelude")]
+struct KadPeerBehaviour {
+    identify: identify::Behaviour,
+    kad: kad::Behaviour<MemoryStore>,
+    /// The same records on the public DHT's protocol too, if asked for.
+    also: Toggle<kad::Behaviour<MemoryStore>>,
+}
+
+/// A Kademlia server on `protocol` that answers with every provider it holds, not twenty.
+fn liar_kad(peer: PeerId, protocol: StreamProtocol) -> kad::Behaviour<MemoryStore> {
+    let mut cfg = kad::Config::new(protocol);
+    cfg.set_max_packet_size(16 << 20);
+    cfg.set_replication_factor(NonZeroUsize::new(60_000).unwrap());
+    let store = MemoryStore::with_config(
+        peer,
+        kad::store::MemoryStoreConfig {
+            max_records: 0,
+            max_value_bytes: 0,
+            max_provided_keys: 100_000,
+            max_providers_per_key: 60_000,
+        },
+    );
+    let mut k = kad::Behaviour::with_config(peer, store, cfg);
+    k.set_mode(Some(kad::Mode::Server));
+    k
+}
+
+enum Cmd {
+    Dial(Multiaddr),
+    AddAddress(PeerId, Multiaddr),
+    Provide(RecordKey),
+    Find(RecordKey, oneshot::Sender<Vec<PeerId>>),
+}
+
+/// A Kademlia node on one DHT protocol, serving whatever provider records it was given, as
+/// many per answer as it holds.
+struct KadPeer {
+    rt: tokio::runtime::Runtime,
+    peer: PeerId,
+    addr: Multiaddr,
+    cmds: mpsc::Sender<Cmd>,
+}
+
+impl KadPeer {
+    fn start(protocol: StreamProtocol, records: Vec<ProviderRecord>) -> KadPeer {
+        KadPeer::start_on(&[protocol], records)
+    }
+
+    /// A peer speaking each of `protocols` (one Kademlia each, the same records in each).
+    fn start_on(protocols: &[StreamProtocol], records: Vec<ProviderRecord>) -> KadPeer {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let key = Keypair::generate_ed25519();
+        let peer = key.public().to_peer_id();
+        let mut swarm: Swarm<KadPeerBehaviour> = {
+            let _rt = rt.enter();
+            libp2p::SwarmBuilder::with_existing_identity(key)
+                .with_tokio()
+                .with_tcp(
+                    tcp::Config::default().nodelay(true),
+                    noise::Config::new,
+                    yamux::Config::default,
+                )
+                .unwrap()
+                .with_behaviour(|key| KadPeerBehaviour {
+                    identify: identify::Behaviour::new(identify::Config::new(
+                        "/ipfs/0.1.0".into(),
+                        key.public(),
+                    )),
+                    kad: liar_kad(peer, protocols[0].clone()),
+                    also: Toggle::from(protocols.get(1).map(|p| liar_kad(peer, p.clone()))),
+                })
+                .unwrap()
+                .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+                .build()
+        };
+        for r in &records {
+            if let Some(k) = swarm.behaviour_mut().also.as_mut() {
+                k.store_mut().add_provider(r.clone()).unwrap();
+            }
+        }
+        for r in records {
+            swarm
+                .behaviour_mut()
+                .kad
+                .store_mut()
+                .add_provider(r)
+                .unwrap();
+        }
+        let addr = {
+            let _rt = rt.enter();
+            swarm
+                .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+                .unwrap();
+            rt.block_on(async {
+                loop {
+                    if let SwarmEvent::NewListenAddr { address, .. } =
+                        swarm.select_next_some().await
+                    {
+                        break address;
+                    }
+                }
+            })
+        };
+        swarm.add_external_address(addr.clone());
+        let (cmds, rx) = mpsc::channel(16);
+        rt.spawn(drive(swarm, rx));
+        KadPeer {
+            rt,
+            peer,
+            addr: addr.with_p2p(peer).unwrap(),
+            cmds,
+        }
+    }
+
+    fn cmd(&self, c: Cmd) {
+        self.rt.block_on(self.cmds.send(c)).unwrap();
+    }
+
+    fn find(&self, key: RecordKey) -> Vec<PeerId> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd(Cmd::Find(key, tx));
+        self.rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(30), rx).await })
+            .expect("the lookup ends")
+            .unwrap()
+    }
+}
+
+async fn drive(mut swarm: Swarm<KadPeerBehaviour>, mut cmds: mpsc::Receiver<Cmd>) {
+    let mut finds: Vec<(kad::QueryId, Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)> = Vec::new();
+    loop {
+        tokio::select! {
+            ev = swarm.select_next_some() => {
+                if let SwarmEvent::Behaviour(KadPeerBehaviourEvent::Kad(
+                    kad::Event::OutboundQueryProgressed { id, result, step, .. },
+                )) = ev
+                {
+                    if let Some(i) = finds.iter().position(|(q, _, _)| *q == id) {
+                        if let QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders {
+                            providers,
+                            ..
+                        })) = result
+                        {
+                            finds[i].1.extend(providers);
+                        }
+                        if step.last {
+                            let (_, found, tx) = finds.swap_remove(i);
+                            let _ = tx.send(found);
+                        }
+                    }
+                }
+            }
+            c = cmds.recv() => match c {
+                Some(Cmd::Dial(a)) => { let _ = swarm.dial(a); }
+                Some(Cmd::AddAddress(p, a)) => { swarm.behaviour_mut().kad.add_address(&p, a); }
+                Some(Cmd::Provide(k)) => { let _ = swarm.behaviour_mut().kad.start_providing(k); }
+                Some(Cmd::Find(k, tx)) => {
+                    let id = swarm.behaviour_mut().kad.get_providers(k);
+                    finds.push((id, Vec::new(), tx));
+                }
+                None => return,
+            },
+        }
+    }
+}
+
+/// A TCP listener that accepts every connection and never says a word: a dial to it hangs
+/// in its handshake, holding a descriptor, until the dialler gives up. Counts connections.
+struct Tarpit {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl Tarpit {
+    fn start() -> Tarpit {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let n = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in l.incoming().flatten() {
+                n.fetch_add(1, Ordering::Relaxed);
+                held.push(s);
+                // Read whatever comes, now and then, so the kernel buffers never fill; keep
+                // the connections open.
+                if held.len() % 64 == 0 {
+                    held.retain_mut(|s| {
+                        let _ = s.set_nonblocking(true);
+                        let mut buf = [0u8; 4096];
+                        !matches!(s.read(&mut buf), Ok(0))
+                    });
+                }
+            }
+        });
+        Tarpit { port, accepted }
+    }
+}
+
+/// Lookups answered with 50,000 providers (a 3 MB answer, over the 256 KiB cairn reads) and
+/// with 3,500 (an answer it reads), each provider "at" a tarpit: the daemon takes twenty a
+/// block, dials at most its limit at once, and its descriptors stay within bounds; the mount
+/// keeps reading local files meanwhile.
+#[test]
+fn fifty_thousand_providers_do_not_start_a_dial_storm() {
+    let tarpit = Tarpit::start();
+    let at: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", tarpit.port)
+        .parse()
+        .unwrap();
+    let lies = |what: &[u8], n: usize| {
+        let cid = Cid::new_v1(0x55, HashAlg::Sha2_256.digest(what));
+        let key = RecordKey::new(&cid.hash().to_bytes());
+        let records: Vec<ProviderRecord> = (0..n)
+            .map(|_| ProviderRecord::new(key.clone(), PeerId::random(), vec![at.clone()]))
+            .collect();
+        (cid, records)
+    };
+    let (huge, mut records) = lies(b"everyone has this, they say", 50_000);
+    let (many, more) = lies(b"thousands have this, they say", 3_500);
+    records.extend(more);
+    // Both DHTs' protocols: the public one must ignore it (loopback), the LAN one not.
+    let liar = KadPeer::start_on(&[LAN, PUBLIC], records);
+
+    let root = Root::new();
+    let f = root.dir.path().join("local");
+    std::fs::write(&f, b"local and quick\n").unwrap();
+    let local = root.add_q(&[f.to_str().unwrap()]);
+    let d = Daemon::start(
+        &root,
+        true,
+        &[
+            "--bootstrap",
+            &liar.addr.to_string(),
+            "--fetch-timeout",
+            "20",
+        ],
+    );
+    eventually(15, "the daemon knows the DHT peer", || {
+        d.stats()["dht"]["routing_peers"].as_u64().unwrap() >= 1
+    });
+    let pid = d.pid();
+    let fds_before = fd_count(pid);
+    let m = d.mountpoint.clone().unwrap();
+    let waiting: Vec<_> = [huge, many]
+        .into_iter()
+        .map(|c| {
+            let m2 = m.clone();
+            std::thread::spawn(move || std::fs::read(m2.join(c.to_string())))
+        })
+        .collect();
+    // Watch until ten seconds after the first providers came (at most a minute).
+    let t = Instant::now();
+    let mut max_fds = 0;
+    let mut slowest_local = Duration::ZERO;
+    let mut found_at: Option<Instant> = None;
+    while t.elapsed() < Duration::from_secs(60)
+        && found_at.is_none_or(|f| f.elapsed() < Duration::from_secs(10))
+    {
+        max_fds = max_fds.max(fd_count(pid));
+        let r = Instant::now();
+        assert_eq!(std::fs::read(m.join(&local)).unwrap(), b"local and quick\n");
+        slowest_local = slowest_local.max(r.elapsed());
+        if found_at.is_none() && d.stats()["dht"]["providers_found"].as_u64() > Some(0) {
+            found_at = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dht = d.stats()["dht"].clone();
+    let accepted = tarpit.accepted.load(Ordering::Relaxed);
+    eprintln!(
+        "fds {fds_before} -> max {max_fds}; tarpit connections {accepted}; slowest local read \
+         {slowest_local:?}; {dht}"
+    );
+    assert!(dht["lookups"].as_u64().unwrap() >= 1, "{dht}");
+    let found = dht["providers_found"].as_u64().unwrap();
+    assert!(
+        (1..=20 * dht["lookups"].as_u64().unwrap()).contains(&found),
+        "{found} providers taken\n{}",
+        d.log()
+    );
+    // 64 dials at once, each to at most 8 addresses at a time, and a margin for the rest.
+    assert!(
+        max_fds <= fds_before + 64 * 8 + 64,
+        "descriptors went from {fds_before} to {max_fds}"
+    );
+    assert!(accepted <= 2_000, "{accepted} dials reached the tarpit");
+    assert!(slowest_local < Duration::from_secs(2), "{slowest_local:?}");
+    for w in waiting {
+        let _ = w.join();
+    }
+    drop(liar);
+}
+
+/// A provider record announced on the LAN DHT (with a loopback address) is served on the LAN
+/// DHT and not on the public one.
+#[test]
+fn lan_records_stay_off_the_public_dht() {
+    let root = Root::new();
+    let d = Daemon::start(&root, false, &[]);
+    let daddr: Multiaddr = d.addr.parse().unwrap();
+    let dpeer: PeerId = d.peer.parse().unwrap();
+    let key = RecordKey::new(&HashAlg::Sha2_256.digest(b"a block on the LAN").to_bytes());
+    let announcer = KadPeer::start(LAN, Vec::new());
+    announcer.cmd(Cmd::AddAddress(dpeer, daddr.clone()));
+    announcer.cmd(Cmd::Dial(daddr.clone()));
+    announcer.cmd(Cmd::Provide(key.clone()));
+    eventually(20, "the daemon keeps the record", || {
+        d.stats()["dht"]["records_kept"].as_u64().unwrap() >= 1
+    });
+    let lan_asker = KadPeer::start(LAN, Vec::new());
+    lan_asker.cmd(Cmd::AddAddress(dpeer, daddr.clone()));
+    assert!(
+        lan_asker.find(key.clone()).contains(&announcer.peer),
+        "the LAN DHT serves the record"
+    );
+    let public_asker = KadPeer::start(PUBLIC, Vec::new());
+    public_asker.cmd(Cmd::AddAddress(dpeer, daddr));
+    let found = public_asker.find(key);
+    assert!(
+        !found.contains(&announcer.peer),
+        "a LAN record was served on the public DHT: {found:?}"
+    );
+}
