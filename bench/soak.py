@@ -168,16 +168,17 @@ def main():
                 f.write(os.urandom(random.randrange(100, 20000)))
         out = subprocess.run([cairn, "--root", roots[0], "add", "-r", content], check=True,
                              capture_output=True).stdout.decode()
-        files = []
+        big, small = [], []
         for line in out.splitlines():
             parts = line.split(None, 2)
             if len(parts) == 3 and parts[0] == "added":
                 path = os.path.join(os.path.dirname(content), parts[2])
                 if os.path.isfile(path):
-                    files.append(parts[1])
+                    (small if "/small/" in path else big).append(parts[1])
                     with open(path, "rb") as f:
                         shas[parts[1]] = hashlib.sha256(f.read()).hexdigest()
-        log(f"{len(files)} files added on daemon 0")
+        files = big + small
+        log(f"{len(big)} large and {len(small)} small files added on daemon 0")
         for i in range(4):
             d = Daemon(cairn, roots[i], i, [x.addr for x in daemons], work)
             d.start()
@@ -189,7 +190,7 @@ def main():
 
         def reader(d):
             while not stop.is_set():
-                cid = random.choice(files)
+                cid = random.choice(big if random.random() < 0.5 else small)
                 path = os.path.join(d.root, "store", cid)
                 try:
                     with open(path, "rb") as f:
@@ -206,12 +207,16 @@ def main():
                     reads[key] += 1
 
         def gc_loop():
+            # What the readers fetched is collected, and the kernel's copy dropped, so the
+            # next reads go through the mounts to the network again.
             while not stop.wait(60):
                 for d in daemons[1:]:
                     try:
                         d.cli("gc")
                     except Exception as e:  # noqa: BLE001
                         log(f"gc on daemon {d.n}: {e}")
+                with open("/proc/sys/vm/drop_caches", "w") as f:
+                    f.write("3\n")
 
         def churn():
             while not stop.wait(180):
@@ -221,11 +226,19 @@ def main():
                 d.addr = None
                 d.start()
 
+        hostile_runs = []
+
         def hostile():
             while not stop.is_set():
-                subprocess.run(["node", "--import", "./node20-polyfills.mjs", "hostile.mjs",
-                                "--target", daemons[0].addr, "--seconds", "60"], cwd=helia,
-                               capture_output=True)
+                r = subprocess.run(["node", "--import", "./node20-polyfills.mjs", "hostile.mjs",
+                                    "--target", daemons[0].addr, "--seconds", "60"], cwd=helia,
+                                   capture_output=True)
+                lines = r.stdout.decode(errors="replace").strip().splitlines()
+                if lines:
+                    try:
+                        hostile_runs.append(json.loads(lines[-1]))
+                    except json.JSONDecodeError:
+                        pass
 
         threads = [threading.Thread(target=reader, args=(d,), daemon=True) for d in daemons[1:]]
         threads += [threading.Thread(target=f, daemon=True) for f in (gc_loop, churn, hostile)]
@@ -245,11 +258,11 @@ def main():
             time.sleep(max(0.0, 10 - (time.time() - t0 - row["t"])))
         stop.set()
         with open(a.out, "w") as f:
-            json.dump({"samples": samples, "reads": reads, "files": len(files)}, f, indent=1)
+            json.dump({"samples": samples, "reads": reads, "files": len(files), "hostile": hostile_runs}, f, indent=1)
 
         warm = a.warmup * 60
         window = [s for s in samples if s["t"] >= warm]
-        print(f"{a.minutes:g} minutes, 4 daemons, {len(files)} files of {a.file_mib} MiB + 500 small; "
+        print(f"{a.minutes:g} minutes, 4 daemons, {len(big)} files of {a.file_mib} MiB + {len(small)} small; "
               f"window from {a.warmup:g} min ({len(window)} samples every 10 s)\n")
         print("| daemon | figure | at start of window | at end | slope per hour |")
         print("|---|---|---|---|---|")
@@ -266,6 +279,14 @@ def main():
                     print(f"| {n} | {key} | {first} | {last} | {sl:+.1f}/h |")
         print(f"\nreads: {reads['ok']} whole and verified, {reads['eio']} EIO, {reads['wrong']} wrong bytes, "
               f"{reads['other']} other errors")
+        cut = sum(h.get("cutOff", 0) for h in hostile_runs)
+        sent = {}
+        for h in hostile_runs:
+            for k, v in h.get("sent", {}).items():
+                sent[k] = sent.get(k, 0) + v
+        print(f"hostile peer: {len(hostile_runs)} rounds of 60 s, cut off {cut} times; sent {sent}")
+        served = json.loads(daemons[0].cli("stat", "--json"))["network"]["totals"]
+        print(f"daemon 0 served {served.get('bytes_sent', 0) / 1e9:.2f} GB in all")
     finally:
         stop.set()
         for d in daemons:

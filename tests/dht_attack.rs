@@ -24,14 +24,14 @@ use libp2p::{
         store::{MemoryStore, RecordStore},
         GetProvidersOk, ProviderRecord, QueryResult, RecordKey,
     },
-    noise,
     swarm::{behaviour::toggle::Toggle, NetworkBehaviour, SwarmEvent},
-    tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
+    Multiaddr, PeerId, StreamProtocol, Swarm,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     peers::Daemon,
+    raw_peer::tcp_swarm,
     util::{eventually, fd_count, Root},
 };
 
@@ -96,28 +96,14 @@ impl KadPeer {
             .unwrap();
         let key = Keypair::generate_ed25519();
         let peer = key.public().to_peer_id();
-        let mut swarm: Swarm<KadPeerBehaviour> = {
-            let _rt = rt.enter();
-            libp2p::SwarmBuilder::with_existing_identity(key)
-                .with_tokio()
-                .with_tcp(
-                    tcp::Config::default().nodelay(true),
-                    noise::Config::new,
-                    yamux::Config::default,
-                )
-                .unwrap()
-                .with_behaviour(|key| KadPeerBehaviour {
-                    identify: identify::Behaviour::new(identify::Config::new(
-                        "/ipfs/0.1.0".into(),
-                        key.public(),
-                    )),
-                    kad: liar_kad(peer, protocols[0].clone()),
-                    also: Toggle::from(protocols.get(1).map(|p| liar_kad(peer, p.clone()))),
-                })
-                .unwrap()
-                .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
-                .build()
-        };
+        let mut swarm: Swarm<KadPeerBehaviour> = tcp_swarm(&rt, key, |key| KadPeerBehaviour {
+            identify: identify::Behaviour::new(identify::Config::new(
+                "/ipfs/0.1.0".into(),
+                key.public(),
+            )),
+            kad: liar_kad(peer, protocols[0].clone()),
+            also: Toggle::from(protocols.get(1).map(|p| liar_kad(peer, p.clone()))),
+        });
         for r in &records {
             if let Some(k) = swarm.behaviour_mut().also.as_mut() {
                 k.store_mut().add_provider(r.clone()).unwrap();

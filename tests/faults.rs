@@ -38,6 +38,18 @@ fn blocks(root: &Root) -> usize {
     })
 }
 
+/// `cairn fetch CID` through `root`'s daemon, started and let run until some blocks came.
+fn fetch_until_halfway(root: &Root, cid: &str) -> std::process::Child {
+    let fetch = root
+        .cmd(&["fetch", cid])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(30, "some blocks arrive", || blocks(root) > 20);
+    fetch
+}
+
 fn verify_clean(root: &Root) {
     let report: Value = serde_json::from_str(&root.ok(&["verify", "--json"])).unwrap();
     assert_eq!(report["corrupt"], serde_json::json!([]), "{report}");
@@ -63,13 +75,7 @@ fn a_seeder_killed_mid_fetch_leaves_the_other() {
     eventually(10, "both seeders connected", || {
         f.ok(&["swarm", "peers"]).lines().count() >= 2
     });
-    let fetch = f
-        .cmd(&["fetch", &cid])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    eventually(30, "some blocks arrive", || blocks(&f) > 20);
+    let fetch = fetch_until_halfway(&f, &cid);
     da.kill9();
     let out = fetch.wait_with_output().unwrap();
     assert!(
@@ -149,13 +155,7 @@ fn a_seeder_that_restarts_mid_fetch_is_asked_again() {
         false,
         &["--no-dht", "--upload-limit", "8M", "--bootstrap", &df.addr],
     );
-    let fetch = f
-        .cmd(&["fetch", &cid])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    eventually(30, "some blocks arrive", || blocks(&f) > 20);
+    let fetch = fetch_until_halfway(&f, &cid);
     da.kill9();
     std::thread::sleep(Duration::from_secs(2));
     let before = blocks(&f);

@@ -82,27 +82,13 @@ impl RawPeer {
             .into_iter()
             .map(|p| control.accept(p).unwrap())
             .collect();
-        let swarm = {
-            let _rt = rt.enter();
-            libp2p::SwarmBuilder::with_existing_identity(key)
-                .with_tokio()
-                .with_tcp(
-                    tcp::Config::default().nodelay(true),
-                    noise::Config::new,
-                    yamux::Config::default,
-                )
-                .unwrap()
-                .with_behaviour(|key| PeerBehaviour {
-                    identify: identify::Behaviour::new(
-                        identify::Config::new("/ipfs/0.1.0".into(), key.public())
-                            .with_agent_version("hostile-peer/0".into()),
-                    ),
-                    streams,
-                })
-                .unwrap()
-                .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
-                .build()
-        };
+        let swarm = tcp_swarm(&rt, key, |key| PeerBehaviour {
+            identify: identify::Behaviour::new(
+                identify::Config::new("/ipfs/0.1.0".into(), key.public())
+                    .with_agent_version("hostile-peer/0".into()),
+            ),
+            streams,
+        });
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (cmds, cmd_rx) = mpsc::channel(16);
         rt.spawn(drive(swarm, cmd_rx, seen.clone()));
@@ -222,6 +208,28 @@ impl RawPeer {
         assert!(!self.is_connected(), "the daemon let the offender back in");
         assert!(self.open(victim).is_err(), "a stream to the daemon opened");
     }
+}
+
+/// A swarm of the tests' own on `rt`: TCP, noise and yamux, `key`'s identity, the behaviour
+/// `make` builds, and connections that stay open while idle.
+pub fn tcp_swarm<B: NetworkBehaviour>(
+    rt: &tokio::runtime::Runtime,
+    key: Keypair,
+    make: impl FnOnce(&Keypair) -> B,
+) -> Swarm<B> {
+    let _rt = rt.enter();
+    libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|key| make(key))
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .build()
 }
 
 /// The peer's swarm: dials and pushes on request, and notes connections opening and closing.

@@ -77,6 +77,27 @@ fn assert_background_jobs_ignore_sigint() {
     );
 }
 
+/// Whatever a failed test leaves behind: the processes it started (not children of the test:
+/// their shell exited) and their mount.
+struct Leftovers {
+    pids: Vec<u32>,
+    store: PathBuf,
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        for pid in &self.pids {
+            if alive(*pid) {
+                // SAFETY: signalling a process this test started.
+                unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+            }
+        }
+        if mounted(&self.store) {
+            let _ = Command::new("umount").arg("-l").arg(&self.store).status();
+        }
+    }
+}
+
 /// A root that belongs to nobody, in a directory nobody can reach.
 fn nobodys_root() -> (Root, PathBuf) {
     use std::os::unix::fs::PermissionsExt;
@@ -96,10 +117,11 @@ fn nobodys_root() -> (Root, PathBuf) {
 
 /// Starts, waits for the mount, sends `sig`, and checks that the process ends within 10 s
 /// with nothing left mounted.
-fn start_and_stop(root: &Path, args: &str, log: &Path, sig: i32) {
+fn start_and_stop(root: &Path, args: &str, log: &Path, sig: i32, left: &mut Leftovers) {
     let store = root.join("store");
     let before = std::fs::read_to_string(log).unwrap().len();
     let pid = start_as_nobody(root, args, log);
+    left.pids.push(pid);
     eventually(30, "the mount comes up", || {
         std::fs::read_to_string(log).unwrap()[before..].contains("cairn: mounted")
     });
@@ -131,10 +153,15 @@ fn an_unprivileged_daemon_unmounts_on_every_stop() {
     assert_background_jobs_ignore_sigint();
     let (root, log) = nobodys_root();
     let r = root.path();
+    let mut left = Leftovers {
+        pids: Vec::new(),
+        store: r.join("store"),
+    };
     let daemon = "daemon --listen /ip4/127.0.0.1/tcp/0 --no-mdns --no-dht";
-    start_and_stop(&r, daemon, &log, libc::SIGTERM);
-    start_and_stop(&r, daemon, &log, libc::SIGINT);
+    start_and_stop(&r, daemon, &log, libc::SIGTERM, &mut left);
+    start_and_stop(&r, daemon, &log, libc::SIGINT, &mut left);
     let pid = start_as_nobody(&r, daemon, &log);
+    left.pids.push(pid);
     eventually(30, "the mount comes up", || mounted(&r.join("store")));
     // SAFETY: as above.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
@@ -143,7 +170,7 @@ fn an_unprivileged_daemon_unmounts_on_every_stop() {
         mounted(&r.join("store")),
         "kill -9 leaves the mount (stale)"
     );
-    start_and_stop(&r, daemon, &log, libc::SIGTERM);
+    start_and_stop(&r, daemon, &log, libc::SIGTERM, &mut left);
 }
 
 /// `cairn mount` as nobody, the same way.
@@ -151,6 +178,10 @@ fn an_unprivileged_daemon_unmounts_on_every_stop() {
 fn an_unprivileged_mount_unmounts_on_every_stop() {
     let (root, log) = nobodys_root();
     let r = root.path();
-    start_and_stop(&r, "mount", &log, libc::SIGTERM);
-    start_and_stop(&r, "mount", &log, libc::SIGINT);
+    let mut left = Leftovers {
+        pids: Vec::new(),
+        store: r.join("store"),
+    };
+    start_and_stop(&r, "mount", &log, libc::SIGTERM, &mut left);
+    start_and_stop(&r, "mount", &log, libc::SIGINT, &mut left);
 }
