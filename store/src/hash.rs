@@ -52,6 +52,14 @@ impl HashAlg {
         code.digest(data)
     }
 
+    /// Bytes of a full digest.
+    pub fn size(self) -> usize {
+        match self {
+            HashAlg::Sha2_256 | HashAlg::Blake2b256 | HashAlg::Blake3 => 32,
+            HashAlg::Sha2_512 => 64,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             HashAlg::Sha2_256 => "sha2-256",
@@ -134,6 +142,23 @@ mod tests {
         let err = verify(&cid, b"hellO\n").unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }));
         assert!(!err.to_string().contains("hellO"));
+    }
+
+    #[test]
+    fn sizes_are_the_digests_sizes() {
+        for alg in [
+            HashAlg::Sha2_256,
+            HashAlg::Sha2_512,
+            HashAlg::Blake2b256,
+            HashAlg::Blake3,
+        ] {
+            assert_eq!(
+                alg.size(),
+                alg.digest(b"x").size() as usize,
+                "{}",
+                alg.name()
+            );
+        }
     }
 
     #[test]

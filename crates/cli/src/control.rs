@@ -164,18 +164,7 @@ impl cairn_store::BlockSource for DaemonSource {
             return Ok(Some(b));
         }
         // Said here, in full: the daemon would refuse it too, but its reason would be lost.
-        if let Err(cairn_net::NetError::Unverifiable(e)) = cairn_net::verifiable(cid) {
-            let code = cid.hash().code();
-            return Err(match e {
-                cairn_net::Unverifiable::Hash { .. } => {
-                    cairn_store::StoreError::UnsupportedHash { cid: *cid, code }
-                }
-                cairn_net::Unverifiable::Digest { .. } => cairn_store::StoreError::Unavailable {
-                    cid: *cid,
-                    why: "its digest length cannot be checked",
-                },
-            });
-        }
+        cairn_net::bitswap::accept::verifiable(cid)?;
         if let Err(e) = self.ask(&Request::Block {
             cid: cid.to_string(),
         }) {

@@ -80,18 +80,7 @@ impl NetworkSource {
 
     /// The block from the network, within the timeout.
     fn fetch(&self, cid: &Cid) -> Result<Bytes, StoreError> {
-        match crate::bitswap::accept::verifiable(cid) {
-            Ok(()) => {}
-            Err(crate::Unverifiable::Hash { code, .. }) => {
-                return Err(StoreError::UnsupportedHash { cid: *cid, code })
-            }
-            Err(crate::Unverifiable::Digest { .. }) => {
-                return Err(StoreError::Unavailable {
-                    cid: *cid,
-                    why: "its digest length cannot be checked",
-                })
-            }
-        }
+        crate::bitswap::accept::verifiable(cid)?;
         let pool = cairn_store::pool::current();
         let (slot, limit) = match pool {
             0 => (0, self.max_waiting),

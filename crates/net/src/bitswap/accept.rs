@@ -60,12 +60,26 @@ pub fn verifiable(cid: &Cid) -> Result<(), Unverifiable> {
         cid: *cid,
         code: mh.code(),
     })?;
-    let full = alg.digest(b"").size() as usize;
     let len = mh.size() as usize;
-    if !(MIN_DIGEST..=full).contains(&len) {
+    if !(MIN_DIGEST..=alg.size()).contains(&len) {
         return Err(Unverifiable::Digest { cid: *cid, len });
     }
     Ok(())
+}
+
+/// How the store says it: a read of such a block fails with this, at once.
+impl From<Unverifiable> for cairn_store::StoreError {
+    fn from(e: Unverifiable) -> Self {
+        match e {
+            Unverifiable::Hash { cid, code } => {
+                cairn_store::StoreError::UnsupportedHash { cid, code }
+            }
+            Unverifiable::Digest { cid, .. } => cairn_store::StoreError::Unavailable {
+                cid,
+                why: "its digest length cannot be checked",
+            },
+        }
+    }
 }
 
 /// What a received block's bytes hash to under the prefix it came with.

@@ -225,11 +225,17 @@ pub async fn send_loop(
             notified.await;
             continue;
         }
-        // Room for a round's blocks (at most the target, plus the last block read).
+        // Room for a round's blocks: at most the target plus the last block read when a
+        // want-block is among them, else only blocks small enough to answer a want-have.
         let room = if serve.is_empty() {
             None
         } else {
-            let units = ((target + wire::MAX_BLOCK) >> 10) as u32;
+            let most = if serve.iter().any(|(_, w)| w.want_type == WantType::Block) {
+                target + wire::MAX_BLOCK
+            } else {
+                SERVE_BATCH * SEND_SMALL_BLOCKS as usize
+            };
+            let units = (most >> 10).max(1) as u32;
             match serving.clone().acquire_many_owned(units).await {
                 Ok(r) => Some(r),
                 Err(_) => return,
