@@ -19,7 +19,7 @@ use std::{
 use libp2p::{
     core::{transport::PortUse, Endpoint},
     swarm::{
-        behaviour::{ConnectionClosed, ConnectionEstablished},
+        behaviour::{ConnectionClosed, ConnectionEstablished, DialFailure, ListenFailure},
         ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, NotifyHandler, THandler,
         THandlerInEvent, THandlerOutEvent, ToSwarm,
     },
@@ -166,6 +166,9 @@ pub struct Behaviour {
     table: Arc<PeerTable>,
     outgoing: mpsc::Receiver<(PeerId, Outgoing)>,
     connections: HashMap<PeerId, Connections>,
+    /// Connections whose handler we made and the swarm has not yet reported established or
+    /// refused: at most the ones being set up at once.
+    pending: HashMap<ConnectionId, PeerId>,
 }
 
 impl Behaviour {
@@ -181,15 +184,17 @@ impl Behaviour {
                 table: table.clone(),
                 outgoing,
                 connections: HashMap::new(),
+                pending: HashMap::new(),
             },
             Outbox { tx },
             table,
         )
     }
 
-    fn handler(&mut self, peer: PeerId) -> Handler {
+    fn handler(&mut self, id: ConnectionId, peer: PeerId) -> Handler {
         // The peer's share of the inbound budget is made with its first handler and kept
-        // while it has a connection.
+        // while it has a connection (or until the swarm says this one was refused).
+        self.pending.insert(id, peer);
         let budget = match self.connections.get(&peer) {
             Some(c) => c.budget.clone(),
             None => {
@@ -214,23 +219,23 @@ impl NetworkBehaviour for Behaviour {
 
     fn handle_established_inbound_connection(
         &mut self,
-        _: ConnectionId,
+        id: ConnectionId,
         peer: PeerId,
         _: &Multiaddr,
         _: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(self.handler(peer))
+        Ok(self.handler(id, peer))
     }
 
     fn handle_established_outbound_connection(
         &mut self,
-        _: ConnectionId,
+        id: ConnectionId,
         peer: PeerId,
         _: &Multiaddr,
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(self.handler(peer))
+        Ok(self.handler(id, peer))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
@@ -240,16 +245,31 @@ impl NetworkBehaviour for Behaviour {
                 connection_id,
                 ..
             }) => {
-                let budget = self.budget.peer();
+                self.pending.remove(&connection_id);
+                let budget = &self.budget;
                 self.connections
                     .entry(peer_id)
                     .or_insert_with(|| Connections {
                         ids: Vec::new(),
-                        budget,
+                        budget: budget.peer(),
                     })
                     .ids
                     .push(connection_id);
                 self.table.opened(peer_id);
+            }
+            // A connection another behaviour refused after ours made its handler: the entry
+            // that handler made goes, if it was the peer's only one.
+            FromSwarm::ListenFailure(ListenFailure { connection_id, .. })
+            | FromSwarm::DialFailure(DialFailure { connection_id, .. }) => {
+                if let Some(peer) = self.pending.remove(&connection_id) {
+                    if self
+                        .connections
+                        .get(&peer)
+                        .is_some_and(|c| c.ids.is_empty())
+                    {
+                        self.connections.remove(&peer);
+                    }
+                }
             }
             FromSwarm::ConnectionClosed(ConnectionClosed {
                 peer_id,
@@ -330,5 +350,50 @@ mod tests {
         }
         assert_eq!(t.take(), vec![(a, Change::Down)]);
         assert!(!t.is_connected(&a));
+    }
+
+    /// A connection refused by another behaviour after ours made its handler leaves nothing
+    /// behind; an established one is counted until it closes.
+    #[test]
+    fn refused_connections_leave_no_entry() {
+        use libp2p::{core::ConnectedPoint, swarm::ListenError};
+        let (events, _rx) = mpsc::channel(1);
+        let (mut b, _outbox, table) = Behaviour::new(events, Budget::default());
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+        let peer = PeerId::random();
+        for n in 0..100 {
+            let id = ConnectionId::new_unchecked(n);
+            let _handler = b
+                .handle_established_inbound_connection(id, peer, &addr, &addr)
+                .unwrap();
+            let refused = ListenError::Denied {
+                cause: ConnectionDenied::new("over a limit"),
+            };
+            b.on_swarm_event(FromSwarm::ListenFailure(ListenFailure {
+                local_addr: &addr,
+                send_back_addr: &addr,
+                error: &refused,
+                connection_id: id,
+                peer_id: Some(peer),
+            }));
+        }
+        assert!(b.connections.is_empty() && b.pending.is_empty());
+        let id = ConnectionId::new_unchecked(1000);
+        let _handler = b
+            .handle_established_inbound_connection(id, peer, &addr, &addr)
+            .unwrap();
+        let endpoint = ConnectedPoint::Listener {
+            local_addr: addr.clone(),
+            send_back_addr: addr.clone(),
+        };
+        b.on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
+            peer_id: peer,
+            connection_id: id,
+            endpoint: &endpoint,
+            failed_addresses: &[],
+            other_established: 0,
+        }));
+        assert_eq!(b.connections[&peer].ids, vec![id]);
+        assert!(b.pending.is_empty() && table.is_connected(&peer));
     }
 }
