@@ -28,8 +28,9 @@ fn a_local_user_cannot_exhaust_the_daemon() {
     let cid = root.add_q(&[f.to_str().unwrap()]);
     let d = Daemon::start(&root, true, &["--no-dht"]);
     std::fs::set_permissions(root.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/control_abuse.py");
+    // Beside the root, where nobody can read it (the clone may be somewhere nobody cannot).
+    let script = root.dir.path().join("control_abuse.py");
+    std::fs::write(&script, include_str!("support/control_abuse.py")).unwrap();
     let mut abuser = Command::new("setpriv")
         .args(["--reuid", "nobody", "--regid", "nogroup", "--clear-groups"])
         // Debian's python3: a python3 under /root (pyenv) is out of nobody's reach.
