@@ -16,6 +16,8 @@
 //! - `concurrency`: several processes adding into one root at once
 //! - `control_socket`: a local user (nobody) throwing long lines, idle connections and absurd
 //!   requests at a daemon's socket
+//! - `firstrun`: an empty node entering a tree through its mount: the skeleton first, listings
+//!   and `stat` without the network, limits on a skeleton and a hostile tree
 //! - `mount`: the FUSE mount, mounted for real, read with ordinary tools
 //! - `gc`: pins and garbage collection, one test per liveness rule, and a stress test
 //! - `hostile`: DAGs built to explode walks, broken journals and CARs, a stale ready pipe, no /proc
@@ -35,6 +37,7 @@ mod crash;
 mod dht_attack;
 mod env;
 mod faults;
+mod firstrun;
 mod fixtures;
 mod gc;
 mod hostile;

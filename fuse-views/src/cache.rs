@@ -184,6 +184,22 @@ impl NodeCache {
         (d.links[i].cid == *link.cid).then(|| summary[i])
     }
 
+    /// The size `link` of directory `dir` (CID `cid`) states for what it names (its `Tsize`),
+    /// if the link is where its place or name says. For a raw block that is its length.
+    pub fn link_size(&self, cid: &Cid, dir: &Node, link: Link<'_>) -> Option<u64> {
+        let found = match dir {
+            Node::Directory(d) => {
+                let i = link
+                    .at
+                    .filter(|i| d.links.get(*i).is_some_and(|l| l.name() == link.name))
+                    .or_else(|| self.position(cid, d, link.name))?;
+                d.links[i].clone()
+            }
+            _ => resolve::lookup(self, dir, link.name).ok()??,
+        };
+        (found.cid == *link.cid).then_some(found.tsize?)
+    }
+
     /// A directory's (or HAMT's) entries: name and CID, in listing order.
     pub fn listing(&self, cid: &Cid, dir: &Node) -> Result<Arc<Vec<(String, Cid)>>, UnixfsError> {
         self.listings.get_or_insert_with(cid, || {

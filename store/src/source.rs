@@ -58,6 +58,14 @@ pub trait BlockSource: Send + Sync {
     fn prefetch(&self, cids: &[Cid]) {
         let _ = cids;
     }
+
+    /// A hint that a reader entered the tree under `root` (the mount resolved
+    /// `R/store/{view}/{root}`): a source that fetches may bring the blocks that listings and
+    /// lookups below it need now, many at once, rather than one round trip per name. Never
+    /// waits, never fails; the default does nothing.
+    fn entered(&self, root: &Cid) {
+        let _ = root;
+    }
 }
 
 impl<T: BlockSource + ?Sized> BlockSource for Arc<T> {
@@ -79,6 +87,9 @@ impl<T: BlockSource + ?Sized> BlockSource for Arc<T> {
     fn prefetch(&self, cids: &[Cid]) {
         (**self).prefetch(cids)
     }
+    fn entered(&self, root: &Cid) {
+        (**self).entered(root)
+    }
 }
 
 impl<T: BlockSource + ?Sized> BlockSource for &T {
@@ -99,5 +110,8 @@ impl<T: BlockSource + ?Sized> BlockSource for &T {
     }
     fn prefetch(&self, cids: &[Cid]) {
         (**self).prefetch(cids)
+    }
+    fn entered(&self, root: &Cid) {
+        (**self).entered(root)
     }
 }

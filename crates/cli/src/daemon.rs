@@ -191,7 +191,8 @@ pub fn run(root: &Path, args: DaemonArgs) -> Result<ExitCode> {
                 config.fetch_timeout,
                 dev_fuse,
             )
-            .with_queue_limit(queue),
+            .with_queue_limit(queue)
+            .with_skeletons(rt.handle().clone(), config.skeleton_limits()),
         );
         mount::serve(
             root,

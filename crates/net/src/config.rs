@@ -12,6 +12,8 @@
 //! serve = true                         # send blocks to peers that want them
 //! upload_limit = "10M"                 # bytes per second for serving (K, M, G); 0 = no limit
 //! incentives = true                    # under the limit, who gave us most is served first
+//! skeleton_nodes = 65536               # a tree's listings fetched on entry, up to this many blocks
+//! skeleton_bytes = "64M"               # and this many bytes (0 nodes: fetched as read)
 //! ```
 
 use std::{path::Path, time::Duration};
@@ -46,6 +48,10 @@ pub struct Config {
     /// Serve in order of generosity under the upload limit, and ask the best deliverers
     /// first ([`crate::incentives`]); off, everyone is treated alike.
     pub incentives: bool,
+    /// The bounds of a tree's skeleton, fetched when a reader enters it
+    /// ([`crate::skeleton`]); `nodes` 0 turns skeletons off.
+    pub skeleton_nodes: u64,
+    pub skeleton_bytes: u64,
 }
 
 impl Default for Config {
@@ -63,6 +69,8 @@ impl Default for Config {
             serve: true,
             upload_limit: None,
             incentives: true,
+            skeleton_nodes: crate::skeleton::SkeletonLimits::default().nodes,
+            skeleton_bytes: crate::skeleton::SkeletonLimits::default().bytes,
         }
     }
 }
@@ -98,6 +106,8 @@ struct File {
     serve: Option<bool>,
     upload_limit: Option<toml::Value>,
     incentives: Option<bool>,
+    skeleton_nodes: Option<u64>,
+    skeleton_bytes: Option<toml::Value>,
 }
 
 impl Config {
@@ -169,7 +179,26 @@ impl Config {
             Some(toml::Value::String(s)) => parse_rate(&s).map_err(bad)?,
             Some(other) => return Err(bad(format!("upload_limit {other} is not a rate"))),
         };
+        c.skeleton_nodes = f.skeleton_nodes.unwrap_or(c.skeleton_nodes);
+        c.skeleton_bytes = match f.skeleton_bytes {
+            None => c.skeleton_bytes,
+            Some(toml::Value::Integer(n)) if n >= 0 => n as u64,
+            Some(toml::Value::String(s)) => parse_rate(&s)
+                .map_err(|_| bad(format!("skeleton_bytes {s:?} is not a size like 64M")))?
+                .unwrap_or(0),
+            Some(other) => return Err(bad(format!("skeleton_bytes {other} is not a size"))),
+        };
         Ok(c)
+    }
+
+    /// How far a skeleton walk may go under these settings.
+    pub fn skeleton_limits(&self) -> crate::skeleton::SkeletonLimits {
+        crate::skeleton::SkeletonLimits {
+            nodes: self.skeleton_nodes,
+            bytes: self.skeleton_bytes,
+            timeout: self.fetch_timeout,
+            ..Default::default()
+        }
     }
 }
 
@@ -209,7 +238,9 @@ mod tests {
                fetch_timeout = 2.5
                provide = "all"
                serve = false
-               upload_limit = "1.5M""#,
+               upload_limit = "1.5M"
+               skeleton_nodes = 10
+               skeleton_bytes = "1K""#,
         )
         .unwrap();
         assert_eq!(c.listen[0].to_string(), "/ip4/127.0.0.1/tcp/0");
@@ -217,6 +248,7 @@ mod tests {
         assert_eq!(c.provide, Provide::All);
         assert_eq!(c.upload_limit, Some(1_572_864));
         assert!(!c.mdns && !c.dht && !c.serve);
+        assert_eq!((c.skeleton_nodes, c.skeleton_bytes), (10, 1024));
     }
 
     #[test]
@@ -227,6 +259,7 @@ mod tests {
             ("upload_limit = \"fast\"", "upload_limit"),
             ("colour = \"blue\"", "colour"),
             ("provide = \"some\"", "provide"),
+            ("skeleton_bytes = \"big\"", "skeleton_bytes"),
         ] {
             let e = Config::parse(text).unwrap_err().to_string();
             assert!(e.contains(says), "{text}: {e}");

@@ -13,7 +13,9 @@
 //! - [`dht`]: the public and the LAN DHT, kept apart, with bounded provider stores.
 //! - [`NetworkSource`] wraps the store: local blocks as before, missing ones fetched within
 //!   a timeout, corrupt ones fetched again.
-//! - [`fetch::fetch_dag`] fetches a whole DAG with many wants in flight.
+//! - [`fetch::fetch_dag`] fetches a whole DAG with many wants in flight;
+//!   [`skeleton::fetch_skeleton`] the part of a tree that listings and lookups need, when a
+//!   reader enters it.
 //! - [`config`]: `R/config.toml`; [`identity`]: the node's key in `R/node.key`;
 //!   [`ledger`]: what each peer did, and when it is cut off.
 //! - [`incentives`]: whom cairn serves first and whom it asks (the policy and why);
@@ -69,6 +71,8 @@
 //! | signed statements | 64 per batch, 64 KiB per response | [`history`], [`reputation`] | refused |
 //! | offences | 50 points (decaying 2/s) | [`ledger`] | disconnected, banned 10 minutes (a ban is resent until the node takes it) |
 //! | the ledger file | 4096 peers | [`ledger`] | the longest-unseen strangers forgotten |
+//! | a tree's skeleton (a stranger's tree: a HAMT bomb, a chain) | 65,536 blocks, 64 MiB, 256 wants in flight, 10 minutes, stopped 30 s after the last read (config `skeleton_nodes`, `skeleton_bytes`) | [`skeleton`] | the walk stops; the rest is fetched as read |
+//! | skeleton walks | 4 at once, 4096 roots remembered | [`source`] | not started (fetched as read) |
 //!
 //! Not bounded here: the yamux buffers of 512 connections could in theory hold 8 GiB, if a
 //! peer with 128 identities filled every stream of every connection and we read none of
@@ -90,6 +94,7 @@ pub mod ledger;
 mod muxer;
 pub mod node;
 pub mod reputation;
+pub mod skeleton;
 pub mod source;
 
 use cairn_store::{Cid, StoreError};

@@ -13,13 +13,20 @@
 //!   `Unavailable` at once.
 //! - `prefetch` of missing blocks starts fetching them now: a sequential reader's read-ahead
 //!   becomes "want these next blocks".
+//! - When a reader enters a tree (`entered`, the mount resolving `R/store/{view}/{cid}`), its
+//!   skeleton ([`crate::skeleton`]: directories, file roots, app nodes) is fetched in the
+//!   background, many blocks at once, so that lookups and listings below it stop waiting on
+//!   the network one name at a time. At most [`MAX_WALKS`] walks run at once; a root is
+//!   walked once per start of the source (a walk of a complete skeleton reads local blocks
+//!   only).
 //! - A block cairn could not check (a hash function the store does not compute, see
 //!   [`crate::verifiable`]) is refused at once, with an error that says so: no peer is asked.
 
 use std::{
+    collections::HashMap,
     sync::{
         atomic::{AtomicUsize, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::Duration,
 };
@@ -27,7 +34,16 @@ use std::{
 use bytes::Bytes;
 use cairn_store::{BlockSource, Cid, Store, StoreError};
 
-use crate::client::Client;
+use crate::{
+    client::Client,
+    skeleton::{self, Activity, Outcome, SkeletonLimits},
+};
+
+/// Skeleton walks running at once (each has up to its window of wants in flight).
+pub const MAX_WALKS: usize = 4;
+/// Roots remembered as walked; past this the finished ones are forgotten (walked again,
+/// from local blocks, when entered again).
+const WALKED: usize = 4096;
 
 pub struct NetworkSource {
     store: Arc<Store>,
@@ -40,6 +56,17 @@ pub struct NetworkSource {
     /// Threads waiting, per pool. Pool 0 has its own count; pools past the last share one
     /// (a tighter limit, never a looser one).
     waiting: Vec<AtomicUsize>,
+    /// When a reader last came through.
+    activity: Arc<Activity>,
+    skeletons: Option<Arc<Skeletons>>,
+}
+
+/// The skeleton walks: where they run, how far, and each root's state.
+struct Skeletons {
+    rt: tokio::runtime::Handle,
+    limits: SkeletonLimits,
+    /// `None` while a walk runs; its outcome when it ended.
+    roots: Mutex<HashMap<Cid, Option<Outcome>>>,
 }
 
 /// How many pools are counted apart.
@@ -61,7 +88,34 @@ impl NetworkSource {
             max_waiting: max_waiting.max(1),
             max_waiting_queue: max_waiting.max(1),
             waiting: (0..POOLS).map(|_| AtomicUsize::new(0)).collect(),
+            activity: Arc::new(Activity::default()),
+            skeletons: None,
         }
+    }
+
+    /// Fetches the skeleton of each tree a reader enters, on `rt`, within `limits` (none if
+    /// `limits.nodes` is 0).
+    pub fn with_skeletons(
+        mut self,
+        rt: tokio::runtime::Handle,
+        limits: SkeletonLimits,
+    ) -> NetworkSource {
+        self.skeletons = (limits.nodes > 0).then(|| {
+            Arc::new(Skeletons {
+                rt,
+                limits,
+                roots: Mutex::new(HashMap::new()),
+            })
+        });
+        self
+    }
+
+    /// How the walk of `root`'s skeleton ended, `Some(None)` while it runs, `None` if none
+    /// was started.
+    pub fn skeleton(&self, root: &Cid) -> Option<Option<Outcome>> {
+        let s = self.skeletons.as_ref()?;
+        let roots = s.roots.lock().expect("skeleton roots");
+        roots.get(&cairn_store::canonical(root)).copied()
     }
 
     /// At most `n` threads of each pool but pool 0 (each io_uring queue's) wait at once.
@@ -116,6 +170,7 @@ impl NetworkSource {
 
 impl BlockSource for NetworkSource {
     fn get(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
+        self.activity.touch();
         let mut v = Vec::new();
         if self.local(cid, &mut v)? {
             return Ok(Some(Bytes::from(v)));
@@ -124,6 +179,7 @@ impl BlockSource for NetworkSource {
     }
 
     fn get_into(&self, cid: &Cid, out: &mut Vec<u8>) -> Result<bool, StoreError> {
+        self.activity.touch();
         if self.local(cid, out)? {
             return Ok(true);
         }
@@ -155,6 +211,51 @@ impl BlockSource for NetworkSource {
         if !missing.is_empty() {
             self.client.prefetch(&missing, self.timeout);
         }
+    }
+
+    fn entered(&self, root: &Cid) {
+        self.activity.touch();
+        let Some(s) = &self.skeletons else { return };
+        let root = cairn_store::canonical(root);
+        if root.codec() == cairn_store::codec::codes::RAW {
+            return;
+        }
+        {
+            let mut roots = s.roots.lock().expect("skeleton roots");
+            // Walked already, or walking; a walk that gave up early is tried again.
+            if let Some(None | Some(Outcome::Complete | Outcome::TooLarge)) = roots.get(&root) {
+                return;
+            }
+            if roots.values().filter(|o| o.is_none()).count() >= MAX_WALKS {
+                log::debug!("skeleton of {root}: {MAX_WALKS} walks running; fetched as read");
+                return;
+            }
+            if roots.len() >= WALKED {
+                roots.retain(|_, o| o.is_none());
+            }
+            roots.insert(root, None);
+        }
+        let (s, client, store, activity) = (
+            s.clone(),
+            self.client.clone(),
+            self.store.clone(),
+            self.activity.clone(),
+        );
+        s.rt.clone().spawn(async move {
+            let r = skeleton::fetch_skeleton(&client, &store, root, &s.limits, &activity).await;
+            log::info!(
+                "skeleton of {root}: {:?}, {} blocks ({} fetched, {} bytes) in {} ms",
+                r.outcome,
+                r.nodes,
+                r.fetched,
+                r.bytes,
+                r.millis
+            );
+            s.roots
+                .lock()
+                .expect("skeleton roots")
+                .insert(root, Some(r.outcome));
+        });
     }
 }
 

@@ -193,24 +193,11 @@ impl<S: NodeSource> FileReader<S> {
             let e = (end.min(inline_end) - at) as usize;
             sink.put(node.inline.slice(s..e))?;
         }
+        self.ask_ahead(node, inline_end, start, end);
         let mut child_at = inline_end;
-        for (i, (child, size)) in node.children.iter().enumerate() {
+        for (child, size) in node.children.iter() {
             let child_end = child_at + size;
             if child_at >= end {
-                // The siblings after the range, up to READ_AHEAD bytes or READ_AHEAD_BLOCKS
-                // of them (a file may repeat one block, or hold empty ones, many times).
-                let mut ahead: Vec<Cid> = Vec::new();
-                let mut bytes = 0u64;
-                for (c, s) in &node.children[i..] {
-                    if bytes >= READ_AHEAD || ahead.len() >= READ_AHEAD_BLOCKS {
-                        break;
-                    }
-                    if !ahead.contains(c) {
-                        ahead.push(*c);
-                    }
-                    bytes = bytes.saturating_add(*s);
-                }
-                self.src.prefetch(&ahead);
                 break;
             }
             if child_end > start && *size > 0 {
@@ -257,6 +244,37 @@ impl<S: NodeSource> FileReader<S> {
             child_at = child_end;
         }
         Ok(())
+    }
+
+    /// Hints that the children of `node` (whose first child begins at `first`) covering
+    /// `[start, end)` and [`READ_AHEAD`] bytes after it will be read, all at once and before
+    /// the first is waited for: from a peer, a read of several missing blocks then costs one
+    /// round trip rather than one each, and a file of up to `READ_AHEAD` bytes is asked for
+    /// whole at its first read. At most [`READ_AHEAD_BLOCKS`] past the range, and that many
+    /// more in it, are named (a file may repeat one block, or hold empty ones, many times).
+    fn ask_ahead(&self, node: &FileNode, first: u64, start: u64, end: u64) {
+        let until = end.saturating_add(READ_AHEAD);
+        let mut want: Vec<Cid> = Vec::new();
+        let (mut at, mut ahead) = (first, 0);
+        for (c, size) in &node.children {
+            let c_end = at.saturating_add(*size);
+            if at >= until || ahead >= READ_AHEAD_BLOCKS || want.len() >= 2 * READ_AHEAD_BLOCKS {
+                break;
+            }
+            if c_end > start && *size > 0 {
+                if at >= end {
+                    ahead += 1;
+                }
+                if !want.contains(c) {
+                    want.push(*c);
+                }
+            }
+            at = c_end;
+        }
+        // One block in all is the one about to be read: nothing to ask ahead of it.
+        if want.len() > 1 {
+            self.src.prefetch(&want);
+        }
     }
 
     /// The bytes in `[offset, offset + len)` (fewer at the end of the file).

@@ -40,6 +40,9 @@ impl CairnFs {
         let parent_inode = self.inode(INodeNo(parent))?;
         let root_of = |view: usize| -> FsResult<Inode> {
             let cid = parse_cid_name(name).ok_or(Errno::ENOENT)?;
+            // A source that fetches starts on the tree's skeleton now, beside the root's
+            // own block, which the view waits for next.
+            self.nodes.source().entered(&cid);
             match self.views[view].root(&self.nodes, &cid) {
                 Ok(Some(entry)) => Ok(Inode::Node {
                     view,

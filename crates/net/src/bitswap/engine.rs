@@ -62,6 +62,9 @@ pub const SERVING: usize = 256 << 20;
 pub struct Stats {
     pub peers: usize,
     pub wants: usize,
+    /// Blocks this node has started wanting since it started (a want already open is not
+    /// counted again): how many times its readers and fetches went to the network.
+    pub wanted: u64,
     pub totals: PeerStats,
     pub by_peer: Vec<(String, PeerStats)>,
     /// Per peer: its share of a contended upload, and what shared history credits it with.
@@ -102,6 +105,8 @@ pub struct Engine {
     statements: Statements,
     refreshed: Instant,
     pub(super) wants: Wants,
+    /// Wants started (see [`Stats::wanted`]).
+    wanted: u64,
     peers: HashMap<PeerId, Peer>,
     pub(super) ledger: Ledger,
     /// `R/ledger.json`, and when the ledger was last written there.
@@ -171,6 +176,7 @@ impl Engine {
             statements,
             refreshed: Instant::now(),
             wants: Wants::default(),
+            wanted: 0,
             peers: HashMap::new(),
             storing: HashMap::new(),
             windows: HashMap::new(),
@@ -345,6 +351,9 @@ impl Engine {
                     }
                     return;
                 }
+                if !self.wants.is_wanted(cid.hash()) {
+                    self.wanted += 1;
+                }
                 let acts = self.wants.want(cid, waiter, until, now);
                 self.apply(acts);
             }
@@ -366,6 +375,7 @@ impl Engine {
                 let _ = reply.send(Stats {
                     peers: self.peers.len(),
                     wants: self.wants.len(),
+                    wanted: self.wanted,
                     totals: self.ledger.totals.clone(),
                     by_peer: self
                         .ledger

@@ -128,6 +128,9 @@ pub struct Handler {
     writes: FuturesSet<()>,
     queued: VecDeque<Outgoing>,
     opening: usize,
+    /// The version the peer took on an outbound stream of this connection: later streams
+    /// offer only it, negotiated lazily (see `protocol`).
+    version: Option<Version>,
 }
 
 impl Handler {
@@ -140,6 +143,7 @@ impl Handler {
             writes: FuturesSet::new(|| Delay::tokio(FUTURE_LIMIT), WRITES_PER_CONNECTION),
             queued: VecDeque::new(),
             opening: 0,
+            version: None,
         }
     }
 
@@ -169,7 +173,7 @@ impl ConnectionHandler for Handler {
     type OutboundOpenInfo = Outgoing;
 
     fn listen_protocol(&self) -> SubstreamProtocol<Upgrade> {
-        SubstreamProtocol::new(Upgrade, ()).with_timeout(NEGOTIATION)
+        SubstreamProtocol::new(Upgrade(None), ()).with_timeout(NEGOTIATION)
     }
 
     fn poll(
@@ -190,7 +194,8 @@ impl ConnectionHandler for Handler {
             if let Some(out) = self.queued.pop_front() {
                 self.opening += 1;
                 return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
-                    protocol: SubstreamProtocol::new(Upgrade, out).with_timeout(NEGOTIATION),
+                    protocol: SubstreamProtocol::new(Upgrade(self.version), out)
+                        .with_timeout(NEGOTIATION),
                 });
             }
         }
@@ -217,6 +222,7 @@ impl ConnectionHandler for Handler {
                 info: out,
             }) => {
                 self.opening = self.opening.saturating_sub(1);
+                self.version = Some(version);
                 if out.reply.is_closed() {
                     return; // given up on meanwhile (the stream is dropped unused)
                 }

@@ -1,8 +1,8 @@
 //! One connected peer's side of the engine: what we owe it (the blocks and presences it
 //! asked for, and our wants and cancels for it), and the task that turns that into messages.
 //!
-//! The sender task sends one message at a time through the [`Outbox`] (the connection's
-//! handler writes it on a new stream and closes it). Disk reads run on blocking threads; this
+//! The sender task sends messages through the [`Outbox`] (the connection's handler writes
+//! each on a new stream and closes it): ours in order, answers several at once. Disk reads run on blocking threads; this
 //! task only moves bytes. A message that could not be sent puts what it carried back, so no
 //! want or cancel of ours is lost to a failed stream.
 
@@ -17,6 +17,7 @@ use std::{
 
 use bytes::Bytes;
 use cairn_store::{Cid, Store, StoreError};
+use futures::{future::BoxFuture, stream::FuturesUnordered, FutureExt, StreamExt};
 use libp2p::PeerId;
 use tokio::sync::{mpsc, Notify};
 
@@ -109,6 +110,20 @@ impl PeerQueue {
         None
     }
 
+    /// A want-have for `key` was answered HAVE: it ends, unless a want-block for the same
+    /// block came while the answer was being made (it was queued again then, and is
+    /// answered with the block: dropping it here left the peer waiting for a block that
+    /// never came).
+    fn answered_have(&mut self, key: &Key) {
+        let upgraded = self
+            .wants
+            .get(key)
+            .is_some_and(|w| w.queued.is_some() || w.want_type == WantType::Block);
+        if !upgraded {
+            self.wants.remove(key);
+        }
+    }
+
     /// Entries waiting in the serve queue, stale ones included (for tests).
     pub fn serve_len(&self) -> usize {
         self.serve.len()
@@ -191,6 +206,11 @@ fn control_messages(mut control: Vec<Entry>, full: bool) -> Vec<Message> {
 /// The sender task of one peer: runs until the engine closes it. Blocks read for serving
 /// take room from `serving` (KiB) until they are sent, and one round reads blocks only up to
 /// the message target, so what waits in memory to be served is bounded for all peers.
+///
+/// Our wants and cancels go out in order, one message at a time: a cancel overtaken by the
+/// want that follows it would take that want away at the peer. Answers (blocks, presences)
+/// do not depend on one another and go out [`IN_FLIGHT`] at a time, each on its own stream,
+/// while the next round is read from disk.
 pub async fn send_loop(
     peer: PeerId,
     shared: Arc<PeerShared>,
@@ -200,50 +220,80 @@ pub async fn send_loop(
     serving: Arc<tokio::sync::Semaphore>,
     events: mpsc::Sender<Event>,
 ) {
-    let mut version: Option<Version> = None;
+    let version: Arc<Mutex<Option<Version>>> = Arc::default();
     // Under a limit, messages are small enough that whoever weighs most goes next soon.
     let target = limit
         .as_ref()
         .map_or(MESSAGE_TARGET, |l| l.message_target());
+    let sender = Sender {
+        peer,
+        shared: shared.clone(),
+        outbox,
+        limit,
+        events,
+        version: version.clone(),
+    };
+    let mut in_flight: FuturesUnordered<BoxFuture<'static, bool>> = FuturesUnordered::new();
     loop {
+        // Answers written since: a failure puts what it carried back and pauses a moment.
+        let mut failed = false;
+        while let Some(Some(ok)) = in_flight.next().now_or_never() {
+            failed |= !ok;
+        }
+        if failed && !sender.failed().await {
+            return;
+        }
         let notified = shared.notify.notified();
         if shared.closed.load(Ordering::Relaxed) {
             return;
         }
+        let full_pipe = in_flight.len() >= IN_FLIGHT;
         let (control, full, serve) = {
             let mut q = shared.lock();
             let control: Vec<Entry> = q.control.drain().map(|(_, e)| e).collect();
             let full = std::mem::take(&mut q.full);
             let mut serve = Vec::new();
-            while serve.len() < SERVE_BATCH {
+            while serve.len() < SERVE_BATCH && !full_pipe {
                 let Some(w) = q.pop() else { break };
                 serve.push(w);
             }
             (control, full, serve)
         };
         if control.is_empty() && !full && serve.is_empty() {
-            notified.await;
+            // Wait for work, or for an answer to finish writing (room for the next).
+            tokio::select! {
+                _ = notified => {}
+                Some(ok) = in_flight.next(), if !in_flight.is_empty() => {
+                    if !ok && !sender.failed().await {
+                        return;
+                    }
+                }
+            }
+            continue;
+        }
+        for msg in control_messages(control, full) {
+            if !sender.send(msg, Vec::new()).await {
+                if !sender.failed().await {
+                    return;
+                }
+                break;
+            }
+        }
+        if serve.is_empty() {
             continue;
         }
         // Room for a round's blocks: at most the target plus the last block read when a
         // want-block is among them, else only blocks small enough to answer a want-have.
-        let room = if serve.is_empty() {
-            None
+        let most = if serve.iter().any(|(_, w)| w.want_type == WantType::Block) {
+            target + wire::MAX_BLOCK
         } else {
-            let most = if serve.iter().any(|(_, w)| w.want_type == WantType::Block) {
-                target + wire::MAX_BLOCK
-            } else {
-                SERVE_BATCH * SEND_SMALL_BLOCKS as usize
-            };
-            let units = (most >> 10).max(1) as u32;
-            match serving.clone().acquire_many_owned(units).await {
-                Ok(r) => Some(r),
-                Err(_) => return,
-            }
+            SERVE_BATCH * SEND_SMALL_BLOCKS as usize
         };
-        let (answers, unread) = if serve.is_empty() {
-            (Vec::new(), Vec::new())
-        } else {
+        let units = (most >> 10).max(1) as u32;
+        let Ok(room) = serving.clone().acquire_many_owned(units).await else {
+            return;
+        };
+        let (answers, unread) = {
             let store = store.clone();
             tokio::task::spawn_blocking(move || {
                 let mut bytes = 0;
@@ -265,27 +315,19 @@ pub async fn send_loop(
             .await
             .unwrap_or_default()
         };
-        if !unread.is_empty() {
+        let v100 = *version.lock().expect("version") == Some(Version::V100);
+        let mut msgs = vec![Message::default()];
+        // What each message answered, to put back in the peer's list if it is not sent.
+        let mut answered: Vec<Vec<(Key, TheirWant)>> = vec![Vec::new()];
+        {
             let mut q = shared.lock();
             for k in unread {
                 q.queue(k);
             }
-        }
-        let mut msgs = control_messages(control, full);
-        // What each message answered, to put back in the peer's list if it is not sent.
-        let mut answered: Vec<Vec<(Key, TheirWant)>> = vec![Vec::new(); msgs.len()];
-        if msgs.is_empty() {
-            msgs.push(Message::default());
-            answered.push(Vec::new());
-        }
-        {
-            let mut q = shared.lock();
             for (k, a, w) in answers {
                 match a {
                     // Bitswap 1.0.0 has no prefixes: its blocks are CIDv0 by definition.
-                    Answer::Block(prefix, _)
-                        if version == Some(Version::V100) && prefix != Prefix::v0() =>
-                    {
+                    Answer::Block(prefix, _) if v100 && prefix != Prefix::v0() => {
                         q.wants.remove(&k);
                     }
                     Answer::Block(prefix, data) => {
@@ -300,7 +342,7 @@ pub async fn send_loop(
                     }
                     Answer::Presence(cid, p) => {
                         if p == Presence::Have {
-                            q.wants.remove(&k);
+                            q.answered_have(&k);
                             answered.last_mut().expect("one").push((k, w));
                         }
                         msgs.last_mut().expect("one").presences.push((cid, p));
@@ -312,64 +354,104 @@ pub async fn send_loop(
                 }
             }
         }
-        let mut failed = false;
+        // The round's room is given back when the last of its messages is written.
+        let room = Arc::new(room);
         for (msg, answered) in msgs.into_iter().zip(answered) {
             if msg.is_empty() {
                 continue;
             }
-            // The engine let the peer go (it may be back already, with a sender of its own
-            // that starts with a full list): nothing more from this one.
-            if shared.closed.load(Ordering::Relaxed) {
-                return;
+            let (sender, room) = (sender.clone(), room.clone());
+            in_flight.push(
+                async move {
+                    let ok = sender.send(msg, answered).await;
+                    drop(room);
+                    ok
+                }
+                .boxed(),
+            );
+        }
+    }
+}
+
+/// Answers written at once to one peer, each on a stream of its own.
+///
+/// One: a stream moves at most its 256 KiB window per round trip (see `crate::muxer`), so
+/// a peer 20 ms away is served at about 12 MB/s, and 8 at once measured twice that on
+/// `bench/firstrun.py`. But a peer may take only one inbound stream at a time and drop the
+/// rest after negotiating them (libp2p-stream's receivers do; the test suite's raw peer lost
+/// DONT_HAVEs that way), and a message dropped there is lost without an error here: the
+/// peer then waits for what it asked. Concurrency needs the peer to say it can take it.
+const IN_FLIGHT: usize = 1;
+
+/// What sending to one peer needs, shared by the messages in flight.
+#[derive(Clone)]
+struct Sender {
+    peer: PeerId,
+    shared: Arc<PeerShared>,
+    outbox: Outbox,
+    limit: Option<Arc<Upload>>,
+    events: mpsc::Sender<Event>,
+    /// The Bitswap version the peer speaks, once a message reached it.
+    version: Arc<Mutex<Option<Version>>>,
+}
+
+impl Sender {
+    /// Sends one message (under the upload limit); false if it failed, after putting what
+    /// it carried back. A peer the engine let go gets nothing more.
+    async fn send(&self, msg: Message, answered: Vec<(Key, TheirWant)>) -> bool {
+        if self.shared.closed.load(Ordering::Relaxed) {
+            return true;
+        }
+        let blocks = msg.blocks.len() as u64;
+        let bytes: usize = msg.blocks.iter().map(|(_, d)| d.len()).sum();
+        if let (Some(limit), true) = (&self.limit, bytes > 0) {
+            if self.shared.stranger.load(Ordering::Relaxed) {
+                limit
+                    .take(Class::Strangers, limit.stranger_weight(), bytes)
+                    .await;
+            } else {
+                limit
+                    .take(Class::Peer(self.peer), self.shared.weight(), bytes)
+                    .await;
             }
-            if failed {
-                put_back(&shared, msg, answered);
-                continue;
-            }
-            let blocks = msg.blocks.len() as u64;
-            let bytes: usize = msg.blocks.iter().map(|(_, d)| d.len()).sum();
-            if let (Some(limit), true) = (&limit, bytes > 0) {
-                if shared.stranger.load(Ordering::Relaxed) {
-                    limit
-                        .take(Class::Strangers, limit.stranger_weight(), bytes)
+        }
+        match self.outbox.send(self.peer, msg.clone(), SEND_TIMEOUT).await {
+            Ok(v) => {
+                *self.version.lock().expect("version") = Some(v);
+                if blocks > 0 {
+                    let _ = self
+                        .events
+                        .send(Event::Sent {
+                            peer: self.peer,
+                            blocks,
+                            bytes: bytes as u64,
+                        })
                         .await;
-                } else {
-                    limit.take(Class::Peer(peer), shared.weight(), bytes).await;
                 }
+                true
             }
-            match outbox.send(peer, msg.clone(), SEND_TIMEOUT).await {
-                Ok(v) => {
-                    version = Some(v);
-                    if blocks > 0 {
-                        let _ = events
-                            .send(Event::Sent {
-                                peer,
-                                blocks,
-                                bytes: bytes as u64,
-                            })
-                            .await;
-                    }
-                }
-                Err(SendError::Unsupported) => {
-                    let _ = events.send(Event::NotBitswap(peer)).await;
-                    return;
-                }
-                Err(e) => {
-                    log::debug!("bitswap: sending to {peer}: {e}");
-                    failed = true;
-                    put_back(&shared, msg, answered);
-                }
+            Err(SendError::Unsupported) => {
+                let _ = self.events.send(Event::NotBitswap(self.peer)).await;
+                self.shared.closed.store(true, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                log::debug!("bitswap: sending to {}: {e}", self.peer);
+                put_back(&self.shared, msg, answered);
+                false
             }
         }
-        drop(room);
-        if failed {
-            if std::mem::take(&mut shared.lock().overflowed) {
-                let _ = events.send(Event::Resync(peer)).await;
-            }
-            // Whatever it was (a connection closing, a busy handler), try again shortly; a
-            // peer that is gone is closed by the engine meanwhile.
-            tokio::time::sleep(RETRY_AFTER).await;
+    }
+
+    /// After a failed send: a resync if our list overflowed meanwhile, then a pause (a
+    /// connection closing, a busy handler; a peer that is gone is closed by the engine
+    /// meanwhile). False if the task should stop.
+    async fn failed(&self) -> bool {
+        if std::mem::take(&mut self.shared.lock().overflowed) {
+            let _ = self.events.send(Event::Resync(self.peer)).await;
         }
+        tokio::time::sleep(RETRY_AFTER).await;
+        !self.shared.closed.load(Ordering::Relaxed)
     }
 }
 
@@ -498,6 +580,37 @@ mod tests {
 
     /// The wants and cancels of a message that was not sent go back in the queue, behind any
     /// newer entry for the same block, and the next message still replaces the peer's list.
+    #[test]
+    fn a_want_block_during_a_have_is_answered() {
+        let mut q = PeerQueue::default();
+        let c = cid(7);
+        let k = *c.hash();
+        let want = |want_type| TheirWant {
+            cid: c,
+            want_type,
+            send_dont_have: true,
+            queued: None,
+        };
+        q.wants.insert(k, want(WantType::Have));
+        q.queue(k);
+        // The sender takes the want-have; a want-block for it arrives (as the engine
+        // records it) while the HAVE is being made.
+        let (_, taken) = q.pop().unwrap();
+        assert_eq!(taken.want_type, WantType::Have);
+        q.wants.get_mut(&k).unwrap().want_type = WantType::Block;
+        q.queue(k);
+        q.answered_have(&k);
+        let (_, next) = q.pop().expect("the want-block is still to be answered");
+        assert_eq!(next.want_type, WantType::Block);
+        // A plain want-have ends with its HAVE.
+        let mut q = PeerQueue::default();
+        q.wants.insert(k, want(WantType::Have));
+        q.queue(k);
+        q.pop().unwrap();
+        q.answered_have(&k);
+        assert!(q.wants.is_empty() && q.pop().is_none());
+    }
+
     #[test]
     fn a_failed_message_puts_its_wants_back() {
         let mut q = PeerQueue::default();

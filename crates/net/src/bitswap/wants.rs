@@ -565,6 +565,7 @@ impl Wants {
             }
         }
         for (p, k, cid) in timed_out {
+            log::debug!("bitswap: want-block {cid} to {p} unanswered for {BLOCK_WAIT:?}");
             self.untell(p, &k, cid, &mut out);
         }
         for k in due {

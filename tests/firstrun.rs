@@ -1,0 +1,192 @@
+//! The first run from an empty node: entering a tree through the mount fetches its skeleton
+//! (directories, file roots, app nodes) at once, so that listings and `stat` below it never
+//! wait on the network; a skeleton over its limits, or a hostile tree, is fetched as read.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use crate::{
+    peers::Daemon,
+    util::{eventually, Root},
+};
+
+/// Blocks the daemon started wanting since it started.
+fn wanted(d: &Daemon) -> u64 {
+    let s = d.stats();
+    s["wanted"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no `wanted` counter: {s}"))
+}
+
+/// Waits until the daemon has no want open and its count of wants has not moved for a
+/// second; returns that count.
+fn settled(d: &Daemon) -> u64 {
+    let mut last = (u64::MAX, Instant::now());
+    let mut now = 0;
+    eventually(60, "the skeleton to settle", || {
+        let s = d.stats();
+        now = s["wanted"].as_u64().unwrap();
+        if now != last.0 || s["wants"].as_u64().unwrap() != 0 {
+            last = (now, Instant::now());
+        }
+        last.1.elapsed() > Duration::from_secs(1)
+    });
+    now
+}
+
+/// A path relative to the walked directory, its kind (`d`, `f`, `l`) and size.
+type Listed = (String, char, u64);
+
+/// Every entry below `dir` with `lstat`'s kind and size, by path relative to `dir`, in
+/// order; `Err` with the path of the first that failed.
+fn walk(dir: &Path) -> Result<Vec<Listed>, (PathBuf, std::io::Error)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let rd = std::fs::read_dir(&d).map_err(|e| (d.clone(), e))?;
+        for e in rd {
+            let e = e.map_err(|e| (d.clone(), e))?;
+            let p = e.path();
+            let m = std::fs::symlink_metadata(&p).map_err(|e| (p.clone(), e))?;
+            let kind = if m.is_dir() {
+                todo.push(p.clone());
+                'd'
+            } else if m.is_symlink() {
+                'l'
+            } else {
+                'f'
+            };
+            let size = if m.is_dir() { 0 } else { m.len() };
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            out.push((rel, kind, size));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// 2,000 small files in 20 directories (raw leaves: each a raw block whose size only its
+/// directory states), a few files of several blocks, a symlink, a subdirectory.
+fn tree(at: &Path) {
+    for d in 0..20 {
+        let dir = at.join(format!("pkg{d:02}"));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        for f in 0..100 {
+            let body = format!("module {d}.{f}\n").repeat(1 + (d * 100 + f) % 37);
+            std::fs::write(dir.join(format!("m{f:03}.py")), body).unwrap();
+        }
+        std::fs::write(dir.join("sub/data.bin"), vec![d as u8; 700_000]).unwrap();
+        std::os::unix::fs::symlink("m000.py", dir.join("link")).unwrap();
+    }
+}
+
+/// A node that has nothing enters a 2,000-file tree through its mount. Once the skeleton is
+/// in, the only peer that has the tree stops: every entry below the root still lists and
+/// `stat`s as on the source (sizes of raw files included) with no want started, and only
+/// file contents are EIO.
+#[test]
+fn a_skeleton_keeps_a_tree_listable_without_its_peer() {
+    let seed = Root::new();
+    let src = seed.dir.path().join("tree");
+    tree(&src);
+    let cid = seed.add_q(&["-r", "--cid-version", "1", src.to_str().unwrap()]);
+    let mut ds = Daemon::start(&seed, false, &[]);
+
+    let reader = Root::new();
+    let dr = Daemon::start(
+        &reader,
+        true,
+        &["--bootstrap", &ds.addr, "--fetch-timeout", "2"],
+    );
+    let top = dr.mountpoint.clone().unwrap().join(&cid);
+    // Entering the root: its skeleton comes at once.
+    assert!(std::fs::metadata(&top).unwrap().is_dir());
+    let before = settled(&dr);
+    assert!(
+        before > 40,
+        "the skeleton (20 directories, 20 subdirectories, 20 file roots) was not fetched: \
+         {before} wants"
+    );
+    ds.kill9();
+
+    let want = walk(&src).unwrap();
+    assert_eq!(want.len(), 20 * 104);
+    let got = walk(&top).unwrap_or_else(|(p, e)| panic!("{}: {e}", p.display()));
+    assert_eq!(got, want, "the listing and stat of the tree");
+    assert_eq!(wanted(&dr), before, "a listing or stat went to the network");
+    assert_eq!(
+        std::fs::read_link(top.join("pkg03/link")).unwrap(),
+        Path::new("m000.py")
+    );
+
+    // File contents were not part of the skeleton: nobody has them now.
+    let err = std::fs::read(top.join("pkg07/m010.py")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    let err = std::fs::read(top.join("pkg07/sub/data.bin")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+}
+
+/// A skeleton over the node's limits stops there: a chain of 400 nested directories under a
+/// limit of 60 blocks, a directory of 3,000 files (a HAMT) under a limit of 64 KiB. Each
+/// walk asks for no more than its limit allows, and the tree still reads in full as it is
+/// read, from the peer.
+#[test]
+fn a_skeleton_over_its_limits_is_fetched_as_read() {
+    let seed = Root::new();
+    let chain = seed.dir.path().join("chain");
+    let mut deepest = chain.clone();
+    for i in 0..400 {
+        deepest = deepest.join(format!("d{i}"));
+    }
+    std::fs::create_dir_all(&deepest).unwrap();
+    std::fs::write(deepest.join("end"), b"the end\n").unwrap();
+    let wide = seed.dir.path().join("wide");
+    std::fs::create_dir_all(&wide).unwrap();
+    for i in 0..3000 {
+        std::fs::write(wide.join(format!("entry-{i:05}")), format!("{i}\n")).unwrap();
+    }
+    let chain_cid = seed.add_q(&["-r", chain.to_str().unwrap()]);
+    let wide_cid = seed.add_q(&["-r", "--shard", wide.to_str().unwrap()]);
+    let ds = Daemon::start(&seed, false, &[]);
+
+    for (cid, config, limit) in [
+        (&chain_cid, "skeleton_nodes = 60\n", 60),
+        (&wide_cid, "skeleton_bytes = \"64K\"\n", 64 << 10),
+    ] {
+        let reader = Root::new();
+        std::fs::write(reader.path().join("config.toml"), config).unwrap();
+        let dr = Daemon::start(&reader, true, &["--bootstrap", &ds.addr]);
+        let top = dr.mountpoint.clone().unwrap().join(cid);
+        assert!(std::fs::metadata(&top).unwrap().is_dir());
+        let n = settled(&dr);
+        let (_, received) = dr.bytes();
+        if limit == 60 {
+            // The root's own want, and at most the limit's worth of the skeleton's.
+            assert!((10..=61).contains(&n), "{n} wants for a limit of 60 blocks");
+        } else {
+            // The walk stops at the first block past the limit, with up to its window of
+            // wants in flight: a shard is a few KiB.
+            assert!(n > 3, "{n} wants");
+            assert!(received < 2 * limit + (256 << 10), "{received} bytes");
+        }
+        // Past the limit, the tree reads as it is read.
+        let got = walk(&top).unwrap_or_else(|(p, e)| panic!("{}: {e}", p.display()));
+        if limit == 60 {
+            assert_eq!(got.len(), 401);
+            let end = top.join(
+                deepest
+                    .strip_prefix(&chain)
+                    .unwrap()
+                    .join("end")
+                    .to_str()
+                    .unwrap(),
+            );
+            assert_eq!(std::fs::read(end).unwrap(), b"the end\n");
+        } else {
+            assert_eq!(got.len(), 3000);
+        }
+        assert!(wanted(&dr) > n, "nothing was fetched as read");
+    }
+}
