@@ -141,10 +141,6 @@ pub async fn start(config: &Config, key: Keypair, store: Arc<Store>) -> Result<C
         .with_swarm_config(|c| {
             c.with_idle_connection_timeout(IDLE)
                 .with_max_negotiating_inbound_streams(MAX_NEGOTIATING)
-                // A stream offering one protocol sends its first bytes with the protocol's
-                // name, not a round trip after it (go-libp2p does the same): Bitswap opens
-                // a stream per message.
-                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
         })
         .build();
     let mut listening = 0;

@@ -22,14 +22,16 @@
 //! | What                         | Bound                                  |
 //! |------------------------------|----------------------------------------|
 //! | blocks in a skeleton         | [`SkeletonLimits::nodes`] (config `skeleton_nodes`)  |
-//! | bytes of those blocks        | [`SkeletonLimits::bytes`] (config `skeleton_bytes`)  |
+//! | bytes of those blocks        | [`SkeletonLimits::bytes`] (config `skeleton_bytes`), checked as blocks arrive: the wants in flight then (at most the window, each block at most 2 MiB) may still be stored as cache |
 //! | wants in flight              | [`SkeletonLimits::window`]             |
 //! | whole walk                   | [`SkeletonLimits::deadline`]           |
 //! | no reader of the mount       | [`SkeletonLimits::idle`], then it stops |
 //! | blocks waiting to be visited | at most `nodes` (each was counted when first seen) |
 //!
 //! A walk that reaches a bound stops; what it fetched stays as cache, and the rest of the
-//! tree is fetched as it is read.
+//! tree is fetched as it is read. Idleness is the mount's, not the tree's: a reader of any
+//! file keeps every walk going, up to the deadline. A walk that ended early (idle, timed
+//! out, a block nobody sent) is started again the next time its root is looked up.
 
 use std::{
     collections::{HashSet, VecDeque},

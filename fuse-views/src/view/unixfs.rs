@@ -18,6 +18,10 @@ use crate::cache::NodeCache;
 
 pub struct UnixfsView;
 
+/// The largest raw block described by its directory's word without being read: Bitswap's
+/// largest block (2 MiB).
+const MAX_RAW_DESCRIBED: u64 = 2 << 20;
+
 fn entry(root: &Cid, cid: &Cid, node: Arc<Node>) -> Entry {
     let meta = node.meta();
     let (kind, size) = match &*node {
@@ -96,10 +100,16 @@ impl View for UnixfsView {
         }
         // A raw block that is not here (its tree's skeleton came without its leaves): a
         // file of the size its directory states, so that a listing or `stat` does not wait
-        // for the file's bytes. A raw block has no mode or mtime to miss, and its read
-        // fetches and checks the bytes.
+        // for the file's bytes. A raw block has no mode or mtime to miss. The size is the
+        // directory author's word (honest importers write the block's length) and stays
+        // the inode's while the kernel keeps it; reads serve the block's verified bytes,
+        // so a wrong size makes short reads or a cut file, never other bytes. Sizes no
+        // peer could send as one block are not taken: such a child is read to describe it.
         if cid.codec() == codes::RAW && !nodes.source().has(cid).unwrap_or(true) {
-            if let Some(size) = nodes.link_size(&dir.cid, &node, link) {
+            if let Some(size) = nodes
+                .link_size(&dir.cid, &node, link)
+                .filter(|s| *s <= MAX_RAW_DESCRIBED)
+            {
                 let a = Attrs {
                     kind: AttrKind::File,
                     size,

@@ -128,9 +128,6 @@ pub struct Handler {
     writes: FuturesSet<()>,
     queued: VecDeque<Outgoing>,
     opening: usize,
-    /// The version the peer took on an outbound stream of this connection: later streams
-    /// offer only it, negotiated lazily (see `protocol`).
-    version: Option<Version>,
 }
 
 impl Handler {
@@ -143,7 +140,6 @@ impl Handler {
             writes: FuturesSet::new(|| Delay::tokio(FUTURE_LIMIT), WRITES_PER_CONNECTION),
             queued: VecDeque::new(),
             opening: 0,
-            version: None,
         }
     }
 
@@ -173,7 +169,7 @@ impl ConnectionHandler for Handler {
     type OutboundOpenInfo = Outgoing;
 
     fn listen_protocol(&self) -> SubstreamProtocol<Upgrade> {
-        SubstreamProtocol::new(Upgrade(None), ()).with_timeout(NEGOTIATION)
+        SubstreamProtocol::new(Upgrade, ()).with_timeout(NEGOTIATION)
     }
 
     fn poll(
@@ -194,8 +190,7 @@ impl ConnectionHandler for Handler {
             if let Some(out) = self.queued.pop_front() {
                 self.opening += 1;
                 return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
-                    protocol: SubstreamProtocol::new(Upgrade(self.version), out)
-                        .with_timeout(NEGOTIATION),
+                    protocol: SubstreamProtocol::new(Upgrade, out).with_timeout(NEGOTIATION),
                 });
             }
         }
@@ -222,7 +217,6 @@ impl ConnectionHandler for Handler {
                 info: out,
             }) => {
                 self.opening = self.opening.saturating_sub(1);
-                self.version = Some(version);
                 if out.reply.is_closed() {
                     return; // given up on meanwhile (the stream is dropped unused)
                 }

@@ -271,8 +271,13 @@ pub async fn send_loop(
             }
             continue;
         }
-        for msg in control_messages(control, full) {
+        let mut ours = control_messages(control, full).into_iter();
+        while let Some(msg) = ours.next() {
             if !sender.send(msg, Vec::new()).await {
+                // What was not sent goes back, in order, behind what failed.
+                for rest in ours.by_ref() {
+                    put_back(&shared, rest, Vec::new());
+                }
                 if !sender.failed().await {
                     return;
                 }
@@ -355,25 +360,39 @@ pub async fn send_loop(
             }
         }
         // The round's room is given back when the last of its messages is written.
-        let room = Arc::new(room);
-        for (msg, answered) in msgs.into_iter().zip(answered) {
-            if msg.is_empty() {
-                continue;
-            }
-            let (sender, room) = (sender.clone(), room.clone());
-            in_flight.push(
-                async move {
-                    let ok = sender.send(msg, answered).await;
-                    drop(room);
-                    ok
-                }
-                .boxed(),
-            );
+        // A round's messages go one after another, on a task of their own (so that an answer
+        // holding its turn under the upload limit never waits for this loop); its room is
+        // given back when the last is written. After a failure the rest go back unsent.
+        let round: Vec<_> = msgs
+            .into_iter()
+            .zip(answered)
+            .filter(|(m, _)| !m.is_empty())
+            .collect();
+        if round.is_empty() {
+            continue;
         }
+        let sender = sender.clone();
+        in_flight.push(
+            tokio::spawn(async move {
+                let mut ok = true;
+                for (msg, answered) in round {
+                    if ok {
+                        ok = sender.send(msg, answered).await;
+                    } else {
+                        put_back(&sender.shared, msg, answered);
+                    }
+                }
+                drop(room);
+                ok
+            })
+            .map(|r| r.unwrap_or(false))
+            .boxed(),
+        );
     }
 }
 
-/// Answers written at once to one peer, each on a stream of its own.
+/// Rounds of answers being written to one peer at once (a round's messages go one after
+/// another, each on a stream of its own).
 ///
 /// One: a stream moves at most its 256 KiB window per round trip (see `crate::muxer`), so
 /// a peer 20 ms away is served at about 12 MB/s, and 8 at once measured twice that on

@@ -1,11 +1,7 @@
 //! The Bitswap protocol names and the upgrade that negotiates one of them.
 //!
 //! Inbound, every name is accepted; outbound, multistream-select offers them in order of
-//! preference (1.2.0 first), so one open finds the best version the peer speaks. Once a
-//! connection knows it, its streams offer that one name only, which the swarm negotiates
-//! lazily (`V1Lazy`, as go-libp2p does): the message follows the name at once instead of a
-//! round trip later. Bitswap opens a stream per message, so on a link with 20 ms of round
-//! trip that is 20 ms off every message. Helia
+//! preference (1.2.0 first), so one open finds the best version the peer speaks. Helia
 //! speaks only 1.2.0 and sends wants only to peers whose identify lists it: the handler's
 //! listen protocols are what identify reports, so all four are registered from the start.
 
@@ -40,29 +36,16 @@ pub fn version(p: &StreamProtocol) -> Version {
     }
 }
 
-/// The protocol name of a version.
-pub fn name(v: Version) -> StreamProtocol {
-    match v {
-        Version::V120 => BITSWAP_120,
-        Version::V110 => BITSWAP_110,
-        Version::V100 => BITSWAP_100,
-    }
-}
-
-/// Negotiates a Bitswap version (any, or the one the peer is known to speak); yields the
-/// stream and the version agreed on.
+/// Negotiates any Bitswap version; yields the stream and the version agreed on.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Upgrade(pub Option<Version>);
+pub struct Upgrade;
 
 impl UpgradeInfo for Upgrade {
     type Info = StreamProtocol;
-    type InfoIter = std::vec::IntoIter<StreamProtocol>;
+    type InfoIter = std::array::IntoIter<StreamProtocol, 4>;
 
     fn protocol_info(&self) -> Self::InfoIter {
-        match self.0 {
-            Some(v) => vec![name(v)].into_iter(),
-            None => PROTOCOLS.to_vec().into_iter(),
-        }
+        PROTOCOLS.into_iter()
     }
 }
 
