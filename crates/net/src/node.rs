@@ -571,6 +571,9 @@ impl EventLoop {
                 {
                     self.ask_history_of(peer_id);
                 }
+                if reads_streams_concurrently(&info) {
+                    self.engine(Event::Concurrent(peer_id));
+                }
                 if let Some(p) = self.peers.get_mut(&peer_id) {
                     p.agent = info.agent_version.chars().take(128).collect();
                     p.protocols = info
@@ -653,4 +656,15 @@ impl EventLoop {
             peers: found.providers,
         });
     }
+}
+
+/// Whether a peer reads many inbound streams at once, as far as identify tells: cairn nodes
+/// (they speak the history protocol), kubo, Helia and other js-libp2p nodes (`libp2p/…`).
+fn reads_streams_concurrently(info: &identify::Info) -> bool {
+    let agent = &info.agent_version;
+    info.protocols.contains(&history::PROTOCOL)
+        || agent.starts_with("kubo/")
+        || agent.starts_with("go-ipfs/")
+        || agent.starts_with("helia/")
+        || agent.starts_with("libp2p/")
 }

@@ -292,6 +292,12 @@ impl Engine {
                 }
                 self.drop_peer(peer, now);
             }
+            Event::Concurrent(peer) => {
+                if let Some(p) = self.peers.get(&peer) {
+                    p.shared.concurrent.store(true, Ordering::Relaxed);
+                    p.shared.notify.notify_one();
+                }
+            }
             Event::Resync(peer) => self.resync(peer),
             Event::Providers { key, peers } => {
                 let acts = self.wants.providers(&key, &peers, now);

@@ -52,6 +52,8 @@ pub enum Event {
     Resync(PeerId),
     /// The peer refused every Bitswap protocol.
     NotBitswap(PeerId),
+    /// The peer reads many inbound streams at once (see `peer::IN_FLIGHT`).
+    Concurrent(PeerId),
     /// Providers of a block, from the DHT.
     Providers {
         key: wants::Key,

@@ -152,6 +152,8 @@ pub struct PeerShared {
     /// Its class and weight under the upload limit, kept up to date by the engine.
     pub stranger: AtomicBool,
     weight: AtomicU64,
+    /// It reads many inbound streams at once: answers go [`IN_FLIGHT_MANY`] rounds at a time.
+    pub concurrent: AtomicBool,
 }
 
 impl PeerShared {
@@ -161,6 +163,7 @@ impl PeerShared {
             notify: Notify::new(),
             closed: AtomicBool::new(false),
             stranger: AtomicBool::new(true),
+            concurrent: AtomicBool::new(false),
             weight: AtomicU64::new(1f64.to_bits()),
         })
     }
@@ -247,7 +250,12 @@ pub async fn send_loop(
         if shared.closed.load(Ordering::Relaxed) {
             return;
         }
-        let full_pipe = in_flight.len() >= IN_FLIGHT;
+        let most = if shared.concurrent.load(Ordering::Relaxed) {
+            IN_FLIGHT_MANY
+        } else {
+            IN_FLIGHT
+        };
+        let full_pipe = in_flight.len() >= most;
         let (control, full, serve) = {
             let mut q = shared.lock();
             let control: Vec<Entry> = q.control.drain().map(|(_, e)| e).collect();
@@ -399,8 +407,14 @@ pub async fn send_loop(
 /// `bench/firstrun.py`. But a peer may take only one inbound stream at a time and drop the
 /// rest after negotiating them (libp2p-stream's receivers do; the test suite's raw peer lost
 /// DONT_HAVEs that way), and a message dropped there is lost without an error here: the
-/// peer then waits for what it asked. Concurrency needs the peer to say it can take it.
+/// peer then waits for what it asked. So peers get one round at a time until they show
+/// they read streams concurrently ([`IN_FLIGHT_MANY`]).
 const IN_FLIGHT: usize = 1;
+/// Rounds in flight to a peer known to read many streams at once: a cairn node (it speaks
+/// `/cairn/history/1.0.0`; its handler reads 16 streams of a connection at once), kubo and
+/// Helia (go-libp2p and js-libp2p serve each stream on its own), told by identify. A peer
+/// that claims to be one of them and is not only loses its own answers.
+const IN_FLIGHT_MANY: usize = 8;
 
 /// What sending to one peer needs, shared by the messages in flight.
 #[derive(Clone)]
