@@ -72,7 +72,7 @@
 //! | offences | 50 points (decaying 2/s) | [`ledger`] | disconnected, banned 10 minutes (a ban is resent until the node takes it) |
 //! | the ledger file | 4096 peers | [`ledger`] | the longest-unseen strangers forgotten |
 //! | a tree's skeleton (a stranger's tree: a HAMT bomb, a chain) | 65,536 blocks, 64 MiB (checked as blocks arrive: the 256 wants then in flight, 2 MiB each at most, may land past it), 256 wants in flight, 10 minutes, stopped 30 s after the last read (config `skeleton_nodes`, `skeleton_bytes`) | [`skeleton`] | the walk stops; the rest is fetched as read |
-//! | skeleton walks | 4 at once, 4096 roots remembered | [`source`] | not started (fetched as read) |
+//! | skeleton walks | 4 at once, 4096 roots remembered, a walk that ended early (idle, a block nobody sent) not retried within 60 s | [`source`] | not started (fetched as read) |
 //!
 //! Not bounded here: the yamux buffers of 512 connections could in theory hold 8 GiB, if a
 //! peer with 128 identities filled every stream of every connection and we read none of

@@ -18,7 +18,7 @@
 //!   background, many blocks at once, so that lookups and listings below it stop waiting on
 //!   the network one name at a time. At most [`MAX_WALKS`] walks run at once; a root is
 //!   walked once per start of the source (a walk of a complete skeleton reads local blocks
-//!   only).
+//!   only), again after a walk that ended early, but not within a minute of it.
 //! - A block cairn could not check (a hash function the store does not compute, see
 //!   [`crate::verifiable`]) is refused at once, with an error that says so: no peer is asked.
 
@@ -28,7 +28,7 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -61,12 +61,18 @@ pub struct NetworkSource {
     skeletons: Option<Arc<Skeletons>>,
 }
 
+/// A root's walk: running (`None`), or how it ended; since when.
+type Walk = (Option<Outcome>, Instant);
+
+/// A walk that ended early is not started again sooner than this.
+const RETRY_WALK: Duration = Duration::from_secs(60);
+
 /// The skeleton walks: where they run, how far, and each root's state.
 struct Skeletons {
     rt: tokio::runtime::Handle,
     limits: SkeletonLimits,
     /// `None` while a walk runs; its outcome when it ended.
-    roots: Mutex<HashMap<Cid, Option<Outcome>>>,
+    roots: Mutex<HashMap<Cid, Walk>>,
 }
 
 /// How many pools are counted apart.
@@ -115,7 +121,7 @@ impl NetworkSource {
     pub fn skeleton(&self, root: &Cid) -> Option<Option<Outcome>> {
         let s = self.skeletons.as_ref()?;
         let roots = s.roots.lock().expect("skeleton roots");
-        roots.get(&cairn_store::canonical(root)).copied()
+        roots.get(&cairn_store::canonical(root)).map(|w| w.0)
     }
 
     /// At most `n` threads of each pool but pool 0 (each io_uring queue's) wait at once.
@@ -222,18 +228,21 @@ impl BlockSource for NetworkSource {
         }
         {
             let mut roots = s.roots.lock().expect("skeleton roots");
-            // Walked already, or walking; a walk that gave up early is tried again.
-            if let Some(None | Some(Outcome::Complete | Outcome::TooLarge)) = roots.get(&root) {
-                return;
+            // Walked already, or walking; a walk that gave up early (idle, out of time, a
+            // block nobody sent) is tried again, but not sooner than RETRY_WALK after.
+            match roots.get(&root) {
+                Some((None | Some(Outcome::Complete | Outcome::TooLarge), _)) => return,
+                Some((Some(_), ended)) if ended.elapsed() < RETRY_WALK => return,
+                _ => {}
             }
-            if roots.values().filter(|o| o.is_none()).count() >= MAX_WALKS {
+            if roots.values().filter(|w| w.0.is_none()).count() >= MAX_WALKS {
                 log::debug!("skeleton of {root}: {MAX_WALKS} walks running; fetched as read");
                 return;
             }
             if roots.len() >= WALKED {
-                roots.retain(|_, o| o.is_none());
+                roots.retain(|_, w| w.0.is_none());
             }
-            roots.insert(root, None);
+            roots.insert(root, (None, Instant::now()));
         }
         let (s, client, store, activity) = (
             s.clone(),
@@ -242,6 +251,12 @@ impl BlockSource for NetworkSource {
             self.activity.clone(),
         );
         s.rt.clone().spawn(async move {
+            // However the walk ends (a panic included), its slot is given back.
+            let mut ended = Ended {
+                skeletons: s.clone(),
+                root,
+                outcome: Outcome::Incomplete,
+            };
             let r = skeleton::fetch_skeleton(&client, &store, root, &s.limits, &activity).await;
             log::info!(
                 "skeleton of {root}: {:?}, {} blocks ({} fetched, {} bytes) in {} ms",
@@ -251,11 +266,24 @@ impl BlockSource for NetworkSource {
                 r.bytes,
                 r.millis
             );
-            s.roots
-                .lock()
-                .expect("skeleton roots")
-                .insert(root, Some(r.outcome));
+            ended.outcome = r.outcome;
         });
+    }
+}
+
+/// Marks a root's walk ended when dropped: with its outcome once it has one, else
+/// `Incomplete` (the task stopped without finishing: a panic, the runtime shutting down).
+struct Ended {
+    skeletons: Arc<Skeletons>,
+    root: Cid,
+    outcome: Outcome,
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        if let Ok(mut roots) = self.skeletons.roots.lock() {
+            roots.insert(self.root, (Some(self.outcome), Instant::now()));
+        }
     }
 }
 
