@@ -143,7 +143,8 @@ impl FileBlocks {
         Ok(true)
     }
 
-    /// The block's bytes as they are on disk, without checking them. For `verify` and tests.
+    /// The block's bytes as they are on disk, without checking them. For `verify`, for
+    /// serving peers (who check every block they receive), and tests.
     pub fn get_unverified(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
         if cid.hash().code() == hash::IDENTITY {
             return Ok(Some(Bytes::copy_from_slice(cid.hash().digest())));
