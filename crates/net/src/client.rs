@@ -62,6 +62,17 @@ impl Client {
     /// ([`crate::verifiable`]) or wants too many already. The bytes hash to `cid`; they are
     /// being stored meanwhile.
     pub async fn want(&self, cid: Cid, timeout: Duration) -> Option<Bytes> {
+        self.want_below(cid, None, timeout).await
+    }
+
+    /// Like [`want`](Self::want), for a link of `parent` (a block received lately): the peer
+    /// that sent `parent` is asked first.
+    pub async fn want_below(
+        &self,
+        cid: Cid,
+        parent: Option<Cid>,
+        timeout: Duration,
+    ) -> Option<Bytes> {
         let (tx, rx) = oneshot::channel();
         let until = Instant::now() + timeout;
         self.wants
@@ -69,6 +80,7 @@ impl Client {
                 cid,
                 waiter: Some(Waiter::Async(tx)),
                 until,
+                parent,
             })
             .await
             .ok()?;
@@ -85,6 +97,7 @@ impl Client {
                 cid,
                 waiter: Some(Waiter::Sync(tx)),
                 until,
+                parent: None,
             })
             .ok()?;
         rx.recv_timeout(until.saturating_duration_since(Instant::now()))
@@ -103,6 +116,7 @@ impl Client {
                     cid: *c,
                     waiter: None,
                     until,
+                    parent: None,
                 })
                 .is_err()
             {

@@ -165,8 +165,9 @@ pub fn skeleton_links(cid: &Cid, attrs: Option<Attrs>, links: Vec<Cid>) -> Vec<C
         .collect()
 }
 
-/// One block of the skeleton: the links to follow, its size, whether it was fetched.
-type Visited = Result<(Vec<Cid>, u64, bool), ()>;
+/// One block of the skeleton: its CID, the links to follow, its size, whether it was
+/// fetched.
+type Visited = Result<(Cid, Vec<Cid>, u64, bool), ()>;
 
 /// Walks the skeleton of `root` breadth first, fetching what is not here from `client`'s
 /// peers, within `limits`, while `activity` shows a reader. Fetched blocks are stored as
@@ -187,10 +188,11 @@ pub async fn fetch_skeleton(
         millis: 0,
     };
     let mut seen: HashSet<Cid> = HashSet::new();
-    let mut queue = VecDeque::new();
+    // Each block to visit, with the block that linked to it.
+    let mut queue: VecDeque<(Cid, Option<Cid>)> = VecDeque::new();
     if root.codec() != codes::RAW && root.hash().code() != IDENTITY {
         seen.insert(cairn_store::canonical(&root));
-        queue.push_back(root);
+        queue.push_back((root, None));
     }
     let mut running = FuturesUnordered::new();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -198,8 +200,10 @@ pub async fn fetch_skeleton(
     tokio::pin!(deadline);
     loop {
         while running.len() < limits.window.max(1) {
-            let Some(cid) = queue.pop_front() else { break };
-            running.push(visit(client, store.clone(), cid, limits.timeout));
+            let Some((cid, parent)) = queue.pop_front() else {
+                break;
+            };
+            running.push(visit(client, store.clone(), cid, parent, limits.timeout));
         }
         if running.is_empty() {
             break;
@@ -219,7 +223,7 @@ pub async fn fetch_skeleton(
             }
         };
         let Some(done) = done else { break };
-        let Ok((links, size, fetched)) = done else {
+        let Ok((cid, links, size, fetched)) = done else {
             r.outcome = Outcome::Incomplete;
             continue;
         };
@@ -238,7 +242,7 @@ pub async fn fetch_skeleton(
                     r.outcome = Outcome::TooLarge;
                     break;
                 }
-                queue.push_back(l);
+                queue.push_back((l, Some(cid)));
             }
         }
         if r.outcome == Outcome::TooLarge {
@@ -249,8 +253,15 @@ pub async fn fetch_skeleton(
     r
 }
 
-/// One block: here already (read for its links), or fetched and stored as cache.
-async fn visit(client: &Client, store: Arc<Store>, cid: Cid, timeout: Duration) -> Visited {
+/// One block: here already (read for its links), or fetched (first from the peer that sent
+/// `parent`) and stored as cache.
+async fn visit(
+    client: &Client,
+    store: Arc<Store>,
+    cid: Cid,
+    parent: Option<Cid>,
+    timeout: Duration,
+) -> Visited {
     let s = store.clone();
     let local = tokio::task::spawn_blocking(move || match s.meta(&cid) {
         Ok(Some(m)) => Some((skeleton_links(&cid, m.attrs, m.links), m.size)),
@@ -263,9 +274,9 @@ async fn visit(client: &Client, store: Arc<Store>, cid: Cid, timeout: Duration) 
     .await
     .map_err(|_| ())?;
     if let Some((links, size)) = local {
-        return Ok((links, size, false));
+        return Ok((cid, links, size, false));
     }
-    let data = client.want(cid, timeout).await.ok_or(())?;
+    let data = client.want_below(cid, parent, timeout).await.ok_or(())?;
     let parsed = tokio::task::spawn_blocking(move || {
         // The engine stores what it receives too; storing here makes the block's index
         // record certain before the walk reports it complete.
@@ -279,7 +290,7 @@ async fn visit(client: &Client, store: Arc<Store>, cid: Cid, timeout: Duration) 
     })
     .await
     .map_err(|_| ())?;
-    Ok((parsed.0, parsed.1, true))
+    Ok((cid, parsed.0, parsed.1, true))
 }
 
 #[cfg(test)]

@@ -133,18 +133,27 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Sends `message` to `peer` on a new stream, encoded for the version it speaks; returns
+    /// Sends `message` to `peer` on a new stream (or, with `keep`, on one kept open from an
+    /// earlier message, and kept open after), encoded for the version it speaks; returns
     /// that version once the message is written. Bounded by `timeout`.
     pub async fn send(
         &self,
         peer: PeerId,
         message: Message,
         timeout: Duration,
+        keep: bool,
     ) -> Result<Version, SendError> {
         let (reply, rx) = oneshot::channel();
         let go = async {
             self.tx
-                .send((peer, Outgoing { message, reply }))
+                .send((
+                    peer,
+                    Outgoing {
+                        message,
+                        reply,
+                        keep,
+                    },
+                ))
                 .await
                 .map_err(|_| SendError::NotConnected)?;
             rx.await.map_err(|_| SendError::NotConnected)?

@@ -58,6 +58,10 @@ pub const LOCAL_EVENTS: usize = 4096;
 pub const SERVING: usize = 256 << 20;
 
 /// Counters, for `cairn stat` and the tests.
+/// Peers remembered as reading many streams at once (connected ones, and ones identify
+/// reported before their Bitswap side was up).
+const CONCURRENT_KEPT: usize = 1024;
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stats {
     pub peers: usize,
@@ -107,6 +111,9 @@ pub struct Engine {
     pub(super) wants: Wants,
     /// Wants started (see [`Stats::wanted`]).
     wanted: u64,
+    /// Peers that read many streams at once (identify said so; see `peer::IN_FLIGHT`),
+    /// at most [`CONCURRENT_KEPT`].
+    concurrent: std::collections::HashSet<PeerId>,
     peers: HashMap<PeerId, Peer>,
     pub(super) ledger: Ledger,
     /// `R/ledger.json`, and when the ledger was last written there.
@@ -177,6 +184,7 @@ impl Engine {
             refreshed: Instant::now(),
             wants: Wants::default(),
             wanted: 0,
+            concurrent: Default::default(),
             peers: HashMap::new(),
             storing: HashMap::new(),
             windows: HashMap::new(),
@@ -268,6 +276,7 @@ impl Engine {
     /// `peer` is gone (or does not speak Bitswap): its sender stops, and what we asked of it
     /// is asked of others.
     fn drop_peer(&mut self, peer: PeerId, now: Instant) {
+        self.concurrent.remove(&peer);
         if let Some(p) = self.peers.remove(&peer) {
             p.shared.closed.store(true, Ordering::Relaxed);
             p.shared.notify.notify_one();
@@ -293,6 +302,14 @@ impl Engine {
                 self.drop_peer(peer, now);
             }
             Event::Concurrent(peer) => {
+                // Identify may report before the peer's Bitswap side is up: kept for then.
+                if self.concurrent.len() >= CONCURRENT_KEPT {
+                    let peers = &self.peers;
+                    self.concurrent.retain(|p| peers.contains_key(p));
+                }
+                if self.concurrent.len() < CONCURRENT_KEPT {
+                    self.concurrent.insert(peer);
+                }
                 if let Some(p) = self.peers.get(&peer) {
                     p.shared.concurrent.store(true, Ordering::Relaxed);
                     p.shared.notify.notify_one();
@@ -329,7 +346,12 @@ impl Engine {
                 }
             }
             Event::Stored { cid, from, links } => self.stored(cid, from, links),
-            Event::Want { cid, waiter, until } => {
+            Event::Want {
+                cid,
+                waiter,
+                until,
+                parent,
+            } => {
                 if cid.hash().code() == IDENTITY {
                     return; // never sent: kubo disconnects peers that want identity CIDs
                 }
@@ -359,6 +381,9 @@ impl Engine {
                 }
                 if !self.wants.is_wanted(cid.hash()) {
                     self.wanted += 1;
+                    if let Some(p) = parent {
+                        self.wants.below(p.hash(), &cid);
+                    }
                 }
                 let acts = self.wants.want(cid, waiter, until, now);
                 self.apply(acts);
@@ -485,6 +510,9 @@ impl Engine {
             return;
         }
         let shared = PeerShared::new();
+        if self.concurrent.contains(&peer) {
+            shared.concurrent.store(true, Ordering::Relaxed);
+        }
         tokio::spawn(peer::send_loop(
             peer,
             shared.clone(),

@@ -73,6 +73,14 @@ pub const MIN_PROGRESS: usize = 16 << 10;
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a written stream is kept for the peer to close its side.
 pub const DRAIN: Duration = Duration::from_secs(10);
+/// Outbound streams kept open for the next message, on one connection (each a write slot
+/// while its message is written). A peer that reads many messages per stream then pays the
+/// round trip of negotiating a stream once, not for every message.
+const KEPT_STREAMS: usize = 8;
+/// How long a kept stream waits for its next message: well under any reader's idle timeout
+/// (cairn's [`INBOUND_IDLE`]), so that a message is not written into a stream the peer is
+/// closing.
+const KEEP_FOR: Duration = Duration::from_secs(5);
 /// Reads grow a message's buffer by at most this much at a time.
 const CHUNK: usize = 64 << 10;
 /// The bounded sets' own limit on one future: a backstop past every bound above (a read may
@@ -109,6 +117,9 @@ pub enum SendError {
 pub struct Outgoing {
     pub message: Message,
     pub reply: oneshot::Sender<Result<Version, SendError>>,
+    /// The peer reads many messages per stream and many streams at once (cairn, kubo,
+    /// Helia): the stream stays open after the message, for the next one.
+    pub keep: bool,
 }
 
 impl std::fmt::Debug for Outgoing {
@@ -125,10 +136,15 @@ pub struct Handler {
     events: mpsc::Sender<Event>,
     budget: PeerBudget,
     reads: FuturesSet<Option<Stream>>,
-    writes: FuturesSet<()>,
+    writes: FuturesSet<Option<Kept>>,
     queued: VecDeque<Outgoing>,
     opening: usize,
+    /// Outbound streams written and kept open for the next message, newest last.
+    idle: Vec<Kept>,
 }
+
+/// An outbound stream a message was written on and left open, its version, and since when.
+struct Kept(Stream, Version, std::time::Instant);
 
 impl Handler {
     pub fn new(peer: PeerId, events: mpsc::Sender<Event>, budget: PeerBudget) -> Handler {
@@ -140,6 +156,7 @@ impl Handler {
             writes: FuturesSet::new(|| Delay::tokio(FUTURE_LIMIT), WRITES_PER_CONNECTION),
             queued: VecDeque::new(),
             opening: 0,
+            idle: Vec::new(),
         }
     }
 
@@ -182,10 +199,36 @@ impl ConnectionHandler for Handler {
                 self.read(stream, false);
             }
         }
-        while self.writes.poll_unpin(cx).is_ready() {}
+        while let Poll::Ready(done) = self.writes.poll_unpin(cx) {
+            if let Ok(Some(kept)) = done {
+                self.idle.push(kept);
+            }
+        }
         // A message whose sender gave up (timed out) is not sent late: it could cross a later
         // cancel of the same want, leaving the want at the peer.
         self.queued.retain(|o| !o.reply.is_closed());
+        // Streams kept too long, or past the pool, are closed (on a write slot of their own).
+        while self.idle.len() > KEPT_STREAMS
+            || self.idle.first().is_some_and(|k| k.2.elapsed() > KEEP_FOR)
+        {
+            let Kept(stream, ..) = self.idle.remove(0);
+            let _ = self.writes.try_push(finish(stream));
+        }
+        // A message for a peer that reads many per stream goes on a kept stream, unnegotiated.
+        while self.queued.front().is_some_and(|o| o.keep) && !self.idle.is_empty() {
+            let (Some(out), Some(Kept(stream, version, _))) =
+                (self.queued.pop_front(), self.idle.pop())
+            else {
+                break;
+            };
+            let bytes = Bytes::from(out.message.encode(version));
+            if let Err(refused) = self
+                .writes
+                .try_push(write(stream, bytes, version, out.reply, out.keep))
+            {
+                drop(refused);
+            }
+        }
         if self.opening < OPENING_PER_CONNECTION {
             if let Some(out) = self.queued.pop_front() {
                 self.opening += 1;
@@ -221,7 +264,7 @@ impl ConnectionHandler for Handler {
                     return; // given up on meanwhile (the stream is dropped unused)
                 }
                 let bytes = Bytes::from(out.message.encode(version));
-                let write = write(stream, bytes, version, out.reply);
+                let write = write(stream, bytes, version, out.reply, out.keep);
                 if let Err(refused) = self.writes.try_push(write) {
                     // Dropping the future drops its reply: the sender sees the send failed.
                     drop(refused);
@@ -242,18 +285,24 @@ impl ConnectionHandler for Handler {
     }
 }
 
-/// Writes one message on `stream` and closes it; says how it went on `reply`; then waits for
-/// the peer to close its side (dropping a stream the peer has not finished reading would
-/// reset it, and the message with it).
+/// Writes one message on `stream`; says how it went on `reply`. With `keep`, the stream is
+/// flushed and handed back for the next message; else it is closed and kept until the peer
+/// closes its side too (dropping a stream the peer has not finished reading would reset it,
+/// and the message with it).
 async fn write(
     mut stream: Stream,
     bytes: Bytes,
     version: Version,
     reply: oneshot::Sender<Result<Version, SendError>>,
-) {
+    keep: bool,
+) -> Option<Kept> {
     let sent = tokio::time::timeout(SEND_TIMEOUT, async {
         wire::write_frame(&mut stream, &bytes).await?;
-        stream.close().await
+        if keep {
+            stream.flush().await
+        } else {
+            stream.close().await
+        }
     })
     .await;
     let ok = matches!(sent, Ok(Ok(())));
@@ -263,17 +312,38 @@ async fn write(
         Err(_) => Err(SendError::Timeout),
     });
     drop(bytes);
-    if ok {
-        let mut sink = [0u8; 64];
-        let _ = tokio::time::timeout(DRAIN, async {
-            while let Ok(n) = stream.read(&mut sink).await {
-                if n == 0 {
-                    break;
-                }
-            }
-        })
-        .await;
+    match (ok, keep) {
+        (true, true) => Some(Kept(stream, version, std::time::Instant::now())),
+        (true, false) => {
+            drain(stream).await;
+            None
+        }
+        _ => None,
     }
+}
+
+/// Closes a kept stream and waits for the peer to close its side.
+async fn finish(mut stream: Stream) -> Option<Kept> {
+    if tokio::time::timeout(SEND_TIMEOUT, stream.close())
+        .await
+        .is_ok()
+    {
+        drain(stream).await;
+    }
+    None
+}
+
+/// Waits (at most [`DRAIN`]) for the peer to close its side of a stream we closed.
+async fn drain(mut stream: Stream) {
+    let mut sink = [0u8; 64];
+    let _ = tokio::time::timeout(DRAIN, async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// How reading a message ended, when it did not end in a message.

@@ -78,6 +78,8 @@ pub enum Event {
         cid: Cid,
         waiter: Option<wants::Waiter>,
         until: std::time::Instant,
+        /// The block that links to it, if the asker knows (see [`wants::Wants::below`]).
+        parent: Option<Cid>,
     },
     Stats(tokio::sync::oneshot::Sender<Stats>),
     /// A peer's signed statements of what others gave it (`/cairn/history/1.0.0`).

@@ -448,7 +448,12 @@ impl Sender {
                     .await;
             }
         }
-        match self.outbox.send(self.peer, msg.clone(), SEND_TIMEOUT).await {
+        let keep = self.shared.concurrent.load(Ordering::Relaxed);
+        match self
+            .outbox
+            .send(self.peer, msg.clone(), SEND_TIMEOUT, keep)
+            .await
+        {
             Ok(v) => {
                 *self.version.lock().expect("version") = Some(v);
                 if blocks > 0 {

@@ -193,6 +193,9 @@ pub struct Wants {
     hint_order: VecDeque<Key>,
     recent: HashSet<Key>,
     recent_order: VecDeque<Key>,
+    /// Who sent each block received lately (as many as [`RECENT`]): a want that names the
+    /// block linking to it asks that peer first, before the link is known from the store.
+    senders: HashMap<Key, PeerId>,
     /// Wants held back because every seeder that has them was busy with ours
     /// ([`SEEDER_SLOTS`]): planned again when a seeder delivers.
     slot_waiters: HashSet<Key>,
@@ -461,6 +464,9 @@ impl Wants {
             waiter.give(data.clone());
         }
         self.finish(key, &w.cid, w.block_from, &w.told, out);
+        if self.recent.contains(&key) {
+            self.senders.insert(key, peer);
+        }
         // A seeder's slot came free: the wants that waited for one go on (those still held
         // back are put back in the set by `plan`).
         if !self.slot_waiters.is_empty()
@@ -606,7 +612,18 @@ impl Wants {
         while self.recent_order.len() > RECENT {
             if let Some(k) = self.recent_order.pop_front() {
                 self.recent.remove(&k);
+                self.senders.remove(&k);
             }
+        }
+    }
+
+    /// `cid` is wanted as a link of `parent`: the peer that sent `parent` lately is asked
+    /// for it first (who has a block has its children), as if the link were known already.
+    /// A walk asks for children as soon as it has the parent's bytes, before the engine has
+    /// stored the parent and read its links ([`Wants::hint`]).
+    pub fn below(&mut self, parent: &Key, cid: &Cid) {
+        if let Some(p) = self.senders.get(parent).copied() {
+            self.hint(p, std::slice::from_ref(cid));
         }
     }
 
