@@ -50,6 +50,8 @@
 //! | inbound message memory | 256 MiB in all, 32 MiB per peer, taken as bytes arrive, held until the engine has handled the message | [`bitswap::budget`] | the message is dropped after 5 s without room |
 //! | a stream silent between messages / slow inside one | 120 s / under 16 KiB in 10 s | [`bitswap::handler`] | closed / Stalled offence |
 //! | messages written at once, waiting for a stream | 16 / 16 per connection | [`bitswap::handler`] | the send fails; the sender retries |
+//! | outbound streams kept open for the next message (peers that read many per stream) | 8 per connection, 5 s idle | [`bitswap::handler`] | closed |
+//! | rounds of answers being written to one peer | 1, or 8 for cairn, kubo and Helia (identify) | [`bitswap::peer`] | the next round waits |
 //! | one peer's wants at us | 1024 ([`bitswap::MAX_WANTS_PER_PEER`]) | [`bitswap::engine`] | dropped, TooManyWants (0.2 points) |
 //! | the queue of answers to one peer | 2048 entries (stale ones dropped past it) | [`bitswap::peer`] | compacted |
 //! | blocks read from disk for serving | 256 MiB for all peers ([`bitswap::engine::SERVING`]); one message's worth per peer per round | [`bitswap::peer`] | senders wait |

@@ -6,8 +6,9 @@
 //! granted, so after a few fast megabytes a Helia peer's 2 MiB frame kills the connection
 //! (seen here: `Header Data (len 2097140)`, then ECONNRESET on Helia's side). Capping the
 //! connection's total window at 256 KiB per stream stops the growth, so no peer is ever
-//! granted room for a frame rust-yamux would refuse. Bitswap opens a stream per message, so
-//! per-stream windows matter little for throughput.
+//! granted room for a frame rust-yamux would refuse. Bitswap spreads its answers over
+//! several streams at once (`bitswap::peer`), so the per-stream window bounds each stream,
+//! not a peer's throughput.
 //!
 //! libp2p-yamux does not expose that setting, hence this small muxer: the same protocol name
 //! and behaviour over the same `yamux` crate.

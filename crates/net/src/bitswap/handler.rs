@@ -16,10 +16,12 @@
 //!   a blocking thread ([`super::accept::hash`]), goes to the engine on its bounded channel:
 //!   when the engine is behind, reads wait, the set fills, and yamux's windows push back on
 //!   the peer.
-//! - **writes**: the messages the engine's per-peer sender hands over (one at a time per
-//!   peer), each on a new stream, written and closed within [`SEND_TIMEOUT`], then kept until
-//!   the peer closes its side too (at most [`DRAIN`]), so that it is not reset before the
-//!   peer read it. At most [`WRITES_PER_CONNECTION`] at once, [`QUEUED_PER_CONNECTION`]
+//! - **writes**: the messages the engine's per-peer sender hands over, each on a new stream,
+//!   written and closed within [`SEND_TIMEOUT`], then kept until the peer closes its side
+//!   too (at most [`DRAIN`]), so that it is not reset before the peer read it. For a peer
+//!   that reads many messages per stream (cairn, kubo, Helia), the stream is flushed and
+//!   kept open instead, at most [`KEPT_STREAMS`] of them for [`KEEP_FOR`], and the next
+//!   message goes on one of them without a round trip of negotiation. At most [`WRITES_PER_CONNECTION`] at once, [`QUEUED_PER_CONNECTION`]
 //!   waiting for a stream; past that a send is refused at once (the sender retries).
 
 use std::{
