@@ -18,6 +18,7 @@
 //!   requests at a daemon's socket
 //! - `firstrun`: an empty node entering a tree through its mount: the skeleton first, listings
 //!   and `stat` without the network, limits on a skeleton and a hostile tree
+//! - `names`: keys as users type them, and what another user cannot do with them
 //! - `mount`: the FUSE mount, mounted for real, read with ordinary tools
 //! - `gc`: pins and garbage collection, one test per liveness rule, and a stress test
 //! - `hostile`: DAGs built to explode walks, broken journals and CARs, a stale ready pipe, no /proc
@@ -45,6 +46,7 @@ mod hostile_js;
 mod hostile_peer;
 mod incentives;
 mod mount;
+mod names;
 mod network;
 mod peers;
 mod raw_peer;

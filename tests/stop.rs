@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::util::{cairn_bin, eventually, Root};
+use crate::util::{eventually, reachable_bin, Root};
 
 /// True if `/proc/mounts` lists something at `p`.
 fn mounted(p: &Path) -> bool {
@@ -27,16 +27,6 @@ fn alive(pid: u32) -> bool {
             .trim_start()
             .starts_with('Z')
     })
-}
-
-/// The cairn binary where nobody can run it: linked (or copied) into `dir`, since the build
-/// directory may be under /root, out of nobody's reach.
-fn reachable_bin(dir: &Path) -> PathBuf {
-    let bin = dir.join("cairn");
-    if !bin.exists() && std::fs::hard_link(cairn_bin(), &bin).is_err() {
-        std::fs::copy(cairn_bin(), &bin).unwrap();
-    }
-    bin
 }
 
 /// Starts `cairn ARGS` as nobody, in the background of a non-interactive `sh` (which hands it

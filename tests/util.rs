@@ -18,6 +18,16 @@ pub fn cairn_bin() -> PathBuf {
     bin
 }
 
+/// The cairn binary where nobody can run it: linked (or copied) into `dir`, since the build
+/// directory may be under /root, out of nobody's reach.
+pub fn reachable_bin(dir: &Path) -> PathBuf {
+    let bin = dir.join("cairn");
+    if !bin.exists() && std::fs::hard_link(cairn_bin(), &bin).is_err() {
+        std::fs::copy(cairn_bin(), &bin).unwrap();
+    }
+    bin
+}
+
 /// The project's shared material (vectors, fixtures): `$CAIRN_SHARED`, else `../shared` beside
 /// the clone, as CI lays it out.
 pub fn shared() -> PathBuf {

@@ -10,6 +10,7 @@ mod control;
 mod daemon;
 mod dag;
 mod environment;
+mod key;
 mod maint;
 mod mount;
 mod pin;
@@ -132,6 +133,10 @@ enum Command {
     /// Your environment: install apps onto your PATH in generations, switch, roll back.
     /// Without a command, prints the line that puts ~/.cairn-profile/bin on PATH
     Env(environment::EnvArgs),
+    /// Your signing keys (under ~/.config/cairn/keys, never in a root): a key is an IPNS
+    /// name only its holder can publish under
+    #[command(subcommand)]
+    Key(key::KeyCmd),
     /// The network: this node, its peers, connecting and disconnecting
     #[command(subcommand)]
     Swarm(swarm::SwarmCmd),
@@ -189,6 +194,7 @@ fn main() -> ExitCode {
         Command::Pin(cmd) => pin::run(&root, cmd),
         Command::Daemon(args) => daemon::run(&root, args),
         Command::Env(args) => environment::run(&root, args),
+        Command::Key(cmd) => key::run(cmd),
         Command::Swarm(cmd) => swarm::swarm(&root, cmd),
         Command::Fetch {
             cid,
