@@ -22,7 +22,7 @@ use libp2p::{
     kad::{
         self,
         store::{MemoryStore, RecordStore},
-        GetProvidersOk, ProviderRecord, QueryResult, RecordKey,
+        GetProvidersOk, ProviderRecord, QueryResult, Quorum, Record, RecordKey,
     },
     swarm::{behaviour::toggle::Toggle, NetworkBehaviour, SwarmEvent},
     Multiaddr, PeerId, StreamProtocol, Swarm,
@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     peers::Daemon,
     raw_peer::tcp_swarm,
-    util::{eventually, fd_count, Root},
+    util::{eventually, fd_count, ledger_row, Root},
 };
 
 const LAN: StreamProtocol = StreamProtocol::new("/ipfs/lan/kad/1.0.0");
@@ -55,8 +55,9 @@ fn liar_kad(peer: PeerId, protocol: StreamProtocol) -> kad::Behaviour<MemoryStor
     let store = MemoryStore::with_config(
         peer,
         kad::store::MemoryStoreConfig {
-            max_records: 0,
-            max_value_bytes: 0,
+            // Room for the hostile IPNS records it serves.
+            max_records: 64,
+            max_value_bytes: 64 << 10,
             max_provided_keys: 100_000,
             max_providers_per_key: 60_000,
         },
@@ -71,6 +72,10 @@ enum Cmd {
     AddAddress(PeerId, Multiaddr),
     Provide(RecordKey),
     Find(RecordKey, oneshot::Sender<Vec<PeerId>>),
+    /// Put a value record at one peer (a PUT_VALUE straight to it).
+    PutTo(Record, PeerId),
+    /// Hold a value record, served to whoever asks (GET_VALUE), unchecked.
+    Hold(Record),
 }
 
 /// A Kademlia node on one DHT protocol, serving whatever provider records it was given, as
@@ -185,6 +190,10 @@ async fn drive(mut swarm: Swarm<KadPeerBehaviour>, mut cmds: mpsc::Receiver<Cmd>
                 Some(Cmd::Dial(a)) => { let _ = swarm.dial(a); }
                 Some(Cmd::AddAddress(p, a)) => { swarm.behaviour_mut().kad.add_address(&p, a); }
                 Some(Cmd::Provide(k)) => { let _ = swarm.behaviour_mut().kad.start_providing(k); }
+                Some(Cmd::PutTo(r, p)) => {
+                    swarm.behaviour_mut().kad.put_record_to(r, std::iter::once(p), Quorum::One);
+                }
+                Some(Cmd::Hold(r)) => { let _ = swarm.behaviour_mut().kad.store_mut().put(r); }
                 Some(Cmd::Find(k, tx)) => {
                     let id = swarm.behaviour_mut().kad.get_providers(k);
                     finds.push((id, Vec::new(), tx));
@@ -351,4 +360,107 @@ fn lan_records_stay_off_the_public_dht() {
         !found.contains(&announcer.peer),
         "a LAN record was served on the public DHT: {found:?}"
     );
+}
+
+/// An IPNS record of `name` under its DHT key, as bytes.
+fn ipns(name: &cairn_names::Name, value: Vec<u8>) -> Record {
+    let mut key = b"/ipns/".to_vec();
+    key.extend_from_slice(&name.to_bytes());
+    Record::new(RecordKey::new(&key), value)
+}
+
+/// Hostile IPNS records against a daemon, by PUT_VALUE and as GET_VALUE answers: forged,
+/// signed by another key, oversized, malformed, expired and older. None is kept or served;
+/// the daemon keeps answering with the newest valid record, and each sender of bad records
+/// is charged for them (the PUT peer until it is cut off).
+#[test]
+fn hostile_ipns_records_are_neither_kept_nor_served() {
+    use cairn_names::{record, Name};
+    let root = Root::new();
+    let d = Daemon::start(&root, false, &[]);
+    let daddr: Multiaddr = d.addr.parse().unwrap();
+    let dpeer: PeerId = d.peer.parse().unwrap();
+    let owner = Keypair::generate_ed25519();
+    let name = Name::of(&owner.public());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i128;
+    let hour = 3_600_000_000_000i128;
+    let sign = |k: &Keypair, v: &str, seq, validity| record::sign(k, v, seq, validity, 1).unwrap();
+    let good = sign(&owner, "/ipfs/bafkqac3imvwgy3zao5xxe3debi", 5, now + hour);
+
+    let putter = KadPeer::start(LAN, Vec::new());
+    putter.cmd(Cmd::AddAddress(dpeer, daddr.clone()));
+    putter.cmd(Cmd::Dial(daddr.clone()));
+    putter.cmd(Cmd::PutTo(ipns(&name, good.clone()), dpeer));
+    eventually(20, "the daemon keeping the good record", || {
+        d.stats()["dht"]["names_kept"].as_u64().unwrap() >= 1
+    });
+    let resolved = || {
+        let out = root.output(&["name", "resolve", "--offline", "--json", &name.to_string()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(resolved()["sequence"], 5);
+
+    let mut forged = sign(&owner, "/ipfs/bafkqac3imvwgy3zao5xxe3debi", 9, now + hour);
+    let n = forged.len();
+    forged[n - 4] ^= 1;
+    let stranger = Keypair::generate_ed25519();
+    let bad: Vec<(&str, Vec<u8>)> = vec![
+        ("older", sign(&owner, "/ipfs/bafkqaaa", 3, now + hour)),
+        ("forged", forged.clone()),
+        (
+            "another key",
+            sign(&stranger, "/ipfs/bafkqaaa", 50, now + hour),
+        ),
+        ("expired", sign(&owner, "/ipfs/bafkqaaa", 60, now - hour)),
+        ("oversized", vec![0x0a; 11 << 10]),
+        ("malformed", b"\x08\x01 not a record".to_vec()),
+    ];
+    for (_, bytes) in &bad {
+        putter.cmd(Cmd::PutTo(ipns(&name, bytes.clone()), dpeer));
+    }
+    eventually(20, "the daemon refusing the five bad records", || {
+        d.stats()["dht"]["names_refused"].as_u64().unwrap() >= 5
+    });
+    let r = resolved();
+    assert_eq!(r["sequence"], 5, "{r}");
+    assert_eq!(r["record"], record::to_base64(&good), "{r}");
+    let row = ledger_row(&root, &putter.peer.to_string());
+    assert!(row["bad_records"].as_u64().unwrap() >= 4, "{row}");
+
+    // A peer answering lookups with a forged record of a higher sequence: refused, charged,
+    // and the daemon still answers the good record.
+    let liar = KadPeer::start(LAN, Vec::new());
+    liar.cmd(Cmd::Hold(ipns(&name, forged)));
+    liar.cmd(Cmd::AddAddress(dpeer, daddr.clone()));
+    liar.cmd(Cmd::Dial(daddr));
+    eventually(20, "the daemon's DHT knowing the liar", || {
+        d.stats()["dht"]["routing_peers"].as_u64().unwrap() >= 1
+    });
+    let before = d.stats()["dht"]["names_refused"].as_u64().unwrap();
+    let out = root.output(&["name", "resolve", "--json", &name.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["sequence"], 5, "{r}");
+    eventually(20, "the liar charged", || {
+        d.stats()["dht"]["names_refused"].as_u64().unwrap() > before
+            && ledger_row(&root, &liar.peer.to_string())["bad_records"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 1
+    });
+    // With only the liar to ask, a lookup past this node's own record finds nothing valid.
+    let out = root.output(&["name", "resolve", "--nocache", &name.to_string()]);
+    assert!(!out.status.success());
 }

@@ -7,7 +7,10 @@ use std::{
     process::{Command, Output},
 };
 
-use crate::util::{as_nobody, cairn_bin, reachable_bin};
+use crate::{
+    peers::Daemon,
+    util::{as_nobody, cairn_bin, eventually, reachable_bin, Root},
+};
 
 /// `cairn` with `HOME` (and nothing of XDG) pointing at `home`.
 fn cairn_at(home: &Path, args: &[&str]) -> Output {
@@ -151,4 +154,144 @@ fn keys_are_their_owners_alone() {
         "nobody cannot run {}",
         bin.display()
     );
+}
+
+/// `cairn` on `root` with the keys of `home`.
+fn with_keys(root: &Root, home: &Path, args: &[&str]) -> Output {
+    root.cmd(args)
+        .env("XDG_CONFIG_HOME", home)
+        .output()
+        .unwrap()
+}
+
+/// Sends one control request line to a daemon; its answer.
+fn control(root: &Root, line: &str) -> serde_json::Value {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(root.path().join("daemon.sock")).unwrap();
+    s.write_all(line.as_bytes()).unwrap();
+    s.write_all(b"\n").unwrap();
+    let mut answer = String::new();
+    std::io::BufReader::new(s).read_line(&mut answer).unwrap();
+    serde_json::from_str(&answer).unwrap()
+}
+
+/// Three daemons on loopback's LAN DHT (A and C know only B). A publishes a name, C
+/// resolves it from the network; A publishes again and C sees the newer record; a forged,
+/// an older and a foreign-key record handed to a daemon are refused and change nothing.
+#[test]
+fn names_publish_and_resolve_between_daemons() {
+    let keys = tempfile::tempdir().unwrap();
+    let home = keys.path();
+    let (a, b, c) = (Root::new(), Root::new(), Root::new());
+    let db = Daemon::start(&b, false, &[]);
+    let da = Daemon::start(&a, false, &["--bootstrap", &db.addr]);
+    let dc = Daemon::start(&c, false, &["--bootstrap", &db.addr]);
+    let k51 = ok(&with_keys(&a, home, &["key", "gen", "app"]))
+        .trim()
+        .to_owned();
+    let f1 = a.dir.path().join("one");
+    std::fs::write(&f1, b"version one\n").unwrap();
+    let cid1 = a.add_q(&[f1.to_str().unwrap()]);
+    // A publishes once its DHT has B.
+    eventually(30, "A's LAN DHT knowing B", || {
+        da.stats()["dht"]["routing_peers"].as_u64().unwrap() >= 1
+    });
+    let out = ok(&with_keys(
+        &a,
+        home,
+        &["name", "publish", "--key", "app", &cid1],
+    ));
+    assert_eq!(out, format!("Published to {k51}: /ipfs/{cid1}\n"));
+
+    let resolve = |r: &Root| r.output(&["name", "resolve", "--nocache", &k51]);
+    eventually(30, "C resolving A's name", || resolve(&c).status.success());
+    assert_eq!(ok(&resolve(&c)), format!("/ipfs/{cid1}\n"));
+    let first: serde_json::Value = serde_json::from_str(&ok(&c.output(&[
+        "name",
+        "resolve",
+        "--json",
+        "--nocache",
+        &k51,
+    ])))
+    .unwrap();
+    assert_eq!(first["sequence"], 0);
+    assert!(first["from"].is_string(), "{first}");
+
+    // Again, to a second version: sequence 1, and C sees it without being told.
+    let f2 = a.dir.path().join("two");
+    std::fs::write(&f2, b"version two\n").unwrap();
+    let cid2 = a.add_q(&[f2.to_str().unwrap()]);
+    ok(&with_keys(
+        &a,
+        home,
+        &["name", "publish", "--key", "app", &cid2],
+    ));
+    eventually(30, "C resolving the second version", || {
+        String::from_utf8_lossy(&resolve(&c).stdout).contains(&cid2)
+    });
+
+    // Records handed to C's daemon over its socket: the first (older), a forged copy of the
+    // newest, and the newest under another name. All refused; C still answers the newest.
+    let old = first["record"].as_str().unwrap();
+    let ans = control(
+        &c,
+        &format!(r#"{{"op":"name_publish","name":"{k51}","record":"{old}","offline":true}}"#),
+    );
+    assert_eq!(
+        ans["ok"],
+        serde_json::Value::Null,
+        "an older record is no error: {ans}"
+    );
+    // C's own record (--offline), not the network's answer, is what must not have gone back.
+    let newest: serde_json::Value = serde_json::from_str(&ok(&c.output(&[
+        "name",
+        "resolve",
+        "--json",
+        "--offline",
+        &k51,
+    ])))
+    .unwrap();
+    assert_eq!(
+        newest["sequence"], 1,
+        "an older record replaced a newer one"
+    );
+    let mut forged = cairn_names::record::from_base64(newest["record"].as_str().unwrap()).unwrap();
+    let n = forged.len();
+    forged[n - 5] ^= 1;
+    let forged = cairn_names::record::to_base64(&forged);
+    let ans = control(
+        &c,
+        &format!(r#"{{"op":"name_publish","name":"{k51}","record":"{forged}","offline":true}}"#),
+    );
+    assert!(ans["error"].as_str().unwrap().contains("refused"), "{ans}");
+    let other = ok(&with_keys(&a, home, &["key", "gen", "other"]))
+        .trim()
+        .to_owned();
+    let rec = newest["record"].as_str().unwrap();
+    let ans = control(
+        &c,
+        &format!(r#"{{"op":"name_publish","name":"{other}","record":"{rec}","offline":true}}"#),
+    );
+    assert!(ans["error"].as_str().unwrap().contains("refused"), "{ans}");
+    assert_eq!(
+        ok(&c.output(&["name", "resolve", "--offline", &k51])),
+        format!("/ipfs/{cid2}\n")
+    );
+    assert!(!c
+        .output(&["name", "resolve", "--offline", &other])
+        .status
+        .success());
+
+    // inspect: of the name, verified; a name nobody published is a clear error.
+    let shown = ok(&c.output(&["name", "inspect", &k51]));
+    assert!(
+        shown.contains(&format!("Value:         /ipfs/{cid2}")),
+        "{shown}"
+    );
+    assert!(shown.contains("Verified for:"), "{shown}");
+    let e = err(&c.output(&["name", "resolve", "--nocache", &other]));
+    assert!(e.contains("no valid record"), "{e}");
+    let e = err(&c.output(&["name", "resolve", "not-a-name"]));
+    assert!(e.contains("not an IPNS name"), "{e}");
+    drop((da, dc, db));
 }

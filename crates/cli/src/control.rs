@@ -3,7 +3,8 @@
 //! One JSON object per line. A request is `{"op": ..., ...}`; the daemon answers with zero
 //! or more `{"progress": ...}` lines and then one `{"ok": ...}` or `{"error": "..."}` line.
 //! Any local user may connect (the socket is 0666, like the mount is open to all): reading
-//! operations (`id`, `peers`, `stats`, `block`, `prefetch`, `fetch`) are for everyone;
+//! operations (`id`, `peers`, `stats`, `block`, `prefetch`, `fetch`, `name_resolve`) are for
+//! everyone, and so is `name_publish` (a record is its signer's word, checked here);
 //! operations that change what the node does (`connect`, `disconnect`, `provide`) are for
 //! root and the daemon's own user only, checked with the peer's credentials (SO_PEERCRED).
 
@@ -51,6 +52,19 @@ pub enum Request {
     Fetch {
         cid: String,
         window: usize,
+    },
+    /// Keep and publish a signed IPNS record (base64) of `name`. Open to every user: the
+    /// signature, checked here, is the authority.
+    NamePublish {
+        name: String,
+        record: String,
+        offline: bool,
+    },
+    /// The best valid record of `name`, or null.
+    NameResolve {
+        name: String,
+        nocache: bool,
+        offline: bool,
     },
 }
 

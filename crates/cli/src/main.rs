@@ -13,6 +13,7 @@ mod environment;
 mod key;
 mod maint;
 mod mount;
+mod name;
 mod pin;
 mod progress;
 mod read;
@@ -137,6 +138,10 @@ enum Command {
     /// name only its holder can publish under
     #[command(subcommand)]
     Key(key::KeyCmd),
+    /// IPNS names: publish a signed pointer under your key's name, resolve anyone's (through
+    /// the running daemon and the DHT; kubo and Helia resolve the same names)
+    #[command(subcommand)]
+    Name(name::NameCmd),
     /// The network: this node, its peers, connecting and disconnecting
     #[command(subcommand)]
     Swarm(swarm::SwarmCmd),
@@ -195,6 +200,7 @@ fn main() -> ExitCode {
         Command::Daemon(args) => daemon::run(&root, args),
         Command::Env(args) => environment::run(&root, args),
         Command::Key(cmd) => key::run(cmd),
+        Command::Name(cmd) => name::run(&root, cmd),
         Command::Swarm(cmd) => swarm::swarm(&root, cmd),
         Command::Fetch {
             cid,

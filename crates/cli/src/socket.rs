@@ -289,7 +289,39 @@ async fn answer(ctx: &Ctx, req: Request, w: &mut OwnedWriteHalf) -> Result<Value
             }
             serde_json::to_value(task.await??)?
         }
+        Request::NamePublish {
+            name,
+            record,
+            offline,
+        } => {
+            let name = parse_name(&name)?;
+            let record = cairn_names::record::from_base64(&record)?;
+            c.publish_name(name, record, offline).await?;
+            json!(null)
+        }
+        Request::NameResolve {
+            name,
+            nocache,
+            offline,
+        } => {
+            let name = parse_name(&name)?;
+            match c.resolve_name(name, nocache, offline).await? {
+                None => json!(null),
+                Some(f) => json!({
+                    "value": f.record.value,
+                    "sequence": f.record.sequence,
+                    "validity": cairn_names::time::format(f.record.validity),
+                    "ttl_ns": f.record.ttl,
+                    "record": cairn_names::record::to_base64(&f.bytes),
+                    "from": f.from.map(|p| p.to_string()),
+                }),
+            }
+        }
     })
+}
+
+fn parse_name(s: &str) -> Result<cairn_names::Name> {
+    Ok(s.parse::<cairn_names::Name>()?)
 }
 
 struct AbortOnDrop(tokio::task::AbortHandle);

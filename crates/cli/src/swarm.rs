@@ -256,6 +256,7 @@ fn ledger(root: &Path, json: bool) -> Result<()> {
                 "bad_blocks": s.bad_blocks,
                 "unwanted_blocks": s.unwanted_blocks,
                 "malformed_messages": s.malformed_messages,
+                "bad_records": s.bad_records,
                 "stranger": s.is_stranger(),
                 "bad": cairn_net::incentives::is_bad(&s, now_ms),
                 "weight": standing.get(peer).map_or_else(
@@ -293,7 +294,9 @@ fn ledger(root: &Path, json: bool) -> Result<()> {
             mib(&r["bytes_sent"]),
             mib(&r["recent_received"]),
             mib(&r["recent_sent"]),
-            r["bad_blocks"].as_u64().unwrap_or(0) + r["unwanted_blocks"].as_u64().unwrap_or(0),
+            r["bad_blocks"].as_u64().unwrap_or(0)
+                + r["unwanted_blocks"].as_u64().unwrap_or(0)
+                + r["bad_records"].as_u64().unwrap_or(0),
             r["dont_haves"].as_u64().unwrap_or(0),
             r["weight"].as_f64().unwrap_or(0.0),
         );

@@ -51,6 +51,13 @@ impl Name {
     }
 }
 
+impl From<PeerId> for Name {
+    /// Every peer ID is a name: the one its key signs records for.
+    fn from(p: PeerId) -> Name {
+        Name(p)
+    }
+}
+
 impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mh =

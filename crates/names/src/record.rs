@@ -212,6 +212,66 @@ pub fn verify(name: &Name, bytes: &[u8], now: Nanos) -> Result<Record, RecordErr
     })
 }
 
+/// What a record says, read without verifying it (for `cairn name inspect` of a file whose
+/// name is not known): nothing here is to be trusted until [`verify`] says so.
+#[derive(Debug, Clone)]
+pub struct Unverified {
+    pub value: String,
+    pub validity: String,
+    pub sequence: u64,
+    pub ttl: u64,
+    pub signature_v1: bool,
+    pub signature_v2: bool,
+    /// The name of the public key the record carries, if it carries one.
+    pub key_name: Option<Name>,
+}
+
+/// Reads a record's signed `data` (or, failing that, its V1 fields) without verifying it.
+pub fn inspect(bytes: &[u8]) -> Result<Unverified, RecordError> {
+    if bytes.len() > MAX_RECORD {
+        return Err(RecordError::TooLarge(bytes.len()));
+    }
+    let e = IpnsEntry::decode(bytes).map_err(|e| malformed(e.to_string()))?;
+    let key_name = e
+        .pub_key
+        .as_ref()
+        .and_then(|k| PublicKey::try_decode_protobuf(k).ok())
+        .map(|k| Name::of(&k));
+    let (value, validity, sequence, ttl) = match e.data.as_deref().map(decode_data) {
+        Some(Ok(d)) => (d.value, d.validity, d.sequence, d.ttl),
+        _ => (
+            e.value.clone().unwrap_or_default(),
+            e.validity.clone().unwrap_or_default(),
+            e.sequence.unwrap_or(0),
+            e.ttl.unwrap_or(0),
+        ),
+    };
+    Ok(Unverified {
+        value: String::from_utf8_lossy(&value).into_owned(),
+        validity: String::from_utf8_lossy(&validity).into_owned(),
+        sequence,
+        ttl,
+        signature_v1: e.signature_v1.is_some(),
+        signature_v2: e.signature_v2.is_some(),
+        key_name,
+    })
+}
+
+/// Base64 (padded) of a record, as the control socket carries it.
+pub fn to_base64(bytes: &[u8]) -> String {
+    cid::multibase::Base::Base64Pad.encode(bytes)
+}
+
+/// A record from [`to_base64`]'s form, refused past [`MAX_RECORD`] before decoding.
+pub fn from_base64(s: &str) -> Result<Vec<u8>, RecordError> {
+    if s.len() > MAX_RECORD.div_ceil(3) * 4 {
+        return Err(RecordError::TooLarge(s.len() / 4 * 3));
+    }
+    cid::multibase::Base::Base64Pad
+        .decode(s)
+        .map_err(|_| malformed("not base64"))
+}
+
 /// Signs a record of `key`'s name saying `value`, valid until `validity`, with V2 and V1
 /// signatures and fields. The public key goes in the record when the name does not inline
 /// it (RSA).

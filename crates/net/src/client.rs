@@ -157,6 +157,79 @@ impl Client {
         ask(&self.commands, |tx| Command::Provide(keys, tx)).await
     }
 
+    /// Publishes a signed IPNS record of `name`: it must verify; it is kept here and, unless
+    /// `offline`, put at the closest DHT peers. Returns at the first peer's acknowledgement.
+    pub async fn publish_name(
+        &self,
+        name: cairn_names::Name,
+        record: Vec<u8>,
+        offline: bool,
+    ) -> Result<(), NetError> {
+        ask(&self.commands, |reply| Command::PublishName {
+            name,
+            record,
+            offline,
+            reply,
+        })
+        .await?
+        .map_err(NetError::Name)
+    }
+
+    /// Resolves `name`: the best valid record found, with its bytes, or `None`. Returns
+    /// once it holds a record and three peers have answered with one or a second has passed
+    /// (or the lookup has ended, or [`crate::dht::QUERY_TIMEOUT`]); the lookup goes on in
+    /// the background, and writes the best record back to peers that had older ones.
+    /// `nocache` leaves out the record this node holds; `offline` asks no peer.
+    pub async fn resolve_name(
+        &self,
+        name: cairn_names::Name,
+        nocache: bool,
+        offline: bool,
+    ) -> Result<Option<crate::dht::ipns::Found>, NetError> {
+        let (found, mut rx) = mpsc::channel(crate::dht::ipns::FOUND_QUEUE);
+        ask(&self.commands, |reply| Command::ResolveName {
+            name,
+            nocache,
+            offline,
+            found,
+            reply,
+        })
+        .await?
+        .map_err(NetError::Name)?;
+        let start = Instant::now();
+        let enough = start + RESOLVE_ENOUGH;
+        let end = start + crate::dht::QUERY_TIMEOUT;
+        let mut best: Option<crate::dht::ipns::Found> = None;
+        let mut peers = 0;
+        loop {
+            let wait = if best.is_some() { enough.min(end) } else { end };
+            match tokio::time::timeout_at(wait.into(), rx.recv()).await {
+                Ok(Some(f)) => {
+                    peers += f.from.is_some() as usize;
+                    let better = match &best {
+                        None => true,
+                        Some(b) => {
+                            cairn_names::record::better(
+                                (&b.record, &b.bytes),
+                                (&f.record, &f.bytes),
+                            )
+                            .1 == f.bytes.as_slice()
+                        }
+                    };
+                    if better {
+                        best = Some(f);
+                    }
+                    if best.is_some() && peers >= RESOLVE_PEERS {
+                        break;
+                    }
+                }
+                // Every lookup ended, or time is up.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(best)
+    }
+
     /// What the DHT did.
     pub async fn dht(&self) -> Result<crate::dht::DhtStats, NetError> {
         ask(&self.commands, Command::Dht).await
@@ -173,6 +246,11 @@ impl Client {
         ask(&self.engine, Event::Stats).await
     }
 }
+
+/// A resolve answers once this many peers have sent a valid record…
+pub const RESOLVE_PEERS: usize = 3;
+/// …or this long after it began, if it holds one.
+pub const RESOLVE_ENOUGH: Duration = Duration::from_secs(1);
 
 /// Sends the request `make` builds around a reply channel and waits for the reply; a node
 /// that has stopped answers neither.

@@ -85,6 +85,9 @@ pub enum Offence {
     Flood,
     /// A message begun and not finished in time (holding our buffers).
     Stalled,
+    /// An IPNS record that does not verify (forged, expired, for another key, malformed),
+    /// sent by DHT `PUT_VALUE` or as a `GET_VALUE` answer.
+    BadRecord,
 }
 
 impl Offence {
@@ -98,6 +101,7 @@ impl Offence {
             Offence::Malformed => 30.0,
             Offence::Flood => 10.0,
             Offence::Stalled => 10.0,
+            Offence::BadRecord => 10.0,
         }
     }
 }
@@ -114,6 +118,8 @@ pub struct PeerStats {
     pub unwanted_blocks: u64,
     pub bad_blocks: u64,
     pub malformed_messages: u64,
+    /// IPNS records that did not verify.
+    pub bad_records: u64,
     pub dont_haves: u64,
     /// Current offence points (decayed).
     pub offence: f64,
@@ -162,6 +168,7 @@ impl PeerStats {
             Offence::Malformed | Offence::TooManyWants | Offence::Flood | Offence::Stalled => {
                 self.malformed_messages += 1
             }
+            Offence::BadRecord => self.bad_records += 1,
         }
         self.offence
     }

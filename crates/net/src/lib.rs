@@ -10,7 +10,10 @@
 //! - [`bitswap`]: every Bitswap stream is read and written in its connection's handler, in
 //!   bounded sets of futures; the [`bitswap::engine`] owns the wants and every peer's ledger
 //!   and only moves queued work; disk and hashing run on blocking threads.
-//! - [`dht`]: the public and the LAN DHT, kept apart, with bounded provider stores.
+//! - [`dht`]: the public and the LAN DHT, kept apart, with bounded provider stores and
+//!   IPNS records (verified before they are kept or served: [`dht::records`]; lookups and
+//!   publications: [`dht::ipns`], through [`Client::publish_name`] and
+//!   [`Client::resolve_name`]).
 //! - [`NetworkSource`] wraps the store: local blocks as before, missing ones fetched within
 //!   a timeout, corrupt ones fetched again.
 //! - [`fetch::fetch_dag`] fetches a whole DAG with many wants in flight;
@@ -69,6 +72,8 @@
 //! | a DHT message | 256 KiB | [`dht`] | refused by kad |
 //! | provider lookups | 16 at once per DHT, 30 s each | [`dht`] | not started |
 //! | provider records | ours 2^20; others' 2^18, 2^15 per provider, 20 per key, 4 addresses each, expiring | [`dht::providers`] | refused |
+//! | IPNS records (PUT_VALUE, GET_VALUE answers) | 10 KiB each, checked before parsing; others' 4096, published here 4096, per DHT; kept until their validity ends, at most 48 h | [`dht::records`] | refused; one that does not verify is a BadRecord offence (10 points) |
+//! | name lookups and publications | 64 at once, 30 s each; 32 records queued per asker; 20 peers written back to | [`dht::ipns`] | refused, saying so |
 //! | identify reports | 16 addresses, 64 protocols, 128-byte agent kept per peer | [`node`] | cut |
 //! | signed statements | 64 per batch, 64 KiB per response | [`history`], [`reputation`] | refused |
 //! | offences | 50 points (decaying 2/s) | [`ledger`] | disconnected, banned 10 minutes (a ban is resent until the node takes it) |
@@ -119,6 +124,8 @@ pub enum NetError {
     Unavailable(Cid),
     #[error("a background task failed: {0}")]
     Task(String),
+    #[error("{0}")]
+    Name(String),
     #[error(transparent)]
     Unverifiable(#[from] Unverifiable),
     #[error(transparent)]

@@ -88,6 +88,19 @@ pub(crate) enum Command {
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     Provide(Vec<Multihash<64>>, oneshot::Sender<usize>),
     Dht(oneshot::Sender<DhtStats>),
+    PublishName {
+        name: cairn_names::Name,
+        record: Vec<u8>,
+        offline: bool,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    ResolveName {
+        name: cairn_names::Name,
+        nocache: bool,
+        offline: bool,
+        found: mpsc::Sender<dht::ipns::Found>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// Starts the node on the current tokio runtime: listens, dials the bootstrap peers, and
@@ -352,11 +365,33 @@ impl EventLoop {
                         .sum::<usize>();
                 }
                 let held = dht::records_held(b.kads());
+                let (names_held, names_own) = dht::names_held(b.kads());
                 let _ = reply.send(DhtStats {
                     routing_peers: routing,
                     records_held: held,
+                    names_held,
+                    names_own,
                     ..self.dht.stats
                 });
+            }
+            Command::PublishName {
+                name,
+                record,
+                offline,
+                reply,
+            } => {
+                let b = self.swarm.behaviour_mut();
+                self.dht.publish(b.kads(), name, record, offline, reply);
+            }
+            Command::ResolveName {
+                name,
+                nocache,
+                offline,
+                found,
+                reply,
+            } => {
+                let b = self.swarm.behaviour_mut();
+                let _ = reply.send(self.dht.resolve(b.kads(), name, found, nocache, offline));
             }
             Command::Provide(keys, reply) => {
                 let mut n = 0;
@@ -634,8 +669,13 @@ impl EventLoop {
             Scope::Lan => b.lan.as_mut(),
         };
         let Some(kad) = kad else { return };
-        let Some(found) = self.dht.on_event(kad, local, ev) else {
-            return;
+        let found = match self.dht.on_event(kad, local, ev) {
+            Some(dht::Out::Providers(found)) => found,
+            Some(dht::Out::BadRecord(peer)) => {
+                self.engine(Event::Offence(peer, crate::ledger::Offence::BadRecord));
+                return;
+            }
+            None => return,
         };
         for p in &found.providers {
             if !self.swarm.is_connected(p) {

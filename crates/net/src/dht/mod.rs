@@ -14,6 +14,8 @@
 //! | dials in progress                      | the node's pending-outgoing limit (64) |
 //! | provider lookups in flight, per DHT    | [`MAX_LOOKUPS`]                        |
 //! | provider records                       | see [`providers`]                      |
+//! | IPNS records                           | see [`records`]                        |
+//! | name lookups and publications          | see [`ipns`]                           |
 //!
 //! One GET_PROVIDERS answer of kubo's 4 MiB could name 75,000 providers with addresses of
 //! the sender's choosing; cairn reads answers of up to 256 KiB (under 5,000), takes twenty
@@ -21,21 +23,26 @@
 //! and a port), and never more than the node's dial limit at once.
 
 pub mod addrs;
+pub mod ipns;
 pub mod providers;
+pub mod records;
 
 use std::collections::HashMap;
 
+use cairn_names::Name;
 use libp2p::{
     kad::{
-        self, store::RecordStore, AddProviderOk, GetProvidersOk, InboundRequest, ProviderRecord,
-        QueryId, QueryResult, RecordKey,
+        self, store::RecordStore, AddProviderOk, GetProvidersOk, GetRecordOk, InboundRequest,
+        ProviderRecord, QueryId, QueryResult, Quorum, RecordKey,
     },
     Multiaddr, PeerId, StreamProtocol,
 };
 use multihash::Multihash;
+use tokio::sync::{mpsc, oneshot};
 
 use self::{
     addrs::{Filtered, Scope},
+    ipns::{Publishing, Resolving},
     providers::ProviderStore,
 };
 
@@ -67,6 +74,12 @@ pub fn behaviour(local: PeerId, scope: Scope) -> Filtered<Kad> {
     cfg.set_query_timeout(QUERY_TIMEOUT);
     // Records others send are checked before they are kept (see `Dht::on_event`).
     cfg.set_record_filtering(kad::StoreInserts::FilterBoth);
+    // Records are re-put by their owners and followers (cairn's own republishing), never
+    // by kad on its own, and a lookup's write-back is ours (`ipns::Resolving::end`).
+    cfg.set_replication_interval(None);
+    cfg.set_publication_interval(None);
+    cfg.set_record_ttl(None);
+    cfg.set_caching(kad::Caching::Disabled);
     if scope == Scope::Public {
         // Peers enter the public routing table only at their public addresses (`on_event`).
         cfg.set_kbucket_inserts(kad::BucketInserts::Manual);
@@ -93,6 +106,12 @@ pub struct DhtStats {
     pub records_refused: u64,
     /// Provider records from others held now (public + LAN).
     pub records_held: usize,
+    /// IPNS records from peers kept and refused (did not verify; full stores are not
+    /// counted), held now (others', published here; public + LAN).
+    pub names_kept: u64,
+    pub names_refused: u64,
+    pub names_held: usize,
+    pub names_own: usize,
     /// Peers in the routing tables (public + LAN).
     pub routing_peers: usize,
 }
@@ -103,12 +122,26 @@ pub struct Found {
     pub providers: Vec<PeerId>,
 }
 
+/// What a DHT event asks of the node.
+pub enum Out {
+    /// Providers found for a block.
+    Providers(Found),
+    /// A peer sent a record that did not verify.
+    BadRecord(PeerId),
+}
+
 /// What the node's event loop keeps of both DHTs: lookups in flight and counters.
 #[derive(Default)]
 pub struct Dht {
     /// Each Kademlia numbers its queries from 0: a lookup is known by its DHT and its number.
     lookups: HashMap<(Scope, QueryId), Multihash<64>>,
     in_flight: [usize; 2],
+    /// Name lookups, one per DHT asked; the asker's channel closes when all have ended.
+    resolving: HashMap<(Scope, QueryId), Resolving>,
+    /// Name publications, by number; and the puts (one per DHT) of each.
+    publishing: HashMap<u64, Publishing>,
+    puts: HashMap<(Scope, QueryId), u64>,
+    next_publish: u64,
     pub stats: DhtStats,
 }
 
@@ -133,19 +166,195 @@ impl Dht {
         self.lookups.insert((scope, id), key);
     }
 
-    /// Handles one of `kad`'s events; providers found, if any.
+    /// Name lookups and publications in flight.
+    fn name_queries(&self) -> usize {
+        self.resolving.len() + self.publishing.len()
+    }
+
+    /// Looks `name` up in every DHT given; each valid record found goes to `tx` as it
+    /// arrives (this node's own first, unless `nocache`), and `tx` closes when every lookup
+    /// has ended. `offline`: this node's records only.
+    pub fn resolve(
+        &mut self,
+        kads: [Option<&mut Filtered<Kad>>; 2],
+        name: Name,
+        tx: mpsc::Sender<ipns::Found>,
+        nocache: bool,
+        offline: bool,
+    ) -> Result<(), String> {
+        let key = records::key_of(&name);
+        if offline {
+            for k in kads.into_iter().flatten() {
+                if let Some(h) = k.inner.store_mut().records.get(&key) {
+                    let _ = tx.try_send(ipns::Found {
+                        record: h.record.clone(),
+                        bytes: h.bytes.clone(),
+                        from: None,
+                    });
+                }
+            }
+            return Ok(());
+        }
+        if self.name_queries() >= ipns::MAX_NAME_QUERIES {
+            return Err(format!(
+                "{} name lookups and publications are in flight already; try again",
+                ipns::MAX_NAME_QUERIES
+            ));
+        }
+        let mut asked = 0;
+        for k in kads.into_iter().flatten() {
+            let id = k.inner.get_record(key.clone());
+            self.resolving
+                .insert((k.scope(), id), Resolving::new(name, tx.clone(), nocache));
+            asked += 1;
+        }
+        if asked == 0 {
+            return Err("the DHT is off in this node (dht = false)".into());
+        }
+        Ok(())
+    }
+
+    /// Publishes a signed record of `name`: kept here (it must verify), then, unless
+    /// `offline`, put at the closest peers of every DHT given; `reply` gets `Ok` at the
+    /// first peer's acknowledgement, or why none came.
+    pub fn publish(
+        &mut self,
+        kads: [Option<&mut Filtered<Kad>>; 2],
+        name: Name,
+        bytes: Vec<u8>,
+        offline: bool,
+        reply: oneshot::Sender<Result<(), String>>,
+    ) {
+        let key = records::key_of(&name);
+        let kads: Vec<&mut Filtered<Kad>> = kads.into_iter().flatten().collect();
+        if kads.is_empty() {
+            let _ = reply.send(Err("the DHT is off in this node (dht = false)".into()));
+            return;
+        }
+        if !offline && self.name_queries() >= ipns::MAX_NAME_QUERIES {
+            let _ = reply.send(Err(format!(
+                "{} name lookups and publications are in flight already; try again",
+                ipns::MAX_NAME_QUERIES
+            )));
+            return;
+        }
+        let mut kads = kads;
+        for k in kads.iter_mut() {
+            if let Err(e) = k.inner.store_mut().records.offer(&key, &bytes, true) {
+                let _ = reply.send(Err(format!("the record is refused: {e}")));
+                return;
+            }
+        }
+        if offline {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        let n = self.next_publish;
+        self.next_publish += 1;
+        let mut p = Publishing {
+            reply: Some(reply),
+            left: 0,
+            errors: Vec::new(),
+        };
+        for k in kads {
+            let record = kad::Record {
+                key: key.clone(),
+                value: bytes.clone(),
+                publisher: None,
+                expires: None,
+            };
+            match k.inner.put_record(record, Quorum::One) {
+                Ok(id) => {
+                    self.puts.insert((k.scope(), id), n);
+                    p.left += 1;
+                }
+                Err(e) => p.errors.push(format!("{:?} DHT: {e}", k.scope())),
+            }
+        }
+        if p.left == 0 {
+            p.last();
+            return;
+        }
+        self.publishing.insert(n, p);
+    }
+
+    /// Handles one of `kad`'s events: providers found, or a peer to blame.
     pub fn on_event(
         &mut self,
         kad: &mut Filtered<Kad>,
         local: PeerId,
         ev: kad::Event,
-    ) -> Option<Found> {
+    ) -> Option<Out> {
         let scope = kad.scope();
         match ev {
             kad::Event::InboundRequest {
                 request: InboundRequest::AddProvider { record: Some(r) },
             } => {
                 self.accept_provider(&mut kad.inner, r);
+                None
+            }
+            kad::Event::InboundRequest {
+                request:
+                    InboundRequest::PutRecord {
+                        source,
+                        record: Some(r),
+                        ..
+                    },
+            } => match kad.inner.store_mut().records.offer(&r.key, &r.value, false) {
+                Ok(records::Offer::Kept) => {
+                    self.stats.names_kept += 1;
+                    None
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    log::debug!("a record put by {source} refused: {e}");
+                    if e.is_offence() {
+                        self.stats.names_refused += 1;
+                        Some(Out::BadRecord(source))
+                    } else {
+                        None
+                    }
+                }
+            },
+            kad::Event::OutboundQueryProgressed {
+                id,
+                result: QueryResult::GetRecord(r),
+                step,
+                ..
+            } => {
+                let mut blame = None;
+                if let Some(res) = self.resolving.get_mut(&(scope, id)) {
+                    if let Ok(GetRecordOk::FoundRecord(found)) = r {
+                        if let Err(p) = res.found(&mut kad.inner, found) {
+                            self.stats.names_refused += 1;
+                            blame = Some(Out::BadRecord(p));
+                        }
+                    }
+                    if step.last {
+                        if let Some(res) = self.resolving.remove(&(scope, id)) {
+                            res.end(&mut kad.inner);
+                        }
+                    }
+                }
+                blame
+            }
+            kad::Event::OutboundQueryProgressed {
+                id,
+                result: QueryResult::PutRecord(r),
+                step,
+                ..
+            } => {
+                if let Some(n) = self.puts.get(&(scope, id)).copied() {
+                    if let Some(p) = self.publishing.get_mut(&n) {
+                        p.ended(scope, r.map(|_| ()).map_err(|e| e.to_string()));
+                    }
+                    if step.last {
+                        self.puts.remove(&(scope, id));
+                        if self.publishing.get_mut(&n).is_some_and(|p| p.last()) {
+                            self.publishing.remove(&n);
+                        }
+                    }
+                }
                 None
             }
             kad::Event::OutboundQueryProgressed {
@@ -181,7 +390,7 @@ impl Dht {
                 if step.last && self.lookups.remove(&(scope, id)).is_some() {
                     self.in_flight[slot(scope)] -= 1;
                 }
-                found
+                found.map(Out::Providers)
             }
             kad::Event::RoutablePeer { peer, address } if scope == Scope::Public => {
                 if scope.allows(&address) {
@@ -265,11 +474,20 @@ pub fn records_held(kads: [Option<&mut Filtered<Kad>>; 2]) -> usize {
         .sum()
 }
 
-/// Drops expired provider records (the event loop calls it every few seconds).
+/// IPNS records held: (others', published here), public + LAN.
+pub fn names_held(kads: [Option<&mut Filtered<Kad>>; 2]) -> (usize, usize) {
+    kads.into_iter()
+        .flatten()
+        .map(|k| k.inner.store_mut().records.len())
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+}
+
+/// Drops expired provider and IPNS records (the event loop calls it every few seconds).
 pub fn prune(kads: [Option<&mut Filtered<Kad>>; 2]) {
     let now = std::time::Instant::now();
     for k in kads.into_iter().flatten() {
         k.inner.store_mut().prune(now);
+        k.inner.store_mut().records.prune(now);
     }
 }
 

@@ -14,7 +14,7 @@
 //! once filled a shared store and made our own announcements fail. Each record expires
 //! (kad's 48 hours, or sooner if the record says so) and gives its provider its room back,
 //! so a peer that keeps re-announcing is refused only while its share is full.
-//! Value records (`PUT_VALUE`) are not kept.
+//! Value records (`PUT_VALUE`) are IPNS records only, kept in [`super::records`].
 
 use std::{
     borrow::Cow,
@@ -31,7 +31,7 @@ use libp2p::{
 };
 use std::time::Instant;
 
-use super::addrs::Scope;
+use super::{addrs::Scope, records::Records};
 
 /// Keys we provide ourselves.
 pub const OWN_KEYS: usize = 1 << 20;
@@ -58,6 +58,8 @@ pub struct ProviderStore {
     /// all, so the order of expiry too); an entry whose record was renewed or removed since
     /// is skipped.
     expiry: VecDeque<(Instant, RecordKey, PeerId)>,
+    /// IPNS records, verified before they are kept.
+    pub records: Records,
 }
 
 impl ProviderStore {
@@ -70,6 +72,7 @@ impl ProviderStore {
             per_provider: HashMap::new(),
             total: 0,
             expiry: VecDeque::new(),
+            records: Records::default(),
         }
     }
 
@@ -173,15 +176,30 @@ impl RecordStore for ProviderStore {
         fn(&'a ProviderRecord) -> Cow<'a, ProviderRecord>,
     >;
 
-    fn get(&self, _: &RecordKey) -> Option<Cow<'_, Record>> {
-        None
+    fn get(&self, key: &RecordKey) -> Option<Cow<'_, Record>> {
+        self.records.get(key).map(|h| {
+            Cow::Owned(Record {
+                key: key.clone(),
+                value: h.bytes.clone(),
+                publisher: None,
+                expires: Some(h.expires),
+            })
+        })
     }
 
-    fn put(&mut self, _: Record) -> Result<()> {
-        Err(Error::MaxRecords)
+    /// kad calls this for records this node publishes (`put_record`); records from peers
+    /// are offered by `Dht::on_event`, which knows whom to blame.
+    fn put(&mut self, r: Record) -> Result<()> {
+        let own = r.publisher == Some(self.local);
+        match self.records.offer(&r.key, &r.value, own) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(Error::MaxRecords),
+        }
     }
 
-    fn remove(&mut self, _: &RecordKey) {}
+    fn remove(&mut self, key: &RecordKey) {
+        self.records.remove(key);
+    }
 
     fn records(&self) -> Self::RecordsIter<'_> {
         std::iter::empty()

@@ -1,0 +1,263 @@
+//! `cairn name`: IPNS names. A record is signed here, with the user's key (which never
+//! leaves this process), and handed to the running daemon, which checks it, keeps it and
+//! puts it on the DHT; resolving asks the daemon, which asks the DHT.
+
+use std::{collections::HashSet, io::Read, path::Path, process::ExitCode, time::Duration};
+
+use anyhow::{bail, Context, Result};
+use cairn_names::{
+    keys::Keystore,
+    record::{self, MAX_RECORD},
+    time, Name,
+};
+use clap::Subcommand;
+use serde_json::Value;
+
+use crate::control::{Control, Request};
+
+/// How deep `/ipns/` values are followed.
+pub const MAX_DEPTH: usize = 32;
+
+#[derive(Subcommand)]
+pub enum NameCmd {
+    /// Point your key's name at PATH (like `ipfs name publish`): sign a record one higher in
+    /// sequence than the newest the network knows, and publish it through the daemon. Prints
+    /// "Published to NAME: PATH"
+    Publish {
+        /// /ipfs/CID[/path], /ipns/NAME, or a bare CID
+        path: String,
+        /// The key to sign with (`cairn key list`)
+        #[arg(long, short, default_value = "self")]
+        key: String,
+        /// How long the record is valid (s, m, h, d)
+        #[arg(long, default_value = "48h", value_parser = parse_duration)]
+        lifetime: Duration,
+        /// How long resolvers may cache it (s, m, h, d)
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        ttl: Duration,
+        /// Keep it in this node only; put it on no DHT peer
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Print what NAME points to (k51…, 12D3…, Qm…, bafz… or /ipns/…), following /ipns/
+    /// values up to 32 deep
+    Resolve {
+        name: String,
+        /// Ask the network even if this node holds a record
+        #[arg(long)]
+        nocache: bool,
+        /// Ask no peer: this node's record only
+        #[arg(long)]
+        offline: bool,
+        /// Print the record's fields as JSON instead of its value
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a record's fields: of NAME (resolved and verified), or of a record FILE
+    /// (verified with --verify NAME, else only read)
+    Inspect {
+        /// NAME, or a file holding a record
+        what: String,
+        /// The name FILE's record must verify for
+        #[arg(long, value_name = "NAME")]
+        verify: Option<String>,
+    },
+}
+
+/// `30s`, `5m`, `48h`, `7d`, `100ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (n, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, ""), |i| s.split_at(i));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: a number, then s, m, h or d"))?;
+    let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{s:?}: a number, then ms, s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn now() -> time::Nanos {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// `/ipfs/CID/…`, `/ipns/NAME/…`, or a bare CID (checked) made `/ipfs/CID`.
+fn value_of(path: &str) -> Result<String> {
+    if let Some(rest) = path.strip_prefix("/ipfs/") {
+        let cid = rest.split('/').next().unwrap_or("");
+        cairn_store::parse_cid(cid)?;
+        return Ok(path.to_owned());
+    }
+    if let Some(rest) = path.strip_prefix("/ipns/") {
+        rest.split('/').next().unwrap_or("").parse::<Name>()?;
+        return Ok(path.to_owned());
+    }
+    let cid = cairn_store::parse_cid(path)
+        .with_context(|| format!("{path:?} is neither /ipfs/…, /ipns/… nor a CID"))?;
+    Ok(format!("/ipfs/{cid}"))
+}
+
+/// The daemon's best record of `name`, if any.
+fn resolve_once(c: &mut Control, name: &Name, nocache: bool, offline: bool) -> Result<Value> {
+    c.call(&Request::NameResolve {
+        name: name.to_string(),
+        nocache,
+        offline,
+    })
+}
+
+pub fn run(root: &Path, cmd: NameCmd) -> Result<ExitCode> {
+    match cmd {
+        NameCmd::Publish {
+            path,
+            key,
+            lifetime,
+            ttl,
+            offline,
+        } => {
+            let value = value_of(&path)?;
+            let ks = Keystore::open_default()?;
+            let key = ks.get(&key).map_err(|e| match e {
+                cairn_names::keys::KeyError::NotFound(k) if k == "self" => anyhow::anyhow!(
+                    "no key named self: make one with `cairn key gen self`, or give --key"
+                ),
+                e => e.into(),
+            })?;
+            let name = key.ipns();
+            let mut c = Control::require(root)?;
+            // One past the newest the network knows, so no resolver prefers an old record.
+            let current = resolve_once(&mut c, &name, false, offline)?;
+            let sequence = current["sequence"].as_u64().map_or(0, |s| s + 1);
+            let validity = now() + lifetime.as_nanos() as i128;
+            let bytes = record::sign(
+                &key.keypair,
+                &value,
+                sequence,
+                validity,
+                ttl.as_nanos() as u64,
+            )?;
+            c.call(&Request::NamePublish {
+                name: name.to_string(),
+                record: record::to_base64(&bytes),
+                offline,
+            })
+            .with_context(|| format!("publishing {name}"))?;
+            println!("Published to {name}: {value}");
+        }
+        NameCmd::Resolve {
+            name,
+            nocache,
+            offline,
+            json,
+        } => {
+            let mut c = Control::require(root)?;
+            let name: Name = name.parse()?;
+            if json {
+                // The record of this name itself, not of the names it points to.
+                let r = resolve_once(&mut c, &name, nocache, offline)?;
+                if r.is_null() {
+                    bail!("{name}: no valid record found");
+                }
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                let value = resolve_path(&mut c, name, nocache, offline, &mut HashSet::new())?;
+                println!("{value}");
+            }
+        }
+        NameCmd::Inspect { what, verify } => {
+            let path = Path::new(&what);
+            if path.is_file() {
+                let mut bytes = Vec::new();
+                std::fs::File::open(path)?
+                    .take(MAX_RECORD as u64 + 1)
+                    .read_to_end(&mut bytes)?;
+                print_record(&bytes, verify.as_deref())?;
+            } else {
+                let name: Name = what.parse()?;
+                let mut c = Control::require(root)?;
+                let r = resolve_once(&mut c, &name, false, false)?;
+                let Some(b64) = r["record"].as_str() else {
+                    bail!("{name}: no valid record found");
+                };
+                print_record(&record::from_base64(b64)?, Some(&what))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The value `name` resolves to, after every `/ipns/` step.
+fn resolve_path(
+    c: &mut Control,
+    mut name: Name,
+    nocache: bool,
+    offline: bool,
+    seen: &mut HashSet<Name>,
+) -> Result<String> {
+    loop {
+        if !seen.insert(name) {
+            bail!("{name} points back to itself through /ipns/ values (a loop)");
+        }
+        if seen.len() > MAX_DEPTH {
+            bail!("more than {MAX_DEPTH} /ipns/ names in a row");
+        }
+        let r = resolve_once(c, &name, nocache, offline)?;
+        let Some(value) = r["value"].as_str() else {
+            bail!(
+                "{name}: no valid record found{}",
+                if offline { " in this node" } else { "" }
+            );
+        };
+        match value.strip_prefix("/ipns/") {
+            Some(rest) if !rest.contains('/') => name = rest.parse()?,
+            Some(rest) => {
+                let n = rest.split('/').next().unwrap_or("");
+                let inner = resolve_path(c, n.parse()?, nocache, offline, seen)?;
+                return Ok(format!("{inner}{}", &rest[n.len()..]));
+            }
+            None => return Ok(value.to_owned()),
+        }
+    }
+}
+
+fn print_record(bytes: &[u8], name: Option<&str>) -> Result<()> {
+    let u = record::inspect(bytes)?;
+    println!("Value:         {}", u.value);
+    println!("Validity:      {}", u.validity);
+    println!("Sequence:      {}", u.sequence);
+    println!("TTL:           {:?}", Duration::from_nanos(u.ttl));
+    println!(
+        "Signatures:    {}",
+        match (u.signature_v1, u.signature_v2) {
+            (true, true) => "V1 and V2",
+            (false, true) => "V2",
+            (true, false) => "V1 only (refused by V2 rules)",
+            (false, false) => "none",
+        }
+    );
+    if let Some(k) = u.key_name {
+        println!("Key of:        {k}");
+    }
+    match name {
+        Some(n) => {
+            let n: Name = n.parse()?;
+            match record::verify(&n, bytes, now()) {
+                Ok(_) => println!("Verified for:  {n}"),
+                Err(e) => {
+                    println!("Verified for:  {n}: NO, {e}");
+                    bail!("the record does not verify for {n}: {e}");
+                }
+            }
+        }
+        None => println!("Verified:      not checked (give --verify NAME)"),
+    }
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! Name lookups and publications on a DHT: what a `GET_VALUE` lookup found, checked one
+//! record at a time, and what became of a `PUT_VALUE`.
+//!
+//! - A lookup hands every valid record it finds to the asker as it arrives (the asker
+//!   decides when it has enough: see [`crate::Client::resolve_name`]) and goes on in the
+//!   background until kad's query ends; then the best record is written back to the peers
+//!   that answered with older ones. An invalid answer costs its sender offence points.
+//! - A publication stores the record here, then puts it at the closest peers; it is done at
+//!   the first peer's acknowledgement.
+//!
+//! | what | bound | past it |
+//! |---|---|---|
+//! | lookups and publications in flight (per node) | [`MAX_NAME_QUERIES`] | refused, saying so |
+//! | records handed to one asker | [`FOUND_QUEUE`] queued | the rest dropped (each is kept in the store anyway) |
+//! | peers written back to, per lookup | [`MAX_WRITE_BACK`] | the rest left as they are |
+
+use cairn_names::{record, Name, Record};
+use libp2p::{
+    kad::{self, PeerRecord, Quorum},
+    PeerId,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{addrs::Scope, records, Kad};
+
+/// Name lookups and publications in flight at once.
+pub const MAX_NAME_QUERIES: usize = 64;
+/// Found records queued for one asker.
+pub const FOUND_QUEUE: usize = 32;
+/// Peers that answered an older record and are sent the best one.
+pub const MAX_WRITE_BACK: usize = 20;
+
+/// A valid record a lookup found.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub record: Record,
+    pub bytes: Vec<u8>,
+    /// The peer that sent it; `None` for the record this node holds.
+    pub from: Option<PeerId>,
+}
+
+/// A lookup of one name in one DHT.
+pub struct Resolving {
+    pub name: Name,
+    /// Closed when the lookup ends (in every DHT asked).
+    pub tx: mpsc::Sender<Found>,
+    /// Leave out the record this node holds.
+    pub nocache: bool,
+    best: Option<(Record, Vec<u8>)>,
+    /// Peers of this DHT that sent something older than the best.
+    older: Vec<PeerId>,
+}
+
+impl Resolving {
+    pub fn new(name: Name, tx: mpsc::Sender<Found>, nocache: bool) -> Resolving {
+        Resolving {
+            name,
+            tx,
+            nocache,
+            best: None,
+            older: Vec::new(),
+        }
+    }
+
+    /// A record kad found: checked, kept if better, handed on. `Err(peer)` when a peer sent
+    /// an invalid one.
+    pub fn found(&mut self, kad: &mut Kad, r: PeerRecord) -> Result<(), PeerId> {
+        let bytes = r.record.value;
+        let record = match record::verify(&self.name, &bytes, records::now_nanos()) {
+            Ok(rec) => rec,
+            Err(e) => {
+                log::debug!("{}: a record from {:?} refused: {e}", self.name, r.peer);
+                return r.peer.map_or(Ok(()), Err);
+            }
+        };
+        // Kept (if better) so that this node answers others with it from now on.
+        let key = records::key_of(&self.name);
+        if let Err(e) = kad.store_mut().records.offer(&key, &bytes, false) {
+            log::debug!("{}: not kept: {e}", self.name);
+        }
+        let is_best = match &self.best {
+            None => true,
+            Some((b, bb)) => record::better((b, bb), (&record, &bytes)).1 == bytes.as_slice(),
+        };
+        if is_best {
+            self.best = Some((record.clone(), bytes.clone()));
+        } else if let Some(p) = r.peer {
+            if self.older.len() < MAX_WRITE_BACK && !self.older.contains(&p) {
+                self.older.push(p);
+            }
+        }
+        if r.peer.is_some() || !self.nocache {
+            let _ = self.tx.try_send(Found {
+                record,
+                bytes,
+                from: r.peer,
+            });
+        }
+        Ok(())
+    }
+
+    /// The lookup in this DHT ended: the peers that answered older records get the best.
+    pub fn end(self, kad: &mut Kad) {
+        if let (Some((_, bytes)), false) = (self.best, self.older.is_empty()) {
+            let record = kad::Record {
+                key: records::key_of(&self.name),
+                value: bytes,
+                publisher: None,
+                expires: None,
+            };
+            log::debug!(
+                "{}: writing the newest record back to {} peers",
+                self.name,
+                self.older.len()
+            );
+            kad.put_record_to(record, self.older.into_iter(), Quorum::One);
+        }
+    }
+}
+
+/// A publication in every DHT.
+pub struct Publishing {
+    pub reply: Option<oneshot::Sender<Result<(), String>>>,
+    /// DHTs whose put has not ended.
+    pub left: usize,
+    pub errors: Vec<String>,
+}
+
+impl Publishing {
+    /// One DHT's put ended (`Ok` at its first acknowledgement).
+    pub fn ended(&mut self, scope: Scope, r: Result<(), String>) {
+        match r {
+            Ok(()) => {
+                if let Some(tx) = self.reply.take() {
+                    let _ = tx.send(Ok(()));
+                }
+            }
+            Err(e) => self.errors.push(format!("{scope:?} DHT: {e}")),
+        }
+    }
+
+    /// Whether every DHT is done with it; the asker has its answer then.
+    pub fn last(&mut self) -> bool {
+        self.left = self.left.saturating_sub(1);
+        if self.left > 0 {
+            return false;
+        }
+        if let Some(tx) = self.reply.take() {
+            let _ = tx.send(Err(if self.errors.is_empty() {
+                "no DHT peer took the record".into()
+            } else {
+                self.errors.join("; ")
+            }));
+        }
+        true
+    }
+}
