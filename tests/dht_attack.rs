@@ -35,7 +35,7 @@ use crate::{
     util::{eventually, fd_count, ledger_row, Root},
 };
 
-const LAN: StreamProtocol = StreamProtocol::new("/ipfs/lan/kad/1.0.0");
+pub(crate) const LAN: StreamProtocol = StreamProtocol::new("/ipfs/lan/kad/1.0.0");
 const PUBLIC: StreamProtocol = StreamProtocol::new("/ipfs/kad/1.0.0");
 
 #[derive(NetworkBehaviour)]
@@ -67,7 +67,7 @@ fn liar_kad(peer: PeerId, protocol: StreamProtocol) -> kad::Behaviour<MemoryStor
     k
 }
 
-enum Cmd {
+pub(crate) enum Cmd {
     Dial(Multiaddr),
     AddAddress(PeerId, Multiaddr),
     Provide(RecordKey),
@@ -76,19 +76,21 @@ enum Cmd {
     PutTo(Record, PeerId),
     /// Hold a value record, served to whoever asks (GET_VALUE), unchecked.
     Hold(Record),
+    /// Put a value record at one peer and say whether it took it.
+    PutWait(Record, PeerId, oneshot::Sender<bool>),
 }
 
 /// A Kademlia node on one DHT protocol, serving whatever provider records it was given, as
 /// many per answer as it holds.
-struct KadPeer {
+pub(crate) struct KadPeer {
     rt: tokio::runtime::Runtime,
-    peer: PeerId,
+    pub(crate) peer: PeerId,
     addr: Multiaddr,
     cmds: mpsc::Sender<Cmd>,
 }
 
 impl KadPeer {
-    fn start(protocol: StreamProtocol, records: Vec<ProviderRecord>) -> KadPeer {
+    pub(crate) fn start(protocol: StreamProtocol, records: Vec<ProviderRecord>) -> KadPeer {
         KadPeer::start_on(&[protocol], records)
     }
 
@@ -148,8 +150,19 @@ impl KadPeer {
         }
     }
 
-    fn cmd(&self, c: Cmd) {
+    pub(crate) fn cmd(&self, c: Cmd) {
         self.rt.block_on(self.cmds.send(c)).unwrap();
+    }
+
+    /// Puts `r` at `to`; whether `to` acknowledged it (a peer that refuses a record resets
+    /// the stream).
+    pub(crate) fn put_at(&self, r: Record, to: PeerId) -> bool {
+        let (tx, rx) = oneshot::channel();
+        self.cmd(Cmd::PutWait(r, to, tx));
+        self.rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(30), rx).await })
+            .expect("the put ends")
+            .unwrap()
     }
 
     fn find(&self, key: RecordKey) -> Vec<PeerId> {
@@ -164,6 +177,7 @@ impl KadPeer {
 
 async fn drive(mut swarm: Swarm<KadPeerBehaviour>, mut cmds: mpsc::Receiver<Cmd>) {
     let mut finds: Vec<(kad::QueryId, Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)> = Vec::new();
+    let mut puts: Vec<(kad::QueryId, oneshot::Sender<bool>)> = Vec::new();
     loop {
         tokio::select! {
             ev = swarm.select_next_some() => {
@@ -171,6 +185,13 @@ async fn drive(mut swarm: Swarm<KadPeerBehaviour>, mut cmds: mpsc::Receiver<Cmd>
                     kad::Event::OutboundQueryProgressed { id, result, step, .. },
                 )) = ev
                 {
+                    if let Some(i) = puts.iter().position(|(q, _)| *q == id) {
+                        if step.last {
+                            let ok = matches!(result, QueryResult::PutRecord(Ok(_)));
+                            let _ = puts.swap_remove(i).1.send(ok);
+                        }
+                        continue;
+                    }
                     if let Some(i) = finds.iter().position(|(q, _, _)| *q == id) {
                         if let QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders {
                             providers,
@@ -192,6 +213,10 @@ async fn drive(mut swarm: Swarm<KadPeerBehaviour>, mut cmds: mpsc::Receiver<Cmd>
                 Some(Cmd::Provide(k)) => { let _ = swarm.behaviour_mut().kad.start_providing(k); }
                 Some(Cmd::PutTo(r, p)) => {
                     swarm.behaviour_mut().kad.put_record_to(r, std::iter::once(p), Quorum::One);
+                }
+                Some(Cmd::PutWait(r, p, tx)) => {
+                    let id = swarm.behaviour_mut().kad.put_record_to(r, std::iter::once(p), Quorum::One);
+                    puts.push((id, tx));
                 }
                 Some(Cmd::Hold(r)) => { let _ = swarm.behaviour_mut().kad.store_mut().put(r); }
                 Some(Cmd::Find(k, tx)) => {
@@ -363,7 +388,7 @@ fn lan_records_stay_off_the_public_dht() {
 }
 
 /// An IPNS record of `name` under its DHT key, as bytes.
-fn ipns(name: &cairn_names::Name, value: Vec<u8>) -> Record {
+pub(crate) fn ipns(name: &cairn_names::Name, value: Vec<u8>) -> Record {
     let mut key = b"/ipns/".to_vec();
     key.extend_from_slice(&name.to_bytes());
     Record::new(RecordKey::new(&key), value)

@@ -295,3 +295,229 @@ fn names_publish_and_resolve_between_daemons() {
     assert!(e.contains("not an IPNS name"), "{e}");
     drop((da, dc, db));
 }
+
+/// kubo v0.22 as the DHT that validates: A and C (cairn) know only kubo's LAN DHT server. A
+/// publishes twice and stops; C resolves from kubo. kubo itself refuses a forged, an expired,
+/// an 11 KiB and an older record put straight at it (and takes the valid one), so its answer
+/// stays the newest. kubo's own RSA identity, imported from its repo's config, publishes
+/// under its Qm… name (the key in the record) and kubo takes and serves that record too.
+#[test]
+fn kubo_validates_and_serves_cairn_names() {
+    use cairn_names::{record, Name};
+
+    use crate::{
+        dht_attack::{ipns, KadPeer, LAN},
+        peers::Kubo,
+    };
+    let keys = tempfile::tempdir().unwrap();
+    let home = keys.path();
+    let (a, c) = (Root::new(), Root::new());
+    let repo = a.dir.path().join("kubo");
+    let kubo = Kubo::start(&repo, &["--routing", "dhtserver"]);
+    let da = Daemon::start(&a, false, &["--bootstrap", &kubo.addr()]);
+    let dc = Daemon::start(&c, false, &["--bootstrap", &kubo.addr()]);
+    eventually(30, "A's LAN DHT knowing kubo", || {
+        da.stats()["dht"]["routing_peers"].as_u64().unwrap() >= 1
+    });
+    let k51 = ok(&with_keys(&a, home, &["key", "gen", "app"]))
+        .trim()
+        .to_owned();
+    let name: Name = k51.parse().unwrap();
+    let (f1, f2) = (a.dir.path().join("one"), a.dir.path().join("two"));
+    std::fs::write(&f1, b"one\n").unwrap();
+    std::fs::write(&f2, b"two\n").unwrap();
+    let (cid1, cid2) = (
+        a.add_q(&[f1.to_str().unwrap()]),
+        a.add_q(&[f2.to_str().unwrap()]),
+    );
+    ok(&with_keys(
+        &a,
+        home,
+        &["name", "publish", "--key", "app", &cid1],
+    ));
+    let json = |r: &Root, args: &[&str]| -> serde_json::Value {
+        serde_json::from_str(&ok(&r.output(args))).unwrap()
+    };
+    let first = json(&a, &["name", "resolve", "--offline", "--json", &k51]);
+    ok(&with_keys(
+        &a,
+        home,
+        &["name", "publish", "--key", "app", &cid2],
+    ));
+    let second = json(&a, &["name", "resolve", "--offline", "--json", &k51]);
+    assert_eq!(
+        (first["sequence"].clone(), second["sequence"].clone()),
+        (0.into(), 1.into())
+    );
+
+    // Straight at kubo, from a Kademlia peer of the test's own.
+    let kpeer: libp2p::PeerId = kubo.peer().parse().unwrap();
+    let h = KadPeer::start(LAN, Vec::new());
+    h.cmd(crate::dht_attack::Cmd::AddAddress(
+        kpeer,
+        kubo.addr().parse().unwrap(),
+    ));
+    let b64 = |v: &serde_json::Value| record::from_base64(v["record"].as_str().unwrap()).unwrap();
+    let mut forged = b64(&second);
+    let n = forged.len();
+    forged[n - 4] ^= 1;
+    let owner_key = cairn_names::keys::Keystore::open(&home.join("cairn/keys"))
+        .unwrap()
+        .get("app")
+        .unwrap()
+        .keypair;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i128;
+    let expired =
+        record::sign(&owner_key, "/ipfs/bafkqaaa", 7, now - 3_600_000_000_000, 1).unwrap();
+    for (what, bytes) in [
+        ("forged", forged),
+        ("expired", expired),
+        ("11 KiB", vec![0x0a; 11 << 10]),
+        ("older", b64(&first)),
+    ] {
+        assert!(
+            !h.put_at(ipns(&name, bytes), kpeer),
+            "kubo took the {what} record"
+        );
+    }
+    assert!(
+        h.put_at(ipns(&name, b64(&second)), kpeer),
+        "kubo refused the valid record"
+    );
+
+    // A stops: C finds the newest record at kubo.
+    drop(da);
+    let got = json(&c, &["name", "resolve", "--nocache", "--json", &k51]);
+    assert_eq!(got["value"], format!("/ipfs/{cid2}"), "{got}");
+    assert_eq!(got["from"], kubo.peer(), "{got}");
+
+    // kubo's RSA identity, from its repo's config.
+    let imported = ok(&with_keys(
+        &c,
+        home,
+        &[
+            "key",
+            "import",
+            "kubo",
+            repo.join("config").to_str().unwrap(),
+        ],
+    ));
+    let kname: Name = imported.trim().parse().unwrap();
+    assert_eq!(
+        kname.peer_id().to_string(),
+        kubo.peer(),
+        "the import is kubo's key"
+    );
+    assert!(
+        kname.inline_key().is_none(),
+        "an RSA key, carried in the record"
+    );
+    ok(&with_keys(
+        &c,
+        home,
+        &["name", "publish", "--key", "kubo", &cid1],
+    ));
+    drop(dc);
+    let d = Root::new();
+    let dd = Daemon::start(&d, false, &["--bootstrap", &kubo.addr()]);
+    let got = json(
+        &d,
+        &["name", "resolve", "--nocache", "--json", &kubo.peer()],
+    );
+    assert_eq!(got["value"], format!("/ipfs/{cid1}"), "{got}");
+    assert_eq!(got["from"], kubo.peer(), "{got}");
+    drop(dd);
+}
+
+/// Releases: A releases two versions of a package under a key made at the first release; C,
+/// which knows only B, lists them and resolves each and `latest`; a yank moves `latest` back;
+/// a version never changes its CID.
+#[test]
+fn releases_list_versions_anyone_can_resolve() {
+    let keys = tempfile::tempdir().unwrap();
+    let home = keys.path();
+    let (a, b, c) = (Root::new(), Root::new(), Root::new());
+    let db = Daemon::start(&b, false, &[]);
+    let da = Daemon::start(&a, false, &["--bootstrap", &db.addr]);
+    let dc = Daemon::start(&c, false, &["--bootstrap", &db.addr]);
+    eventually(30, "A's LAN DHT knowing B", || {
+        da.stats()["dht"]["routing_peers"].as_u64().unwrap() >= 1
+    });
+    let mut cids = Vec::new();
+    for v in ["1.0", "1.1"] {
+        let f = a.dir.path().join(v);
+        std::fs::write(&f, format!("hello {v}\n")).unwrap();
+        cids.push(a.add_q(&[f.to_str().unwrap()]));
+    }
+    let first = with_keys(
+        &a,
+        home,
+        &["release", "hello", "1.0", &cids[0], "--notes", "first"],
+    );
+    let said = String::from_utf8_lossy(&first.stderr).into_owned();
+    assert!(ok(&first).starts_with("released hello 1.0"), "{said}");
+    assert!(said.contains("made the key hello"), "{said}");
+    let k51 = ok(&with_keys(&a, home, &["key", "list", "--json"]));
+    let k51 = serde_json::from_str::<serde_json::Value>(&k51).unwrap()[0]["ipns"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(&with_keys(&a, home, &["release", "hello", "1.1", &cids[1]]));
+    let e = err(&with_keys(&a, home, &["release", "hello", "1.0", &cids[1]]));
+    assert!(e.contains("released already"), "{e}");
+    let e = err(&with_keys(
+        &a,
+        home,
+        &["release", "hello", "latest", &cids[1]],
+    ));
+    assert!(e.contains("not a version"), "{e}");
+
+    let versions = |r: &Root| -> serde_json::Value {
+        serde_json::from_str(&ok(&r.output(&["versions", "--json", "--nocache", &k51]))).unwrap()
+    };
+    eventually(30, "C seeing both versions", || {
+        c.output(&["versions", "--json", "--nocache", &k51])
+            .status
+            .success()
+            && versions(&c)["versions"].as_array().unwrap().len() == 2
+    });
+    let v = versions(&c);
+    assert_eq!(v["versions"][0]["cid"], cids[0].as_str(), "{v}");
+    assert_eq!(v["versions"][0]["notes"], "first", "{v}");
+    assert_eq!(v["versions"][1]["latest"], true, "{v}");
+    let at = |r: &Root, what: &str| ok(&r.output(&["name", "resolve", "--nocache", what]));
+    assert_eq!(
+        at(&c, &format!("{k51}@1.0")),
+        format!("/ipfs/{}\n", cids[0])
+    );
+    assert_eq!(
+        at(&c, &format!("{k51}@latest")),
+        format!("/ipfs/{}\n", cids[1])
+    );
+    let e = err(&c.output(&["name", "resolve", &format!("{k51}@9.9")]));
+    assert!(e.contains("no version 9.9"), "{e}");
+    // A released version is fetched by its name.
+    ok(&c.output(&["fetch", &format!("{k51}@1.0")]));
+    assert_eq!(ok(&c.output(&["cat", &cids[0]])), "hello 1.0\n");
+
+    ok(&with_keys(
+        &a,
+        home,
+        &["release", "hello", "--yank", "1.1", "--reason", "broken"],
+    ));
+    eventually(30, "C seeing the yank", || {
+        versions(&c)["versions"][1]["yanked"] == "broken"
+    });
+    assert_eq!(
+        at(&c, &format!("{k51}@latest")),
+        format!("/ipfs/{}\n", cids[0])
+    );
+    // The text form: one line per version.
+    let text = ok(&c.output(&["versions", &k51]));
+    assert!(text.lines().next().unwrap().contains("latest"), "{text}");
+    assert!(text.contains("yanked: broken"), "{text}");
+    drop((da, dc, db));
+}

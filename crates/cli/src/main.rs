@@ -17,6 +17,7 @@ mod name;
 mod pin;
 mod progress;
 mod read;
+mod release;
 mod socket;
 mod swarm;
 
@@ -142,11 +143,27 @@ enum Command {
     /// the running daemon and the DHT; kubo and Helia resolve the same names)
     #[command(subcommand)]
     Name(name::NameCmd),
+    /// Release a version of a package under your key (only that key can), or yank one: the
+    /// package's name then resolves to a list of its versions (`cairn versions`,
+    /// `cairn name resolve NAME@VERSION`). Needs a running daemon
+    Release(release::ReleaseArgs),
+    /// The versions a package's name lists: version, CID, when, which is latest, yanked
+    Versions {
+        /// A name (k51…) or one of your keys
+        name: String,
+        /// Print JSON instead of text, for scripts
+        #[arg(long)]
+        json: bool,
+        /// Ask the network even if this node holds a record
+        #[arg(long)]
+        nocache: bool,
+    },
     /// The network: this node, its peers, connecting and disconnecting
     #[command(subcommand)]
     Swarm(swarm::SwarmCmd),
     /// Fetch a whole DAG from peers, pinning it first (resumable: run it again to continue)
     Fetch {
+        /// A CID, or a released version: NAME@VERSION (NAME@latest), which needs a daemon
         cid: String,
         /// Do not pin the DAG (fetched blocks are then cache that gc may collect)
         #[arg(long)]
@@ -201,6 +218,12 @@ fn main() -> ExitCode {
         Command::Env(args) => environment::run(&root, args),
         Command::Key(cmd) => key::run(cmd),
         Command::Name(cmd) => name::run(&root, cmd),
+        Command::Release(args) => release::release(&root, args),
+        Command::Versions {
+            name,
+            json,
+            nocache,
+        } => release::versions(&root, &name, json, nocache),
         Command::Swarm(cmd) => swarm::swarm(&root, cmd),
         Command::Fetch {
             cid,
@@ -209,7 +232,8 @@ fn main() -> ExitCode {
             window,
             json,
             net,
-        } => swarm::fetch(&root, &cid, !no_pin, &prog, window as usize, json, &net),
+        } => release::cid_arg(&root, &cid)
+            .and_then(|cid| swarm::fetch(&root, &cid, !no_pin, &prog, window as usize, json, &net)),
         Command::Provide { cids } => swarm::provide(&root, &cids),
         Command::Gc {
             dry_run,

@@ -40,7 +40,7 @@ pub enum NameCmd {
         offline: bool,
     },
     /// Print what NAME points to (k51…, 12D3…, Qm…, bafz… or /ipns/…), following /ipns/
-    /// values up to 32 deep
+    /// values up to 32 deep; NAME@VERSION (or NAME@latest) a released version's CID
     Resolve {
         name: String,
         /// Ask the network even if this node holds a record
@@ -158,6 +158,10 @@ pub fn run(root: &Path, cmd: NameCmd) -> Result<ExitCode> {
             offline,
             json,
         } => {
+            if let Some((n, v)) = name.split_once('@') {
+                println!("{}", crate::release::resolve_version(root, n, v, nocache)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut c = Control::require(root)?;
             let name: Name = name.parse()?;
             if json {

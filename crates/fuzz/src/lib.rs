@@ -32,8 +32,10 @@ use cairn_unixfs::{
 };
 
 mod bitswap;
+mod ipns;
 mod ledger;
 pub use bitswap::bitswap;
+pub use ipns::ipns;
 pub use ledger::ledger;
 
 /// A target: one input in, a panic on a finding.
@@ -52,6 +54,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("bitswap", bitswap),
     ("app", app),
     ("ledger", ledger),
+    ("ipns", ipns),
 ];
 
 /// A dag-pb block: the full decoder, the link extractor the index uses, and a round trip.

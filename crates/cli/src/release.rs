@@ -1,0 +1,254 @@
+//! `cairn release` and `cairn versions`: a name's release list, a hash chain of versions
+//! only the name's key can extend (`docs/names.md`).
+
+use std::{path::Path, process::ExitCode};
+
+use anyhow::{bail, Context, Result};
+use cairn_names::{
+    keys::{KeyError, Keystore},
+    record,
+    releases::{List, Release},
+    Name,
+};
+use cairn_store::{codec::codes, Cid, HashAlg, Store};
+use clap::Args;
+use serde_json::{json, Value};
+
+use crate::control::{Control, Request};
+
+/// How long a release's record is valid, and how long resolvers may cache it.
+const LIFETIME: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
+const TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
+#[derive(Args)]
+pub struct ReleaseArgs {
+    /// The package: the name of your key for it (made at the first release)
+    name: String,
+    /// The version to release (letters, digits, . _ + ~ -; never "latest")
+    #[arg(required_unless_present = "yank")]
+    version: Option<String>,
+    /// What it is: a CID (an app added with `cairn add --app`, or any tree)
+    #[arg(required_unless_present = "yank")]
+    cid: Option<String>,
+    /// A line about the release
+    #[arg(long)]
+    notes: Option<String>,
+    /// Withdraw VERSION instead (it stays listed, with the reason, and is never "latest")
+    #[arg(long, value_name = "VERSION", conflicts_with_all = ["version", "cid", "notes"], requires = "reason")]
+    yank: Option<String>,
+    /// Why it is withdrawn
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+fn now() -> cairn_names::time::Nanos {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// The block `cid`, fetched through the daemon if it is not here.
+fn block(root: &Path, c: &mut Control, cid: &Cid) -> Result<Vec<u8>> {
+    let store = Store::open(root)?;
+    if let Some(b) = store.get(cid)? {
+        return Ok(b.to_vec());
+    }
+    c.call(&Request::Block {
+        cid: cid.to_string(),
+    })
+    .with_context(|| format!("fetching the release list {cid}"))?;
+    Ok(store
+        .get(cid)?
+        .with_context(|| format!("{cid} is not in the store after fetching it"))?
+        .to_vec())
+}
+
+/// The name's newest list and its CID, from the network (through the daemon), checked; the
+/// record's sequence. `None`: nothing published yet.
+pub fn current(
+    root: &Path,
+    c: &mut Control,
+    name: &Name,
+    nocache: bool,
+) -> Result<Option<(List, Cid, u64)>> {
+    let r = c.call(&Request::NameResolve {
+        name: name.to_string(),
+        nocache,
+        offline: false,
+    })?;
+    if r.is_null() {
+        return Ok(None);
+    }
+    let value = r["value"].as_str().unwrap_or_default();
+    let sequence = r["sequence"].as_u64().unwrap_or(0);
+    let cid = value
+        .strip_prefix("/ipfs/")
+        .filter(|s| !s.contains('/'))
+        .and_then(|s| cairn_store::parse_cid(s).ok())
+        .with_context(|| format!("{name} points to {value}, not to a release list"))?;
+    let list = List::decode(&block(root, c, &cid)?, Some(name))
+        .with_context(|| format!("{name} points to {cid}"))?;
+    Ok(Some((list, cid, sequence)))
+}
+
+pub fn release(root: &Path, a: ReleaseArgs) -> Result<ExitCode> {
+    let ks = Keystore::open_default()?;
+    let (key, made) = match ks.get(&a.name) {
+        Ok(k) => (k, false),
+        Err(KeyError::NotFound(_)) if a.yank.is_none() => (ks.generate(&a.name)?, true),
+        Err(e) => return Err(e.into()),
+    };
+    let name = key.ipns();
+    let mut c = Control::require(root)?;
+    // The newest head the network knows, so that two machines with one key do not fork.
+    let cur = current(root, &mut c, &name, false)?;
+    let (next, what) = match (&a.yank, &cur) {
+        (Some(v), Some((list, cid, _))) => (
+            list.yank(*cid, v, a.reason.as_deref().unwrap_or(""))?,
+            format!("yanked {} {v}", a.name),
+        ),
+        (Some(_), None) => bail!("{name} has no releases to yank"),
+        (None, _) => {
+            let (v, target) = (a.version.unwrap_or_default(), a.cid.unwrap_or_default());
+            let target = cairn_store::parse_cid(&target)?;
+            let (list, cid) = match &cur {
+                Some((l, c, _)) => (l.clone(), Some(*c)),
+                None => (List::empty(name), None),
+            };
+            let next = list.append(cid, &v, target, now(), a.notes.clone())?;
+            let store = Store::open(root)?;
+            if !store.has(&target)? {
+                eprintln!(
+                    "cairn: note: {target} is not in this store; peers can fetch it only from nodes that have it"
+                );
+            }
+            (next, format!("released {} {v} -> {target}", a.name))
+        }
+    };
+    let bytes = next.encode();
+    let list_cid = Cid::new_v1(codes::DAG_CBOR, HashAlg::Sha2_256.digest(&bytes));
+    let store = Store::init(root)?;
+    store.put(&list_cid, &bytes)?;
+    // The newest list is pinned (its prev links keep the chain); the one before is not.
+    let layout = store.layout();
+    let user = cairn_gc::pins::current_user();
+    cairn_gc::pins::add(layout, &user, "releases", &list_cid)?;
+    if let Some((_, old, _)) = &cur {
+        cairn_gc::pins::remove(layout, &user, Some("releases"), old)?;
+    }
+    let sequence = cur.as_ref().map_or(0, |(_, _, s)| s + 1);
+    let rec = record::sign(
+        &key.keypair,
+        &format!("/ipfs/{list_cid}"),
+        sequence,
+        now() + LIFETIME.as_nanos() as i128,
+        TTL.as_nanos() as u64,
+    )?;
+    c.call(&Request::NamePublish {
+        name: name.to_string(),
+        record: record::to_base64(&rec),
+        offline: false,
+    })
+    .with_context(|| format!("publishing {name}"))?;
+    // Announce the list, so nodes not connected to this one find it (root and the daemon's
+    // user only; others' lists are found through the peers that resolve them).
+    if let Err(e) = c.call(&Request::Provide {
+        cids: vec![list_cid.to_string()],
+    }) {
+        log::debug!("announcing {list_cid}: {e}");
+    }
+    if made {
+        eprintln!(
+            "cairn: made the key {}; its name, to share: {name} (cairn key export {} -o FILE keeps a copy)",
+            a.name, a.name
+        );
+    }
+    println!("{what} (list {list_cid}, name {name})");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// NAME: a name (k51…) or one of your keys' names.
+pub fn name_arg(s: &str) -> Result<Name> {
+    if let Ok(n) = s.parse::<Name>() {
+        return Ok(n);
+    }
+    let ks = Keystore::open_default()?;
+    match ks.get(s) {
+        Ok(k) => Ok(k.ipns()),
+        Err(KeyError::NotFound(_)) | Err(KeyError::BadName(_)) => {
+            bail!("{s:?} is neither a name (k51…) nor one of your keys")
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn row(r: &Release, latest: bool) -> Value {
+    json!({
+        "version": r.v,
+        "cid": r.cid.to_string(),
+        "at": r.at,
+        "notes": r.notes,
+        "yanked": r.yanked,
+        "latest": latest,
+    })
+}
+
+pub fn versions(root: &Path, name: &str, json: bool, nocache: bool) -> Result<ExitCode> {
+    let name = name_arg(name)?;
+    let mut c = Control::require(root)?;
+    let Some((list, cid, _)) = current(root, &mut c, &name, nocache)? else {
+        bail!("{name}: no valid record found");
+    };
+    let latest = list.latest().map(|r| r.v.clone());
+    if json {
+        let rows: Vec<Value> = list
+            .versions
+            .iter()
+            .map(|r| row(r, Some(&r.v) == latest.as_ref()))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "name": name.to_string(), "list": cid.to_string(), "seq": list.seq, "versions": rows,
+            }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in &list.versions {
+        let mut line = format!("{:<16} {} {}", r.v, r.cid, &r.at[..r.at.len().min(19)]);
+        if Some(&r.v) == latest.as_ref() {
+            line.push_str(" latest");
+        }
+        if let Some(y) = &r.yanked {
+            line.push_str(&format!(" yanked: {y}"));
+        }
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `NAME@VERSION` (`latest` too): the version's CID, as `/ipfs/CID`.
+pub fn resolve_version(root: &Path, name: &str, v: &str, nocache: bool) -> Result<String> {
+    let name = name_arg(name)?;
+    let mut c = Control::require(root)?;
+    let Some((list, _, _)) = current(root, &mut c, &name, nocache)? else {
+        bail!("{name}: no valid record found");
+    };
+    let r = list
+        .get(v)
+        .with_context(|| format!("{name} has no version {v}"))?;
+    if let Some(y) = &r.yanked {
+        eprintln!("cairn: warning: {name}@{v} is yanked: {y}");
+    }
+    Ok(format!("/ipfs/{}", r.cid))
+}
+
+/// A CID argument that may also be `NAME@VERSION`: the version's CID.
+pub fn cid_arg(root: &Path, s: &str) -> Result<String> {
+    match s.split_once('@') {
+        Some((n, v)) => Ok(resolve_version(root, n, v, false)?
+            .trim_start_matches("/ipfs/")
+            .to_owned()),
+        None => Ok(s.to_owned()),
+    }
+}
