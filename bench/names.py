@@ -74,8 +74,8 @@ def cairn_part(b, kubo, n, res):
     b.wait_peers(pub_root, [kubo.addr.rsplit("/", 1)[1]])
     b.wait_peers(res_root, [kubo.addr.rsplit("/", 1)[1]])
     time.sleep(2)  # identify, then both DHT tables hold kubo
-    names = [subprocess.run([b.cairn, "key", "gen", f"k{i}"], env=env, check=True,
-                            stdout=subprocess.PIPE).stdout.decode().strip() for i in range(n)]
+    names = [subprocess.run([b.cairn, "key", "gen", f"k{i}"], env=env, check=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL).stdout.decode().strip() for i in range(n)]
     pubs, gets, cached = [], [], []
     for i, name in enumerate(names):
         ms, _ = timed([b.cairn, "--root", pub_root, "name", "publish", "--key", f"k{i}", cids[0]], env)

@@ -397,7 +397,8 @@ pub(crate) fn ipns(name: &cairn_names::Name, value: Vec<u8>) -> Record {
 /// Hostile IPNS records against a daemon, by PUT_VALUE and as GET_VALUE answers: forged,
 /// signed by another key, oversized, malformed, expired and older. None is kept or served;
 /// the daemon keeps answering with the newest valid record, and each sender of bad records
-/// is charged for them (the PUT peer until it is cut off).
+/// is charged for them (the PUT peer until it is cut off), but not for expired or older
+/// ones, which honest peers with other clocks or older copies send too.
 #[test]
 fn hostile_ipns_records_are_neither_kept_nor_served() {
     use cairn_names::{record, Name};
@@ -451,8 +452,10 @@ fn hostile_ipns_records_are_neither_kept_nor_served() {
     for (_, bytes) in &bad {
         putter.cmd(Cmd::PutTo(ipns(&name, bytes.clone()), dpeer));
     }
-    eventually(20, "the daemon refusing the five bad records", || {
-        d.stats()["dht"]["names_refused"].as_u64().unwrap() >= 5
+    // The four no honest peer sends are counted (and charged); the older and the expired
+    // ones (clocks differ) are only dropped.
+    eventually(20, "the daemon refusing the four bad records", || {
+        d.stats()["dht"]["names_refused"].as_u64().unwrap() >= 4
     });
     let r = resolved();
     assert_eq!(r["sequence"], 5, "{r}");

@@ -133,9 +133,11 @@ pub fn run(root: &Path, cmd: NameCmd) -> Result<ExitCode> {
             })?;
             let name = key.ipns();
             let mut c = Control::require(root)?;
-            // One past the newest the network knows, so no resolver prefers an old record.
+            // One past the newest the network knows or this user last published, so no
+            // resolver prefers an old record.
             let current = resolve_once(&mut c, &name, false, offline)?;
-            let sequence = current["sequence"].as_u64().map_or(0, |s| s + 1);
+            let last = ks.head(&key.name)?.map(|(s, _)| s);
+            let sequence = current["sequence"].as_u64().max(last).map_or(0, |s| s + 1);
             let validity = now() + lifetime.as_nanos() as i128;
             let bytes = record::sign(
                 &key.keypair,
@@ -150,7 +152,8 @@ pub fn run(root: &Path, cmd: NameCmd) -> Result<ExitCode> {
                 offline,
             })
             .with_context(|| format!("publishing {name}"))?;
-            println!("Published to {name}: {value}");
+            ks.set_head(&key.name, sequence, &value)?;
+            println!("Published to {name}: {}", printable(&value));
         }
         NameCmd::Resolve {
             name,
@@ -173,7 +176,7 @@ pub fn run(root: &Path, cmd: NameCmd) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 let value = resolve_path(&mut c, name, nocache, offline, &mut HashSet::new())?;
-                println!("{value}");
+                println!("{}", printable(&value));
             }
         }
         NameCmd::Inspect { what, verify } => {
@@ -232,10 +235,24 @@ fn resolve_path(
     }
 }
 
+/// `s` with control characters escaped: values and notes come from strangers, and must not
+/// drive the terminal they are printed on.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 fn print_record(bytes: &[u8], name: Option<&str>) -> Result<()> {
     let u = record::inspect(bytes)?;
-    println!("Value:         {}", u.value);
-    println!("Validity:      {}", u.validity);
+    println!("Value:         {}", printable(&u.value));
+    println!("Validity:      {}", printable(&u.validity));
     println!("Sequence:      {}", u.sequence);
     println!("TTL:           {:?}", Duration::from_nanos(u.ttl));
     println!(

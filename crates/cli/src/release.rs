@@ -14,7 +14,10 @@ use cairn_store::{codec::codes, Cid, HashAlg, Store};
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::control::{Control, Request};
+use crate::{
+    control::{Control, Request},
+    name::printable,
+};
 
 /// How long a release's record is valid, and how long resolvers may cache it.
 const LIFETIME: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
@@ -81,14 +84,30 @@ pub fn current(
     }
     let value = r["value"].as_str().unwrap_or_default();
     let sequence = r["sequence"].as_u64().unwrap_or(0);
+    list_at(root, c, name, value, sequence).map(Some)
+}
+
+/// The list a record's `value` points at, checked, with the record's sequence.
+fn list_at(
+    root: &Path,
+    c: &mut Control,
+    name: &Name,
+    value: &str,
+    sequence: u64,
+) -> Result<(List, Cid, u64)> {
     let cid = value
         .strip_prefix("/ipfs/")
         .filter(|s| !s.contains('/'))
         .and_then(|s| cairn_store::parse_cid(s).ok())
-        .with_context(|| format!("{name} points to {value}, not to a release list"))?;
+        .with_context(|| {
+            format!(
+                "{name} points to {}, not to a release list",
+                printable(value)
+            )
+        })?;
     let list = List::decode(&block(root, c, &cid)?, Some(name))
         .with_context(|| format!("{name} points to {cid}"))?;
-    Ok(Some((list, cid, sequence)))
+    Ok((list, cid, sequence))
 }
 
 pub fn release(root: &Path, a: ReleaseArgs) -> Result<ExitCode> {
@@ -100,8 +119,17 @@ pub fn release(root: &Path, a: ReleaseArgs) -> Result<ExitCode> {
     };
     let name = key.ipns();
     let mut c = Control::require(root)?;
-    // The newest head the network knows, so that two machines with one key do not fork.
-    let cur = current(root, &mut c, &name, false)?;
+    // The newest head the network knows, so that two machines with one key do not fork;
+    // or the one this user last published, if the network knows none or an older one (a
+    // name whose records expired while its owner was away must not start again at 0).
+    let net = current(root, &mut c, &name, false)?;
+    let cur = match (net, ks.head(&a.name)?) {
+        (Some(n), Some((seq, value))) if seq > n.2 => {
+            Some(list_at(root, &mut c, &name, &value, seq)?)
+        }
+        (None, Some((seq, value))) => Some(list_at(root, &mut c, &name, &value, seq)?),
+        (n, _) => n,
+    };
     let (next, what) = match (&a.yank, &cur) {
         (Some(v), Some((list, cid, _))) => (
             list.yank(*cid, v, a.reason.as_deref().unwrap_or(""))?,
@@ -126,6 +154,13 @@ pub fn release(root: &Path, a: ReleaseArgs) -> Result<ExitCode> {
         }
     };
     let bytes = next.encode();
+    if bytes.len() > cairn_names::releases::MAX_LIST {
+        bail!(
+            "the list would be {} bytes, over the {} a list may have: shorter notes, or a new name",
+            bytes.len(),
+            cairn_names::releases::MAX_LIST
+        );
+    }
     let list_cid = Cid::new_v1(codes::DAG_CBOR, HashAlg::Sha2_256.digest(&bytes));
     let store = Store::init(root)?;
     store.put(&list_cid, &bytes)?;
@@ -150,6 +185,7 @@ pub fn release(root: &Path, a: ReleaseArgs) -> Result<ExitCode> {
         offline: false,
     })
     .with_context(|| format!("publishing {name}"))?;
+    ks.set_head(&a.name, sequence, &format!("/ipfs/{list_cid}"))?;
     // Announce the list, so nodes not connected to this one find it (root and the daemon's
     // user only; others' lists are found through the peers that resolve them).
     if let Err(e) = c.call(&Request::Provide {
@@ -215,12 +251,12 @@ pub fn versions(root: &Path, name: &str, json: bool, nocache: bool) -> Result<Ex
         return Ok(ExitCode::SUCCESS);
     }
     for r in &list.versions {
-        let mut line = format!("{:<16} {} {}", r.v, r.cid, &r.at[..r.at.len().min(19)]);
+        let mut line = format!("{:<16} {} {}", r.v, r.cid, r.at.get(..19).unwrap_or(&r.at));
         if Some(&r.v) == latest.as_ref() {
             line.push_str(" latest");
         }
         if let Some(y) = &r.yanked {
-            line.push_str(&format!(" yanked: {y}"));
+            line.push_str(&format!(" yanked: {}", printable(y)));
         }
         println!("{line}");
     }
@@ -238,7 +274,7 @@ pub fn resolve_version(root: &Path, name: &str, v: &str, nocache: bool) -> Resul
         .get(v)
         .with_context(|| format!("{name} has no version {v}"))?;
     if let Some(y) = &r.yanked {
-        eprintln!("cairn: warning: {name}@{v} is yanked: {y}");
+        eprintln!("cairn: warning: {name}@{v} is yanked: {}", printable(y));
     }
     Ok(format!("/ipfs/{}", r.cid))
 }

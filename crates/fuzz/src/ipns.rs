@@ -34,7 +34,7 @@ pub fn ipns(data: &[u8]) {
         }
         let mut store = Records::default();
         let key = records::key_of(&name);
-        if store.offer(&key, data, false).is_ok() {
+        if store.offer(&key, data, false, None).is_ok() {
             assert!(store.get(&key).is_some());
         }
     }

@@ -332,6 +332,66 @@ impl Keystore {
         }
     }
 
+    /// The last record this user published under key `name`: its sequence and value, as
+    /// [`set_head`](Self::set_head) left it (`NAME.head`, checked as key files are). A
+    /// publish goes on from it when the network has forgotten the name (expired while its
+    /// owner was away) or answers with something older, so that it never starts again at 0.
+    pub fn head(&self, name: &str) -> Result<Option<(u64, String)>, KeyError> {
+        check_name(name)?;
+        let path = self.dir.join(format!("{name}.head"));
+        let mut file = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let m = file.metadata().map_err(io(&path))?;
+        if !m.is_file() || m.uid() != self.uid || m.mode() & 0o022 != 0 {
+            return Err(unsafe_(
+                &path,
+                "not a regular file of yours, writable by you alone",
+            ));
+        }
+        let mut text = String::new();
+        Read::by_ref(&mut file)
+            .take(8192)
+            .read_to_string(&mut text)
+            .map_err(io(&path))?;
+        let (seq, value) = text
+            .trim_end()
+            .split_once(' ')
+            .ok_or_else(|| KeyError::BadKey(format!("{}: not 'SEQUENCE VALUE'", path.display())))?;
+        let seq = seq
+            .parse()
+            .map_err(|_| KeyError::BadKey(format!("{}: not 'SEQUENCE VALUE'", path.display())))?;
+        Ok(Some((seq, value.to_owned())))
+    }
+
+    /// Records that key `name` last published `value` at `sequence`.
+    pub fn set_head(&self, name: &str, sequence: u64, value: &str) -> Result<(), KeyError> {
+        check_name(name)?;
+        let path = self.dir.join(format!("{name}.head"));
+        let tmp = self
+            .dir
+            .join(format!(".{name}.head.{}.tmp", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        let write = || -> std::io::Result<()> {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)?;
+            writeln!(f, "{sequence} {value}")?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(io(&path))
+    }
+
     /// Writes a new key file: a temporary file made 0600 and exclusively, synced, then linked
     /// in under its name, which must not exist (a key is never overwritten).
     fn store(&self, name: &str, encoded: &[u8]) -> Result<(), KeyError> {
@@ -477,6 +537,19 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// The last published head of a key survives, and is refused if others could write it.
+    #[test]
+    fn heads_are_kept_beside_their_keys() {
+        let (_t, ks) = store();
+        assert_eq!(ks.head("app").unwrap(), None);
+        ks.set_head("app", 7, "/ipfs/bafkqaaa").unwrap();
+        ks.set_head("app", 8, "/ipfs/bafkqaab").unwrap();
+        assert_eq!(ks.head("app").unwrap(), Some((8, "/ipfs/bafkqaab".into())));
+        let path = ks.dir().join("app.head");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(matches!(ks.head("app"), Err(KeyError::Unsafe { .. })));
     }
 
     /// What ssh refuses is refused: a key file others may read, a symlink, a directory open

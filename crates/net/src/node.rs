@@ -675,6 +675,10 @@ impl EventLoop {
                 self.engine(Event::Offence(peer, crate::ledger::Offence::BadRecord));
                 return;
             }
+            Some(dht::Out::Flood(peer)) => {
+                self.engine(Event::Offence(peer, crate::ledger::Offence::Flood));
+                return;
+            }
             None => return,
         };
         for p in &found.providers {

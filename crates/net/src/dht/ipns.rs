@@ -49,6 +49,8 @@ pub struct Resolving {
     best: Option<(Record, Vec<u8>)>,
     /// Peers of this DHT that sent something older than the best.
     older: Vec<PeerId>,
+    /// Peers of this DHT that sent the best so far.
+    best_from: Vec<PeerId>,
 }
 
 impl Resolving {
@@ -59,6 +61,13 @@ impl Resolving {
             nocache,
             best: None,
             older: Vec::new(),
+            best_from: Vec::new(),
+        }
+    }
+
+    fn behind(&mut self, p: PeerId) {
+        if self.older.len() < MAX_WRITE_BACK && !self.older.contains(&p) {
+            self.older.push(p);
         }
     }
 
@@ -75,7 +84,11 @@ impl Resolving {
         };
         // Kept (if better) so that this node answers others with it from now on.
         let key = records::key_of(&self.name);
-        if let Err(e) = kad.store_mut().records.offer(&key, &bytes, false) {
+        if let Err(e) =
+            kad.store_mut()
+                .records
+                .offer_verified(&key, &bytes, record.clone(), false, r.peer)
+        {
             log::debug!("{}: not kept: {e}", self.name);
         }
         let is_best = match &self.best {
@@ -83,11 +96,20 @@ impl Resolving {
             Some((b, bb)) => record::better((b, bb), (&record, &bytes)).1 == bytes.as_slice(),
         };
         if is_best {
+            if self.best.as_ref().is_some_and(|(_, bb)| *bb != bytes) {
+                // Whoever sent the best so far is behind now.
+                for p in std::mem::take(&mut self.best_from) {
+                    self.behind(p);
+                }
+            }
+            if let Some(p) = r.peer {
+                if self.best_from.len() < MAX_WRITE_BACK {
+                    self.best_from.push(p);
+                }
+            }
             self.best = Some((record.clone(), bytes.clone()));
         } else if let Some(p) = r.peer {
-            if self.older.len() < MAX_WRITE_BACK && !self.older.contains(&p) {
-                self.older.push(p);
-            }
+            self.behind(p);
         }
         if r.peer.is_some() || !self.nocache {
             let _ = self.tx.try_send(Found {

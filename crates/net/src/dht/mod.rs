@@ -128,7 +128,12 @@ pub enum Out {
     Providers(Found),
     /// A peer sent a record that did not verify.
     BadRecord(PeerId),
+    /// A peer put records faster than [`PUTS_PER_SECOND`].
+    Flood(PeerId),
 }
+
+/// Records one peer may put here per second (each costs a signature check).
+pub const PUTS_PER_SECOND: u32 = 20;
 
 /// What the node's event loop keeps of both DHTs: lookups in flight and counters.
 #[derive(Default)]
@@ -142,6 +147,10 @@ pub struct Dht {
     publishing: HashMap<u64, Publishing>,
     puts: HashMap<(Scope, QueryId), u64>,
     next_publish: u64,
+    /// PUT_VALUEs per peer in the current second (cleared each second; at most one entry per
+    /// peer that put something within it).
+    puts_this_second: HashMap<PeerId, u32>,
+    second: Option<std::time::Instant>,
     pub stats: DhtStats,
 }
 
@@ -164,6 +173,21 @@ impl Dht {
         self.in_flight[slot(scope)] += 1;
         self.stats.lookups += 1;
         self.lookups.insert((scope, id), key);
+    }
+
+    /// Whether `peer` may put another record this second.
+    fn put_allowed(&mut self, peer: PeerId) -> bool {
+        let now = std::time::Instant::now();
+        if self
+            .second
+            .is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(1))
+        {
+            self.second = Some(now);
+            self.puts_this_second.clear();
+        }
+        let n = self.puts_this_second.entry(peer).or_default();
+        *n += 1;
+        *n <= PUTS_PER_SECOND
     }
 
     /// Name lookups and publications in flight.
@@ -239,10 +263,34 @@ impl Dht {
             return;
         }
         let mut kads = kads;
-        for k in kads.iter_mut() {
-            if let Err(e) = k.inner.store_mut().records.offer(&key, &bytes, true) {
+        // Verified once here, then kept in each DHT's store.
+        let record = match cairn_names::record::verify(&name, &bytes, records::now_nanos()) {
+            Ok(r) => r,
+            Err(e) => {
                 let _ = reply.send(Err(format!("the record is refused: {e}")));
                 return;
+            }
+        };
+        for k in kads.iter_mut() {
+            match k.inner.store_mut().records.offer_verified(
+                &key,
+                &bytes,
+                record.clone(),
+                true,
+                None,
+            ) {
+                Ok(records::Offer::Older(held)) => {
+                    let _ = reply.send(Err(format!(
+                        "the record is refused: this node holds a newer one (sequence {held}; this one {})",
+                        record.sequence
+                    )));
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = reply.send(Err(format!("the record is refused: {e}")));
+                    return;
+                }
             }
         }
         if offline {
@@ -300,22 +348,35 @@ impl Dht {
                         record: Some(r),
                         ..
                     },
-            } => match kad.inner.store_mut().records.offer(&r.key, &r.value, false) {
-                Ok(records::Offer::Kept) => {
-                    self.stats.names_kept += 1;
-                    None
+            } => {
+                // A flood of PUTs costs a signature check each: past the rate, refused
+                // unchecked, and the sender charged.
+                if !self.put_allowed(source) {
+                    self.stats.names_refused += 1;
+                    return Some(Out::Flood(source));
                 }
-                Ok(_) => None,
-                Err(e) => {
-                    log::debug!("a record put by {source} refused: {e}");
-                    if e.is_offence() {
-                        self.stats.names_refused += 1;
-                        Some(Out::BadRecord(source))
-                    } else {
+                match kad
+                    .inner
+                    .store_mut()
+                    .records
+                    .offer(&r.key, &r.value, false, Some(source))
+                {
+                    Ok(records::Offer::Kept) => {
+                        self.stats.names_kept += 1;
                         None
                     }
+                    Ok(_) => None,
+                    Err(e) => {
+                        log::debug!("a record put by {source} refused: {e}");
+                        if e.is_offence() {
+                            self.stats.names_refused += 1;
+                            Some(Out::BadRecord(source))
+                        } else {
+                            None
+                        }
+                    }
                 }
-            },
+            }
             kad::Event::OutboundQueryProgressed {
                 id,
                 result: QueryResult::GetRecord(r),

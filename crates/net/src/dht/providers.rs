@@ -191,7 +191,7 @@ impl RecordStore for ProviderStore {
     /// are offered by `Dht::on_event`, which knows whom to blame.
     fn put(&mut self, r: Record) -> Result<()> {
         let own = r.publisher == Some(self.local);
-        match self.records.offer(&r.key, &r.value, own) {
+        match self.records.offer(&r.key, &r.value, own, None) {
             Ok(_) => Ok(()),
             Err(_) => Err(Error::MaxRecords),
         }
