@@ -492,3 +492,57 @@ fn hostile_ipns_records_are_neither_kept_nor_served() {
     let out = root.output(&["name", "resolve", "--nocache", &name.to_string()]);
     assert!(!out.status.success());
 }
+
+/// A flood of 600 valid records from throwaway keys, put at a daemon as fast as a peer can:
+/// past 20 a second they are refused unchecked and the sender charged, at most 64 of its
+/// names are kept, and the daemon serves a 4 MiB file to another node meanwhile.
+#[test]
+fn a_put_flood_is_cut_and_blocks_are_still_served() {
+    use cairn_names::{record, Name};
+    let root = Root::new();
+    let f = root.dir.path().join("served");
+    let data = crate::network::random_bytes(4 << 20, 21);
+    std::fs::write(&f, &data).unwrap();
+    let cid = root.add_q(&[f.to_str().unwrap()]);
+    let d = Daemon::start(&root, false, &[]);
+    let daddr: Multiaddr = d.addr.parse().unwrap();
+    let dpeer: PeerId = d.peer.parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i128;
+    let records: Vec<Record> = (0..600)
+        .map(|_| {
+            let k = Keypair::generate_ed25519();
+            let bytes = record::sign(&k, "/ipfs/bafkqaaa", 1, now + 3_600_000_000_000, 1).unwrap();
+            ipns(&Name::of(&k.public()), bytes)
+        })
+        .collect();
+    let flooder = KadPeer::start(LAN, Vec::new());
+    flooder.cmd(Cmd::AddAddress(dpeer, daddr.clone()));
+    flooder.cmd(Cmd::Dial(daddr));
+    for r in records {
+        flooder.cmd(Cmd::PutTo(r, dpeer));
+    }
+    // Meanwhile another node fetches a file from the daemon.
+    let other = Root::new();
+    let out = other.output(&["fetch", &cid, "--bootstrap", &d.addr, "--no-mdns"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        crate::util::cat_sha(&other, &cid),
+        crate::util::cat_sha(&root, &cid)
+    );
+    eventually(30, "the flooder charged", || {
+        ledger_row(&root, &flooder.peer.to_string())["malformed_messages"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    });
+    let dht = &d.stats()["dht"];
+    assert!(dht["names_held"].as_u64().unwrap() <= 64, "{dht}");
+    assert!(dht["names_refused"].as_u64().unwrap() >= 1, "{dht}");
+}

@@ -200,12 +200,17 @@ impl Client {
         let enough = start + RESOLVE_ENOUGH;
         let end = start + crate::dht::QUERY_TIMEOUT;
         let mut best: Option<crate::dht::ipns::Found> = None;
-        let mut peers = 0;
+        // Distinct peers (one in both DHTs answers twice).
+        let mut peers = std::collections::HashSet::new();
         loop {
             let wait = if best.is_some() { enough.min(end) } else { end };
             match tokio::time::timeout_at(wait.into(), rx.recv()).await {
                 Ok(Some(f)) => {
-                    peers += f.from.is_some() as usize;
+                    if let Some(p) = f.from {
+                        if peers.len() < RESOLVE_PEERS {
+                            peers.insert(p);
+                        }
+                    }
                     let better = match &best {
                         None => true,
                         Some(b) => {
@@ -219,7 +224,7 @@ impl Client {
                     if better {
                         best = Some(f);
                     }
-                    if best.is_some() && peers >= RESOLVE_PEERS {
+                    if best.is_some() && peers.len() >= RESOLVE_PEERS {
                         break;
                     }
                 }

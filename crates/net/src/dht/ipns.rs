@@ -51,10 +51,13 @@ pub struct Resolving {
     older: Vec<PeerId>,
     /// Peers of this DHT that sent the best so far.
     best_from: Vec<PeerId>,
+    /// The highest sequence this node had seen when the lookup began: nothing older is
+    /// handed to the asker.
+    floor: u64,
 }
 
 impl Resolving {
-    pub fn new(name: Name, tx: mpsc::Sender<Found>, nocache: bool) -> Resolving {
+    pub fn new(name: Name, tx: mpsc::Sender<Found>, nocache: bool, floor: u64) -> Resolving {
         Resolving {
             name,
             tx,
@@ -62,6 +65,7 @@ impl Resolving {
             best: None,
             older: Vec::new(),
             best_from: Vec::new(),
+            floor,
         }
     }
 
@@ -90,6 +94,13 @@ impl Resolving {
                 .offer_verified(&key, &bytes, record.clone(), false, r.peer)
         {
             log::debug!("{}: not kept: {e}", self.name);
+        }
+        if record.sequence < self.floor {
+            // Older than what this node has seen: written back, never an answer.
+            if let Some(p) = r.peer {
+                self.behind(p);
+            }
+            return Ok(());
         }
         let is_best = match &self.best {
             None => true,

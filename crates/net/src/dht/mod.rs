@@ -227,9 +227,12 @@ impl Dht {
         }
         let mut asked = 0;
         for k in kads.into_iter().flatten() {
+            let floor = k.inner.store_mut().records.floor(&key).unwrap_or(0);
             let id = k.inner.get_record(key.clone());
-            self.resolving
-                .insert((k.scope(), id), Resolving::new(name, tx.clone(), nocache));
+            self.resolving.insert(
+                (k.scope(), id),
+                Resolving::new(name, tx.clone(), nocache, floor),
+            );
             asked += 1;
         }
         if asked == 0 {

@@ -115,7 +115,13 @@ pub struct Records {
     own: usize,
     /// Records held per peer they came from (only peers with some).
     per_peer: HashMap<PeerId, usize>,
+    /// The highest sequence seen per name, kept after its record expires or is replaced, so
+    /// that a valid older record put again later is still older ([`MAX_FLOORS`] names).
+    floor: HashMap<RecordKey, u64>,
 }
+
+/// Names whose highest sequence is remembered beyond their records.
+pub const MAX_FLOORS: usize = 2 * (MAX_OTHERS + MAX_OWN);
 
 impl Records {
     /// Verifies `bytes` as a record under `key` (from peer `from`, or a local user: `own`)
@@ -203,6 +209,11 @@ impl Records {
         let left = u64::try_from((record.validity - now_sys).max(0)).unwrap_or(u64::MAX);
         let until = now + Duration::from_nanos(left).min(KEEP_FOR);
         let mut own = own;
+        if let Some(&f) = self.floor.get(key) {
+            if record.sequence < f {
+                return Ok(Offer::Older(f));
+            }
+        }
         if let Some(h) = self.held.get(key) {
             if h.expires > now {
                 if h.bytes == bytes {
@@ -229,6 +240,16 @@ impl Records {
             own = false;
         }
         let from = if own { None } else { from };
+        if self.floor.len() >= MAX_FLOORS && !self.floor.contains_key(key) {
+            // Forget the floors of names not held now first.
+            let held = &self.held;
+            self.floor.retain(|k, _| held.contains_key(k));
+            if self.floor.len() >= MAX_FLOORS {
+                self.floor.clear();
+            }
+        }
+        let f = self.floor.entry(key.clone()).or_default();
+        *f = (*f).max(record.sequence);
         self.own += own as usize;
         if let Some(p) = from {
             *self.per_peer.entry(p).or_default() += 1;
@@ -244,6 +265,11 @@ impl Records {
             },
         );
         Ok(Offer::Kept)
+    }
+
+    /// The highest sequence this store has seen for `key`'s name, held or not.
+    pub fn floor(&self, key: &RecordKey) -> Option<u64> {
+        self.floor.get(key).copied()
     }
 
     /// The record held under `key`, if it is still valid (by the wall clock too: a machine
@@ -317,6 +343,10 @@ mod tests {
         let three = signed(&key, "/ipfs/c", 3);
         assert_eq!(r.offer(&k, &three, false, None).unwrap(), Offer::Kept);
         assert_eq!(r.get(&k).unwrap().record.sequence, 3);
+        // Gone from the store (expired, say), a name's older records stay older.
+        r.remove(&k);
+        assert_eq!(r.offer(&k, &two, false, None).unwrap(), Offer::Older(3));
+        assert_eq!(r.offer(&k, &three, false, None).unwrap(), Offer::Kept);
 
         let other = key_of(&Name::of(&Keypair::generate_ed25519().public()));
         let e = r.offer(&other, &three, false, None).unwrap_err();
