@@ -86,12 +86,13 @@ impl Resolving {
                 return r.peer.map_or(Ok(()), Err);
             }
         };
-        // Kept (if better) so that this node answers others with it from now on.
+        // Kept (if better) so that this node answers others with it from now on. An answer
+        // to our own lookup does not count against its sender's quota of puts.
         let key = records::key_of(&self.name);
         if let Err(e) =
             kad.store_mut()
                 .records
-                .offer_verified(&key, &bytes, record.clone(), false, r.peer)
+                .offer_verified(&key, &bytes, record.clone(), false, None)
         {
             log::debug!("{}: not kept: {e}", self.name);
         }
