@@ -18,7 +18,8 @@
 //!   requests at a daemon's socket
 //! - `firstrun`: an empty node entering a tree through its mount: the skeleton first, listings
 //!   and `stat` without the network, limits on a skeleton and a hostile tree
-//! - `names`: keys as users type them, and what another user cannot do with them
+//! - `names`: keys as users type them, and what another user cannot do with them; names and
+//!   release lists between daemons, through kubo's DHT, with Helia
 //! - `mount`: the FUSE mount, mounted for real, read with ordinary tools
 //! - `gc`: pins and garbage collection, one test per liveness rule, and a stress test
 //! - `hostile`: DAGs built to explode walks, broken journals and CARs, a stale ready pipe, no /proc

@@ -518,3 +518,87 @@ fn releases_list_versions_anyone_can_resolve() {
     assert!(text.contains("yanked: broken"), "{text}");
     drop((da, dc, db));
 }
+
+/// Runs `tests/support/helia_ipns.mjs` (copied beside Helia's modules) with these arguments;
+/// its JSON lines, and whether it succeeded.
+fn helia_ipns(args: &[&str]) -> (Vec<serde_json::Value>, bool) {
+    let dir = crate::peers::interop().join("helia");
+    let tmp = dir.join(format!(".helia_ipns.{}.mjs", std::process::id()));
+    std::fs::write(&tmp, include_str!("support/helia_ipns.mjs")).unwrap();
+    std::fs::rename(&tmp, dir.join("helia_ipns.mjs")).unwrap();
+    let out = Command::new("node")
+        .current_dir(&dir)
+        .args(["--import", "./node20-polyfills.mjs", "helia_ipns.mjs"])
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("node");
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (lines, out.status.success())
+}
+
+/// Helia (@helia/ipns over kad-dht) and cairn through one kubo DHT server: cairn resolves a
+/// name Helia published, and Helia resolves the release list a cairn release points to.
+#[test]
+fn helia_and_cairn_resolve_each_others_names() {
+    use crate::peers::Kubo;
+    let keys = tempfile::tempdir().unwrap();
+    let home = keys.path();
+    let a = Root::new();
+    let kubo = Kubo::start(&a.dir.path().join("kubo"), &["--routing", "dhtserver"]);
+    let da = Daemon::start(&a, false, &["--bootstrap", &kubo.addr()]);
+    eventually(30, "A's LAN DHT knowing kubo", || {
+        da.stats()["dht"]["routing_peers"].as_u64().unwrap() >= 1
+    });
+
+    let value = "/ipfs/bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e";
+    let (lines, ok_) = helia_ipns(&[
+        "--bootstrap",
+        &kubo.addr(),
+        "publish",
+        "--count",
+        "1",
+        "--value",
+        value,
+    ]);
+    assert!(ok_, "Helia could not publish: {lines:?}");
+    let helias = lines
+        .iter()
+        .find_map(|l| l["name"].as_str())
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        ok(&a.output(&["name", "resolve", "--nocache", &helias])),
+        format!("{value}\n")
+    );
+
+    let f = a.dir.path().join("app");
+    std::fs::write(&f, b"an app\n").unwrap();
+    let cid = a.add_q(&[f.to_str().unwrap()]);
+    let said = ok(&with_keys(&a, home, &["release", "hello", "1.0", &cid]));
+    let list = said
+        .split("(list ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap()
+        .to_owned();
+    let k51 = serde_json::from_str::<serde_json::Value>(&ok(&with_keys(
+        &a,
+        home,
+        &["key", "list", "--json"],
+    )))
+    .unwrap()[0]["ipns"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (lines, ok_) = helia_ipns(&["--bootstrap", &kubo.addr(), "resolve", &k51]);
+    assert!(ok_, "Helia could not resolve {k51}: {lines:?}");
+    let got = lines.iter().find(|l| l["name"] == k51.as_str()).unwrap();
+    assert_eq!(got["value"], format!("/ipfs/{list}"), "{got}");
+    drop(da);
+}
