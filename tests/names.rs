@@ -602,3 +602,74 @@ fn helia_and_cairn_resolve_each_others_names() {
     assert_eq!(got["value"], format!("/ipfs/{list}"), "{got}");
     drop(da);
 }
+
+/// `cairn env install NAME@VERSION` on another node records the name and the version, and
+/// `cairn env upgrade` moves it to the newest release, warning about a yanked one.
+#[test]
+fn environments_install_and_upgrade_released_versions() {
+    let keys = tempfile::tempdir().unwrap();
+    let home = keys.path();
+    let (a, c) = (Root::new(), Root::new());
+    let da = Daemon::start(&a, false, &[]);
+    let dc = Daemon::start(&c, false, &["--bootstrap", &da.addr]);
+    eventually(30, "C's LAN DHT knowing A", || {
+        dc.stats()["dht"]["routing_peers"].as_u64().unwrap() >= 1
+    });
+    let app = |v: &str| {
+        let dir = a.dir.path().join(format!("hello-{v}"));
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        let bin = dir.join("bin/hello");
+        std::fs::write(&bin, format!("#!/bin/sh\necho hello {v}\n")).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        a.add_q(&["--app", "--name", "hello", dir.to_str().unwrap()])
+    };
+    let one = app("1.0");
+    let said = ok(&with_keys(&a, home, &["release", "hello", "1.0", &one]));
+    let k51 = said
+        .rsplit("name ")
+        .next()
+        .unwrap()
+        .trim_end_matches(")\n")
+        .to_owned();
+    assert!(k51.starts_with("k51"), "{said}");
+    let user = tempfile::tempdir().unwrap();
+    let env = |args: &[&str]| c.cmd(args).env("HOME", user.path()).output().unwrap();
+    ok(&env(&["env", "install", &format!("{k51}@1.0")]));
+    let current = |out: &Output| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&ok(out)).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["current"] == true)
+            .unwrap()["apps"][0]
+            .clone()
+    };
+    let installed = current(&env(&["env", "list", "--json"]));
+    assert_eq!(installed["version"], "1.0", "{installed}");
+    assert_eq!(installed["release"], k51.as_str(), "{installed}");
+    assert_eq!(installed["cid"], one.as_str(), "{installed}");
+
+    let two = app("1.1");
+    ok(&with_keys(&a, home, &["release", "hello", "1.1", &two]));
+    let out = env(&["env", "upgrade"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("upgrading hello 1.0 -> 1.1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let installed = current(&env(&["env", "list", "--json"]));
+    assert_eq!(installed["version"], "1.1", "{installed}");
+    assert_eq!(installed["cid"], two.as_str(), "{installed}");
+
+    ok(&with_keys(
+        &a,
+        home,
+        &["release", "hello", "--yank", "1.1", "--reason", "broken"],
+    ));
+    let out = env(&["env", "upgrade"]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(said.contains("hello 1.1 is yanked: broken"), "{said}");
+    // Not a step back to 1.0 behind the user's back.
+    assert_eq!(current(&env(&["env", "list", "--json"]))["version"], "1.1");
+    drop((da, dc));
+}

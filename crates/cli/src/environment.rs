@@ -25,11 +25,13 @@ pub struct EnvArgs {
 
 #[derive(Subcommand)]
 enum EnvCmd {
-    /// Install apps (CIDs from `cairn add --app`) in a new generation and switch to it;
-    /// an app installed under the same name is replaced (an upgrade). A CID that is not
-    /// here whole is fetched first (through the daemon when one runs)
+    /// Install apps (CIDs from `cairn add --app`, or released versions: NAME@VERSION, NAME
+    /// for the latest) in a new generation and switch to it; an app installed under the same
+    /// name is replaced (an upgrade). A CID that is not here whole is fetched first (through
+    /// the daemon when one runs)
     Install {
-        /// App CIDs, as `cairn add --app` printed them
+        /// App CIDs, as `cairn add --app` printed them, or NAME[@VERSION] (k51…, or one of
+        /// your keys), which needs a running daemon
         #[arg(required = true)]
         cids: Vec<String>,
         /// Install under this name [default: the name recorded by `add --app --name`]
@@ -39,6 +41,9 @@ enum EnvCmd {
         #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
         priority: i32,
     },
+    /// Install the newest release of every app installed from a release list (NAME@VERSION),
+    /// in a new generation; say which installed versions are yanked. Needs a running daemon
+    Upgrade,
     /// Remove apps by name, in a new generation
     Remove {
         /// Names, as `cairn env list` shows them
@@ -89,6 +94,19 @@ pub fn run(root: &Path, args: EnvArgs) -> Result<ExitCode> {
             }
             let mut manifest = current_manifest(&store, &profile)?;
             for c in &cids {
+                // A released version (NAME@VERSION, or NAME for the latest) or a CID.
+                let (c, release, version) = match c.split_once('@') {
+                    Some((n, v)) => {
+                        let (n, r) = crate::release::release_of(root, n, v, false)?;
+                        (r.cid.to_string(), Some(n.to_string()), Some(r.v))
+                    }
+                    None if parse_cid(c).is_err() => {
+                        let (n, r) = crate::release::release_of(root, c, "latest", false)?;
+                        (r.cid.to_string(), Some(n.to_string()), Some(r.v))
+                    }
+                    None => (c.clone(), None, None),
+                };
+                let c = &c;
                 let cid = parse_cid(c)?;
                 ensure_whole(root, &store, &cid)?;
                 let node = store
@@ -105,6 +123,8 @@ pub fn run(root: &Path, args: EnvArgs) -> Result<ExitCode> {
                     name: name.clone(),
                     cid: cairn_store::block_name(&cid),
                     priority,
+                    release,
+                    version,
                 };
                 match manifest.apps.iter_mut().find(|a| a.name == name) {
                     Some(old) if old.cid == entry.cid => {
@@ -122,6 +142,38 @@ pub fn run(root: &Path, args: EnvArgs) -> Result<ExitCode> {
                 }
             }
             commit(root, &store, &profile, &manifest)?;
+        }
+        EnvCmd::Upgrade => {
+            let mut manifest = current_manifest(&store, &profile)?;
+            let mut changed = false;
+            for app in manifest.apps.iter_mut() {
+                let (Some(rel), Some(have)) = (app.release.clone(), app.version.clone()) else {
+                    continue;
+                };
+                let name: cairn_names::Name = rel.parse()?;
+                let (latest, yanked) = crate::release::newest(root, &name, &have)?;
+                if let Some(why) = yanked {
+                    eprintln!(
+                        "cairn: warning: {} {have} is yanked: {} (install another version with cairn env install {rel}@VERSION)",
+                        app.name,
+                        crate::name::printable(&why)
+                    );
+                }
+                let Some(latest) = latest else { continue };
+                if latest.v == have {
+                    continue;
+                }
+                ensure_whole(root, &store, &latest.cid)?;
+                eprintln!("cairn: upgrading {} {have} -> {}", app.name, latest.v);
+                app.cid = cairn_store::block_name(&latest.cid);
+                app.version = Some(latest.v);
+                changed = true;
+            }
+            if changed {
+                commit(root, &store, &profile, &manifest)?;
+            } else {
+                eprintln!("cairn: everything installed from a release list is at its newest");
+            }
         }
         EnvCmd::Remove { names } => {
             let mut manifest = current_manifest(&store, &profile)?;
@@ -364,7 +416,10 @@ fn list(store: &Store, profile: &Profile, json: bool) -> Result<()> {
             Some(m) if m.apps.is_empty() => println!("        (nothing installed)"),
             Some(m) => {
                 for a in &m.apps {
-                    println!("        {} {}", a.name, a.cid);
+                    match &a.version {
+                        Some(v) => println!("        {} {} ({v})", a.name, a.cid),
+                        None => println!("        {} {}", a.name, a.cid),
+                    }
                 }
             }
             None => println!("        (its blocks are not all here)"),

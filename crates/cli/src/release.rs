@@ -265,6 +265,13 @@ pub fn versions(root: &Path, name: &str, json: bool, nocache: bool) -> Result<Ex
 
 /// `NAME@VERSION` (`latest` too): the version's CID, as `/ipfs/CID`.
 pub fn resolve_version(root: &Path, name: &str, v: &str, nocache: bool) -> Result<String> {
+    let (_, r) = release_of(root, name, v, nocache)?;
+    Ok(format!("/ipfs/{}", r.cid))
+}
+
+/// The name and its release `v` (`latest`: the newest not yanked), with a warning if it is
+/// yanked.
+pub fn release_of(root: &Path, name: &str, v: &str, nocache: bool) -> Result<(Name, Release)> {
     let name = name_arg(name)?;
     let mut c = Control::require(root)?;
     let Some((list, _, _)) = current(root, &mut c, &name, nocache)? else {
@@ -272,11 +279,31 @@ pub fn resolve_version(root: &Path, name: &str, v: &str, nocache: bool) -> Resul
     };
     let r = list
         .get(v)
-        .with_context(|| format!("{name} has no version {v}"))?;
+        .with_context(|| format!("{name} has no version {v}"))?
+        .clone();
     if let Some(y) = &r.yanked {
         eprintln!("cairn: warning: {name}@{v} is yanked: {}", printable(y));
     }
-    Ok(format!("/ipfs/{}", r.cid))
+    Ok((name, r))
+}
+
+/// The newest release of `name` if it was released after version `have` (never a step
+/// back to an older one when `have` is yanked), and why `have` is yanked, if it is.
+pub fn newest(root: &Path, name: &Name, have: &str) -> Result<(Option<Release>, Option<String>)> {
+    let mut c = Control::require(root)?;
+    let Some((list, _, _)) = current(root, &mut c, name, true)? else {
+        bail!("{name}: no valid record found");
+    };
+    let yanked = list.get(have).and_then(|r| r.yanked.clone());
+    let at = |v: &str| list.versions.iter().position(|r| r.v == v);
+    let newer = list
+        .latest()
+        .filter(|l| match (at(&l.v), at(have)) {
+            (Some(l), Some(h)) => l > h,
+            _ => true,
+        })
+        .cloned();
+    Ok((newer, yanked))
 }
 
 /// A CID argument that may also be `NAME@VERSION`: the version's CID.

@@ -23,6 +23,12 @@ pub struct Installed {
     pub cid: String,
     /// Which app wins a path two provide: the lower number (default 5, as in Nix).
     pub priority: i32,
+    /// The name (`k51…`) whose release list it was installed from, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// The version of that list it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// `.cairn/manifest.json` of an environment: the installed apps, by name.
