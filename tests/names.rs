@@ -472,11 +472,14 @@ fn releases_list_versions_anyone_can_resolve() {
     ));
     assert!(e.contains("not a version"), "{e}");
 
-    let versions = |r: &Root| -> serde_json::Value {
-        serde_json::from_str(&ok(&r.output(&["versions", "--json", "--nocache", &k51]))).unwrap()
+    // C's reader keeps what it saw in its own config directory.
+    let reader = tempfile::tempdir().unwrap();
+    let on_c = |args: &[&str]| with_keys(&c, reader.path(), args);
+    let versions = |_: &Root| -> serde_json::Value {
+        serde_json::from_str(&ok(&on_c(&["versions", "--json", "--nocache", &k51]))).unwrap()
     };
     eventually(30, "C seeing both versions", || {
-        c.output(&["versions", "--json", "--nocache", &k51])
+        on_c(&["versions", "--json", "--nocache", &k51])
             .status
             .success()
             && versions(&c)["versions"].as_array().unwrap().len() == 2
@@ -485,7 +488,7 @@ fn releases_list_versions_anyone_can_resolve() {
     assert_eq!(v["versions"][0]["cid"], cids[0].as_str(), "{v}");
     assert_eq!(v["versions"][0]["notes"], "first", "{v}");
     assert_eq!(v["versions"][1]["latest"], true, "{v}");
-    let at = |r: &Root, what: &str| ok(&r.output(&["name", "resolve", "--nocache", what]));
+    let at = |_: &Root, what: &str| ok(&on_c(&["name", "resolve", "--nocache", what]));
     assert_eq!(
         at(&c, &format!("{k51}@1.0")),
         format!("/ipfs/{}\n", cids[0])
@@ -494,10 +497,10 @@ fn releases_list_versions_anyone_can_resolve() {
         at(&c, &format!("{k51}@latest")),
         format!("/ipfs/{}\n", cids[1])
     );
-    let e = err(&c.output(&["name", "resolve", &format!("{k51}@9.9")]));
+    let e = err(&on_c(&["name", "resolve", &format!("{k51}@9.9")]));
     assert!(e.contains("no version 9.9"), "{e}");
     // A released version is fetched by its name.
-    ok(&c.output(&["fetch", &format!("{k51}@1.0")]));
+    ok(&on_c(&["fetch", &format!("{k51}@1.0")]));
     assert_eq!(ok(&c.output(&["cat", &cids[0]])), "hello 1.0\n");
 
     ok(&with_keys(
@@ -513,9 +516,58 @@ fn releases_list_versions_anyone_can_resolve() {
         format!("/ipfs/{}\n", cids[0])
     );
     // The text form: one line per version.
-    let text = ok(&c.output(&["versions", &k51]));
+    let text = ok(&on_c(&["versions", &k51]));
     assert!(text.lines().next().unwrap().contains("latest"), "{text}");
     assert!(text.contains("yanked: broken"), "{text}");
+
+    // The key's holder rewrites history: a list where 1.0 names another CID, with no link
+    // to the lists before. C keeps its last good list, says so, until it accepts the new one.
+    let name: cairn_names::Name = k51.parse().unwrap();
+    let forged = cairn_names::releases::List {
+        name,
+        seq: 9,
+        versions: vec![cairn_names::releases::Release {
+            v: "1.0".into(),
+            cid: cids[1].parse().unwrap(),
+            at: "2026-12-07T00:00:00Z".into(),
+            notes: None,
+            yanked: None,
+        }],
+        prev: None,
+    };
+    let file = a.dir.path().join("forged-list");
+    std::fs::write(&file, forged.encode()).unwrap();
+    let list = ok(&a.output(&[
+        "block",
+        "put",
+        "--cid-codec",
+        "dag-cbor",
+        file.to_str().unwrap(),
+    ]));
+    ok(&with_keys(
+        &a,
+        home,
+        &["name", "publish", "--key", "hello", list.trim()],
+    ));
+    let mut warned = String::new();
+    eventually(30, "C noticing the rewritten history", || {
+        let out = on_c(&["versions", "--json", "--nocache", &k51]);
+        warned = String::from_utf8_lossy(&out.stderr).into_owned();
+        warned.contains("rewritten history")
+    });
+    let v = versions(&c);
+    assert_eq!(
+        v["versions"][0]["cid"],
+        cids[0].as_str(),
+        "the last good list: {v}"
+    );
+    assert_eq!(v["versions"].as_array().unwrap().len(), 2, "{v}");
+    ok(&on_c(&["name", "accept", &k51]));
+    let v = versions(&c);
+    assert_eq!(v["versions"][0]["cid"], cids[1].as_str(), "accepted: {v}");
+    // The owner's own release refuses to build on a history it did not make.
+    let e = err(&with_keys(&a, home, &["release", "hello", "2.0", &cids[0]]));
+    assert!(e.contains("rewritten history"), "{e}");
     drop((da, dc, db));
 }
 

@@ -53,6 +53,9 @@ pub enum NameCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Take NAME's newest release list as it is, though it does not extend the last one you
+    /// saw (after a rewritten history was reported)
+    Accept { name: String },
     /// Print a record's fields: of NAME (resolved and verified), or of a record FILE
     /// (verified with --verify NAME, else only read)
     Inspect {
@@ -179,6 +182,7 @@ pub fn run(root: &Path, cmd: NameCmd) -> Result<ExitCode> {
                 println!("{}", printable(&value));
             }
         }
+        NameCmd::Accept { name } => return crate::release::accept(&name),
         NameCmd::Inspect { what, verify } => {
             let path = Path::new(&what);
             if path.is_file() {

@@ -1,7 +1,7 @@
 //! `cairn release` and `cairn versions`: a name's release list, a hash chain of versions
 //! only the name's key can extend (`docs/names.md`).
 
-use std::{path::Path, process::ExitCode};
+use std::{os::unix::fs::DirBuilderExt, path::Path, process::ExitCode};
 
 use anyhow::{bail, Context, Result};
 use cairn_names::{
@@ -87,6 +87,100 @@ pub fn current(
     list_at(root, c, name, value, sequence).map(Some)
 }
 
+/// How many lists back a new head is followed to the last one this user saw.
+const MAX_WALK: usize = 1024;
+
+/// Where the last good head of each name this user read is kept.
+fn seen_path(name: &Name) -> Result<std::path::PathBuf> {
+    let keys = cairn_names::keys::default_dir()?;
+    let dir = keys.parent().unwrap_or(&keys).join("seen");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| dir.display().to_string())?;
+    Ok(dir.join(name.to_string()))
+}
+
+fn seen(name: &Name) -> Result<Option<Cid>> {
+    match std::fs::read_to_string(seen_path(name)?) {
+        Ok(s) => Ok(cairn_store::parse_cid(s.trim()).ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn set_seen(name: &Name, cid: &Cid) -> Result<()> {
+    let path = seen_path(name)?;
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    std::fs::write(&tmp, format!("{cid}\n"))?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
+/// `cairn name accept NAME`: forget the last good head, so the next read takes the network's.
+pub fn accept(name: &str) -> Result<ExitCode> {
+    let name = name_arg(name)?;
+    match std::fs::remove_file(seen_path(&name)?) {
+        Ok(()) => eprintln!("cairn: {name}: the next read takes the newest list as it is"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("cairn: {name}: no list seen yet, nothing to accept")
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The newest list of `name`, checked against the last one this user saw: the new head must
+/// reach it through `prev`, each list the one before plus one change. A rewritten history
+/// keeps the last good list (`strict`: is an error) until `cairn name accept NAME`.
+pub fn checked(
+    root: &Path,
+    c: &mut Control,
+    name: &Name,
+    nocache: bool,
+    strict: bool,
+) -> Result<Option<(List, Cid, u64)>> {
+    let Some((list, cid, seq)) = current(root, c, name, nocache)? else {
+        return Ok(None);
+    };
+    let Some(old) = seen(name)? else {
+        set_seen(name, &cid)?;
+        return Ok(Some((list, cid, seq)));
+    };
+    if old == cid {
+        return Ok(Some((list, cid, seq)));
+    }
+    let (mut l, mut lc) = (list.clone(), cid);
+    let mut why = format!("its chain does not reach {old} within {MAX_WALK} lists");
+    for _ in 0..MAX_WALK {
+        let Some(p) = l.prev else {
+            why = format!("its chain ends before {old}");
+            break;
+        };
+        let pl = List::decode(&block(root, c, &p)?, Some(name))
+            .with_context(|| format!("{name}: the list {p} before {lc}"))?;
+        if !pl.is_followed_by(p, &l) {
+            why = format!("{lc} is not {p} plus one change");
+            break;
+        }
+        if p == old {
+            set_seen(name, &cid)?;
+            return Ok(Some((list, cid, seq)));
+        }
+        (l, lc) = (pl, p);
+    }
+    let msg = format!(
+        "{name}: rewritten history: the newest list {cid} does not extend {old}, the last seen ({why}); `cairn name accept {name}` takes it"
+    );
+    if strict {
+        bail!("{msg}");
+    }
+    eprintln!("cairn: warning: {msg}; the last good list is used");
+    let good = List::decode(&block(root, c, &old)?, Some(name))?;
+    Ok(Some((good, old, seq)))
+}
+
 /// The list a record's `value` points at, checked, with the record's sequence.
 fn list_at(
     root: &Path,
@@ -122,7 +216,7 @@ pub fn release(root: &Path, a: ReleaseArgs) -> Result<ExitCode> {
     // The newest head the network knows, so that two machines with one key do not fork;
     // or the one this user last published, if the network knows none or an older one (a
     // name whose records expired while its owner was away must not start again at 0).
-    let net = current(root, &mut c, &name, false)?;
+    let net = checked(root, &mut c, &name, false, true)?;
     let cur = match (net, ks.head(&a.name)?) {
         (Some(n), Some((seq, value))) if seq > n.2 => {
             Some(list_at(root, &mut c, &name, &value, seq)?)
@@ -186,6 +280,7 @@ pub fn release(root: &Path, a: ReleaseArgs) -> Result<ExitCode> {
     })
     .with_context(|| format!("publishing {name}"))?;
     ks.set_head(&a.name, sequence, &format!("/ipfs/{list_cid}"))?;
+    set_seen(&name, &list_cid)?;
     // Announce the list, so nodes not connected to this one find it (root and the daemon's
     // user only; others' lists are found through the peers that resolve them).
     if let Err(e) = c.call(&Request::Provide {
@@ -232,7 +327,7 @@ fn row(r: &Release, latest: bool) -> Value {
 pub fn versions(root: &Path, name: &str, json: bool, nocache: bool) -> Result<ExitCode> {
     let name = name_arg(name)?;
     let mut c = Control::require(root)?;
-    let Some((list, cid, _)) = current(root, &mut c, &name, nocache)? else {
+    let Some((list, cid, _)) = checked(root, &mut c, &name, nocache, false)? else {
         bail!("{name}: no valid record found");
     };
     let latest = list.latest().map(|r| r.v.clone());
@@ -274,7 +369,7 @@ pub fn resolve_version(root: &Path, name: &str, v: &str, nocache: bool) -> Resul
 pub fn release_of(root: &Path, name: &str, v: &str, nocache: bool) -> Result<(Name, Release)> {
     let name = name_arg(name)?;
     let mut c = Control::require(root)?;
-    let Some((list, _, _)) = current(root, &mut c, &name, nocache)? else {
+    let Some((list, _, _)) = checked(root, &mut c, &name, nocache, false)? else {
         bail!("{name}: no valid record found");
     };
     let r = list
@@ -291,7 +386,7 @@ pub fn release_of(root: &Path, name: &str, v: &str, nocache: bool) -> Result<(Na
 /// back to an older one when `have` is yanked), and why `have` is yanked, if it is.
 pub fn newest(root: &Path, name: &Name, have: &str) -> Result<(Option<Release>, Option<String>)> {
     let mut c = Control::require(root)?;
-    let Some((list, _, _)) = current(root, &mut c, name, true)? else {
+    let Some((list, _, _)) = checked(root, &mut c, name, true, false)? else {
         bail!("{name}: no valid record found");
     };
     let yanked = list.get(have).and_then(|r| r.yanked.clone());
