@@ -175,37 +175,60 @@ fn control(root: &Root, line: &str) -> serde_json::Value {
     serde_json::from_str(&answer).unwrap()
 }
 
+/// Three daemons on loopback's LAN DHT (A and C know only B), A's DHT already knowing B,
+/// and a keys directory for A's user. Daemons are declared first, so they stop first.
+struct Trio {
+    _da: Daemon,
+    _db: Daemon,
+    _dc: Daemon,
+    a: Root,
+    _b: Root,
+    c: Root,
+    keys: tempfile::TempDir,
+}
+
+fn trio() -> Trio {
+    let (a, b, c) = (Root::new(), Root::new(), Root::new());
+    let db = Daemon::start(&b, false, &[]);
+    let da = Daemon::start(&a, false, &["--bootstrap", &db.addr]);
+    let dc = Daemon::start(&c, false, &["--bootstrap", &db.addr]);
+    eventually(30, "A's LAN DHT knowing B", || {
+        da.stats()["dht"]["routing_peers"].as_u64().unwrap() >= 1
+    });
+    Trio {
+        _da: da,
+        _db: db,
+        _dc: dc,
+        a,
+        _b: b,
+        c,
+        keys: tempfile::tempdir().unwrap(),
+    }
+}
+
 /// Three daemons on loopback's LAN DHT (A and C know only B). A publishes a name, C
 /// resolves it from the network; A publishes again and C sees the newer record; a forged,
 /// an older and a foreign-key record handed to a daemon are refused and change nothing.
 #[test]
 fn names_publish_and_resolve_between_daemons() {
-    let keys = tempfile::tempdir().unwrap();
-    let home = keys.path();
-    let (a, b, c) = (Root::new(), Root::new(), Root::new());
-    let db = Daemon::start(&b, false, &[]);
-    let da = Daemon::start(&a, false, &["--bootstrap", &db.addr]);
-    let dc = Daemon::start(&c, false, &["--bootstrap", &db.addr]);
-    let k51 = ok(&with_keys(&a, home, &["key", "gen", "app"]))
+    let t = trio();
+    let (a, c, home) = (&t.a, &t.c, t.keys.path());
+    let k51 = ok(&with_keys(a, home, &["key", "gen", "app"]))
         .trim()
         .to_owned();
     let f1 = a.dir.path().join("one");
     std::fs::write(&f1, b"version one\n").unwrap();
     let cid1 = a.add_q(&[f1.to_str().unwrap()]);
-    // A publishes once its DHT has B.
-    eventually(30, "A's LAN DHT knowing B", || {
-        da.stats()["dht"]["routing_peers"].as_u64().unwrap() >= 1
-    });
     let out = ok(&with_keys(
-        &a,
+        a,
         home,
         &["name", "publish", "--key", "app", &cid1],
     ));
     assert_eq!(out, format!("Published to {k51}: /ipfs/{cid1}\n"));
 
     let resolve = |r: &Root| r.output(&["name", "resolve", "--nocache", &k51]);
-    eventually(30, "C resolving A's name", || resolve(&c).status.success());
-    assert_eq!(ok(&resolve(&c)), format!("/ipfs/{cid1}\n"));
+    eventually(30, "C resolving A's name", || resolve(c).status.success());
+    assert_eq!(ok(&resolve(c)), format!("/ipfs/{cid1}\n"));
     let first: serde_json::Value = serde_json::from_str(&ok(&c.output(&[
         "name",
         "resolve",
@@ -222,19 +245,19 @@ fn names_publish_and_resolve_between_daemons() {
     std::fs::write(&f2, b"version two\n").unwrap();
     let cid2 = a.add_q(&[f2.to_str().unwrap()]);
     ok(&with_keys(
-        &a,
+        a,
         home,
         &["name", "publish", "--key", "app", &cid2],
     ));
     eventually(30, "C resolving the second version", || {
-        String::from_utf8_lossy(&resolve(&c).stdout).contains(&cid2)
+        String::from_utf8_lossy(&resolve(c).stdout).contains(&cid2)
     });
 
     // Records handed to C's daemon over its socket: the first (older), a forged copy of the
     // newest, and the newest under another name. All refused; C still answers the newest.
     let old = first["record"].as_str().unwrap();
     let ans = control(
-        &c,
+        c,
         &format!(r#"{{"op":"name_publish","name":"{k51}","record":"{old}","offline":true}}"#),
     );
     let said = ans["error"].as_str().unwrap_or_default();
@@ -257,16 +280,16 @@ fn names_publish_and_resolve_between_daemons() {
     forged[n - 5] ^= 1;
     let forged = cairn_names::record::to_base64(&forged);
     let ans = control(
-        &c,
+        c,
         &format!(r#"{{"op":"name_publish","name":"{k51}","record":"{forged}","offline":true}}"#),
     );
     assert!(ans["error"].as_str().unwrap().contains("refused"), "{ans}");
-    let other = ok(&with_keys(&a, home, &["key", "gen", "other"]))
+    let other = ok(&with_keys(a, home, &["key", "gen", "other"]))
         .trim()
         .to_owned();
     let rec = newest["record"].as_str().unwrap();
     let ans = control(
-        &c,
+        c,
         &format!(r#"{{"op":"name_publish","name":"{other}","record":"{rec}","offline":true}}"#),
     );
     assert!(ans["error"].as_str().unwrap().contains("refused"), "{ans}");
@@ -290,7 +313,6 @@ fn names_publish_and_resolve_between_daemons() {
     assert!(e.contains("no valid record"), "{e}");
     let e = err(&c.output(&["name", "resolve", "not-a-name"]));
     assert!(e.contains("not an IPNS name"), "{e}");
-    drop((da, dc, db));
 }
 
 /// kubo v0.22 as the DHT that validates: A and C (cairn) know only kubo's LAN DHT server. A
@@ -434,15 +456,8 @@ fn kubo_validates_and_serves_cairn_names() {
 /// a version never changes its CID.
 #[test]
 fn releases_list_versions_anyone_can_resolve() {
-    let keys = tempfile::tempdir().unwrap();
-    let home = keys.path();
-    let (a, b, c) = (Root::new(), Root::new(), Root::new());
-    let db = Daemon::start(&b, false, &[]);
-    let da = Daemon::start(&a, false, &["--bootstrap", &db.addr]);
-    let dc = Daemon::start(&c, false, &["--bootstrap", &db.addr]);
-    eventually(30, "A's LAN DHT knowing B", || {
-        da.stats()["dht"]["routing_peers"].as_u64().unwrap() >= 1
-    });
+    let t = trio();
+    let (a, c, home) = (&t.a, &t.c, t.keys.path());
     let mut cids = Vec::new();
     for v in ["1.0", "1.1"] {
         let f = a.dir.path().join(v);
@@ -450,23 +465,23 @@ fn releases_list_versions_anyone_can_resolve() {
         cids.push(a.add_q(&[f.to_str().unwrap()]));
     }
     let first = with_keys(
-        &a,
+        a,
         home,
         &["release", "hello", "1.0", &cids[0], "--notes", "first"],
     );
     let said = String::from_utf8_lossy(&first.stderr).into_owned();
     assert!(ok(&first).starts_with("released hello 1.0"), "{said}");
     assert!(said.contains("made the key hello"), "{said}");
-    let k51 = ok(&with_keys(&a, home, &["key", "list", "--json"]));
+    let k51 = ok(&with_keys(a, home, &["key", "list", "--json"]));
     let k51 = serde_json::from_str::<serde_json::Value>(&k51).unwrap()[0]["ipns"]
         .as_str()
         .unwrap()
         .to_owned();
-    ok(&with_keys(&a, home, &["release", "hello", "1.1", &cids[1]]));
-    let e = err(&with_keys(&a, home, &["release", "hello", "1.0", &cids[1]]));
+    ok(&with_keys(a, home, &["release", "hello", "1.1", &cids[1]]));
+    let e = err(&with_keys(a, home, &["release", "hello", "1.0", &cids[1]]));
     assert!(e.contains("released already"), "{e}");
     let e = err(&with_keys(
-        &a,
+        a,
         home,
         &["release", "hello", "latest", &cids[1]],
     ));
@@ -474,7 +489,7 @@ fn releases_list_versions_anyone_can_resolve() {
 
     // C's reader keeps what it saw in its own config directory.
     let reader = tempfile::tempdir().unwrap();
-    let on_c = |args: &[&str]| with_keys(&c, reader.path(), args);
+    let on_c = |args: &[&str]| with_keys(c, reader.path(), args);
     let versions = |_: &Root| -> serde_json::Value {
         serde_json::from_str(&ok(&on_c(&["versions", "--json", "--nocache", &k51]))).unwrap()
     };
@@ -482,19 +497,16 @@ fn releases_list_versions_anyone_can_resolve() {
         on_c(&["versions", "--json", "--nocache", &k51])
             .status
             .success()
-            && versions(&c)["versions"].as_array().unwrap().len() == 2
+            && versions(c)["versions"].as_array().unwrap().len() == 2
     });
-    let v = versions(&c);
+    let v = versions(c);
     assert_eq!(v["versions"][0]["cid"], cids[0].as_str(), "{v}");
     assert_eq!(v["versions"][0]["notes"], "first", "{v}");
     assert_eq!(v["versions"][1]["latest"], true, "{v}");
     let at = |_: &Root, what: &str| ok(&on_c(&["name", "resolve", "--nocache", what]));
+    assert_eq!(at(c, &format!("{k51}@1.0")), format!("/ipfs/{}\n", cids[0]));
     assert_eq!(
-        at(&c, &format!("{k51}@1.0")),
-        format!("/ipfs/{}\n", cids[0])
-    );
-    assert_eq!(
-        at(&c, &format!("{k51}@latest")),
+        at(c, &format!("{k51}@latest")),
         format!("/ipfs/{}\n", cids[1])
     );
     let e = err(&on_c(&["name", "resolve", &format!("{k51}@9.9")]));
@@ -504,15 +516,15 @@ fn releases_list_versions_anyone_can_resolve() {
     assert_eq!(ok(&c.output(&["cat", &cids[0]])), "hello 1.0\n");
 
     ok(&with_keys(
-        &a,
+        a,
         home,
         &["release", "hello", "--yank", "1.1", "--reason", "broken"],
     ));
     eventually(30, "C seeing the yank", || {
-        versions(&c)["versions"][1]["yanked"] == "broken"
+        versions(c)["versions"][1]["yanked"] == "broken"
     });
     assert_eq!(
-        at(&c, &format!("{k51}@latest")),
+        at(c, &format!("{k51}@latest")),
         format!("/ipfs/{}\n", cids[0])
     );
     // The text form: one line per version.
@@ -545,7 +557,7 @@ fn releases_list_versions_anyone_can_resolve() {
         file.to_str().unwrap(),
     ]));
     ok(&with_keys(
-        &a,
+        a,
         home,
         &["name", "publish", "--key", "hello", list.trim()],
     ));
@@ -555,7 +567,7 @@ fn releases_list_versions_anyone_can_resolve() {
         warned = String::from_utf8_lossy(&out.stderr).into_owned();
         warned.contains("rewritten history")
     });
-    let v = versions(&c);
+    let v = versions(c);
     assert_eq!(
         v["versions"][0]["cid"],
         cids[0].as_str(),
@@ -563,12 +575,11 @@ fn releases_list_versions_anyone_can_resolve() {
     );
     assert_eq!(v["versions"].as_array().unwrap().len(), 2, "{v}");
     ok(&on_c(&["name", "accept", &k51]));
-    let v = versions(&c);
+    let v = versions(c);
     assert_eq!(v["versions"][0]["cid"], cids[1].as_str(), "accepted: {v}");
     // The owner's own release refuses to build on a history it did not make.
-    let e = err(&with_keys(&a, home, &["release", "hello", "2.0", &cids[0]]));
+    let e = err(&with_keys(a, home, &["release", "hello", "2.0", &cids[0]]));
     assert!(e.contains("rewritten history"), "{e}");
-    drop((da, dc, db));
 }
 
 /// Runs `tests/support/helia_ipns.mjs` (copied beside Helia's modules) with these arguments;

@@ -1,7 +1,8 @@
 //! IPNS records from strangers (DHT `PUT_VALUE`, lookup answers, files): the verifier, the
-//! unverified reader and the DHT's record store.
+//! unverified reader and the DHT's record store; and what else names bring: release-list
+//! blocks from any peer, and names as text.
 
-use cairn_names::{record, time, Name};
+use cairn_names::{record, releases::List, time, Name};
 use cairn_net::dht::records::{self, Records};
 
 /// A name of a fixed Ed25519 key, so that inputs can carry records the fuzzer signed
@@ -11,6 +12,14 @@ pub fn ipns(data: &[u8]) {
         .parse()
         .expect("a fixed name");
     let now = 1_800_000_000_000_000_000;
+    // A release list that decodes encodes to a list that decodes the same.
+    if let Ok(l) = List::decode(data, None) {
+        assert_eq!(List::decode(&l.encode(), Some(&l.name)).as_ref(), Ok(&l));
+    }
+    // A name that parses prints as one that parses to it.
+    if let Ok(Ok(n)) = std::str::from_utf8(data).map(str::parse::<Name>) {
+        assert_eq!(n.to_string().parse::<Name>().ok(), Some(n));
+    }
     let inspected = record::inspect(data);
     let mut names = vec![fixed];
     if let Ok(u) = &inspected {

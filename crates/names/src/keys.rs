@@ -134,6 +134,27 @@ fn make_dir(dir: &Path) -> Result<(), KeyError> {
     }
 }
 
+/// `dir` is a real directory (not a symlink), owned by `uid`, with no bit of `forbidden`.
+fn check_dir(dir: &Path, uid: u32, forbidden: u32, what: &str) -> Result<(), KeyError> {
+    let m = fs::symlink_metadata(dir).map_err(io(dir))?;
+    if !m.is_dir() {
+        return Err(unsafe_(dir, "not a directory (a symlink?)"));
+    }
+    if m.uid() != uid {
+        return Err(unsafe_(
+            dir,
+            format!("owned by uid {}, not by you ({uid})", m.uid()),
+        ));
+    }
+    if m.mode() & forbidden != 0 {
+        return Err(unsafe_(
+            dir,
+            format!("{what} (mode {:o}; chmod 700 it)", m.mode() & 0o7777),
+        ));
+    }
+    Ok(())
+}
+
 impl Keystore {
     /// The keys directory of this user, made (0700) if missing.
     pub fn open_default() -> Result<Keystore, KeyError> {
@@ -158,41 +179,10 @@ impl Keystore {
         }
         make_dir(parent)?;
         make_dir(dir)?;
-        let p = fs::symlink_metadata(parent).map_err(io(parent))?;
-        if !p.is_dir() {
-            return Err(unsafe_(parent, "not a directory (a symlink?)"));
-        }
-        if p.uid() != uid {
-            return Err(unsafe_(
-                parent,
-                format!("owned by uid {}, not by you ({uid})", p.uid()),
-            ));
-        }
-        if p.mode() & 0o022 != 0 {
-            return Err(unsafe_(
-                parent,
-                format!("writable by others (mode {:o})", p.mode() & 0o7777),
-            ));
-        }
-        let d = fs::symlink_metadata(dir).map_err(io(dir))?;
-        if !d.is_dir() {
-            return Err(unsafe_(dir, "not a directory (a symlink?)"));
-        }
-        if d.uid() != uid {
-            return Err(unsafe_(
-                dir,
-                format!("owned by uid {}, not by you ({uid})", d.uid()),
-            ));
-        }
-        if d.mode() & 0o077 != 0 {
-            return Err(unsafe_(
-                dir,
-                format!(
-                    "open to others (mode {:o}; chmod 700 it)",
-                    d.mode() & 0o7777
-                ),
-            ));
-        }
+        // The parent: the user's and writable by nobody else; the keys directory: the user's
+        // and open to nobody else.
+        check_dir(parent, uid, 0o022, "writable by others")?;
+        check_dir(dir, uid, 0o077, "open to others")?;
         Ok(Keystore {
             dir: dir.to_owned(),
             uid,
@@ -217,52 +207,9 @@ impl Keystore {
     /// Reads key `name`, checking its file first.
     pub fn get(&self, name: &str) -> Result<Key, KeyError> {
         check_name(name)?;
-        let path = self.path(name);
-        let mut file = match fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(KeyError::NotFound(name.to_owned()));
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                return Err(unsafe_(&path, "a symlink"));
-            }
-            Err(e) => return Err(io(&path)(e)),
+        let Some(encoded) = self.read_private(&self.path(name), MAX_KEY_FILE)? else {
+            return Err(KeyError::NotFound(name.to_owned()));
         };
-        let m = file.metadata().map_err(io(&path))?;
-        if !m.is_file() {
-            return Err(unsafe_(&path, "not a regular file"));
-        }
-        if m.uid() != self.uid {
-            return Err(unsafe_(
-                &path,
-                format!("owned by uid {}, not by you ({})", m.uid(), self.uid),
-            ));
-        }
-        if m.mode() & 0o077 != 0 {
-            return Err(unsafe_(
-                &path,
-                format!(
-                    "readable or writable by others (mode {:o}; chmod 600 it)",
-                    m.mode() & 0o7777
-                ),
-            ));
-        }
-        if m.len() > MAX_KEY_FILE {
-            return Err(KeyError::BadKey(format!(
-                "{}: {} bytes",
-                path.display(),
-                m.len()
-            )));
-        }
-        let mut encoded = Vec::new();
-        Read::by_ref(&mut file)
-            .take(MAX_KEY_FILE)
-            .read_to_end(&mut encoded)
-            .map_err(io(&path))?;
         let keypair = decode(&encoded)?;
         Ok(Key {
             name: name.to_owned(),
@@ -333,33 +280,16 @@ impl Keystore {
     }
 
     /// The last record this user published under key `name`: its sequence and value, as
-    /// [`set_head`](Self::set_head) left it (`NAME.head`, checked as key files are). A
+    /// [`set_head`](Self::set_head) left it (`NAME.head`, checked as key files are: mode 0600). A
     /// publish goes on from it when the network has forgotten the name (expired while its
     /// owner was away) or answers with something older, so that it never starts again at 0.
     pub fn head(&self, name: &str) -> Result<Option<(u64, String)>, KeyError> {
         check_name(name)?;
         let path = self.dir.join(format!("{name}.head"));
-        let mut file = match fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(&path)(e)),
+        let Some(bytes) = self.read_private(&path, 8192)? else {
+            return Ok(None);
         };
-        let m = file.metadata().map_err(io(&path))?;
-        if !m.is_file() || m.uid() != self.uid || m.mode() & 0o022 != 0 {
-            return Err(unsafe_(
-                &path,
-                "not a regular file of yours, writable by you alone",
-            ));
-        }
-        let mut text = String::new();
-        Read::by_ref(&mut file)
-            .take(8192)
-            .read_to_string(&mut text)
-            .map_err(io(&path))?;
+        let text = String::from_utf8_lossy(&bytes);
         let (seq, value) = text
             .trim_end()
             .split_once(' ')
@@ -374,29 +304,67 @@ impl Keystore {
     pub fn set_head(&self, name: &str, sequence: u64, value: &str) -> Result<(), KeyError> {
         check_name(name)?;
         let path = self.dir.join(format!("{name}.head"));
-        let tmp = self
-            .dir
-            .join(format!(".{name}.head.{}.tmp", std::process::id()));
-        let _ = fs::remove_file(&tmp);
-        let write = || -> std::io::Result<()> {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)?;
-            writeln!(f, "{sequence} {value}")?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)
-        };
-        write().map_err(io(&path))
+        let tmp = self.write_temp(name, format!("{sequence} {value}\n").as_bytes())?;
+        let renamed = fs::rename(&tmp, &path);
+        if renamed.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        renamed.map_err(io(&path))
     }
 
-    /// Writes a new key file: a temporary file made 0600 and exclusively, synced, then linked
-    /// in under its name, which must not exist (a key is never overwritten).
-    fn store(&self, name: &str, encoded: &[u8]) -> Result<(), KeyError> {
-        check_name(name)?;
-        let path = self.path(name);
+    /// Reads a file of the keys directory that must be the user's alone (a regular file,
+    /// never through a symlink, owned by the user, mode 0600 or stricter), at most `max`
+    /// bytes; `None` if it does not exist.
+    fn read_private(&self, path: &Path, max: u64) -> Result<Option<Vec<u8>>, KeyError> {
+        let mut file = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(unsafe_(path, "a symlink"));
+            }
+            Err(e) => return Err(io(path)(e)),
+        };
+        let m = file.metadata().map_err(io(path))?;
+        if !m.is_file() {
+            return Err(unsafe_(path, "not a regular file"));
+        }
+        if m.uid() != self.uid {
+            return Err(unsafe_(
+                path,
+                format!("owned by uid {}, not by you ({})", m.uid(), self.uid),
+            ));
+        }
+        if m.mode() & 0o077 != 0 {
+            return Err(unsafe_(
+                path,
+                format!(
+                    "readable or writable by others (mode {:o}; chmod 600 it)",
+                    m.mode() & 0o7777
+                ),
+            ));
+        }
+        if m.len() > max {
+            return Err(KeyError::BadKey(format!(
+                "{}: {} bytes",
+                path.display(),
+                m.len()
+            )));
+        }
+        let mut bytes = Vec::new();
+        Read::by_ref(&mut file)
+            .take(max)
+            .read_to_end(&mut bytes)
+            .map_err(io(path))?;
+        Ok(Some(bytes))
+    }
+
+    /// Writes `bytes` to a fresh temporary file of the keys directory (made 0600 and
+    /// exclusively, never through a symlink, synced); its path.
+    fn write_temp(&self, name: &str, bytes: &[u8]) -> Result<PathBuf, KeyError> {
         let tmp = self.dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let _ = fs::remove_file(&tmp);
         let write = || -> std::io::Result<()> {
@@ -406,10 +374,24 @@ impl Keystore {
                 .mode(0o600)
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(&tmp)?;
-            f.write_all(encoded)?;
+            f.write_all(bytes)?;
             f.sync_all()
         };
-        write().map_err(io(&tmp))?;
+        match write() {
+            Ok(()) => Ok(tmp),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(io(&tmp)(e))
+            }
+        }
+    }
+
+    /// Writes a new key file: a temporary file made 0600 and exclusively, synced, then linked
+    /// in under its name, which must not exist (a key is never overwritten).
+    fn store(&self, name: &str, encoded: &[u8]) -> Result<(), KeyError> {
+        check_name(name)?;
+        let path = self.path(name);
+        let tmp = self.write_temp(name, encoded)?;
         // link(2) fails if the name exists: two `key gen` of one name cannot both win.
         let linked = fs::hard_link(&tmp, &path);
         let _ = fs::remove_file(&tmp);

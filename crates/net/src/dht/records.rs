@@ -7,6 +7,7 @@
 //! |----------------------------------|-------------------------|-----------------------------------|
 //! | others'                          | [`MAX_OTHERS`]          | expired ones go first, then refused |
 //! | others', from one peer           | [`PER_PEER`]            | refused                           |
+//! | names whose highest sequence is remembered | [`MAX_FLOORS`] | those not held forgotten first |
 //! | published through this node      | [`MAX_OWN`]             | refused                           |
 //! | one record                       | 10 KiB (`cairn_names::record::MAX_RECORD`), before parsing | refused |
 //! | how long one is kept             | its validity, at most [`KEEP_FOR`] after it arrived | dropped |
@@ -169,9 +170,16 @@ impl Records {
         self.keep(key, bytes, record, own, from)
     }
 
-    /// Whether a new name has room, from `from` or a local user.
+    /// Whether a new name has room, from `from` or a local user. Expired records are swept
+    /// out (a walk of the store) only when a bound is reached, not for every offer.
     fn room(&mut self, now: Instant, own: bool, from: Option<PeerId>) -> Result<(), Refused> {
-        self.prune(now);
+        if self.bound(own, from).is_err() {
+            self.prune(now);
+        }
+        self.bound(own, from)
+    }
+
+    fn bound(&self, own: bool, from: Option<PeerId>) -> Result<(), Refused> {
         if own {
             if self.own >= MAX_OWN {
                 return Err(Refused::Full);
