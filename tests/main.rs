@@ -20,6 +20,8 @@
 //!   and `stat` without the network, limits on a skeleton and a hostile tree
 //! - `names`: keys as users type them, and what another user cannot do with them; names and
 //!   release lists between daemons, through kubo's DHT, with Helia
+//! - `names_mount`: `R/store/name/` while releases land, aliases, a follower keeping a name
+//!   after its owner left, until its validity ends
 //! - `mount`: the FUSE mount, mounted for real, read with ordinary tools
 //! - `gc`: pins and garbage collection, one test per liveness rule, and a stress test
 //! - `hostile`: DAGs built to explode walks, broken journals and CARs, a stale ready pipe, no /proc
@@ -48,6 +50,7 @@ mod hostile_peer;
 mod incentives;
 mod mount;
 mod names;
+mod names_mount;
 mod network;
 mod peers;
 mod raw_peer;

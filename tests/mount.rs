@@ -363,7 +363,7 @@ fn fixtures_read_through_the_mount() {
         .is_file());
     // The root lists the views and the imported (pinned) roots; an invalid CID is ENOENT.
     let top = self::names(&m.dir);
-    let views = ["unixfs", "raw", "app", "webapp"];
+    let views = ["unixfs", "raw", "app", "webapp", "name"];
     assert!(views.iter().all(|v| top.iter().any(|n| n == v)), "{top:?}");
     for n in top.iter().filter(|n| !views.contains(&n.as_str())) {
         cairn_store::parse_cid(n).unwrap_or_else(|_| panic!("{n} in the root is not a CID"));
@@ -965,6 +965,7 @@ fn roots_list_views_and_pins() {
     let mut want = vec![
         pinned.clone(),
         "app".into(),
+        "name".into(),
         "raw".into(),
         "unixfs".into(),
         "webapp".into(),
@@ -976,6 +977,8 @@ fn roots_list_views_and_pins() {
     // Not an app: the app views list only app nodes of their kind.
     assert!(names(&m.path("app")).is_empty());
     assert!(names(&m.path("webapp")).is_empty());
+    // Names: none followed and no aliases, without a daemon.
+    assert!(names(&m.path("name")).is_empty());
     assert_eq!(std::fs::read(m.path(&loose)).unwrap(), b"not pinned\n");
     // Listing a content directory makes the kernel cache directory listings from then on
     // (stateless opendir); the root's must still follow the pins.

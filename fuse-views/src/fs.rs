@@ -5,12 +5,16 @@
 //! opens in `passthrough`.
 
 mod listers;
+pub mod names;
 pub(crate) mod ops;
 mod passthrough;
 mod resolve;
 mod roots;
 
-pub use self::roots::PinnedRoots;
+pub use self::{
+    names::{NameSource, Named, Names, Versions},
+    roots::PinnedRoots,
+};
 use self::{
     ops::Xattr,
     resolve::{file_type, listing_ino},
@@ -92,6 +96,8 @@ pub struct FsOptions {
     pub blocks_dir: PathBuf,
     /// What the root and the view roots list besides the views.
     pub pinned: PinnedRoots,
+    /// What `R/store/name/` shows.
+    pub names: Names,
 }
 
 /// The filesystem: views, a node cache, the inode table. A handle: clones share one state, so
@@ -218,6 +224,7 @@ impl CairnFs {
     fn attr(&self, ino: u64, inode: &Inode) -> (FileAttr, Duration) {
         let entry = match inode {
             Inode::Node { entry, .. } => entry,
+            Inode::Name(n) => return (self.name_attr(ino, n), LISTING_TTL),
             Inode::Pending { .. } => {
                 let mut a = self.dir_attr(ino);
                 a.kind = FileType::RegularFile;
@@ -268,6 +275,28 @@ impl CairnFs {
             flags: 0,
         };
         (attr, CONTENT_TTL)
+    }
+
+    /// The attributes of an entry below `R/store/name/`.
+    fn name_attr(&self, ino: u64, node: &names::NameNode) -> FileAttr {
+        let mut a = self.dir_attr(ino);
+        match node {
+            names::NameNode::Dir(v) => a.size = v.versions.len() as u64 + 2,
+            names::NameNode::Link(t) => {
+                a.kind = FileType::Symlink;
+                a.perm = 0o777;
+                a.nlink = 1;
+                a.size = t.len() as u64;
+            }
+            names::NameNode::File(b) => {
+                a.kind = FileType::RegularFile;
+                a.perm = 0o444;
+                a.nlink = 1;
+                a.size = b.len() as u64;
+                a.blocks = a.size.div_ceil(512);
+            }
+        }
+        a
     }
 
     fn node_entry(&self, ino: INodeNo) -> FsResult<(usize, Arc<Entry>)> {

@@ -18,6 +18,10 @@ pub enum Inode {
     Root,
     /// `R/store/{view}`: CIDs are looked up here.
     ViewDir(usize),
+    /// `R/store/name`: names are looked up here.
+    NameDir,
+    /// An entry below `R/store/name`.
+    Name(crate::fs::names::NameNode),
     /// An entry of a view.
     Node { view: usize, entry: Arc<Entry> },
     /// A directory entry whose own block could not be read when it was listed (missing or
@@ -46,7 +50,8 @@ pub struct Inodes {
 }
 
 impl Inodes {
-    /// A table with the root (inode 1) and one directory per view (inodes 2..).
+    /// A table with the root (inode 1), one directory per view (inodes 2..) and the names'
+    /// directory after them.
     pub fn new(views: usize) -> Inodes {
         let mut t = Inodes {
             slots: HashMap::new(),
@@ -62,13 +67,13 @@ impl Inodes {
                 lookups: u64::MAX / 2,
             },
         );
-        for v in 0..views {
+        for inode in (0..views).map(Inode::ViewDir).chain([Inode::NameDir]) {
             let ino = t.next;
             t.next += 1;
             t.slots.insert(
                 ino,
                 Slot {
-                    inode: Inode::ViewDir(v),
+                    inode,
                     parent: ROOT,
                     name: OsString::new(),
                     lookups: u64::MAX / 2,
@@ -76,6 +81,11 @@ impl Inodes {
             );
         }
         t
+    }
+
+    /// The inode of `R/store/name`, in a table of `views` views.
+    pub fn name_dir(views: usize) -> u64 {
+        ROOT + 1 + views as u64
     }
 
     #[allow(dead_code)]
@@ -117,12 +127,19 @@ impl Inodes {
     }
 
     /// Records `inode` as `name` in `parent` (or finds the one already there), counting one
-    /// kernel reference. Returns its number.
+    /// kernel reference. Returns its number. A name's entry whose meaning changed (a name
+    /// now pointing elsewhere) gets a new number; the old one lives on until forgotten.
     pub fn insert(&mut self, parent: u64, name: &OsStr, inode: Inode) -> u64 {
         if let Some(&ino) = self.by_name.get(&parent).and_then(|c| c.get(name)) {
             if let Some(slot) = self.slots.get_mut(&ino) {
-                slot.lookups += 1;
-                return ino;
+                let changed = match (&slot.inode, &inode) {
+                    (Inode::Name(old), Inode::Name(new)) => old != new,
+                    _ => false,
+                };
+                if !changed {
+                    slot.lookups += 1;
+                    return ino;
+                }
             }
         }
         let ino = self.next;
@@ -152,7 +169,10 @@ impl Inodes {
         if slot.lookups == 0 {
             let slot = self.slots.remove(&ino).expect("present");
             if let Some(children) = self.by_name.get_mut(&slot.parent) {
-                children.remove(&slot.name);
+                // Unless the name was given to a newer inode meanwhile.
+                if children.get(&slot.name) == Some(&ino) {
+                    children.remove(&slot.name);
+                }
                 if children.is_empty() {
                     self.by_name.remove(&slot.parent);
                 }
@@ -173,7 +193,7 @@ mod tests {
     #[test]
     fn forget_removes_and_numbers_are_not_reused() {
         let mut t = Inodes::new(2);
-        assert_eq!(t.len(), 3);
+        assert_eq!(t.len(), 4);
         let a = t.insert(ROOT, OsStr::new("a"), Inode::Root);
         assert_eq!(t.insert(ROOT, OsStr::new("a"), Inode::Root), a);
         t.forget(a, 1);
@@ -190,5 +210,23 @@ mod tests {
         );
         t.forget(ROOT, 1000);
         assert!(t.get(ROOT).is_some());
+    }
+
+    #[test]
+    fn a_name_that_changed_meaning_gets_a_new_inode() {
+        use crate::fs::names::NameNode;
+        let mut t = Inodes::new(1);
+        let dir = Inodes::name_dir(1);
+        assert!(matches!(t.get(dir), Some(Inode::NameDir)));
+        let link = |s: &str| Inode::Name(NameNode::Link(s.into()));
+        let a = t.insert(dir, OsStr::new("n"), link("../a"));
+        assert_eq!(t.insert(dir, OsStr::new("n"), link("../a")), a);
+        let b = t.insert(dir, OsStr::new("n"), link("../b"));
+        assert_ne!(a, b);
+        assert_eq!(t.find(dir, OsStr::new("n")).map(|f| f.0), Some(b));
+        // Forgetting the old inode leaves the name with the new one.
+        t.forget(a, 2);
+        assert!(t.get(a).is_none());
+        assert_eq!(t.find(dir, OsStr::new("n")).map(|f| f.0), Some(b));
     }
 }

@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::{
     cache::NodeCache,
-    fs::{CairnFs, FsOptions, PinnedRoots},
+    fs::{CairnFs, FsOptions, Names, PinnedRoots},
     view,
 };
 
@@ -31,6 +31,8 @@ pub struct MountOptions {
     pub read_ahead_kb: u32,
     /// What the root and the view roots list besides the views.
     pub pinned: PinnedRoots,
+    /// What `R/store/name/` shows.
+    pub names: Names,
     /// Serve requests through per-CPU io_uring queues when the kernel allows it (root only;
     /// not with passthrough): see [`crate::uring`].
     pub uring: bool,
@@ -51,6 +53,7 @@ impl MountOptions {
             threads: 16,
             read_ahead_kb: 4096,
             pinned: PinnedRoots::none(),
+            names: Names::none(),
             uring: true,
         }
     }
@@ -263,6 +266,7 @@ pub fn mount(
             gid: unsafe { libc::getgid() },
             blocks_dir,
             pinned: opts.pinned.clone(),
+            names: opts.names.clone(),
         },
     );
     let mut cfg = Config::default();

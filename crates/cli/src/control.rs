@@ -60,11 +60,26 @@ pub enum Request {
         record: String,
         offline: bool,
     },
-    /// The best valid record of `name`, or null.
+    /// The newest valid record of `name` the node knows, how fresh, and its release list
+    /// if it points to one; or null.
     NameResolve {
         name: String,
         nocache: bool,
         offline: bool,
+    },
+    /// Keep `name` resolvable from this node (`mirror`: and pin everything it released).
+    NameFollow {
+        name: String,
+        mirror: bool,
+    },
+    NameUnfollow {
+        name: String,
+    },
+    /// The names this node follows.
+    NameFollowed,
+    /// Take `name`'s newest list as it is, though it does not extend the last good one.
+    NameAccept {
+        name: String,
     },
 }
 
@@ -73,7 +88,10 @@ impl Request {
     pub fn is_admin(&self) -> bool {
         matches!(
             self,
-            Request::Connect { .. } | Request::Disconnect { .. } | Request::Provide { .. }
+            Request::Connect { .. }
+                | Request::Disconnect { .. }
+                | Request::Provide { .. }
+                | Request::NameAccept { .. }
         )
     }
 }

@@ -161,16 +161,27 @@ pub fn run(root: &Path, args: DaemonArgs) -> Result<ExitCode> {
     for a in &addrs {
         eprintln!("  {a}");
     }
+    let naming = crate::naming::Naming::open(
+        root,
+        Some(client.clone()),
+        store.clone(),
+        config.fetch_timeout,
+        config.names.clone(),
+        Some(rt.handle().clone()),
+    )
+    .with_context(|| format!("{}/names", root.display()))?;
     let ctx = Arc::new(socket::Ctx {
         client: client.clone(),
         store: store.clone(),
         timeout: config.fetch_timeout,
         // SAFETY: geteuid has no preconditions.
         owner: unsafe { libc::geteuid() },
+        naming: naming.clone(),
     });
     rt.spawn(socket::serve(listener, ctx));
     rt.spawn(provide(client.clone(), layout.clone(), config.provide));
     rt.spawn(flush(store.clone()));
+    rt.spawn(naming.clone().run());
     let result = if args.no_mount {
         eprintln!("cairn: daemon ready (not mounted)");
         if let Some(mut f) = ready {
@@ -196,10 +207,10 @@ pub fn run(root: &Path, args: DaemonArgs) -> Result<ExitCode> {
         );
         mount::serve(
             root,
-            &layout,
             src,
             &mountpoint,
             &args.settings,
+            mount::names(naming),
             signals,
             ready,
         )

@@ -97,11 +97,11 @@ pub fn run(root: &Path, args: EnvArgs) -> Result<ExitCode> {
                 // A released version (NAME@VERSION, or NAME for the latest) or a CID.
                 let (c, release, version) = match c.split_once('@') {
                     Some((n, v)) => {
-                        let (n, r) = crate::release::release_of(root, n, v, false)?;
+                        let (n, r) = crate::release::release_of(root, n, v, false, false)?;
                         (r.cid.to_string(), Some(n.to_string()), Some(r.v))
                     }
                     None if parse_cid(c).is_err() => {
-                        let (n, r) = crate::release::release_of(root, c, "latest", false)?;
+                        let (n, r) = crate::release::release_of(root, c, "latest", false, false)?;
                         (r.cid.to_string(), Some(n.to_string()), Some(r.v))
                     }
                     None => (c.clone(), None, None),

@@ -14,6 +14,7 @@ mod key;
 mod maint;
 mod mount;
 mod name;
+mod naming;
 mod pin;
 mod progress;
 mod read;

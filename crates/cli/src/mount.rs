@@ -65,6 +65,11 @@ impl MountSettings {
     }
 }
 
+/// `R/store/name/`, as `naming` resolves names.
+pub fn names(naming: Arc<crate::naming::Naming>) -> cairn_fuse::fs::Names {
+    cairn_fuse::fs::Names(Arc::new(crate::naming::MountNames(naming)))
+}
+
 /// Every pinned CID, for the listings of the mount root and the view roots.
 fn pinned_roots(layout: cairn_store::Layout) -> PinnedRoots {
     PinnedRoots(Arc::new(move || match cairn_gc::pins::list(&layout) {
@@ -89,13 +94,21 @@ pub fn run(root: &Path, args: MountArgs) -> Result<ExitCode> {
     // Signals are taken by one thread with sigwait; every thread started later inherits the mask.
     let signals = block_signals();
     store.open_reader();
-    let layout = store.layout().clone();
+    // Without a daemon, names are shown as the daemon last saw them.
+    let naming = crate::naming::Naming::open(
+        root,
+        None,
+        store.clone(),
+        std::time::Duration::from_secs(30),
+        Default::default(),
+        None,
+    )?;
     serve(
         root,
-        &layout,
         store,
         &mountpoint,
         &args.settings,
+        names(naming),
         signals,
         ready,
     )?;
@@ -107,14 +120,18 @@ pub fn run(root: &Path, args: MountArgs) -> Result<ExitCode> {
 /// on stderr and on the `ready` pipe once the filesystem is up.
 pub fn serve(
     root: &Path,
-    layout: &cairn_store::Layout,
     src: Arc<dyn cairn_store::BlockSource>,
     mountpoint: &Path,
     settings: &MountSettings,
+    names: cairn_fuse::fs::Names,
     signals: libc::sigset_t,
     ready: Option<std::fs::File>,
 ) -> Result<()> {
-    let opts = settings.options(layout, mountpoint);
+    let layout = cairn_store::Layout::new(root);
+    let opts = MountOptions {
+        names,
+        ..settings.options(&layout, mountpoint)
+    };
     if settings.passthrough && unsafe { libc::geteuid() } != 0 {
         log::warn!("--passthrough needs root; serving every read through cairn");
     }

@@ -39,8 +39,10 @@ pub enum NameCmd {
         #[arg(long)]
         offline: bool,
     },
-    /// Print what NAME points to (k51…, 12D3…, Qm…, bafz… or /ipns/…), following /ipns/
-    /// values up to 32 deep; NAME@VERSION (or NAME@latest) a released version's CID
+    /// Print what NAME points to (k51…, 12D3…, Qm…, bafz…, /ipns/… or an alias), following
+    /// /ipns/ values up to 32 deep; NAME@VERSION (or NAME@latest) a released version's CID.
+    /// A record older than its TTL is used with a warning while the network cannot be asked,
+    /// and one past its validity only with --stale (released versions always resolve)
     Resolve {
         name: String,
         /// Ask the network even if this node holds a record
@@ -49,13 +51,37 @@ pub enum NameCmd {
         /// Ask no peer: this node's record only
         #[arg(long)]
         offline: bool,
+        /// Use a record whose validity has ended, if nothing newer is found
+        #[arg(long)]
+        stale: bool,
         /// Print the record's fields as JSON instead of its value
         #[arg(long)]
         json: bool,
     },
     /// Take NAME's newest release list as it is, though it does not extend the last one you
-    /// saw (after a rewritten history was reported)
+    /// saw (after a rewritten history was reported); as root or the daemon's user, for the
+    /// node (and its mount) too
     Accept { name: String },
+    /// Have the node keep NAME resolvable: its record is kept across restarts, served to
+    /// peers and put on the DHT again every few hours (names.republish), so it outlives its
+    /// owner's absence until its validity ends; its release list is kept too
+    Follow {
+        name: String,
+        /// Also pin every version it released (and each new one as it comes)
+        #[arg(long)]
+        mirror: bool,
+    },
+    /// Stop following NAME (as who followed it, root or the daemon's user)
+    Unfollow { name: String },
+    /// List the names the node follows and the aliases you can use
+    List,
+    /// Sign your names' records again with a new validity (keys you published with) and hand
+    /// them to the daemon; run it every day or so (a systemd user timer: see the README) so
+    /// your names stay resolvable while the daemon's user is not you
+    Republish,
+    /// Local names for names: `cairn name alias set hello k51…`, then `hello@1.0`
+    #[command(subcommand)]
+    Alias(AliasCmd),
     /// Print a record's fields: of NAME (resolved and verified), or of a record FILE
     /// (verified with --verify NAME, else only read)
     Inspect {
@@ -65,6 +91,26 @@ pub enum NameCmd {
         #[arg(long, value_name = "NAME")]
         verify: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+pub enum AliasCmd {
+    /// Make ALIAS stand for NAME (yours, in ~/.config/cairn/aliases.toml; with --node, the
+    /// node's, in R/names/aliases.toml, listed in R/store/name/: root or the daemon's user)
+    Set {
+        alias: String,
+        name: String,
+        #[arg(long)]
+        node: bool,
+    },
+    /// Remove ALIAS
+    Rm {
+        alias: String,
+        #[arg(long)]
+        node: bool,
+    },
+    /// List your aliases and the node's
+    List,
 }
 
 /// `30s`, `5m`, `48h`, `7d`, `100ms`.
@@ -162,14 +208,16 @@ pub fn run(root: &Path, cmd: NameCmd) -> Result<ExitCode> {
             name,
             nocache,
             offline,
+            stale,
             json,
         } => {
             if let Some((n, v)) = name.split_once('@') {
-                println!("{}", crate::release::resolve_version(root, n, v, nocache)?);
+                let path = crate::release::resolve_version(root, n, v, nocache, stale)?;
+                println!("{path}");
                 return Ok(ExitCode::SUCCESS);
             }
             let mut c = Control::require(root)?;
-            let name: Name = name.parse()?;
+            let name = crate::release::name_arg(root, &name)?;
             if json {
                 // The record of this name itself, not of the names it points to.
                 let r = resolve_once(&mut c, &name, nocache, offline)?;
@@ -178,11 +226,63 @@ pub fn run(root: &Path, cmd: NameCmd) -> Result<ExitCode> {
                 }
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                let value = resolve_path(&mut c, name, nocache, offline, &mut HashSet::new())?;
+                let how = How {
+                    nocache,
+                    offline,
+                    stale,
+                };
+                let value = resolve_path(&mut c, name, how, &mut HashSet::new())?;
                 println!("{}", printable(&value));
             }
         }
-        NameCmd::Accept { name } => return crate::release::accept(&name),
+        NameCmd::Accept { name } => return crate::release::accept(root, &name),
+        NameCmd::Follow { name, mirror } => {
+            let name = crate::release::name_arg(root, &name)?;
+            let mut c = Control::require(root)?;
+            let r = c.call(&Request::NameFollow {
+                name: name.to_string(),
+                mirror,
+            })?;
+            let what = match r["list"].as_str() {
+                Some(l) => format!("its release list {l}"),
+                None => printable(r["value"].as_str().unwrap_or_default()),
+            };
+            println!(
+                "following {name}{}: {what}",
+                if mirror { " (mirrored)" } else { "" }
+            );
+        }
+        NameCmd::Unfollow { name } => {
+            let name = crate::release::name_arg(root, &name)?;
+            let mut c = Control::require(root)?;
+            let r = c.call(&Request::NameUnfollow {
+                name: name.to_string(),
+            })?;
+            if r.as_bool() == Some(true) {
+                println!("no longer following {name}");
+            } else {
+                eprintln!("cairn: the node does not follow {name}");
+            }
+        }
+        NameCmd::List => {
+            let mut c = Control::require(root)?;
+            let r = c.call(&Request::NameFollowed)?;
+            for row in r.as_array().into_iter().flatten() {
+                println!(
+                    "follow {} (user {}{})",
+                    row["name"].as_str().unwrap_or_default(),
+                    row["uid"],
+                    if row["mirror"] == true {
+                        ", mirrored"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            list_aliases(root)?;
+        }
+        NameCmd::Republish => return republish(root),
+        NameCmd::Alias(a) => return alias(root, a),
         NameCmd::Inspect { what, verify } => {
             let path = Path::new(&what);
             if path.is_file() {
@@ -205,14 +305,24 @@ pub fn run(root: &Path, cmd: NameCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How `name resolve` asks.
+#[derive(Clone, Copy)]
+struct How {
+    nocache: bool,
+    offline: bool,
+    stale: bool,
+}
+
 /// The value `name` resolves to, after every `/ipns/` step.
 fn resolve_path(
     c: &mut Control,
     mut name: Name,
-    nocache: bool,
-    offline: bool,
+    how: How,
     seen: &mut HashSet<Name>,
 ) -> Result<String> {
+    let How {
+        nocache, offline, ..
+    } = how;
     loop {
         if !seen.insert(name) {
             bail!("{name} points back to itself through /ipns/ values (a loop)");
@@ -227,16 +337,120 @@ fn resolve_path(
                 if offline { " in this node" } else { "" }
             );
         };
+        match r["freshness"].as_str() {
+            Some("expired") if !how.stale => bail!(
+                "{name}: the record held here ({}) is past its validity ({}) and no newer one was found; --stale uses it anyway",
+                printable(value),
+                r["validity"].as_str().unwrap_or_default()
+            ),
+            Some(f @ ("old" | "expired")) => eprintln!(
+                "cairn: warning: {name}: the network could not confirm the record held here ({f}: past its TTL); it may not be the newest"
+            ),
+            _ => {}
+        }
         match value.strip_prefix("/ipns/") {
             Some(rest) if !rest.contains('/') => name = rest.parse()?,
             Some(rest) => {
                 let n = rest.split('/').next().unwrap_or("");
-                let inner = resolve_path(c, n.parse()?, nocache, offline, seen)?;
+                let inner = resolve_path(c, n.parse()?, how, seen)?;
                 return Ok(format!("{inner}{}", &rest[n.len()..]));
             }
             None => return Ok(value.to_owned()),
         }
     }
+}
+
+/// `cairn name republish`: every key of this user with a published head is signed again
+/// (same sequence and value, a new validity) and handed to the daemon.
+fn republish(root: &Path) -> Result<ExitCode> {
+    let ks = Keystore::open_default()?;
+    let mut c = Control::require(root)?;
+    let (mut ok, mut failed) = (0, 0);
+    for (key_name, key) in ks.list()? {
+        let Ok(key) = key else { continue };
+        let Some((seq, value)) = ks.head(&key_name)? else {
+            continue;
+        };
+        let name = key.ipns();
+        let bytes = record::sign(
+            &key.keypair,
+            &value,
+            seq,
+            now() + 48 * 3600 * 1_000_000_000,
+            300 * 1_000_000_000,
+        )?;
+        match c.call(&Request::NamePublish {
+            name: name.to_string(),
+            record: record::to_base64(&bytes),
+            offline: false,
+        }) {
+            Ok(_) => {
+                ok += 1;
+                println!("republished {key_name} ({name}): {}", printable(&value));
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("cairn: {key_name} ({name}): {e:#}");
+            }
+        }
+    }
+    if ok + failed == 0 {
+        eprintln!("cairn: none of your keys has published a name yet");
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The aliases file `alias` works on.
+fn aliases_path(root: &Path, node: bool) -> Result<std::path::PathBuf> {
+    if node {
+        Ok(root.join("names").join("aliases.toml"))
+    } else {
+        crate::release::user_aliases()
+    }
+}
+
+fn alias(root: &Path, cmd: AliasCmd) -> Result<ExitCode> {
+    use crate::naming::{check_alias, read_aliases, write_aliases};
+    match cmd {
+        AliasCmd::Set { alias, name, node } => {
+            check_alias(&alias).map_err(anyhow::Error::msg)?;
+            let name = crate::release::name_arg(root, &name)?;
+            let path = aliases_path(root, node)?;
+            let mut a = read_aliases(&path).map_err(anyhow::Error::msg)?;
+            a.insert(alias.clone(), name);
+            write_aliases(&path, &a).with_context(|| path.display().to_string())?;
+            println!("{alias} -> {name}");
+        }
+        AliasCmd::Rm { alias, node } => {
+            let path = aliases_path(root, node)?;
+            let mut a = read_aliases(&path).map_err(anyhow::Error::msg)?;
+            if a.remove(&alias).is_none() {
+                bail!("no alias {alias:?} in {}", path.display());
+            }
+            write_aliases(&path, &a).with_context(|| path.display().to_string())?;
+        }
+        AliasCmd::List => list_aliases(root)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list_aliases(root: &Path) -> Result<()> {
+    for (whose, node) in [("yours", false), ("node", true)] {
+        let path = aliases_path(root, node)?;
+        match crate::naming::read_aliases(&path) {
+            Ok(a) => {
+                for (alias, name) in a {
+                    println!("alias {alias} -> {name} ({whose})");
+                }
+            }
+            Err(e) => eprintln!("cairn: {e}"),
+        }
+    }
+    Ok(())
 }
 
 /// `s` with control characters escaped: values and notes come from strangers, and must not

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use cairn_names::{
     keys::{KeyError, Keystore},
     record,
-    releases::{List, Release},
+    releases::{List, Release, LATEST},
     Name,
 };
 use cairn_store::{codec::codes, Cid, HashAlg, Store};
@@ -18,10 +18,6 @@ use crate::{
     control::{Control, Request},
     name::printable,
 };
-
-/// How long a release's record is valid, and how long resolvers may cache it.
-const LIFETIME: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
-const TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 #[derive(Args)]
 pub struct ReleaseArgs {
@@ -42,6 +38,13 @@ pub struct ReleaseArgs {
     /// Why it is withdrawn
     #[arg(long)]
     reason: Option<String>,
+    /// How long the new record is valid (s, m, h, d): past it, nobody can tell which
+    /// version is latest until you release again or run `cairn name republish`
+    #[arg(long, default_value = "48h", value_parser = crate::name::parse_duration)]
+    lifetime: std::time::Duration,
+    /// How long resolvers may use the record before asking again (s, m, h, d)
+    #[arg(long, default_value = "5m", value_parser = crate::name::parse_duration)]
+    ttl: std::time::Duration,
 }
 
 fn now() -> cairn_names::time::Nanos {
@@ -66,14 +69,20 @@ fn block(root: &Path, c: &mut Control, cid: &Cid) -> Result<Vec<u8>> {
         .to_vec())
 }
 
-/// The name's newest list and its CID, from the network (through the daemon), checked; the
-/// record's sequence. `None`: nothing published yet.
-pub fn current(
-    root: &Path,
-    c: &mut Control,
-    name: &Name,
-    nocache: bool,
-) -> Result<Option<(List, Cid, u64)>> {
+/// A name's newest release list as resolved: the list, its CID, the record's sequence, and
+/// how fresh the record is (`fresh`, `old`: past its TTL and the network unreachable,
+/// `expired`: past its validity).
+#[derive(Clone)]
+pub struct Head {
+    pub list: List,
+    pub cid: Cid,
+    pub seq: u64,
+    pub freshness: String,
+}
+
+/// The name's newest list and its CID, from the network (through the daemon), checked.
+/// `None`: nothing published yet.
+pub fn current(root: &Path, c: &mut Control, name: &Name, nocache: bool) -> Result<Option<Head>> {
     let r = c.call(&Request::NameResolve {
         name: name.to_string(),
         nocache,
@@ -84,7 +93,9 @@ pub fn current(
     }
     let value = r["value"].as_str().unwrap_or_default();
     let sequence = r["sequence"].as_u64().unwrap_or(0);
-    list_at(root, c, name, value, sequence).map(Some)
+    let mut head = list_at(root, c, name, value, sequence)?;
+    head.freshness = r["freshness"].as_str().unwrap_or("fresh").to_owned();
+    Ok(Some(head))
 }
 
 /// How many lists back a new head is followed to the last one this user saw.
@@ -118,15 +129,24 @@ fn set_seen(name: &Name, cid: &Cid) -> Result<()> {
     Ok(())
 }
 
-/// `cairn name accept NAME`: forget the last good head, so the next read takes the network's.
-pub fn accept(name: &str) -> Result<ExitCode> {
-    let name = name_arg(name)?;
+/// `cairn name accept NAME`: forget the last good head, so the next read takes the
+/// network's; for the node too when this user may tell it so.
+pub fn accept(root: &Path, name: &str) -> Result<ExitCode> {
+    let name = name_arg(root, name)?;
     match std::fs::remove_file(seen_path(&name)?) {
-        Ok(()) => eprintln!("cairn: {name}: the next read takes the newest list as it is"),
+        Ok(()) => eprintln!("cairn: {name}: your next read takes the newest list as it is"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("cairn: {name}: no list seen yet, nothing to accept")
+            eprintln!("cairn: {name}: you have seen no list yet, nothing to accept")
         }
         Err(e) => return Err(e.into()),
+    }
+    if let Some(mut c) = Control::connect(root) {
+        match c.call(&Request::NameAccept {
+            name: name.to_string(),
+        }) {
+            Ok(_) => eprintln!("cairn: {name}: so does the node's"),
+            Err(e) => eprintln!("cairn: the node keeps its last good list: {e}"),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -140,55 +160,39 @@ pub fn checked(
     name: &Name,
     nocache: bool,
     strict: bool,
-) -> Result<Option<(List, Cid, u64)>> {
-    let Some((list, cid, seq)) = current(root, c, name, nocache)? else {
+) -> Result<Option<Head>> {
+    let Some(head) = current(root, c, name, nocache)? else {
         return Ok(None);
     };
     let Some(old) = seen(name)? else {
-        set_seen(name, &cid)?;
-        return Ok(Some((list, cid, seq)));
+        set_seen(name, &head.cid)?;
+        return Ok(Some(head));
     };
-    if old == cid {
-        return Ok(Some((list, cid, seq)));
-    }
-    let (mut l, mut lc) = (list.clone(), cid);
-    let mut why = format!("its chain does not reach {old} within {MAX_WALK} lists");
-    for _ in 0..MAX_WALK {
-        let Some(p) = l.prev else {
-            why = format!("its chain ends before {old}");
-            break;
-        };
-        let pl = List::decode(&block(root, c, &p)?, Some(name))
-            .with_context(|| format!("{name}: the list {p} before {lc}"))?;
-        if !pl.is_followed_by(p, &l) {
-            why = format!("{lc} is not {p} plus one change");
-            break;
-        }
-        if p == old {
-            set_seen(name, &cid)?;
-            return Ok(Some((list, cid, seq)));
-        }
-        (l, lc) = (pl, p);
-    }
+    let walked = head.list.extends(head.cid, &old, MAX_WALK, |p| {
+        block(root, c, p).map_err(|e| format!("{e:#}"))
+    });
+    let Err(why) = walked else {
+        set_seen(name, &head.cid)?;
+        return Ok(Some(head));
+    };
     let msg = format!(
-        "{name}: rewritten history: the newest list {cid} does not extend {old}, the last seen ({why}); `cairn name accept {name}` takes it"
+        "{name}: rewritten history: the newest list {} does not extend {old}, the last seen ({why}); `cairn name accept {name}` takes it",
+        head.cid
     );
     if strict {
         bail!("{msg}");
     }
     eprintln!("cairn: warning: {msg}; the last good list is used");
     let good = List::decode(&block(root, c, &old)?, Some(name))?;
-    Ok(Some((good, old, seq)))
+    Ok(Some(Head {
+        list: good,
+        cid: old,
+        ..head
+    }))
 }
 
 /// The list a record's `value` points at, checked, with the record's sequence.
-fn list_at(
-    root: &Path,
-    c: &mut Control,
-    name: &Name,
-    value: &str,
-    sequence: u64,
-) -> Result<(List, Cid, u64)> {
+fn list_at(root: &Path, c: &mut Control, name: &Name, value: &str, seq: u64) -> Result<Head> {
     let cid = value
         .strip_prefix("/ipfs/")
         .filter(|s| !s.contains('/'))
@@ -201,7 +205,12 @@ fn list_at(
         })?;
     let list = List::decode(&block(root, c, &cid)?, Some(name))
         .with_context(|| format!("{name} points to {cid}"))?;
-    Ok((list, cid, sequence))
+    Ok(Head {
+        list,
+        cid,
+        seq,
+        freshness: "fresh".into(),
+    })
 }
 
 pub fn release(root: &Path, a: ReleaseArgs) -> Result<ExitCode> {
@@ -218,12 +227,13 @@ pub fn release(root: &Path, a: ReleaseArgs) -> Result<ExitCode> {
     // name whose records expired while its owner was away must not start again at 0).
     let net = checked(root, &mut c, &name, false, true)?;
     let cur = match (net, ks.head(&a.name)?) {
-        (Some(n), Some((seq, value))) if seq > n.2 => {
+        (Some(n), Some((seq, value))) if seq > n.seq => {
             Some(list_at(root, &mut c, &name, &value, seq)?)
         }
         (None, Some((seq, value))) => Some(list_at(root, &mut c, &name, &value, seq)?),
         (n, _) => n,
     };
+    let cur = cur.map(|h| (h.list, h.cid, h.seq));
     let (next, what) = match (&a.yank, &cur) {
         (Some(v), Some((list, cid, _))) => (
             list.yank(*cid, v, a.reason.as_deref().unwrap_or(""))?,
@@ -270,8 +280,8 @@ pub fn release(root: &Path, a: ReleaseArgs) -> Result<ExitCode> {
         &key.keypair,
         &format!("/ipfs/{list_cid}"),
         sequence,
-        now() + LIFETIME.as_nanos() as i128,
-        TTL.as_nanos() as u64,
+        now() + a.lifetime.as_nanos() as i128,
+        a.ttl.as_nanos() as u64,
     )?;
     c.call(&Request::NamePublish {
         name: name.to_string(),
@@ -298,19 +308,32 @@ pub fn release(root: &Path, a: ReleaseArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// NAME: a name (k51…) or one of your keys' names.
-pub fn name_arg(s: &str) -> Result<Name> {
+/// NAME: a name (k51…, or any spelling of one), one of your aliases, one of the node's,
+/// or one of your keys' names.
+pub fn name_arg(root: &Path, s: &str) -> Result<Name> {
     if let Ok(n) = s.parse::<Name>() {
         return Ok(n);
+    }
+    for path in [user_aliases()?, root.join("names").join("aliases.toml")] {
+        let aliases = crate::naming::read_aliases(&path).map_err(anyhow::Error::msg)?;
+        if let Some(n) = aliases.get(s) {
+            return Ok(*n);
+        }
     }
     let ks = Keystore::open_default()?;
     match ks.get(s) {
         Ok(k) => Ok(k.ipns()),
         Err(KeyError::NotFound(_)) | Err(KeyError::BadName(_)) => {
-            bail!("{s:?} is neither a name (k51…) nor one of your keys")
+            bail!("{s:?} is not an IPNS name (k51…), an alias, nor one of your keys")
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// This user's aliases file, `~/.config/cairn/aliases.toml`.
+pub fn user_aliases() -> Result<std::path::PathBuf> {
+    let keys = cairn_names::keys::default_dir()?;
+    Ok(keys.parent().unwrap_or(&keys).join("aliases.toml"))
 }
 
 fn row(r: &Release, latest: bool) -> Value {
@@ -325,9 +348,9 @@ fn row(r: &Release, latest: bool) -> Value {
 }
 
 pub fn versions(root: &Path, name: &str, json: bool, nocache: bool) -> Result<ExitCode> {
-    let name = name_arg(name)?;
+    let name = name_arg(root, name)?;
     let mut c = Control::require(root)?;
-    let Some((list, cid, _)) = checked(root, &mut c, &name, nocache, false)? else {
+    let Some(Head { list, cid, .. }) = checked(root, &mut c, &name, nocache, false)? else {
         bail!("{name}: no valid record found");
     };
     let latest = list.latest().map(|r| r.v.clone());
@@ -359,19 +382,46 @@ pub fn versions(root: &Path, name: &str, json: bool, nocache: bool) -> Result<Ex
 }
 
 /// `NAME@VERSION` (`latest` too): the version's CID, as `/ipfs/CID`.
-pub fn resolve_version(root: &Path, name: &str, v: &str, nocache: bool) -> Result<String> {
-    let (_, r) = release_of(root, name, v, nocache)?;
+pub fn resolve_version(
+    root: &Path,
+    name: &str,
+    v: &str,
+    nocache: bool,
+    stale: bool,
+) -> Result<String> {
+    let (_, r) = release_of(root, name, v, nocache, stale)?;
     Ok(format!("/ipfs/{}", r.cid))
 }
 
 /// The name and its release `v` (`latest`: the newest not yanked), with a warning if it is
-/// yanked.
-pub fn release_of(root: &Path, name: &str, v: &str, nocache: bool) -> Result<(Name, Release)> {
-    let name = name_arg(name)?;
+/// yanked. `latest` of a record past its validity needs `stale`: which version is newest
+/// is then no longer known (a released version still is what it was).
+pub fn release_of(
+    root: &Path,
+    name: &str,
+    v: &str,
+    nocache: bool,
+    stale: bool,
+) -> Result<(Name, Release)> {
+    let name = name_arg(root, name)?;
     let mut c = Control::require(root)?;
-    let Some((list, _, _)) = checked(root, &mut c, &name, nocache, false)? else {
+    let Some(Head {
+        list, freshness, ..
+    }) = checked(root, &mut c, &name, nocache, false)?
+    else {
         bail!("{name}: no valid record found");
     };
+    if v == LATEST {
+        match freshness.as_str() {
+            "expired" if !stale => bail!(
+                "{name}: its record's validity has ended and no newer one was found, so which version is latest is unknown; NAME@VERSION still resolves, and --stale takes the last known latest"
+            ),
+            "expired" | "old" => eprintln!(
+                "cairn: warning: {name}: the network could not confirm its record ({freshness}); latest may not be the newest"
+            ),
+            _ => {}
+        }
+    }
     let r = list
         .get(v)
         .with_context(|| format!("{name} has no version {v}"))?
@@ -386,7 +436,7 @@ pub fn release_of(root: &Path, name: &str, v: &str, nocache: bool) -> Result<(Na
 /// back to an older one when `have` is yanked), and why `have` is yanked, if it is.
 pub fn newest(root: &Path, name: &Name, have: &str) -> Result<(Option<Release>, Option<String>)> {
     let mut c = Control::require(root)?;
-    let Some((list, _, _)) = checked(root, &mut c, name, true, false)? else {
+    let Some(Head { list, .. }) = checked(root, &mut c, name, true, false)? else {
         bail!("{name}: no valid record found");
     };
     let yanked = list.get(have).and_then(|r| r.yanked.clone());
@@ -404,7 +454,7 @@ pub fn newest(root: &Path, name: &Name, have: &str) -> Result<(Option<Release>, 
 /// A CID argument that may also be `NAME@VERSION`: the version's CID.
 pub fn cid_arg(root: &Path, s: &str) -> Result<String> {
     match s.split_once('@') {
-        Some((n, v)) => Ok(resolve_version(root, n, v, false)?
+        Some((n, v)) => Ok(resolve_version(root, n, v, false, false)?
             .trim_start_matches("/ipfs/")
             .to_owned()),
         None => Ok(s.to_owned()),

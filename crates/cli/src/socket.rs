@@ -58,6 +58,7 @@ pub struct Ctx {
     pub timeout: Duration,
     /// The daemon's own user id: with root, the only one allowed admin requests.
     pub owner: u32,
+    pub naming: Arc<crate::naming::Naming>,
 }
 
 /// Connections being served, in all and per user.
@@ -154,7 +155,7 @@ async fn connection(stream: UnixStream, uid: u32, _slot: Slot, ctx: Arc<Ctx>) {
                 Ok(req) if req.is_admin() && uid != 0 && uid != ctx.owner => {
                     json!({"error": "only root and the daemon's user may do that"})
                 }
-                Ok(req) => match answer(&ctx, req, &mut w).await {
+                Ok(req) => match answer(&ctx, uid, req, &mut w).await {
                     Ok(v) => json!({ "ok": v }),
                     Err(e) => json!({"error": format!("{e:#}")}),
                 },
@@ -206,7 +207,7 @@ async fn write_line(w: &mut OwnedWriteHalf, v: &Value) -> std::io::Result<()> {
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
 
-async fn answer(ctx: &Ctx, req: Request, w: &mut OwnedWriteHalf) -> Result<Value> {
+async fn answer(ctx: &Ctx, uid: u32, req: Request, w: &mut OwnedWriteHalf) -> Result<Value> {
     let c = &ctx.client;
     Ok(match req {
         Request::Id => json!({
@@ -296,7 +297,10 @@ async fn answer(ctx: &Ctx, req: Request, w: &mut OwnedWriteHalf) -> Result<Value
         } => {
             let name = parse_name(&name)?;
             let record = cairn_names::record::from_base64(&record)?;
-            c.publish_name(name, record, offline).await?;
+            c.publish_name(name, record.clone(), offline).await?;
+            if let Err(e) = ctx.naming.published(name, record).await {
+                log::warn!("keeping {name}'s record in R/names: {e}");
+            }
             json!(null)
         }
         Request::NameResolve {
@@ -305,19 +309,68 @@ async fn answer(ctx: &Ctx, req: Request, w: &mut OwnedWriteHalf) -> Result<Value
             offline,
         } => {
             let name = parse_name(&name)?;
-            match c.resolve_name(name, nocache, offline).await? {
+            let mode = crate::naming::Mode { nocache, offline };
+            match ctx
+                .naming
+                .resolve(name, mode)
+                .await
+                .map_err(anyhow::Error::msg)?
+            {
                 None => json!(null),
-                Some(f) => json!({
-                    "value": f.record.value,
-                    "sequence": f.record.sequence,
-                    "validity": cairn_names::time::format(f.record.validity),
-                    "ttl_ns": f.record.ttl,
-                    "record": cairn_names::record::to_base64(&f.bytes),
-                    "from": f.from.map(|p| p.to_string()),
-                }),
+                Some((k, fresh)) => known_json(&k, fresh),
             }
         }
+        Request::NameFollow { name, mirror } => {
+            let name = parse_name(&name)?;
+            let k = ctx
+                .naming
+                .follow(name, uid, mirror)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let fresh = ctx.naming.freshness(&k);
+            known_json(&k, fresh)
+        }
+        Request::NameUnfollow { name } => {
+            let name = parse_name(&name)?;
+            let admin = uid == 0 || uid == ctx.owner;
+            json!(ctx
+                .naming
+                .unfollow(&name, uid, admin)
+                .map_err(anyhow::Error::msg)?)
+        }
+        Request::NameFollowed => {
+            let rows: Vec<Value> = ctx
+                .naming
+                .followed()
+                .into_iter()
+                .map(|(n, by, mirror)| json!({"name": n.to_string(), "uid": by, "mirror": mirror}))
+                .collect();
+            json!(rows)
+        }
+        Request::NameAccept { name } => json!(ctx
+            .naming
+            .accept(parse_name(&name)?)
+            .await
+            .map_err(anyhow::Error::msg)?),
     })
+}
+
+/// A held name as the control socket answers it.
+fn known_json(k: &crate::naming::Known, fresh: crate::naming::Freshness) -> Value {
+    let mut v = json!({
+        "value": k.record.value,
+        "sequence": k.record.sequence,
+        "validity": cairn_names::time::format(k.record.validity),
+        "ttl_ns": k.record.ttl,
+        "record": cairn_names::record::to_base64(&k.bytes),
+        "from": k.from,
+        "freshness": fresh.as_str(),
+    });
+    if let crate::naming::Target::Releases { cid, rewritten, .. } = &k.target {
+        v["list"] = json!(cid.to_string());
+        v["rewritten"] = json!(rewritten);
+    }
+    v
 }
 
 fn parse_name(s: &str) -> Result<cairn_names::Name> {

@@ -67,6 +67,9 @@ pub enum ListError {
     TooLarge(usize),
     #[error("not a release list: {0}")]
     Malformed(String),
+    /// A block of some other kind (a name may point at anything; only lists are lists).
+    #[error("not a release list")]
+    NotAList,
     #[error("the list is {0}'s, not this name's")]
     OtherName(String),
     #[error(
@@ -220,6 +223,38 @@ impl List {
         }
     }
 
+    /// Checks that this list (at `cid`) extends `old`, the last good head a reader saw:
+    /// walking `prev` back at most `max` lists, each the one before plus one change, reaches
+    /// `old`. `block` reads a list block (from the store or the network). `Err` says why the
+    /// history is not the one `old` began.
+    pub fn extends(
+        &self,
+        cid: Cid,
+        old: &Cid,
+        max: usize,
+        mut block: impl FnMut(&Cid) -> Result<Vec<u8>, String>,
+    ) -> Result<(), String> {
+        if cid == *old {
+            return Ok(());
+        }
+        let (mut l, mut lc) = (self.clone(), cid);
+        for _ in 0..max {
+            let Some(p) = l.prev else {
+                return Err(format!("its chain ends before {old}"));
+            };
+            let pl = List::decode(&block(&p)?, Some(&self.name))
+                .map_err(|e| format!("the list {p} before {lc}: {e}"))?;
+            if !pl.is_followed_by(p, &l) {
+                return Err(format!("{lc} is not {p} plus one change"));
+            }
+            if p == *old {
+                return Ok(());
+            }
+            (l, lc) = (pl, p);
+        }
+        Err(format!("its chain does not reach {old} within {max} lists"))
+    }
+
     /// The list as its dag-cbor block.
     pub fn encode(&self) -> Vec<u8> {
         let versions = self
@@ -256,14 +291,14 @@ impl List {
         let ipld: Ipld = serde_ipld_dagcbor::from_slice(bytes)
             .map_err(|e| malformed(format!("not dag-cbor: {e}")))?;
         let Ipld::Map(m) = ipld else {
-            return Err(malformed("not a map"));
+            return Err(ListError::NotAList);
         };
         let string = |m: &BTreeMap<String, Ipld>, k: &str| match m.get(k) {
             Some(Ipld::String(s)) => Ok(s.clone()),
             _ => Err(malformed(format!("no {k} string"))),
         };
-        if string(&m, "type")? != TYPE {
-            return Err(malformed(format!("its type is not {TYPE}")));
+        if string(&m, "type").ok().as_deref() != Some(TYPE) {
+            return Err(ListError::NotAList);
         }
         let list_name: Name = string(&m, "name")?
             .parse()
@@ -411,12 +446,53 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_follows_the_chain_back_to_what_it_saw() {
+        let name = Name::of(&Keypair::generate_ed25519().public());
+        let mut blocks = std::collections::HashMap::new();
+        let mut keep = |l: &List| {
+            let c = list_cid(l);
+            blocks.insert(c, l.encode());
+            c
+        };
+        let l0 = List::empty(name)
+            .append(None, "1.0", cid(1), 0, None)
+            .unwrap();
+        let c0 = keep(&l0);
+        let l1 = l0.append(Some(c0), "1.1", cid(2), 0, None).unwrap();
+        let c1 = keep(&l1);
+        let l2 = l1.yank(c1, "1.1", "broken").unwrap();
+        let c2 = keep(&l2);
+        let get = |c: &Cid| blocks.get(c).cloned().ok_or(format!("no {c}"));
+        assert_eq!(l2.extends(c2, &c0, 8, get), Ok(()));
+        assert_eq!(l2.extends(c2, &c2, 8, get), Ok(()));
+        assert!(l2
+            .extends(c2, &c0, 1, get)
+            .unwrap_err()
+            .contains("within 1"));
+        // A head whose chain went elsewhere: 1.0 now names another CID.
+        let mut forged = List::empty(name)
+            .append(None, "1.0", cid(9), 0, None)
+            .unwrap();
+        forged.seq = 0;
+        let f0 = list_cid(&forged);
+        let mut blocks2 = blocks.clone();
+        blocks2.insert(f0, forged.encode());
+        let f1 = forged.append(Some(f0), "1.1", cid(2), 0, None).unwrap();
+        let get2 = |c: &Cid| blocks2.get(c).cloned().ok_or(format!("no {c}"));
+        assert!(f1
+            .extends(list_cid(&f1), &c0, 8, get2)
+            .unwrap_err()
+            .contains("ends before"));
+    }
+
+    #[test]
     fn hostile_lists_are_refused() {
         assert!(matches!(
             List::decode(&vec![0u8; MAX_LIST + 1], None),
             Err(ListError::TooLarge(_))
         ));
-        assert!(List::decode(b"\xa0", None).is_err());
+        assert_eq!(List::decode(b"\xa0", None), Err(ListError::NotAList));
+        assert_eq!(List::decode(b"\x01", None), Err(ListError::NotAList));
         let name = Name::of(&Keypair::generate_ed25519().public());
         let mut l = List::empty(name)
             .append(None, "1", cid(1), 0, None)

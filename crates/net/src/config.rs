@@ -14,6 +14,12 @@
 //! incentives = true                    # under the limit, who gave us most is served first
 //! skeleton_nodes = 65536               # a tree's listings fetched on entry, up to this many blocks
 //! skeleton_bytes = "64M"               # and this many bytes (0 nodes: fetched as read)
+//!
+//! [names]
+//! refresh = 300                        # seconds a resolved name is trusted before asking again
+//!                                      # (at most: a record's own TTL may be shorter)
+//! republish = 14400                    # seconds between re-puts of followed names (0: never)
+//! follow_per_user = 256                # names one local user may have this node follow
 //! ```
 
 use std::{path::Path, time::Duration};
@@ -52,6 +58,39 @@ pub struct Config {
     /// ([`crate::skeleton`]); `nodes` 0 turns skeletons off.
     pub skeleton_nodes: u64,
     pub skeleton_bytes: u64,
+    /// `[names]`: how names are cached, followed and republished.
+    pub names: NamesConfig,
+}
+
+/// `[names]`: the daemon's names (`docs/names.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamesConfig {
+    /// How long a resolved name is used before the network is asked again (less if its
+    /// record's TTL is shorter).
+    pub refresh: Duration,
+    /// How often followed names' records are put on the DHT again, and this node's user's
+    /// own names re-signed; `None`: never.
+    pub republish: Option<Duration>,
+    /// How many names one local user may have the node follow.
+    pub follow_per_user: usize,
+}
+
+impl Default for NamesConfig {
+    fn default() -> Self {
+        NamesConfig {
+            refresh: Duration::from_secs(300),
+            republish: Some(Duration::from_secs(4 * 3600)),
+            follow_per_user: 256,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NamesFile {
+    refresh: Option<f64>,
+    republish: Option<f64>,
+    follow_per_user: Option<usize>,
 }
 
 impl Default for Config {
@@ -71,6 +110,7 @@ impl Default for Config {
             incentives: true,
             skeleton_nodes: crate::skeleton::SkeletonLimits::default().nodes,
             skeleton_bytes: crate::skeleton::SkeletonLimits::default().bytes,
+            names: NamesConfig::default(),
         }
     }
 }
@@ -108,6 +148,7 @@ struct File {
     incentives: Option<bool>,
     skeleton_nodes: Option<u64>,
     skeleton_bytes: Option<toml::Value>,
+    names: Option<NamesFile>,
 }
 
 impl Config {
@@ -188,6 +229,26 @@ impl Config {
                 .unwrap_or(0),
             Some(other) => return Err(bad(format!("skeleton_bytes {other} is not a size"))),
         };
+        if let Some(n) = f.names {
+            let secs = |v: f64, key: &str| {
+                if v.is_finite() && (0.0..=365.0 * 86400.0).contains(&v) {
+                    Ok(Duration::from_secs_f64(v))
+                } else {
+                    Err(bad(format!(
+                        "names.{key} {v} is not in [0, one year] seconds"
+                    )))
+                }
+            };
+            if let Some(v) = n.refresh {
+                c.names.refresh = secs(v, "refresh")?;
+            }
+            if let Some(v) = n.republish {
+                c.names.republish = Some(secs(v, "republish")?).filter(|d| !d.is_zero());
+            }
+            if let Some(v) = n.follow_per_user {
+                c.names.follow_per_user = v;
+            }
+        }
         Ok(c)
     }
 
@@ -240,7 +301,11 @@ mod tests {
                serve = false
                upload_limit = "1.5M"
                skeleton_nodes = 10
-               skeleton_bytes = "1K""#,
+               skeleton_bytes = "1K"
+               [names]
+               refresh = 1
+               republish = 0
+               follow_per_user = 3"#,
         )
         .unwrap();
         assert_eq!(c.listen[0].to_string(), "/ip4/127.0.0.1/tcp/0");
@@ -249,6 +314,14 @@ mod tests {
         assert_eq!(c.upload_limit, Some(1_572_864));
         assert!(!c.mdns && !c.dht && !c.serve);
         assert_eq!((c.skeleton_nodes, c.skeleton_bytes), (10, 1024));
+        assert_eq!(
+            c.names,
+            NamesConfig {
+                refresh: Duration::from_secs(1),
+                republish: None,
+                follow_per_user: 3
+            }
+        );
     }
 
     #[test]
@@ -260,6 +333,8 @@ mod tests {
             ("colour = \"blue\"", "colour"),
             ("provide = \"some\"", "provide"),
             ("skeleton_bytes = \"big\"", "skeleton_bytes"),
+            ("[names]\nrefresh = -1", "names.refresh"),
+            ("[names]\ncolour = 1", "colour"),
         ] {
             let e = Config::parse(text).unwrap_err().to_string();
             assert!(e.contains(says), "{text}: {e}");

@@ -11,6 +11,7 @@ use super::{
     READ_BUFFER_KEPT, XATTR_CID, XATTR_FLUSHES, XATTR_INODES, XATTR_URING,
 };
 use crate::{
+    fs::names::NameNode,
     inodes::{Inode, Inodes},
     view::Kind,
 };
@@ -41,11 +42,16 @@ impl CairnFs {
                     self.listers.looked_up_file(pid);
                 }
                 let (attr, ttl) = self.attr(ino, &inode);
-                // Names never change meaning; only the root's and view dirs' attributes do.
+                // Content names never change meaning; only the root's and view dirs'
+                // attributes do. Names below `name/` do: they live as long as listings.
+                let entry_ttl = match inode {
+                    Inode::Name(_) | Inode::NameDir => LISTING_TTL,
+                    _ => CONTENT_TTL,
+                };
                 Ok(Looked {
                     attr,
                     attr_ttl: ttl,
-                    entry_ttl: CONTENT_TTL,
+                    entry_ttl,
                 })
             }
             // Content never changes, so a name that is not there never will be: the kernel
@@ -81,6 +87,13 @@ impl CairnFs {
     /// (a stranger's block may hold one) is ENAMETOOLONG through either transport, rather
     /// than whatever each makes of a reply too long.
     pub(crate) fn op_readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        if let Ok(Inode::Name(n)) = self.inode(INodeNo(ino)) {
+            return match n {
+                NameNode::Link(t) if t.len() <= MAX_SYMLINK => Ok(t.as_bytes().to_vec()),
+                NameNode::Link(_) => Err(Errno::ENAMETOOLONG),
+                _ => Err(Errno::EINVAL),
+            };
+        }
         let (view, entry) = self.node_entry(INodeNo(ino)).map_err(|_| Errno::EINVAL)?;
         let target = self.views[view]
             .readlink(&self.nodes, &entry)
@@ -119,6 +132,16 @@ impl CairnFs {
         size: u32,
         out: &mut Vec<u8>,
     ) -> FsResult<()> {
+        if let Ok(Inode::Name(n)) = self.inode(INodeNo(ino)) {
+            let NameNode::File(bytes) = n else {
+                return Err(Errno::EISDIR);
+            };
+            out.clear();
+            let from = (offset as usize).min(bytes.len());
+            let to = from.saturating_add(size as usize).min(bytes.len());
+            out.extend_from_slice(&bytes[from..to]);
+            return Ok(());
+        }
         let (view, entry) = self.node_entry(INodeNo(ino))?;
         out.clear();
         if out.capacity() > READ_BUFFER_KEPT {
@@ -136,6 +159,7 @@ impl CairnFs {
             Inode::Node { entry, .. } if entry.kind != Kind::Directory => Err(Errno::ENOTDIR),
             Inode::Node { .. } if !self.opts.passthrough => Err(Errno::ENOSYS),
             Inode::Node { .. } => Ok(FopenFlags::FOPEN_CACHE_DIR),
+            Inode::Name(NameNode::Link(_) | NameNode::File(_)) => Err(Errno::ENOTDIR),
             _ => Ok(FopenFlags::empty()),
         }
     }
@@ -160,6 +184,7 @@ impl CairnFs {
                     };
                     let child_ino = match inode {
                         Inode::ViewDir(v) => Inodes::view_dir(v),
+                        Inode::NameDir => Inodes::name_dir(self.views.len()),
                         _ => listing_ino(ino, name),
                     };
                     add(child_ino, i as u64 + 1, file_type(&inode), name)
@@ -206,6 +231,7 @@ impl CairnFs {
                     };
                     let child_ino = match inode {
                         Inode::ViewDir(v) => Inodes::view_dir(v),
+                        Inode::NameDir => Inodes::name_dir(self.views.len()),
                         _ => self.inodes.lock().expect("inodes").insert(
                             ino,
                             OsStr::new(&name),
@@ -214,7 +240,7 @@ impl CairnFs {
                     };
                     let (attr, ttl) = self.attr(child_ino, &inode);
                     let full = add(child_ino, i as u64 + 1, name, &ttl, &attr);
-                    if full && !matches!(inode, Inode::ViewDir(_)) {
+                    if full && !matches!(inode, Inode::ViewDir(_) | Inode::NameDir) {
                         // Not sent: take back the reference just counted.
                         self.inodes.lock().expect("inodes").forget(child_ino, 1);
                     }

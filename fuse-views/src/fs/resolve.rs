@@ -6,7 +6,7 @@ use std::{ffi::OsStr, sync::Arc};
 use cairn_store::{codec::codes, parse_block_name, Cid};
 use fuser::{Errno, FileType, INodeNo};
 
-use super::{CairnFs, FsResult, PREFETCH_CHILDREN};
+use super::{names::NameNode, CairnFs, FsResult, PREFETCH_CHILDREN};
 use crate::{
     inodes::{Inode, Inodes},
     view::{default_view, Entry, Kind, Link, ViewError},
@@ -61,10 +61,22 @@ impl CairnFs {
                 if let Some(v) = self.views.iter().position(|v| v.name() == name) {
                     return Ok(Inode::ViewDir(v));
                 }
+                if name == NAME_DIR {
+                    return Ok(Inode::NameDir);
+                }
                 let cid = parse_cid_name(name).ok_or(Errno::ENOENT)?;
                 root_of(default_view(&self.views, &cid))
             }
             Inode::ViewDir(v) => root_of(v),
+            Inode::NameDir => match self.opts.names.0.lookup(name) {
+                Ok(Some(named)) => Ok(Inode::Name(NameNode::of(named))),
+                Ok(None) => Err(Errno::ENOENT),
+                Err(e) => Err(Errno::from(e)),
+            },
+            Inode::Name(NameNode::Dir(v)) => NameNode::child(&v, name)
+                .map(Inode::Name)
+                .ok_or(Errno::ENOENT),
+            Inode::Name(_) => Err(Errno::ENOTDIR),
             Inode::Pending { .. } => Err(Errno::EIO),
             Inode::Node { view, entry } => {
                 let v = &self.views[view];
@@ -96,6 +108,9 @@ impl CairnFs {
     /// Looks `name` up and counts a kernel reference to the result.
     pub(super) fn lookup_counted(&self, parent: u64, name: &OsStr) -> FsResult<(u64, Inode)> {
         let found = self.inodes.lock().expect("inodes").find(parent, name);
+        // What a name points to changes: it is resolved again each time the kernel asks
+        // (its entries' TTL is the listings'), and gets a new inode if it changed.
+        let found = found.filter(|(_, i)| !matches!(i, Inode::Name(_)));
         if let Some((ino, inode)) = found {
             let inode = self.settle(ino, inode)?;
             self.inodes.lock().expect("inodes").count(ino);
@@ -104,6 +119,9 @@ impl CairnFs {
         let inode = self.resolve(parent, name)?;
         if let Inode::ViewDir(v) = inode {
             return Ok((Inodes::view_dir(v), inode));
+        }
+        if let Inode::NameDir = inode {
+            return Ok((Inodes::name_dir(self.views.len()), inode));
         }
         let ino = self
             .inodes
@@ -158,10 +176,28 @@ impl CairnFs {
                     .enumerate()
                     .map(|(i, v)| (v.name().to_owned(), Inode::ViewDir(i)))
                     .collect();
+                out.push((NAME_DIR.to_owned(), Inode::NameDir));
                 out.extend(self.pinned_roots(None));
                 Ok(Listing::Resolved(out))
             }
             Inode::ViewDir(v) => Ok(Listing::Resolved(self.pinned_roots(Some(*v)))),
+            Inode::NameDir => Ok(Listing::Resolved(
+                self.opts
+                    .names
+                    .0
+                    .list()
+                    .into_iter()
+                    .filter(|(n, _)| cairn_unixfs::get::check_name("", n).is_ok())
+                    .map(|(n, named)| (n, Inode::Name(NameNode::of(named))))
+                    .collect(),
+            )),
+            Inode::Name(NameNode::Dir(v)) => Ok(Listing::Resolved(
+                NameNode::children(v)
+                    .into_iter()
+                    .map(|(n, node)| (n, Inode::Name(node)))
+                    .collect(),
+            )),
+            Inode::Name(_) => Err(Errno::ENOTDIR),
             Inode::Pending { .. } => Err(Errno::EIO),
             Inode::Node { view, entry } => {
                 if entry.kind != Kind::Directory {
@@ -255,6 +291,9 @@ impl CairnFs {
     }
 }
 
+/// The directory of names, `R/store/name`.
+pub(super) const NAME_DIR: &str = "name";
+
 /// A CID as it may appear as a file name: any multibase spelling of v1, or v0.
 fn parse_cid_name(name: &str) -> Option<Cid> {
     parse_block_name(name).or_else(|| name.parse().ok())
@@ -262,6 +301,8 @@ fn parse_cid_name(name: &str) -> Option<Cid> {
 
 pub(super) fn file_type(inode: &Inode) -> FileType {
     match inode {
+        Inode::Name(NameNode::Link(_)) => FileType::Symlink,
+        Inode::Name(NameNode::File(_)) => FileType::RegularFile,
         Inode::Node { entry, .. } => match entry.kind {
             Kind::File => FileType::RegularFile,
             Kind::Directory => FileType::Directory,

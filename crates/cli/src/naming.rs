@@ -1,0 +1,921 @@
+//! The daemon's names (`docs/names.md`): what each name was last seen to point to, kept in
+//! `R/names/` across restarts, the names the node follows, and `R/store/name/`.
+//!
+//! - `R/names/<k51…>/record`: the newest valid record seen. A record older than it is
+//!   never used again (a peer answering with an old record cannot take a name back).
+//! - `R/names/<k51…>/list`: the last good release list of a name that points to one. A new
+//!   head is taken only if its `prev` chain reaches this one, each list the one before plus
+//!   one change; otherwise this one is kept and a rewritten history reported until
+//!   `cairn name accept NAME`. Kept as a file, not pinned: a shallow root (lists, not apps).
+//! - `R/names/<k51…>/follow`: the node follows the name: `UID shallow|mirror`. Followed
+//!   records are served to peers and put on the DHT again every `names.republish`, so a
+//!   name stays resolvable while its owner is away (until its validity ends); `mirror` also
+//!   pins the list and, through it, every released version.
+//! - `R/names/aliases.toml`: node-wide aliases, `alias = "k51…"`.
+//!
+//! A name is used for `names.refresh` (or its record's TTL, if shorter) before the network
+//! is asked again; the mount answers from what is held meanwhile and asks in the
+//! background. Without the network, a held record is served while fresh, then with a
+//! warning until its validity ends, then only on request (`--stale`); released versions of
+//! a held list always resolve (a version never changes).
+//!
+//! Bounds (the control socket is open to every local user, who can ask for any name):
+//!
+//! | what | bound | past it |
+//! |---|---|---|
+//! | names held (memory and `R/names/`) | [`MAX_NAMES`] | the least recently resolved name that is not followed is forgotten |
+//! | names one user follows | `names.follow_per_user` (256) | refused |
+//! | a record file read | [`MAX_RECORD`] | ignored |
+//! | a list file, a list block | [`MAX_LIST`] | refused |
+//! | a chain walk | [`MAX_WALK`] lists | a rewritten history |
+//! | mount threads waiting for names | [`MAX_WAITING`] | `EAGAIN` |
+//! | `aliases.toml` | [`MAX_ALIASES_FILE`] bytes | ignored, with a log line |
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    io::Read,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use cairn_fuse::fs::{NameSource, Named, Versions};
+use cairn_names::{
+    record::{self, Record, MAX_RECORD},
+    releases::{List, ListError, MAX_LIST},
+    Name,
+};
+use cairn_net::{config::NamesConfig, Client};
+use cairn_store::{codec::codes, Cid, HashAlg, Store};
+use serde_json::json;
+
+/// Names held at once, in memory and in `R/names/`.
+pub const MAX_NAMES: usize = 4096;
+/// How many lists back a new head is followed to the last good one.
+pub const MAX_WALK: usize = 1024;
+/// Mount threads waiting for the network to resolve a name at once.
+pub const MAX_WAITING: usize = 4;
+/// The largest `aliases.toml` read.
+pub const MAX_ALIASES_FILE: u64 = 1 << 20;
+
+/// How a resolution may answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mode {
+    /// Ask the network even if a fresh record is held.
+    pub nocache: bool,
+    /// Ask no peer.
+    pub offline: bool,
+}
+
+/// How much a held record can be trusted to be the newest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Within its TTL (and `names.refresh`) of the network last confirming it.
+    Fresh,
+    /// Past that, the network unreachable: still valid, maybe not the newest.
+    Old,
+    /// Past its validity: only released versions of its list are still trusted.
+    Expired,
+}
+
+impl Freshness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Freshness::Fresh => "fresh",
+            Freshness::Old => "old",
+            Freshness::Expired => "expired",
+        }
+    }
+}
+
+/// What a name points to.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A path: `/ipfs/…` or `/ipns/…`.
+    Path(String),
+    /// A release list (the last good one).
+    Releases {
+        list: Arc<List>,
+        cid: Cid,
+        /// Why the newest head was not taken, if it was not.
+        rewritten: Option<String>,
+    },
+}
+
+/// A name as held: its newest record and what it points to.
+#[derive(Debug, Clone)]
+pub struct Known {
+    pub record: Record,
+    pub bytes: Vec<u8>,
+    pub target: Target,
+    /// When the network last answered for it (or the record was published here).
+    pub checked: SystemTime,
+    /// The peer it came from, if it came from one.
+    pub from: Option<String>,
+}
+
+/// The daemon's names.
+pub struct Naming {
+    dir: PathBuf,
+    client: Option<Client>,
+    store: Arc<Store>,
+    timeout: Duration,
+    cfg: NamesConfig,
+    rt: Option<tokio::runtime::Handle>,
+    known: Mutex<HashMap<Name, (Arc<Known>, Instant)>>,
+    refreshing: Mutex<HashSet<Name>>,
+    waiting: AtomicUsize,
+    aliases: Mutex<Aliases>,
+}
+
+/// The node's aliases as last read: the file's mtime, when it was looked at, the aliases.
+type Aliases = (Option<SystemTime>, Instant, Arc<BTreeMap<String, Name>>);
+
+fn now_nanos() -> i128 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// The CID of a list block as cairn writes it (dag-cbor, sha2-256).
+pub fn list_cid(bytes: &[u8]) -> Cid {
+    Cid::new_v1(codes::DAG_CBOR, HashAlg::Sha2_256.digest(bytes))
+}
+
+/// Reads at most `max` bytes of `path`; `None` if missing or larger.
+fn read_bounded(path: &Path, max: u64) -> Option<Vec<u8>> {
+    let f = std::fs::File::open(path).ok()?;
+    let mut out = Vec::new();
+    f.take(max + 1).read_to_end(&mut out).ok()?;
+    (out.len() as u64 <= max).then_some(out)
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Checks a record read back from disk: it must verify for `name`, its validity aside
+/// (an expired record still tells which versions were released).
+fn verify_held(name: &Name, bytes: &[u8]) -> Option<Record> {
+    let u = record::inspect(bytes).ok()?;
+    let validity = cairn_names::time::parse(&u.validity)?;
+    record::verify(name, bytes, now_nanos().min(validity - 1)).ok()
+}
+
+/// An alias: 1 to 64 of `A-Za-z0-9._-`, not starting with a dot, and not a name's spelling.
+pub fn check_alias(a: &str) -> Result<(), String> {
+    let ok = !a.is_empty()
+        && a.len() <= 64
+        && !a.starts_with('.')
+        && a.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && a.parse::<Name>().is_err();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{a:?} is not an alias (1 to 64 of A-Z a-z 0-9 . _ -, not starting with a dot, not a name)"
+        ))
+    }
+}
+
+/// Reads an aliases file (`alias = "k51…"`); bad lines are named in the error.
+pub fn read_aliases(path: &Path) -> Result<BTreeMap<String, Name>, String> {
+    let Some(bytes) = read_bounded(path, MAX_ALIASES_FILE) else {
+        return match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            _ => Err(format!(
+                "{}: unreadable or over {MAX_ALIASES_FILE} bytes",
+                path.display()
+            )),
+        };
+    };
+    let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))?;
+    let table: BTreeMap<String, String> =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    table
+        .into_iter()
+        .map(|(a, n)| {
+            check_alias(&a)?;
+            let name = n
+                .parse::<Name>()
+                .map_err(|_| format!("{}: {a} = {n:?} is not a name", path.display()))?;
+            Ok((a, name))
+        })
+        .collect()
+}
+
+/// Writes an aliases file.
+pub fn write_aliases(path: &Path, aliases: &BTreeMap<String, Name>) -> std::io::Result<()> {
+    let table: BTreeMap<&String, String> =
+        aliases.iter().map(|(a, n)| (a, n.to_string())).collect();
+    let text = toml::to_string(&table).expect("a table of strings");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_atomic(path, text.as_bytes())
+}
+
+/// A mount symlink target for a path value, relative to `R/store/name/`: `../<cid>/…` or
+/// `<k51…>/…`. `None` for a value whose path is not plain names (`..`, `.`, empty): a record
+/// must not point a link out of the store.
+pub fn link_target(value: &str) -> Option<String> {
+    let (kind, rest) = value.strip_prefix('/')?.split_once('/')?;
+    let (head, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let path_ok = path.is_empty()
+        || path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'));
+    if !path_ok {
+        return None;
+    }
+    let top = match kind {
+        "ipfs" => format!(
+            "../{}",
+            cairn_store::block_name(&cairn_store::parse_cid(head).ok()?)
+        ),
+        "ipns" => head.parse::<Name>().ok()?.to_string(),
+        _ => return None,
+    };
+    Some(if path.is_empty() {
+        top
+    } else {
+        format!("{top}/{path}")
+    })
+}
+
+impl Naming {
+    /// The names of the node at `root`; `client` is `None` for a mount without a daemon
+    /// (then nothing is asked of the network), `rt` the runtime its background work runs on.
+    pub fn open(
+        root: &Path,
+        client: Option<Client>,
+        store: Arc<Store>,
+        timeout: Duration,
+        cfg: NamesConfig,
+        rt: Option<tokio::runtime::Handle>,
+    ) -> std::io::Result<Arc<Naming>> {
+        let dir = root.join("names");
+        if client.is_some() {
+            std::fs::create_dir_all(&dir)?;
+        }
+        Ok(Arc::new(Naming {
+            dir,
+            client,
+            store,
+            timeout,
+            cfg,
+            rt,
+            known: Mutex::new(HashMap::new()),
+            refreshing: Mutex::new(HashSet::new()),
+            waiting: AtomicUsize::new(0),
+            aliases: Mutex::new((None, Instant::now(), Arc::new(BTreeMap::new()))),
+        }))
+    }
+
+    fn name_dir(&self, name: &Name) -> PathBuf {
+        self.dir.join(name.to_string())
+    }
+
+    /// The node-wide aliases, read again when `aliases.toml` changed (looked at once a
+    /// second at most).
+    pub fn aliases(&self) -> Arc<BTreeMap<String, Name>> {
+        let mut a = self.aliases.lock().expect("aliases");
+        if a.1.elapsed() < Duration::from_secs(1) && a.0.is_some() {
+            return a.2.clone();
+        }
+        let path = self.dir.join("aliases.toml");
+        let mtime = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        if a.0 != Some(mtime) {
+            a.2 = Arc::new(read_aliases(&path).unwrap_or_else(|e| {
+                log::warn!("{e}");
+                BTreeMap::new()
+            }));
+            a.0 = Some(mtime);
+        }
+        a.1 = Instant::now();
+        a.2.clone()
+    }
+
+    /// How far `k` can be trusted now.
+    pub fn freshness(&self, k: &Known) -> Freshness {
+        if k.record.validity <= now_nanos() {
+            return Freshness::Expired;
+        }
+        let ttl = Duration::from_nanos(k.record.ttl).min(self.cfg.refresh);
+        match k.checked.elapsed() {
+            Ok(age) if age >= ttl => Freshness::Old,
+            _ => Freshness::Fresh,
+        }
+    }
+
+    /// What is held for `name`: in memory, else read back from `R/names/`.
+    pub fn held(&self, name: &Name) -> Option<Arc<Known>> {
+        if let Some((k, _)) = self.known.lock().expect("known").get_mut(name) {
+            return Some(k.clone());
+        }
+        let dir = self.name_dir(name);
+        let bytes = read_bounded(&dir.join("record"), MAX_RECORD as u64)?;
+        let record = verify_held(name, &bytes)?;
+        let checked = std::fs::metadata(dir.join("record"))
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let target = match self.good_list(name) {
+            Some((list, cid)) if record.value == format!("/ipfs/{cid}") => Target::Releases {
+                list: Arc::new(list),
+                cid,
+                rewritten: None,
+            },
+            Some((list, cid)) => Target::Releases {
+                list: Arc::new(list),
+                cid,
+                rewritten: Some(format!("the record points to {}", record.value)),
+            },
+            None => Target::Path(record.value.clone()),
+        };
+        let k = Arc::new(Known {
+            record,
+            bytes,
+            target,
+            checked,
+            from: None,
+        });
+        self.remember(name, k.clone());
+        Some(k)
+    }
+
+    /// The last good list of `name` kept in `R/names/`, and its CID.
+    fn good_list(&self, name: &Name) -> Option<(List, Cid)> {
+        let bytes = read_bounded(&self.name_dir(name).join("list"), MAX_LIST as u64)?;
+        let list = List::decode(&bytes, Some(name)).ok()?;
+        Some((list, list_cid(&bytes)))
+    }
+
+    fn remember(&self, name: &Name, k: Arc<Known>) {
+        let mut known = self.known.lock().expect("known");
+        if known.len() >= MAX_NAMES && !known.contains_key(name) {
+            // The least recently resolved name that is not followed is forgotten.
+            let oldest = known
+                .iter()
+                .filter(|(n, _)| !self.name_dir(n).join("follow").exists())
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(n, _)| *n);
+            if let Some(o) = oldest {
+                known.remove(&o);
+                let _ = std::fs::remove_dir_all(self.name_dir(&o));
+            }
+        }
+        known.insert(*name, (k, Instant::now()));
+    }
+
+    /// A block: from the store, else from the network (a blocking wait).
+    fn block_blocking(&self, cid: &Cid) -> Result<Vec<u8>, String> {
+        if let Ok(Some(b)) = self.store.get(cid) {
+            return Ok(b.to_vec());
+        }
+        let client = self.client.as_ref().ok_or(format!("{cid} is not here"))?;
+        client
+            .want_blocking(*cid, self.timeout)
+            .map(|b| b.to_vec())
+            .ok_or_else(|| format!("no peer sent {cid} in time"))
+    }
+
+    /// What a new record's value points to, its list checked against the last good one
+    /// (blocking: it may fetch list blocks).
+    fn target_blocking(&self, name: &Name, value: &str) -> Result<Target, String> {
+        let cid = value
+            .strip_prefix("/ipfs/")
+            .filter(|s| !s.contains('/'))
+            .and_then(|s| cairn_store::parse_cid(s).ok())
+            .filter(|c| c.codec() == codes::DAG_CBOR);
+        let Some(cid) = cid else {
+            return Ok(Target::Path(value.to_owned()));
+        };
+        let good = self.good_list(name);
+        if let Some((list, good_cid)) = &good {
+            if *good_cid == cid {
+                return Ok(Target::Releases {
+                    list: Arc::new(list.clone()),
+                    cid,
+                    rewritten: None,
+                });
+            }
+        }
+        let bytes = self.block_blocking(&cid)?;
+        let list = match List::decode(&bytes, Some(name)) {
+            Ok(l) => l,
+            Err(ListError::NotAList) => return Ok(Target::Path(value.to_owned())),
+            Err(e) => return Err(format!("{name} points to {cid}: {e}")),
+        };
+        if let Some((old, old_cid)) = good {
+            if let Err(why) = list.extends(cid, &old_cid, MAX_WALK, |c| self.block_blocking(c)) {
+                let why = format!(
+                    "rewritten history: the newest list {cid} does not extend {old_cid}, the last seen ({why}); `cairn name accept {name}` takes it"
+                );
+                log::warn!("{name}: {why}");
+                return Ok(Target::Releases {
+                    list: Arc::new(old),
+                    cid: old_cid,
+                    rewritten: Some(why),
+                });
+            }
+        }
+        let dir = self.name_dir(name);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        write_atomic(&dir.join("list"), &bytes).map_err(|e| e.to_string())?;
+        self.mirror_pin(name, Some(&cid));
+        Ok(Target::Releases {
+            list: Arc::new(list),
+            cid,
+            rewritten: None,
+        })
+    }
+
+    /// Takes a verified record of `name` if it is newer than what is held; returns what is
+    /// held after.
+    async fn learn(
+        self: &Arc<Self>,
+        name: Name,
+        rec: Record,
+        bytes: Vec<u8>,
+        from: Option<String>,
+    ) -> Result<Arc<Known>, String> {
+        let held = self.held(&name);
+        if let Some(h) = &held {
+            let (_, best) = record::better((&h.record, &h.bytes), (&rec, &bytes));
+            if best == h.bytes.as_slice() {
+                // Nothing newer: what is held was confirmed now.
+                let k = Arc::new(Known {
+                    checked: SystemTime::now(),
+                    from: if bytes == h.bytes {
+                        from
+                    } else {
+                        h.from.clone()
+                    },
+                    ..(**h).clone()
+                });
+                self.remember(&name, k.clone());
+                return Ok(k);
+            }
+        }
+        let this = self.clone();
+        let value = rec.value.clone();
+        let target = tokio::task::spawn_blocking(move || this.target_blocking(&name, &value))
+            .await
+            .map_err(|e| e.to_string())??;
+        let dir = self.name_dir(&name);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        write_atomic(&dir.join("record"), &bytes).map_err(|e| e.to_string())?;
+        let k = Arc::new(Known {
+            record: rec,
+            bytes,
+            target,
+            checked: SystemTime::now(),
+            from,
+        });
+        self.remember(&name, k.clone());
+        Ok(k)
+    }
+
+    /// Resolves `name`: the newest valid record the network and this node know, never one
+    /// older than held, and how fresh it is. `Ok(None)`: no record anywhere.
+    pub async fn resolve(
+        self: &Arc<Self>,
+        name: Name,
+        mode: Mode,
+    ) -> Result<Option<(Arc<Known>, Freshness)>, String> {
+        let held = self.held(&name);
+        if let Some(h) = &held {
+            if !mode.nocache && self.freshness(h) == Freshness::Fresh {
+                return Ok(Some((h.clone(), Freshness::Fresh)));
+            }
+        }
+        if let (false, Some(client)) = (mode.offline, &self.client) {
+            let asked =
+                tokio::time::timeout(self.timeout, client.resolve_name(name, mode.nocache, false))
+                    .await;
+            match asked {
+                Ok(Ok(Some(found))) => {
+                    let from = found.from.map(|p| p.to_string());
+                    let k = self.learn(name, found.record, found.bytes, from).await?;
+                    let f = self.freshness(&k);
+                    return Ok(Some((k, f)));
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => log::debug!("resolving {name}: {e}"),
+                Err(_) => log::debug!("resolving {name}: timed out"),
+            }
+        }
+        Ok(held.map(|h| {
+            let f = self.freshness(&h);
+            (h, f)
+        }))
+    }
+
+    /// A record published through this node (already verified and kept by the DHT).
+    pub async fn published(self: &Arc<Self>, name: Name, bytes: Vec<u8>) -> Result<(), String> {
+        let rec = record::verify(&name, &bytes, now_nanos()).map_err(|e| e.to_string())?;
+        self.learn(name, rec, bytes, None).await.map(|_| ())
+    }
+
+    /// Forgets the last good list of `name` and takes the one its newest record points to
+    /// as it is. Returns whether there was one to forget.
+    pub async fn accept(self: &Arc<Self>, name: Name) -> Result<bool, String> {
+        let Some(held) = self.held(&name) else {
+            return Ok(false);
+        };
+        let had = std::fs::remove_file(self.name_dir(&name).join("list")).is_ok();
+        let this = self.clone();
+        let value = held.record.value.clone();
+        let target = tokio::task::spawn_blocking(move || this.target_blocking(&name, &value))
+            .await
+            .map_err(|e| e.to_string())??;
+        self.remember(
+            &name,
+            Arc::new(Known {
+                target,
+                ..(*held).clone()
+            }),
+        );
+        Ok(had)
+    }
+
+    /// The names followed, with who asked and whether mirrored.
+    pub fn followed(&self) -> Vec<(Name, u32, bool)> {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|e| {
+                let name: Name = e.file_name().to_str()?.parse().ok()?;
+                let text = read_bounded(&e.path().join("follow"), 64)?;
+                let text = String::from_utf8(text).ok()?;
+                let (uid, how) = text.trim().split_once(' ')?;
+                Some((name, uid.parse().ok()?, how == "mirror"))
+            })
+            .collect()
+    }
+
+    /// Follows `name` for user `uid` (resolving it now, so there is something to keep).
+    pub async fn follow(
+        self: &Arc<Self>,
+        name: Name,
+        uid: u32,
+        mirror: bool,
+    ) -> Result<Arc<Known>, String> {
+        let followed = self.followed();
+        let already = followed.iter().any(|(n, _, _)| *n == name);
+        let mine = followed.iter().filter(|(_, u, _)| *u == uid).count();
+        if !already && mine >= self.cfg.follow_per_user {
+            return Err(format!(
+                "you follow {mine} names already, the most this node allows one user (names.follow_per_user)"
+            ));
+        }
+        if !already && followed.len() >= MAX_NAMES / 2 {
+            return Err(format!(
+                "this node follows {} names already",
+                followed.len()
+            ));
+        }
+        let (k, _) = self
+            .resolve(name, Mode::default())
+            .await?
+            .ok_or_else(|| format!("{name}: no valid record found"))?;
+        let dir = self.name_dir(&name);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let how = if mirror { "mirror" } else { "shallow" };
+        write_atomic(&dir.join("follow"), format!("{uid} {how}\n").as_bytes())
+            .map_err(|e| e.to_string())?;
+        if let Target::Releases { cid, .. } = &k.target {
+            self.mirror_pin(&name, Some(cid));
+        }
+        // Served from here from now on.
+        if let Some(c) = &self.client {
+            if let Err(e) = c.publish_name(name, k.bytes.clone(), true).await {
+                log::debug!("keeping {name}'s record: {e}");
+            }
+        }
+        Ok(k)
+    }
+
+    /// Stops following `name`; only who followed it, root or the daemon's user may.
+    pub fn unfollow(&self, name: &Name, uid: u32, admin: bool) -> Result<bool, String> {
+        let Some((_, by, _)) = self.followed().into_iter().find(|(n, _, _)| n == name) else {
+            return Ok(false);
+        };
+        if by != uid && !admin {
+            return Err(format!("{name} is followed by user {by}, not by you"));
+        }
+        self.mirror_pin(name, None);
+        std::fs::remove_file(self.name_dir(name).join("follow")).map_err(|e| e.to_string())?;
+        Ok(true)
+    }
+
+    /// A mirrored name's pin: on `list` (its newest list, and through it every version),
+    /// or none.
+    fn mirror_pin(&self, name: &Name, list: Option<&Cid>) {
+        let mirrored = self.followed().into_iter().any(|(n, _, m)| n == *name && m);
+        let layout = self.store.layout();
+        let user = cairn_gc::pins::current_user();
+        let prog = format!("names-{name}");
+        // The pins of this name live in their own directory: the old one goes first.
+        if let Ok((pins, _)) = cairn_gc::pins::list(layout) {
+            for p in pins.iter().filter(|p| p.prog == prog) {
+                if Some(&p.cid) != list || !mirrored {
+                    let _ = cairn_gc::pins::remove(layout, &user, Some(&prog), &p.cid);
+                }
+            }
+        }
+        if let (true, Some(cid)) = (mirrored, list) {
+            if let Err(e) = cairn_gc::pins::add(layout, &user, &prog, cid) {
+                log::warn!("pinning {name}'s list: {e}");
+            }
+            self.mirror_fetch(name, *cid);
+        }
+    }
+
+    /// Fetches everything a mirrored name's list reaches (its versions, its older lists)
+    /// in the background.
+    fn mirror_fetch(&self, name: &Name, list: Cid) {
+        let (Some(rt), Some(client)) = (&self.rt, &self.client) else {
+            return;
+        };
+        let (client, store, timeout, name) =
+            (client.clone(), self.store.clone(), self.timeout, *name);
+        rt.spawn(async move {
+            match cairn_net::fetch::fetch_dag(&client, &store, list, 64, timeout, &|_| {}).await {
+                Ok(p) => log::info!("mirrored {name}: {p:?}"),
+                Err(e) => log::warn!("mirroring {name}: {e}"),
+            }
+        });
+    }
+
+    /// Puts every followed name's record on the DHT again, and re-signs the names of this
+    /// daemon's user (keys with a published head) with a new validity. Returns how many
+    /// records went out.
+    pub async fn republish(self: &Arc<Self>) -> usize {
+        let Some(client) = self.client.clone() else {
+            return 0;
+        };
+        let mut n = 0;
+        let mut own = HashSet::new();
+        if let Ok(ks) = cairn_names::keys::Keystore::open_default() {
+            for (key_name, key) in ks.list().unwrap_or_default() {
+                let (Ok(key), Ok(Some((seq, value)))) = (key, ks.head(&key_name)) else {
+                    continue;
+                };
+                let name = key.ipns();
+                let Ok(bytes) = record::sign(
+                    &key.keypair,
+                    &value,
+                    seq,
+                    now_nanos() + 48 * 3600 * 1_000_000_000,
+                    300 * 1_000_000_000,
+                ) else {
+                    continue;
+                };
+                own.insert(name);
+                match client.publish_name(name, bytes.clone(), false).await {
+                    Ok(()) => {
+                        n += 1;
+                        let _ = self.published(name, bytes).await;
+                    }
+                    Err(e) => log::info!("republishing {name}: {e}"),
+                }
+            }
+        }
+        for (name, _, _) in self.followed() {
+            if own.contains(&name) {
+                continue;
+            }
+            // The newest the network knows first: a follower must not put back an old one.
+            let mode = Mode {
+                nocache: true,
+                offline: false,
+            };
+            if let Err(e) = self.resolve(name, mode).await {
+                log::info!("resolving {name} before republishing it: {e}");
+            }
+            let Some(k) = self.held(&name) else { continue };
+            if self.freshness(&k) == Freshness::Expired {
+                continue;
+            }
+            match client.publish_name(name, k.bytes.clone(), false).await {
+                Ok(()) => n += 1,
+                Err(e) => log::info!("republishing {name}: {e}"),
+            }
+        }
+        n
+    }
+
+    /// At start, followed names' records are kept in the DHT again (served to peers); then
+    /// every `names.republish` they are put on the DHT, once a peer is connected.
+    pub async fn run(self: Arc<Self>) {
+        let Some(client) = self.client.clone() else {
+            return;
+        };
+        for (name, _, _) in self.followed() {
+            if let Some(k) = self.held(&name) {
+                let _ = client.publish_name(name, k.bytes.clone(), true).await;
+            }
+        }
+        let Some(every) = self.cfg.republish else {
+            return;
+        };
+        loop {
+            while client.peers().await.map(|p| p.is_empty()).unwrap_or(true) {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let t = Instant::now();
+            let n = self.republish().await;
+            log::info!(
+                "republished {n} names in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// `versions.json` of a list.
+    fn versions_json(name: &Name, list: &List, cid: &Cid, latest: Option<&str>) -> Vec<u8> {
+        let versions: Vec<serde_json::Value> = list
+            .versions
+            .iter()
+            .map(|r| {
+                json!({"version": r.v, "cid": r.cid.to_string(), "at": r.at,
+                       "notes": r.notes, "yanked": r.yanked})
+            })
+            .collect();
+        let mut v = serde_json::to_vec_pretty(&json!({
+            "name": name.to_string(), "list": cid.to_string(), "seq": list.seq,
+            "latest": latest, "versions": versions,
+        }))
+        .expect("json");
+        v.push(b'\n');
+        v
+    }
+
+    /// What the mount shows for a held name.
+    fn named(&self, name: &Name, k: &Known, f: Freshness) -> Option<Named> {
+        match &k.target {
+            Target::Path(v) if f != Freshness::Expired => link_target(v).map(Named::Link),
+            Target::Path(_) => None,
+            Target::Releases { list, cid, .. } => {
+                let latest = list
+                    .latest()
+                    .filter(|_| f != Freshness::Expired)
+                    .map(|r| r.v.clone());
+                Some(Named::Releases(Arc::new(Versions {
+                    versions: list.versions.iter().map(|r| (r.v.clone(), r.cid)).collect(),
+                    json: Self::versions_json(name, list, cid, latest.as_deref()),
+                    latest,
+                })))
+            }
+        }
+    }
+
+    /// Asks the network again for `name` in the background (once at a time per name).
+    fn refresh(self: &Arc<Self>, name: Name) {
+        let Some(rt) = &self.rt else { return };
+        if self.client.is_none() || !self.refreshing.lock().expect("refreshing").insert(name) {
+            return;
+        }
+        let this = self.clone();
+        rt.spawn(async move {
+            let mode = Mode {
+                nocache: true,
+                offline: false,
+            };
+            if let Err(e) = this.resolve(name, mode).await {
+                log::info!("refreshing {name}: {e}");
+            }
+            this.refreshing.lock().expect("refreshing").remove(&name);
+        });
+    }
+
+    /// The mount's lookup of `R/store/name/<s>` (on a FUSE thread).
+    fn mount_lookup(self: &Arc<Self>, s: &str) -> std::io::Result<Option<Named>> {
+        if let Some(n) = self.aliases().get(s) {
+            return Ok(Some(Named::Link(n.to_string())));
+        }
+        let Ok(name) = s.parse::<Name>() else {
+            return Ok(None);
+        };
+        if name.to_string() != s {
+            return Ok(Some(Named::Link(name.to_string())));
+        }
+        if let Some(h) = self.held(&name) {
+            let f = self.freshness(&h);
+            if f != Freshness::Fresh {
+                self.refresh(name);
+            }
+            if f != Freshness::Expired || matches!(h.target, Target::Releases { .. }) {
+                return Ok(self.named(&name, &h, f));
+            }
+        }
+        let Some(rt) = &self.rt else {
+            return Ok(None);
+        };
+        if self.client.is_none() {
+            return Ok(None);
+        }
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(std::io::Error::from_raw_os_error(libc::EAGAIN));
+        }
+        let r = rt.block_on(self.resolve(name, Mode::default()));
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        match r {
+            Ok(Some((k, f))) => Ok(self.named(&name, &k, f)),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                log::warn!("{name}: {e}");
+                Err(std::io::Error::from_raw_os_error(libc::EIO))
+            }
+        }
+    }
+
+    /// `R/store/name/`'s listing: aliases (links) and followed names held.
+    fn mount_list(&self) -> Vec<(String, Named)> {
+        let mut out: Vec<(String, Named)> = self
+            .aliases()
+            .iter()
+            .map(|(a, n)| (a.clone(), Named::Link(n.to_string())))
+            .collect();
+        for (name, _, _) in self.followed() {
+            if let Some(k) = self.held(&name) {
+                if let Some(n) = self.named(&name, &k, self.freshness(&k)) {
+                    out.push((name.to_string(), n));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The mount's view of the names ([`NameSource`]).
+pub struct MountNames(pub Arc<Naming>);
+
+impl NameSource for MountNames {
+    fn list(&self) -> Vec<(String, Named)> {
+        self.0.mount_list()
+    }
+
+    fn lookup(&self, name: &str) -> std::io::Result<Option<Named>> {
+        self.0.mount_lookup(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_stay_in_the_store() {
+        let cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+        assert_eq!(
+            link_target(&format!("/ipfs/{cid}")).unwrap(),
+            format!("../{cid}")
+        );
+        assert_eq!(
+            link_target(&format!("/ipfs/{cid}/bin/hello")).unwrap(),
+            format!("../{cid}/bin/hello")
+        );
+        for bad in [
+            format!("/ipfs/{cid}/../../etc/passwd"),
+            format!("/ipfs/{cid}/a/./b"),
+            format!("/ipfs/{cid}//b"),
+            "/ipfs/notacid".to_owned(),
+            "/etc/passwd".to_owned(),
+            "/ipns/notaname/x".to_owned(),
+        ] {
+            assert_eq!(link_target(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn aliases_are_checked() {
+        assert!(check_alias("hello").is_ok());
+        assert!(check_alias("my-tool_2.0").is_ok());
+        for bad in ["", ".hidden", "a/b", "über", &"a".repeat(65)] {
+            assert!(check_alias(bad).is_err(), "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aliases.toml");
+        let name: Name = Name::of(&cairn_net::Keypair::generate_ed25519().public());
+        let mut a = BTreeMap::new();
+        a.insert("hello".to_owned(), name);
+        write_aliases(&path, &a).unwrap();
+        assert_eq!(read_aliases(&path).unwrap(), a);
+        std::fs::write(&path, "hello = \"nope\"\n").unwrap();
+        assert!(read_aliases(&path).unwrap_err().contains("not a name"));
+    }
+}

@@ -1,0 +1,291 @@
+//! Names in the mount and names that outlive their owner: `R/store/name/<name>/<version>`
+//! run through a real FUSE mount while releases land, aliases, a plain IPNS name as a
+//! symlink, and a follower keeping a name resolvable after its owner stopped, until the
+//! record's validity ends (then `latest` is gone and released versions still resolve).
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    process::{Command, Output},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use crate::{
+    peers::Daemon,
+    util::{eventually, Root},
+};
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// `cairn` on `root` with the keys (and aliases) of `home`.
+fn with_keys(root: &Root, home: &Path, args: &[&str]) -> Output {
+    root.cmd(args)
+        .env("XDG_CONFIG_HOME", home)
+        .output()
+        .unwrap()
+}
+
+/// A root whose names are asked for again after a second.
+fn quick_root() -> Root {
+    let r = Root::new();
+    std::fs::create_dir_all(r.path()).unwrap();
+    std::fs::write(
+        r.path().join("config.toml"),
+        "[names]\nrefresh = 1\nrepublish = 2\n",
+    )
+    .unwrap();
+    r
+}
+
+/// An app `hello` whose `bin/hello` prints `hello {v}`, added on `root`.
+fn hello_app(root: &Root, v: &str) -> String {
+    let dir = root.dir.path().join(format!("hello-{v}"));
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    let bin = dir.join("bin/hello");
+    std::fs::write(&bin, format!("#!/bin/sh\necho hello {v}\n")).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    root.add_q(&["--app", "--name", "hello", dir.to_str().unwrap()])
+}
+
+fn run(path: &Path) -> Output {
+    Command::new(path).output().unwrap()
+}
+
+/// A (owner) releases an app; C reads it through `R/store/name/` of its mount: versions,
+/// `latest`, `versions.json`, an alias, a plain name as a symlink. While A releases 1.1 and
+/// 1.2, a loop on C runs `latest/bin/hello` and every run is one whole version, never an
+/// error. Then B follows the name, A stops, and a new node D (knowing only B) resolves it
+/// from B alone (A and C gone, B restarted) until its validity ends; then `latest` is
+/// refused, `@1.1` still resolves, and D's mount shows the versions without `latest`.
+#[test]
+fn names_in_the_mount_and_after_their_owner() {
+    let keys = tempfile::tempdir().unwrap();
+    let home = keys.path();
+    let (a, b, c) = (quick_root(), quick_root(), quick_root());
+    let db = Daemon::start(&b, false, &[]);
+    let da = Daemon::start(&a, false, &["--bootstrap", &db.addr]);
+    let dc = Daemon::start(&c, true, &["--bootstrap", &db.addr]);
+    eventually(30, "A's and C's DHTs knowing B", || {
+        da.stats()["dht"]["routing_peers"].as_u64().unwrap() >= 1
+            && dc.stats()["dht"]["routing_peers"].as_u64().unwrap() >= 1
+    });
+
+    let v10 = hello_app(&a, "1.0");
+    let said = ok(&with_keys(&a, home, &["release", "hello", "1.0", &v10]));
+    let k51 = said
+        .rsplit("name ")
+        .next()
+        .unwrap()
+        .trim_end_matches(")\n")
+        .to_owned();
+    let names = c.path().join("store/name");
+    let dir = names.join(&k51);
+    eventually(30, "C's mount showing 1.0", || {
+        dir.join("1.0/bin/hello").exists()
+    });
+    assert_eq!(ok(&run(&dir.join("1.0/bin/hello"))), "hello 1.0\n");
+    assert_eq!(
+        std::fs::read_link(dir.join("1.0"))
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        format!("../../app/{v10}")
+    );
+    assert_eq!(ok(&run(&dir.join("latest/bin/hello"))), "hello 1.0\n");
+    let listed: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    for want in ["1.0", "latest", "versions.json"] {
+        assert!(listed.iter().any(|n| n == want), "{listed:?}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("versions.json")).unwrap()).unwrap();
+    assert_eq!(json["versions"][0]["cid"], v10.as_str(), "{json}");
+    assert_eq!(json["latest"], "1.0", "{json}");
+    // A name that is none is not there; a record never points a link out of the store.
+    assert!(!names
+        .join("k51qzi5uqu5dlvj2baxnqndepeb86cbk3ng7n3i46uzyxzyqj2xjonzllnv0v8")
+        .exists());
+
+    // Aliases: the node's, listed in R/store/name/ as a link to the name.
+    ok(&c.output(&["name", "alias", "set", "--node", "hello", &k51]));
+    eventually(10, "the alias in the mount", || {
+        names.join("hello/1.0/bin/hello").exists()
+    });
+    assert_eq!(
+        std::fs::read_link(names.join("hello"))
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        k51
+    );
+    let listed: Vec<String> = std::fs::read_dir(&names)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(listed.contains(&"hello".to_owned()), "{listed:?}");
+    // And a user's own alias, for the CLI.
+    let reader = tempfile::tempdir().unwrap();
+    ok(&with_keys(
+        &c,
+        reader.path(),
+        &["name", "alias", "set", "hi", &k51],
+    ));
+    assert_eq!(
+        ok(&with_keys(
+            &c,
+            reader.path(),
+            &["name", "resolve", "hi@1.0"]
+        )),
+        format!("/ipfs/{v10}\n")
+    );
+
+    // A plain IPNS name is a symlink to its content.
+    let file = a.dir.path().join("note");
+    std::fs::write(&file, "a plain name\n").unwrap();
+    let note = a.add_q(&[file.to_str().unwrap()]);
+    ok(&with_keys(&a, home, &["key", "gen", "plain"]));
+    let out = ok(&with_keys(
+        &a,
+        home,
+        &["name", "publish", "--key", "plain", &note],
+    ));
+    let plain = out
+        .trim()
+        .strip_prefix("Published to ")
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    eventually(30, "the plain name in C's mount", || {
+        std::fs::read_to_string(names.join(&plain)).is_ok_and(|s| s == "a plain name\n")
+    });
+    // The CID in its canonical spelling (CIDv1), in the store's top directory.
+    let link = std::fs::read_link(names.join(&plain)).unwrap();
+    let link = link.to_str().unwrap();
+    assert!(
+        link.starts_with("../bafy") && !link[3..].contains('/'),
+        "{link}"
+    );
+
+    // Releases while a program runs through `latest`, over and over.
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let runner = {
+        let (stop, seen, latest) = (stop.clone(), seen.clone(), dir.join("latest/bin/hello"));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let said = match Command::new(&latest).output() {
+                    Ok(out) if out.status.success() => {
+                        String::from_utf8_lossy(&out.stdout).into_owned()
+                    }
+                    Ok(out) => format!("failed: {}", String::from_utf8_lossy(&out.stderr)),
+                    Err(e) => format!("failed: {e}"),
+                };
+                seen.lock().unwrap().push(said);
+            }
+        })
+    };
+    let v11 = hello_app(&a, "1.1");
+    ok(&with_keys(&a, home, &["release", "hello", "1.1", &v11]));
+    let v12 = hello_app(&a, "1.2");
+    // The last release lives 40 s: the follower's part below ends with it.
+    ok(&with_keys(
+        &a,
+        home,
+        &[
+            "release",
+            "hello",
+            "1.2",
+            &v12,
+            "--lifetime",
+            "40s",
+            "--ttl",
+            "1s",
+        ],
+    ));
+    let t = std::time::Instant::now();
+    while seen
+        .lock()
+        .unwrap()
+        .last()
+        .is_none_or(|s| s != "hello 1.2\n")
+    {
+        let s = seen.lock().unwrap();
+        assert!(
+            t.elapsed().as_secs() < 60,
+            "the loop on C never ran 1.2: {:?}",
+            s.iter().rev().take(5).collect::<Vec<_>>()
+        );
+        drop(s);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::SeqCst);
+    runner.join().unwrap();
+    let seen = seen.lock().unwrap();
+    for s in seen.iter() {
+        assert!(
+            ["hello 1.0\n", "hello 1.1\n", "hello 1.2\n"].contains(&s.as_str()),
+            "a run through latest said {s:?} (of {} runs)",
+            seen.len()
+        );
+    }
+
+    // B follows (mirroring: every version is fetched and pinned there). A and C go away,
+    // and B restarts: what B serves now comes from what it keeps for the names it follows.
+    let out = ok(&b.output(&["name", "follow", "--mirror", &k51]));
+    assert!(out.contains("following"), "{out}");
+    assert!(ok(&b.output(&["name", "list"])).contains(&k51));
+    eventually(60, "B holding every version", || {
+        [&v10, &v11, &v12]
+            .iter()
+            .all(|v| b.output(&["block", "stat", v]).status.success())
+    });
+    drop((da, dc, db));
+    let db = Daemon::start(&b, false, &[]);
+    assert_eq!(
+        ok(&b.output(&["name", "resolve", "--offline", &format!("{k51}@latest")])),
+        format!("/ipfs/{v12}\n"),
+        "B keeps the name across its restart"
+    );
+    let d = quick_root();
+    let dd = Daemon::start(&d, true, &["--bootstrap", &db.addr]);
+    eventually(30, "D resolving the name from the follower", || {
+        d.output(&["name", "resolve", "--nocache", &format!("{k51}@latest")])
+            .stdout
+            == format!("/ipfs/{v12}\n").into_bytes()
+    });
+    let dir = d.path().join("store/name").join(&k51);
+    assert_eq!(ok(&run(&dir.join("latest/bin/hello"))), "hello 1.2\n");
+    // Once its validity ends, nobody can say which version is latest; released versions
+    // are still what they were.
+    eventually(60, "the record's validity ending", || {
+        let out = d.output(&["name", "resolve", &format!("{k51}@latest")]);
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("validity has ended")
+    });
+    assert_eq!(
+        ok(&d.output(&["name", "resolve", &format!("{k51}@1.1")])),
+        format!("/ipfs/{v11}\n")
+    );
+    assert_eq!(
+        ok(&d.output(&["name", "resolve", "--stale", &format!("{k51}@latest")])),
+        format!("/ipfs/{v12}\n")
+    );
+    eventually(30, "D's mount dropping latest", || {
+        !dir.join("latest").exists() && dir.join("1.1").exists()
+    });
+    assert_eq!(ok(&run(&dir.join("1.1/bin/hello"))), "hello 1.1\n");
+    drop((dd, db));
+}
