@@ -606,7 +606,8 @@ fn helia_ipns(args: &[&str]) -> (Vec<serde_json::Value>, bool) {
 }
 
 /// Helia (@helia/ipns over kad-dht) and cairn through one kubo DHT server: cairn resolves a
-/// name Helia published, and Helia resolves the release list a cairn release points to.
+/// name Helia published for an app and runs the app by that name through its mount, and
+/// Helia resolves the release list a cairn release points to.
 #[test]
 fn helia_and_cairn_resolve_each_others_names() {
     use crate::peers::Kubo;
@@ -614,12 +615,22 @@ fn helia_and_cairn_resolve_each_others_names() {
     let home = keys.path();
     let a = Root::new();
     let kubo = Kubo::start(&a.dir.path().join("kubo"), &["--routing", "dhtserver"]);
-    let da = Daemon::start(&a, false, &["--bootstrap", &kubo.addr()]);
+    let da = Daemon::start(&a, true, &["--bootstrap", &kubo.addr()]);
     eventually(30, "A's LAN DHT knowing kubo", || {
         da.stats()["dht"]["routing_peers"].as_u64().unwrap() >= 1
     });
 
-    let value = "/ipfs/bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e";
+    // Helia names an app; cairn runs it by that name through its mount.
+    let dir = a.dir.path().join("hello");
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::write(dir.join("bin/hello"), "#!/bin/sh\necho hello from a name\n").unwrap();
+    std::fs::set_permissions(
+        dir.join("bin/hello"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let app = a.add_q(&["--app", "--name", "hello", dir.to_str().unwrap()]);
+    let value = format!("/ipfs/{app}");
     let (lines, ok_) = helia_ipns(&[
         "--bootstrap",
         &kubo.addr(),
@@ -627,7 +638,7 @@ fn helia_and_cairn_resolve_each_others_names() {
         "--count",
         "1",
         "--value",
-        value,
+        &value,
     ]);
     assert!(ok_, "Helia could not publish: {lines:?}");
     let helias = lines
@@ -639,6 +650,10 @@ fn helia_and_cairn_resolve_each_others_names() {
         ok(&a.output(&["name", "resolve", "--nocache", &helias])),
         format!("{value}\n")
     );
+    let run = Command::new(a.path().join("store/name").join(&helias).join("bin/hello"))
+        .output()
+        .unwrap();
+    assert_eq!(ok(&run), "hello from a name\n");
 
     let f = a.dir.path().join("app");
     std::fs::write(&f, b"an app\n").unwrap();
@@ -735,4 +750,49 @@ fn environments_install_and_upgrade_released_versions() {
     // Not a step back to 1.0 behind the user's back.
     assert_eq!(current(&env(&["env", "list", "--json"]))["version"], "1.1");
     drop((da, dc));
+}
+
+/// `cairn profile set` publishes a user's profile under their key `profile`; another node
+/// shows it by that name; a change replaces it; a bad entry is refused saying why.
+#[test]
+fn profiles_name_a_users_packages() {
+    let t = trio();
+    let (a, c, home) = (&t.a, &t.c, t.keys.path());
+    let pkg = ok(&with_keys(a, home, &["key", "gen", "hello"]));
+    let pkg = pkg.trim().to_owned();
+    let out = with_keys(
+        a,
+        home,
+        &[
+            "profile",
+            "set",
+            "--display",
+            "Ada",
+            "--package",
+            "hello=hello",
+            "--repo",
+            "cairn=/ipns/x",
+        ],
+    );
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(&out);
+    let me = said.rsplit("to share: ").next().unwrap().trim().to_owned();
+    assert!(me.starts_with("k51"), "{said}");
+    let show = |what: &str| -> serde_json::Value {
+        serde_json::from_str(&ok(&c.output(&["profile", "show", "--json", what]))).unwrap()
+    };
+    let p = show(&me);
+    assert_eq!(p["display"], "Ada", "{p}");
+    assert_eq!(p["packages"]["hello"], pkg.as_str(), "{p}");
+    assert_eq!(p["repositories"]["cairn"], "/ipns/x", "{p}");
+    ok(&with_keys(a, home, &["profile", "set", "--rm", "cairn"]));
+    eventually(30, "C seeing the change", || {
+        serde_json::from_slice::<serde_json::Value>(
+            &c.output(&["profile", "show", "--json", "--nocache", &me])
+                .stdout,
+        )
+        .is_ok_and(|p| p["repositories"].as_object().is_some_and(|r| r.is_empty()))
+    });
+    let e = err(&with_keys(a, home, &["profile", "set", "--repo", "a/b=x"]));
+    assert!(e.contains("not an entry name"), "{e}");
 }

@@ -16,6 +16,7 @@ mod mount;
 mod name;
 mod naming;
 mod pin;
+mod profile;
 mod progress;
 mod read;
 mod release;
@@ -144,6 +145,10 @@ enum Command {
     /// the running daemon and the DHT; kubo and Helia resolve the same names)
     #[command(subcommand)]
     Name(name::NameCmd),
+    /// Your profile, published under your key `profile`: a display name, your packages and
+    /// your repositories; show anyone's by their profile's name
+    #[command(subcommand)]
+    Profile(profile::ProfileCmd),
     /// Release a version of a package under your key (only that key can), or yank one: the
     /// package's name then resolves to a list of its versions (`cairn versions`,
     /// `cairn name resolve NAME@VERSION`). Needs a running daemon
@@ -219,6 +224,7 @@ fn main() -> ExitCode {
         Command::Env(args) => environment::run(&root, args),
         Command::Key(cmd) => key::run(cmd),
         Command::Name(cmd) => name::run(&root, cmd),
+        Command::Profile(cmd) => profile::run(&root, cmd),
         Command::Release(args) => release::release(&root, args),
         Command::Versions {
             name,

@@ -23,8 +23,11 @@
 //!
 //! | what | bound | past it |
 //! |---|---|---|
-//! | names held (memory and `R/names/`) | [`MAX_NAMES`] | the least recently resolved name that is not followed is forgotten |
+//! | names held in memory | [`MAX_NAMES`] | the least recently used name that is not followed is dropped from memory (its files stay) |
+//! | names kept in `R/names/` | [`MAX_NAMES`] | a new name is held in memory only |
+//! | lists shown by the mount | one `versions.json` per name, built once per list | - |
 //! | names one user follows | `names.follow_per_user` (256) | refused |
+//! | names one user publishes through the node | [`PUBLISH_PER_USER`] (root and the daemon's user: no limit) | refused |
 //! | a record file read | [`MAX_RECORD`] | ignored |
 //! | a list file, a list block | [`MAX_LIST`] | refused |
 //! | a chain walk | [`MAX_WALK`] lists | a rewritten history |
@@ -58,6 +61,10 @@ pub const MAX_NAMES: usize = 4096;
 pub const MAX_WALK: usize = 1024;
 /// Mount threads waiting for the network to resolve a name at once.
 pub const MAX_WAITING: usize = 4;
+/// Names one local user (not root, not the daemon's user) may publish through the node.
+pub const PUBLISH_PER_USER: usize = 256;
+/// Local users whose publications are counted.
+pub const PUBLISHERS: usize = 1024;
 /// The largest `aliases.toml` read.
 pub const MAX_ALIASES_FILE: u64 = 1 << 20;
 
@@ -129,6 +136,15 @@ pub struct Naming {
     refreshing: Mutex<HashSet<Name>>,
     waiting: AtomicUsize,
     aliases: Mutex<Aliases>,
+    /// The names each local user published through the node since it started.
+    publishers: Mutex<HashMap<u32, HashSet<Name>>>,
+    /// Held while a name's files are compared and written: two resolutions of one name
+    /// never write an older record or list over a newer one.
+    writing: Mutex<()>,
+    /// Name directories in `R/names/` (at most [`MAX_NAMES`] are written).
+    on_disk: AtomicUsize,
+    /// What the mount shows for a list, by name: built once per list and freshness.
+    shown: Mutex<HashMap<Name, (Cid, bool, Named)>>,
 }
 
 /// The node's aliases as last read: the file's mtime, when it was looked at, the aliases.
@@ -145,6 +161,15 @@ pub fn list_cid(bytes: &[u8]) -> Cid {
     Cid::new_v1(codes::DAG_CBOR, HashAlg::Sha2_256.digest(bytes))
 }
 
+/// The CID of a value that may be a release list: `/ipfs/<dag-cbor CID>`, no path.
+fn list_value(value: &str) -> Option<Cid> {
+    value
+        .strip_prefix("/ipfs/")
+        .filter(|s| !s.contains('/'))
+        .and_then(|s| cairn_store::parse_cid(s).ok())
+        .filter(|c| c.codec() == codes::DAG_CBOR)
+}
+
 /// Reads at most `max` bytes of `path`; `None` if missing or larger.
 fn read_bounded(path: &Path, max: u64) -> Option<Vec<u8>> {
     let f = std::fs::File::open(path).ok()?;
@@ -155,7 +180,9 @@ fn read_bounded(path: &Path, max: u64) -> Option<Vec<u8>> {
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}.{n}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
@@ -222,8 +249,8 @@ pub fn write_aliases(path: &Path, aliases: &BTreeMap<String, Name>) -> std::io::
     write_atomic(path, text.as_bytes())
 }
 
-/// A mount symlink target for a path value, relative to `R/store/name/`: `../<cid>/…` or
-/// `<k51…>/…`. `None` for a value whose path is not plain names (`..`, `.`, empty): a record
+/// A mount symlink target for a path value, relative to `R/store/name/`: `../<cid>/…`
+/// (`../app/<cid>/…` for an app) or `<k51…>/…`. `None` for a value whose path is not plain names (`..`, `.`, empty): a record
 /// must not point a link out of the store.
 pub fn link_target(value: &str) -> Option<String> {
     let (kind, rest) = value.strip_prefix('/')?.split_once('/')?;
@@ -236,10 +263,16 @@ pub fn link_target(value: &str) -> Option<String> {
         return None;
     }
     let top = match kind {
-        "ipfs" => format!(
-            "../{}",
-            cairn_store::block_name(&cairn_store::parse_cid(head).ok()?)
-        ),
+        // An app (a dag-cbor node) is shown by the app view, anything else by its default.
+        "ipfs" => {
+            let cid = cairn_store::parse_cid(head).ok()?;
+            let view = if cid.codec() == codes::DAG_CBOR {
+                "app/"
+            } else {
+                ""
+            };
+            format!("../{view}{}", cairn_store::block_name(&cid))
+        }
         "ipns" => head.parse::<Name>().ok()?.to_string(),
         _ => return None,
     };
@@ -265,6 +298,11 @@ impl Naming {
         if client.is_some() {
             std::fs::create_dir_all(&dir)?;
         }
+        let on_disk = std::fs::read_dir(&dir).map_or(0, |rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .count()
+        });
         Ok(Arc::new(Naming {
             dir,
             client,
@@ -276,6 +314,10 @@ impl Naming {
             refreshing: Mutex::new(HashSet::new()),
             waiting: AtomicUsize::new(0),
             aliases: Mutex::new((None, Instant::now(), Arc::new(BTreeMap::new()))),
+            publishers: Mutex::new(HashMap::new()),
+            writing: Mutex::new(()),
+            on_disk: AtomicUsize::new(on_disk),
+            shown: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -312,14 +354,16 @@ impl Naming {
         }
         let ttl = Duration::from_nanos(k.record.ttl).min(self.cfg.refresh);
         match k.checked.elapsed() {
-            Ok(age) if age >= ttl => Freshness::Old,
-            _ => Freshness::Fresh,
+            Ok(age) if age < ttl => Freshness::Fresh,
+            // Past its TTL, or confirmed "in the future" (a clock set back): ask again.
+            _ => Freshness::Old,
         }
     }
 
     /// What is held for `name`: in memory, else read back from `R/names/`.
     pub fn held(&self, name: &Name) -> Option<Arc<Known>> {
-        if let Some((k, _)) = self.known.lock().expect("known").get_mut(name) {
+        if let Some((k, at)) = self.known.lock().expect("known").get_mut(name) {
+            *at = Instant::now();
             return Some(k.clone());
         }
         let dir = self.name_dir(name);
@@ -328,18 +372,13 @@ impl Naming {
         let checked = std::fs::metadata(dir.join("record"))
             .and_then(|m| m.modified())
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        let target = match self.good_list(name) {
-            Some((list, cid)) if record.value == format!("/ipfs/{cid}") => Target::Releases {
+        let target = match (self.good_list(name), list_value(&record.value)) {
+            (Some((list, cid)), Some(v)) => Target::Releases {
                 list: Arc::new(list),
                 cid,
-                rewritten: None,
+                rewritten: (v != cid).then(|| format!("the record points to {}", record.value)),
             },
-            Some((list, cid)) => Target::Releases {
-                list: Arc::new(list),
-                cid,
-                rewritten: Some(format!("the record points to {}", record.value)),
-            },
-            None => Target::Path(record.value.clone()),
+            _ => Target::Path(record.value.clone()),
         };
         let k = Arc::new(Known {
             record,
@@ -368,9 +407,9 @@ impl Naming {
                 .filter(|(n, _)| !self.name_dir(n).join("follow").exists())
                 .min_by_key(|(_, (_, at))| *at)
                 .map(|(n, _)| *n);
+            // Only from memory: its files stay, so what was seen of it still holds.
             if let Some(o) = oldest {
                 known.remove(&o);
-                let _ = std::fs::remove_dir_all(self.name_dir(&o));
             }
         }
         known.insert(*name, (k, Instant::now()));
@@ -389,54 +428,103 @@ impl Naming {
     }
 
     /// What a new record's value points to, its list checked against the last good one
-    /// (blocking: it may fetch list blocks).
-    fn target_blocking(&self, name: &Name, value: &str) -> Result<Target, String> {
-        let cid = value
-            .strip_prefix("/ipfs/")
-            .filter(|s| !s.contains('/'))
-            .and_then(|s| cairn_store::parse_cid(s).ok())
-            .filter(|c| c.codec() == codes::DAG_CBOR);
-        let Some(cid) = cid else {
-            return Ok(Target::Path(value.to_owned()));
+    /// (blocking: it may fetch list blocks, within one fetch timeout in all), and the list
+    /// block to keep if it is a new good one.
+    fn target_blocking(
+        &self,
+        name: &Name,
+        value: &str,
+    ) -> Result<(Target, Option<Vec<u8>>), String> {
+        let Some(cid) = list_value(value) else {
+            return Ok((Target::Path(value.to_owned()), None));
         };
         let good = self.good_list(name);
         if let Some((list, good_cid)) = &good {
             if *good_cid == cid {
-                return Ok(Target::Releases {
+                let t = Target::Releases {
                     list: Arc::new(list.clone()),
                     cid,
                     rewritten: None,
-                });
+                };
+                return Ok((t, None));
             }
         }
-        let bytes = self.block_blocking(&cid)?;
+        let deadline = Instant::now() + self.timeout;
+        let block = |c: &Cid| {
+            if Instant::now() > deadline {
+                return Err(format!("the chain was not read within {:?}", self.timeout));
+            }
+            self.block_blocking(c)
+        };
+        let bytes = block(&cid)?;
         let list = match List::decode(&bytes, Some(name)) {
             Ok(l) => l,
-            Err(ListError::NotAList) => return Ok(Target::Path(value.to_owned())),
+            Err(ListError::NotAList) => return Ok((Target::Path(value.to_owned()), None)),
             Err(e) => return Err(format!("{name} points to {cid}: {e}")),
         };
         if let Some((old, old_cid)) = good {
-            if let Err(why) = list.extends(cid, &old_cid, MAX_WALK, |c| self.block_blocking(c)) {
+            if let Err(why) = list.extends(cid, &old_cid, MAX_WALK, block) {
                 let why = format!(
                     "rewritten history: the newest list {cid} does not extend {old_cid}, the last seen ({why}); `cairn name accept {name}` takes it"
                 );
                 log::warn!("{name}: {why}");
-                return Ok(Target::Releases {
+                let t = Target::Releases {
                     list: Arc::new(old),
                     cid: old_cid,
                     rewritten: Some(why),
-                });
+                };
+                return Ok((t, None));
             }
         }
-        let dir = self.name_dir(name);
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        write_atomic(&dir.join("list"), &bytes).map_err(|e| e.to_string())?;
-        self.mirror_pin(name, Some(&cid));
-        Ok(Target::Releases {
+        let t = Target::Releases {
             list: Arc::new(list),
             cid,
             rewritten: None,
-        })
+        };
+        Ok((t, Some(bytes)))
+    }
+
+    /// Keeps `k` (with `list`, a new good list block) as what is held for `name`, unless
+    /// something better was kept meanwhile; returns what is held after.
+    fn keep(&self, name: &Name, k: Known, list: Option<Vec<u8>>) -> Result<Arc<Known>, String> {
+        let _w = self.writing.lock().expect("writing");
+        if let Some(h) = self.held(name) {
+            let (_, best) = record::better((&h.record, &h.bytes), (&k.record, &k.bytes));
+            if best == h.bytes.as_slice() && h.bytes != k.bytes {
+                return Ok(h);
+            }
+        }
+        // A process without a daemon only reads; past the bound, new names stay in memory.
+        let dir = self.name_dir(name);
+        let persist = self.client.is_some()
+            && (dir.exists() || self.on_disk.load(Ordering::Relaxed) < MAX_NAMES);
+        if persist {
+            if !dir.exists() {
+                self.on_disk.fetch_add(1, Ordering::Relaxed);
+            }
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            match (&list, &k.target) {
+                (Some(bytes), _) => {
+                    write_atomic(&dir.join("list"), bytes).map_err(|e| e.to_string())?
+                }
+                // The owner moved the name off a list: its last list no longer applies.
+                (None, Target::Path(_)) => {
+                    let _ = std::fs::remove_file(dir.join("list"));
+                }
+                _ => {}
+            }
+            write_atomic(&dir.join("record"), &k.bytes).map_err(|e| e.to_string())?;
+        } else if self.client.is_some() {
+            log::warn!(
+                "{name}: {MAX_NAMES} names are kept in R/names already; this one only in memory"
+            );
+        }
+        let k = Arc::new(k);
+        self.remember(name, k.clone());
+        if let (Some(_), Target::Releases { cid, .. }) = (&list, &k.target) {
+            self.mirror_pin(name, Some(cid));
+        }
+        Ok(k)
     }
 
     /// Takes a verified record of `name` if it is newer than what is held; returns what is
@@ -452,14 +540,14 @@ impl Naming {
         if let Some(h) = &held {
             let (_, best) = record::better((&h.record, &h.bytes), (&rec, &bytes));
             if best == h.bytes.as_slice() {
-                // Nothing newer: what is held was confirmed now.
+                // Nothing newer. Only a peer sending the very record held confirms it is
+                // still the newest (this node's own DHT copy, or an older record, does not).
+                if from.is_none() || bytes != h.bytes {
+                    return Ok(h.clone());
+                }
                 let k = Arc::new(Known {
                     checked: SystemTime::now(),
-                    from: if bytes == h.bytes {
-                        from
-                    } else {
-                        h.from.clone()
-                    },
+                    from,
                     ..(**h).clone()
                 });
                 self.remember(&name, k.clone());
@@ -468,21 +556,21 @@ impl Naming {
         }
         let this = self.clone();
         let value = rec.value.clone();
-        let target = tokio::task::spawn_blocking(move || this.target_blocking(&name, &value))
-            .await
-            .map_err(|e| e.to_string())??;
-        let dir = self.name_dir(&name);
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        write_atomic(&dir.join("record"), &bytes).map_err(|e| e.to_string())?;
-        let k = Arc::new(Known {
+        let (target, list) =
+            tokio::task::spawn_blocking(move || this.target_blocking(&name, &value))
+                .await
+                .map_err(|e| e.to_string())??;
+        let k = Known {
             record: rec,
             bytes,
             target,
             checked: SystemTime::now(),
             from,
-        });
-        self.remember(&name, k.clone());
-        Ok(k)
+        };
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.keep(&name, k, list))
+            .await
+            .map_err(|e| e.to_string())?
     }
 
     /// Resolves `name`: the newest valid record the network and this node know, never one
@@ -520,6 +608,31 @@ impl Naming {
         }))
     }
 
+    /// Whether local user `uid` may publish a record of `name` through the node: at most
+    /// [`PUBLISH_PER_USER`] names each (root and the daemon's user: no limit), counted
+    /// from the daemon's start. The signature is the authority; this bounds what one user
+    /// can make the node keep and put for others.
+    pub fn may_publish(&self, uid: u32, admin: bool, name: &Name) -> Result<(), String> {
+        if admin {
+            return Ok(());
+        }
+        let mut p = self.publishers.lock().expect("publishers");
+        if !p.contains_key(&uid) && p.len() >= PUBLISHERS {
+            return Err("too many local users have published through this node".into());
+        }
+        let mine = p.entry(uid).or_default();
+        if mine.contains(name) {
+            return Ok(());
+        }
+        if mine.len() >= PUBLISH_PER_USER {
+            return Err(format!(
+                "you have published {PUBLISH_PER_USER} names through this node, the most one user may"
+            ));
+        }
+        mine.insert(*name);
+        Ok(())
+    }
+
     /// A record published through this node (already verified and kept by the DHT).
     pub async fn published(self: &Arc<Self>, name: Name, bytes: Vec<u8>) -> Result<(), String> {
         let rec = record::verify(&name, &bytes, now_nanos()).map_err(|e| e.to_string())?;
@@ -535,9 +648,13 @@ impl Naming {
         let had = std::fs::remove_file(self.name_dir(&name).join("list")).is_ok();
         let this = self.clone();
         let value = held.record.value.clone();
-        let target = tokio::task::spawn_blocking(move || this.target_blocking(&name, &value))
-            .await
-            .map_err(|e| e.to_string())??;
+        let (target, list) =
+            tokio::task::spawn_blocking(move || this.target_blocking(&name, &value))
+                .await
+                .map_err(|e| e.to_string())??;
+        if let Some(bytes) = list {
+            write_atomic(&self.name_dir(&name).join("list"), &bytes).map_err(|e| e.to_string())?;
+        }
         self.remember(
             &name,
             Arc::new(Known {
@@ -569,9 +686,20 @@ impl Naming {
         self: &Arc<Self>,
         name: Name,
         uid: u32,
+        admin: bool,
         mirror: bool,
     ) -> Result<Arc<Known>, String> {
+        if mirror && !admin {
+            return Err(
+                "--mirror pins everything a name releases: root or the daemon's user only".into(),
+            );
+        }
         let followed = self.followed();
+        if let Some((_, by, _)) = followed.iter().find(|(n, _, _)| *n == name) {
+            if *by != uid && !admin {
+                return Err(format!("{name} is followed already (by user {by})"));
+            }
+        }
         let already = followed.iter().any(|(n, _, _)| *n == name);
         let mine = followed.iter().filter(|(_, u, _)| *u == uid).count();
         if !already && mine >= self.cfg.follow_per_user {
@@ -614,8 +742,8 @@ impl Naming {
         if by != uid && !admin {
             return Err(format!("{name} is followed by user {by}, not by you"));
         }
-        self.mirror_pin(name, None);
         std::fs::remove_file(self.name_dir(name).join("follow")).map_err(|e| e.to_string())?;
+        self.mirror_pin(name, None);
         Ok(true)
     }
 
@@ -769,15 +897,24 @@ impl Naming {
             Target::Path(v) if f != Freshness::Expired => link_target(v).map(Named::Link),
             Target::Path(_) => None,
             Target::Releases { list, cid, .. } => {
-                let latest = list
-                    .latest()
-                    .filter(|_| f != Freshness::Expired)
-                    .map(|r| r.v.clone());
-                Some(Named::Releases(Arc::new(Versions {
+                let expired = f == Freshness::Expired;
+                let mut shown = self.shown.lock().expect("shown");
+                if let Some((c, e, n)) = shown.get(name) {
+                    if c == cid && *e == expired {
+                        return Some(n.clone());
+                    }
+                }
+                let latest = list.latest().filter(|_| !expired).map(|r| r.v.clone());
+                let n = Named::Releases(Arc::new(Versions {
                     versions: list.versions.iter().map(|r| (r.v.clone(), r.cid)).collect(),
                     json: Self::versions_json(name, list, cid, latest.as_deref()),
                     latest,
-                })))
+                }));
+                if shown.len() >= MAX_NAMES {
+                    shown.clear();
+                }
+                shown.insert(*name, (*cid, expired, n.clone()));
+                Some(n)
             }
         }
     }
@@ -789,7 +926,17 @@ impl Naming {
             return;
         }
         let this = self.clone();
+        /// Takes the name out of `refreshing` however the task ends.
+        struct Done(Arc<Naming>, Name);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                if let Ok(mut r) = self.0.refreshing.lock() {
+                    r.remove(&self.1);
+                }
+            }
+        }
         rt.spawn(async move {
+            let _done = Done(this.clone(), name);
             let mode = Mode {
                 nocache: true,
                 offline: false,
@@ -797,7 +944,6 @@ impl Naming {
             if let Err(e) = this.resolve(name, mode).await {
                 log::info!("refreshing {name}: {e}");
             }
-            this.refreshing.lock().expect("refreshing").remove(&name);
         });
     }
 
@@ -889,6 +1035,11 @@ mod tests {
             link_target(&format!("/ipfs/{cid}/bin/hello")).unwrap(),
             format!("../{cid}/bin/hello")
         );
+        let app = Cid::new_v1(codes::DAG_CBOR, HashAlg::Sha2_256.digest(b"an app"));
+        assert_eq!(
+            link_target(&format!("/ipfs/{app}/bin/hello")).unwrap(),
+            format!("../app/{}/bin/hello", cairn_store::block_name(&app))
+        );
         for bad in [
             format!("/ipfs/{cid}/../../etc/passwd"),
             format!("/ipfs/{cid}/a/./b"),
@@ -899,6 +1050,33 @@ mod tests {
         ] {
             assert_eq!(link_target(&bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn one_user_publishes_a_bounded_number_of_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::init(dir.path()).unwrap());
+        let n = Naming::open(
+            dir.path(),
+            None,
+            store,
+            Duration::from_secs(1),
+            NamesConfig::default(),
+            None,
+        )
+        .unwrap();
+        let name = || Name::of(&cairn_net::Keypair::generate_ed25519().public());
+        let first = name();
+        n.may_publish(1000, false, &first).unwrap();
+        for _ in 1..PUBLISH_PER_USER {
+            n.may_publish(1000, false, &name()).unwrap();
+        }
+        let e = n.may_publish(1000, false, &name()).unwrap_err();
+        assert!(e.contains("the most one user may"), "{e}");
+        // A name already counted, another user, root: still allowed.
+        n.may_publish(1000, false, &first).unwrap();
+        n.may_publish(1001, false, &name()).unwrap();
+        n.may_publish(0, true, &name()).unwrap();
     }
 
     #[test]

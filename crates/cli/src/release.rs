@@ -54,7 +54,7 @@ fn now() -> cairn_names::time::Nanos {
 }
 
 /// The block `cid`, fetched through the daemon if it is not here.
-fn block(root: &Path, c: &mut Control, cid: &Cid) -> Result<Vec<u8>> {
+pub fn block(root: &Path, c: &mut Control, cid: &Cid) -> Result<Vec<u8>> {
     let store = Store::open(root)?;
     if let Some(b) = store.get(cid)? {
         return Ok(b.to_vec());

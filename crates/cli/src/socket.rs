@@ -297,6 +297,9 @@ async fn answer(ctx: &Ctx, uid: u32, req: Request, w: &mut OwnedWriteHalf) -> Re
         } => {
             let name = parse_name(&name)?;
             let record = cairn_names::record::from_base64(&record)?;
+            ctx.naming
+                .may_publish(uid, uid == 0 || uid == ctx.owner, &name)
+                .map_err(anyhow::Error::msg)?;
             c.publish_name(name, record.clone(), offline).await?;
             if let Err(e) = ctx.naming.published(name, record).await {
                 log::warn!("keeping {name}'s record in R/names: {e}");
@@ -324,7 +327,7 @@ async fn answer(ctx: &Ctx, uid: u32, req: Request, w: &mut OwnedWriteHalf) -> Re
             let name = parse_name(&name)?;
             let k = ctx
                 .naming
-                .follow(name, uid, mirror)
+                .follow(name, uid, uid == 0 || uid == ctx.owner, mirror)
                 .await
                 .map_err(anyhow::Error::msg)?;
             let fresh = ctx.naming.freshness(&k);

@@ -6,6 +6,7 @@
 //! - [`record`]: IPNS records, signed with V1 and V2 signatures and verified as the
 //!   specification's V2 rules say, and which of two is the better;
 //! - [`releases`]: release lists, a hash chain of what a name's owner released;
+//! - [`profile`]: a user's profile (display name, packages, repositories) under one key;
 //! - [`time`]: the RFC 3339 validity times records carry.
 //!
 //! Records come from strangers (DHT peers, files, other users). What one can make this crate
@@ -16,6 +17,7 @@
 //! | a record | 10 KiB ([`record::MAX_RECORD`]), checked before it is parsed | [`record::verify`] | refused |
 //! | its value | 4 KiB ([`record::MAX_VALUE`]), an `/ipfs/` or `/ipns/` path | [`record::verify`] | refused |
 //! | a release list | 1 MiB, 4096 versions, 64-byte versions, 4 KiB notes ([`releases`]) | [`releases::List::decode`] | refused |
+//! | a profile | 256 KiB, 1024 entries, 64-byte keys, 512-byte values ([`profile`]) | [`profile::Profile::decode`] | refused |
 //! | a key file read | 64 KiB ([`keys::MAX_KEY_FILE`]), checked before it is read | [`keys::Keystore::get`], [`keys::decode_import`] | refused |
 //! | its signature check | one Ed25519 or RSA verification | [`record::verify`] | - |
 //!
@@ -23,6 +25,7 @@
 
 pub mod keys;
 pub mod name;
+pub mod profile;
 pub mod record;
 pub mod releases;
 pub mod time;

@@ -94,9 +94,13 @@ fn malformed(why: impl Into<String>) -> ListError {
 
 /// Checks a version string.
 pub fn check_version(v: &str) -> Result<(), ListError> {
+    // Never a dot first (`.`, `..`, hidden files) nor `versions.json`: versions are file
+    // names in the mount's `name/` directories.
     let ok = !v.is_empty()
         && v.len() <= MAX_VERSION
         && v != LATEST
+        && v != "versions.json"
+        && !v.starts_with('.')
         && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._+~-".contains(&b));
     if ok {
@@ -421,7 +425,17 @@ mod tests {
             l1.append(Some(c1), "1.0", cid(9), at, None),
             Err(ListError::Exists("1.0".into()))
         );
-        for bad in ["latest", "", "1 0", "a/b", &"9".repeat(65)] {
+        for bad in [
+            "latest",
+            "",
+            "1 0",
+            "a/b",
+            ".",
+            "..",
+            ".1",
+            "versions.json",
+            &"9".repeat(65),
+        ] {
             assert!(matches!(
                 l1.append(Some(c1), bad, cid(9), at, None),
                 Err(ListError::BadVersion(_))

@@ -131,9 +131,16 @@ impl NameNode {
 
     /// A release list directory's entries.
     pub(crate) fn children(versions: &Arc<Versions>) -> Vec<(String, NameNode)> {
+        // Versions are checked when a list is read; a name that could not be a file name, or
+        // that would hide `latest` or `versions.json`, is still never listed.
         let mut out: Vec<(String, NameNode)> = versions
             .versions
             .iter()
+            .filter(|(v, _)| {
+                cairn_unixfs::get::check_name("", v).is_ok()
+                    && v != "latest"
+                    && v != "versions.json"
+            })
             .map(|(v, cid)| (v.clone(), NameNode::Link(version_target(cid).into())))
             .collect();
         if let Some(t) = versions.target("latest") {
