@@ -61,6 +61,8 @@ pub const MAX_NAMES: usize = 4096;
 pub const MAX_WALK: usize = 1024;
 /// Mount threads waiting for the network to resolve a name at once.
 pub const MAX_WAITING: usize = 4;
+/// Followed names republished at once.
+pub const REPUBLISH_AT_ONCE: usize = 16;
 /// Names one local user (not root, not the daemon's user) may publish through the node.
 pub const PUBLISH_PER_USER: usize = 256;
 /// Local users whose publications are counted.
@@ -586,10 +588,13 @@ impl Naming {
                 return Ok(Some((h.clone(), Freshness::Fresh)));
             }
         }
-        if let (false, Some(client)) = (mode.offline, &self.client) {
-            let asked =
-                tokio::time::timeout(self.timeout, client.resolve_name(name, mode.nocache, false))
-                    .await;
+        // Offline, the node's own DHT store is still asked (records peers put here).
+        if let Some(client) = &self.client {
+            let asked = tokio::time::timeout(
+                self.timeout,
+                client.resolve_name(name, mode.nocache, mode.offline),
+            )
+            .await;
             match asked {
                 Ok(Ok(Some(found))) => {
                     let from = found.from.map(|p| p.to_string());
@@ -820,26 +825,40 @@ impl Naming {
                 }
             }
         }
+        // Followed names, REPUBLISH_AT_ONCE at a time. Each is first brought up to the
+        // newest record this node has seen of it (held, or put into its DHT store by the
+        // owner or others): a follower never puts back an older one than it knows. A lookup
+        // on the network per name would cost about a second each (`resolve`'s wait for
+        // three answers); owners put new records at the closest peers, followers among them.
+        let mut running = tokio::task::JoinSet::new();
         for (name, _, _) in self.followed() {
             if own.contains(&name) {
                 continue;
             }
-            // The newest the network knows first: a follower must not put back an old one.
-            let mode = Mode {
-                nocache: true,
-                offline: false,
-            };
-            if let Err(e) = self.resolve(name, mode).await {
-                log::info!("resolving {name} before republishing it: {e}");
+            if running.len() >= REPUBLISH_AT_ONCE {
+                n += running.join_next().await.and_then(|r| r.ok()).unwrap_or(0);
             }
-            let Some(k) = self.held(&name) else { continue };
-            if self.freshness(&k) == Freshness::Expired {
-                continue;
-            }
-            match client.publish_name(name, k.bytes.clone(), false).await {
-                Ok(()) => n += 1,
-                Err(e) => log::info!("republishing {name}: {e}"),
-            }
+            let (this, client) = (self.clone(), client.clone());
+            running.spawn(async move {
+                // Not from a peer: taken if newer, never counted as a confirmation.
+                if let Ok(Some(found)) = client.resolve_name(name, false, true).await {
+                    let _ = this.learn(name, found.record, found.bytes, None).await;
+                }
+                let Some(k) = this.held(&name) else { return 0 };
+                if this.freshness(&k) == Freshness::Expired {
+                    return 0;
+                }
+                match client.publish_name(name, k.bytes.clone(), false).await {
+                    Ok(()) => 1,
+                    Err(e) => {
+                        log::info!("republishing {name}: {e}");
+                        0
+                    }
+                }
+            });
+        }
+        while let Some(r) = running.join_next().await {
+            n += r.unwrap_or(0);
         }
         n
     }
