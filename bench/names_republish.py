@@ -2,7 +2,8 @@
 """cairn names benchmark: how long a follower takes to republish N followed names.
 
 Two daemons on 127.0.0.1 (mDNS off): a publisher P and a follower F, F bootstrapped from P.
-P publishes N names (a fresh key each, `cairn name publish`); F follows all of them; F is
+P publishes N names (a fresh key each, `cairn name publish`, paced under the 100 puts a
+second a DHT peer takes from one sender); F follows all of them; F is
 restarted with `names.republish` set, and the republish round it starts with once P is
 connected is timed from its own log line ("republished N names in S s"). Reference: the
 time P took to publish the same N names (one `cairn name publish` process each), measured
@@ -53,7 +54,9 @@ def main():
     try:
         p, paddr = start(a.cairn, proot, env, [], os.path.join(work, "p.log"))
         procs.append(p)
-        f, _ = start(a.cairn, froot, env, ["--bootstrap", paddr], os.path.join(work, "f.log"))
+        # The follower's user is another (its own keys would be re-signed, not followed).
+        fenv = dict(env, XDG_CONFIG_HOME=os.path.join(work, "fconfig"))
+        f, _ = start(a.cairn, froot, fenv, ["--bootstrap", paddr], os.path.join(work, "f.log"))
         procs.append(f)
         time.sleep(2)
         cid = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
@@ -65,20 +68,24 @@ def main():
                            capture_output=True)
         t1 = time.perf_counter()
         for i in range(a.names):
-            out = subprocess.run([a.cairn, "--root", proot, "name", "publish", "--key", f"k{i}", cid],
-                                 env=env, check=True, capture_output=True, text=True).stdout
-            names.append(out.split("Published to ")[1].split(":")[0])
+            # Under the 100 puts a second (50 names into two DHTs) a peer takes from one sender.
+            time.sleep(0.025)
+            r = subprocess.run([a.cairn, "--root", proot, "name", "publish", "--key", f"k{i}", cid],
+                               env=env, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise SystemExit(f"publishing k{i}: {r.stderr}")
+            names.append(r.stdout.split("Published to ")[1].split(":")[0])
         publish_s = time.perf_counter() - t1
         # Each follow resolves its name first (about a second with one peer): 32 at once.
         from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(32) as pool:
             list(pool.map(lambda n: subprocess.run(
-                [a.cairn, "--root", froot, "name", "follow", n], env=env, check=True,
+                [a.cairn, "--root", froot, "name", "follow", n], env=fenv, check=True,
                 capture_output=True), names))
         f.terminate()
         f.wait(timeout=30)
         procs.remove(f)
-        f, _ = start(a.cairn, froot, env, ["--bootstrap", paddr], os.path.join(work, "f2.log"))
+        f, _ = start(a.cairn, froot, fenv, ["--bootstrap", paddr], os.path.join(work, "f2.log"))
         procs.append(f)
         for _ in range(3000):
             m = re.search(r"republished (\d+) names in ([\d.]+) s", open(os.path.join(work, "f2.log")).read())

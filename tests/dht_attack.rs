@@ -501,7 +501,7 @@ fn hostile_ipns_records_are_neither_kept_nor_served() {
 }
 
 /// A flood of 600 valid records from throwaway keys, put at a daemon as fast as a peer can:
-/// past 20 a second they are refused unchecked and the sender charged, at most 64 of its
+/// past 100 a second they are refused unchecked and the sender charged, at most 64 of its
 /// names are kept, and the daemon serves a 4 MiB file to another node meanwhile.
 #[test]
 fn a_put_flood_is_cut_and_blocks_are_still_served() {

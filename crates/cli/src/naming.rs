@@ -63,6 +63,9 @@ pub const MAX_WALK: usize = 1024;
 pub const MAX_WAITING: usize = 4;
 /// Followed names republished at once.
 pub const REPUBLISH_AT_ONCE: usize = 16;
+/// Followed names republished per second at most: each goes into both DHTs, and a peer
+/// takes 100 puts a second from one sender (`cairn_net::dht::PUTS_PER_SECOND`).
+pub const REPUBLISH_PER_SECOND: u32 = 40;
 /// Names one local user (not root, not the daemon's user) may publish through the node.
 pub const PUBLISH_PER_USER: usize = 256;
 /// Local users whose publications are counted.
@@ -800,8 +803,12 @@ impl Naming {
         };
         let mut n = 0;
         let mut own = HashSet::new();
+        // Paced: a peer takes 100 puts a second from one sender before it calls it a flood,
+        // and in a small network every peer is among every name's closest.
+        let mut pace = tokio::time::interval(Duration::from_secs(1) / REPUBLISH_PER_SECOND);
         if let Ok(ks) = cairn_names::keys::Keystore::open_default() {
             for (key_name, key) in ks.list().unwrap_or_default() {
+                pace.tick().await;
                 let (Ok(key), Ok(Some((seq, value)))) = (key, ks.head(&key_name)) else {
                     continue;
                 };
@@ -835,6 +842,7 @@ impl Naming {
             if own.contains(&name) {
                 continue;
             }
+            pace.tick().await;
             if running.len() >= REPUBLISH_AT_ONCE {
                 n += running.join_next().await.and_then(|r| r.ok()).unwrap_or(0);
             }

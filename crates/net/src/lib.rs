@@ -73,7 +73,7 @@
 //! | provider lookups | 16 at once per DHT, 30 s each | [`dht`] | not started |
 //! | provider records | ours 2^20; others' 2^18, 2^15 per provider, 20 per key, 4 addresses each, expiring | [`dht::providers`] | refused |
 //! | IPNS records (PUT_VALUE, GET_VALUE answers) | 10 KiB each, checked before parsing; others' 4096 (64 per peer), published here 4096, per DHT; kept until their validity ends, at most 48 h; the highest sequence of 16,384 names remembered beyond that | [`dht::records`] | refused; one no honest peer sends is a BadRecord offence (10 points) |
-//! | PUT_VALUEs from one peer | 20 a second ([`dht::PUTS_PER_SECOND`]), counted in a map cleared each second | [`dht`] | refused unchecked, Flood offence |
+//! | PUT_VALUEs from one peer | 100 a second ([`dht::PUTS_PER_SECOND`]), counted in a map cleared each second | [`dht`] | refused unchecked, Flood offence |
 //! | name lookups and publications | 64 at once, 30 s each; 32 records queued per asker; 20 peers written back to | [`dht::ipns`] | refused, saying so |
 //! | identify reports | 16 addresses, 64 protocols, 128-byte agent kept per peer | [`node`] | cut |
 //! | signed statements | 64 per batch, 64 KiB per response | [`history`], [`reputation`] | refused |
