@@ -289,3 +289,141 @@ fn names_in_the_mount_and_after_their_owner() {
     assert_eq!(ok(&run(&dir.join("1.1/bin/hello"))), "hello 1.1\n");
     drop((dd, db));
 }
+
+/// Sends one control request line to a daemon; its answer.
+fn control(root: &Root, line: &str) -> serde_json::Value {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(root.path().join("daemon.sock")).unwrap();
+    s.write_all(line.as_bytes()).unwrap();
+    s.write_all(b"\n").unwrap();
+    let mut answer = String::new();
+    std::io::BufReader::new(s).read_line(&mut answer).unwrap();
+    serde_json::from_str(&answer).unwrap()
+}
+
+/// Two lists with one sequence: the key's holder signs list 1.1 -> B, and then, at the
+/// same sequence with a later validity (so the record itself wins), a fork where 1.1 -> C.
+/// The daemon keeps the list it saw first, reports a rewritten history, and its mount goes
+/// on showing 1.1 -> B; after `cairn name accept` it takes the fork.
+#[test]
+fn a_forked_list_is_caught_by_the_daemon() {
+    use cairn_names::{
+        record,
+        releases::{List, Release},
+        Name,
+    };
+    use cairn_store::{codec::codes, Cid, HashAlg};
+    let root = quick_root();
+    let d = Daemon::start(&root, true, &[]);
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let name = Name::of(&key.public());
+    let k51 = name.to_string();
+    let cid = |s: &str| Cid::new_v1(codes::RAW, HashAlg::Sha2_256.digest(s.as_bytes()));
+    let (a, b, c) = (cid("a"), cid("b"), cid("c"));
+    // Each list into the store, as `cairn release` would put it.
+    let put = |l: &List| -> Cid {
+        let f = root.dir.path().join(format!("list-{}", l.seq));
+        std::fs::write(&f, l.encode()).unwrap();
+        let out = ok(&root.output(&[
+            "block",
+            "put",
+            "--cid-codec",
+            "dag-cbor",
+            f.to_str().unwrap(),
+        ]));
+        out.trim().parse().unwrap()
+    };
+    let l0 = List::empty(name).append(None, "1.0", a, 0, None).unwrap();
+    let c0 = put(&l0);
+    let l1 = l0.append(Some(c0), "1.1", b, 0, None).unwrap();
+    let c1 = put(&l1);
+    let mut fork = l1.clone();
+    fork.versions[1] = Release {
+        cid: c,
+        ..fork.versions[1].clone()
+    };
+    let f1 = {
+        let f = root.dir.path().join("fork");
+        std::fs::write(&f, fork.encode()).unwrap();
+        let out = ok(&root.output(&[
+            "block",
+            "put",
+            "--cid-codec",
+            "dag-cbor",
+            f.to_str().unwrap(),
+        ]));
+        out.trim().to_owned()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i128;
+    let hour = 3_600_000_000_000i128;
+    let publish = |value: &str, seq: u64, validity: i128| {
+        let rec = record::sign(&key, value, seq, validity, 1_000_000_000).unwrap();
+        let r = control(
+            &root,
+            &format!(
+                r#"{{"op":"name_publish","name":"{k51}","record":"{}","offline":true}}"#,
+                record::to_base64(&rec)
+            ),
+        );
+        assert!(r.get("error").is_none(), "{r}");
+    };
+    let resolved = || -> serde_json::Value {
+        serde_json::from_str(&ok(&root.output(&[
+            "name",
+            "resolve",
+            "--json",
+            "--offline",
+            &k51,
+        ])))
+        .unwrap()
+    };
+    publish(&format!("/ipfs/{c0}"), 0, now + hour);
+    publish(&format!("/ipfs/{c1}"), 1, now + hour);
+    let r = resolved();
+    assert_eq!(r["list"], c1.to_string(), "{r}");
+    assert!(r["rewritten"].is_null(), "{r}");
+    let dir = root.path().join("store/name").join(&k51);
+    let link = |v: &str| std::fs::read_link(dir.join(v)).unwrap();
+    assert!(link("1.1")
+        .to_str()
+        .unwrap()
+        .ends_with(&cairn_store::block_name(&b)));
+
+    // The fork, at the same sequence, valid longer: the better record, a list that does
+    // not extend the one seen.
+    publish(&format!("/ipfs/{f1}"), 1, now + 2 * hour);
+    let r = resolved();
+    assert_eq!(r["value"], format!("/ipfs/{f1}"), "{r}");
+    assert_eq!(
+        r["list"],
+        c1.to_string(),
+        "the list seen first is kept: {r}"
+    );
+    assert!(
+        r["rewritten"]
+            .as_str()
+            .unwrap()
+            .contains("rewritten history"),
+        "{r}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("versions.json")).unwrap()).unwrap();
+    assert_eq!(json["versions"][1]["cid"], b.to_string(), "{json}");
+    assert!(link("1.1")
+        .to_str()
+        .unwrap()
+        .ends_with(&cairn_store::block_name(&b)));
+
+    // Accepted: the node takes the fork as it is.
+    ok(&root.output(&["name", "accept", &k51]));
+    let r = resolved();
+    assert_eq!(r["list"], f1, "{r}");
+    eventually(10, "the mount showing the accepted list", || {
+        std::fs::read_link(dir.join("1.1"))
+            .is_ok_and(|l| l.to_str().unwrap().ends_with(&cairn_store::block_name(&c)))
+    });
+    drop(d);
+}
