@@ -605,9 +605,10 @@ fn helia_ipns(args: &[&str]) -> (Vec<serde_json::Value>, bool) {
     (lines, out.status.success())
 }
 
-/// Helia (@helia/ipns over kad-dht) and cairn through one kubo DHT server: cairn resolves a
-/// name Helia published for an app and runs the app by that name through its mount, and
-/// Helia resolves the release list a cairn release points to.
+/// Helia (@helia/ipns over kad-dht) and cairn through one kubo DHT server: Helia serves an
+/// app (a CAR exported by cairn) and publishes a name for it; a fresh cairn node runs the
+/// app by that name through its mount, fetching it from Helia. And Helia resolves the
+/// release list a cairn release points to.
 #[test]
 fn helia_and_cairn_resolve_each_others_names() {
     use crate::peers::Kubo;
@@ -615,13 +616,15 @@ fn helia_and_cairn_resolve_each_others_names() {
     let home = keys.path();
     let a = Root::new();
     let kubo = Kubo::start(&a.dir.path().join("kubo"), &["--routing", "dhtserver"]);
-    let da = Daemon::start(&a, true, &["--bootstrap", &kubo.addr()]);
+    let da = Daemon::start(&a, false, &["--bootstrap", &kubo.addr()]);
     eventually(30, "A's LAN DHT knowing kubo", || {
         da.stats()["dht"]["routing_peers"].as_u64().unwrap() >= 1
     });
 
-    // Helia names an app; cairn runs it by that name through its mount.
-    let dir = a.dir.path().join("hello");
+    // An app made on a root that never runs a daemon, exported as a CAR: Helia serves it,
+    // and names it.
+    let maker = Root::new();
+    let dir = maker.dir.path().join("hello");
     std::fs::create_dir_all(dir.join("bin")).unwrap();
     std::fs::write(dir.join("bin/hello"), "#!/bin/sh\necho hello from a name\n").unwrap();
     std::fs::set_permissions(
@@ -629,7 +632,10 @@ fn helia_and_cairn_resolve_each_others_names() {
         std::fs::Permissions::from_mode(0o755),
     )
     .unwrap();
-    let app = a.add_q(&["--app", "--name", "hello", dir.to_str().unwrap()]);
+    let app = maker.add_q(&["--app", "--name", "hello", dir.to_str().unwrap()]);
+    let car = maker.dir.path().join("hello.car");
+    maker.ok(&["dag", "export", &app, "-o", car.to_str().unwrap()]);
+    let server = crate::peers::Helia::serve(&["--import-car", car.to_str().unwrap()]);
     let value = format!("/ipfs/{app}");
     let (lines, ok_) = helia_ipns(&[
         "--bootstrap",
@@ -650,10 +656,22 @@ fn helia_and_cairn_resolve_each_others_names() {
         ok(&a.output(&["name", "resolve", "--nocache", &helias])),
         format!("{value}\n")
     );
-    let run = Command::new(a.path().join("store/name").join(&helias).join("bin/hello"))
+    // A fresh node, mounted, knowing kubo and the Helia peer: it runs the app by Helia's
+    // name, its blocks fetched from Helia (nobody else has them).
+    let c = Root::new();
+    let dc = Daemon::start(
+        &c,
+        true,
+        &["--bootstrap", &kubo.addr(), "--bootstrap", &server.addr()],
+    );
+    eventually(30, "C's LAN DHT knowing kubo", || {
+        dc.stats()["dht"]["routing_peers"].as_u64().unwrap() >= 1
+    });
+    let run = Command::new(c.path().join("store/name").join(&helias).join("bin/hello"))
         .output()
         .unwrap();
     assert_eq!(ok(&run), "hello from a name\n");
+    drop((dc, server));
 
     let f = a.dir.path().join("app");
     std::fs::write(&f, b"an app\n").unwrap();

@@ -61,6 +61,8 @@ pub const MAX_NAMES: usize = 4096;
 pub const MAX_WALK: usize = 1024;
 /// Mount threads waiting for the network to resolve a name at once.
 pub const MAX_WAITING: usize = 4;
+/// How long a name's first value is fetched to see whether it is a release list.
+pub const PROBE: Duration = Duration::from_secs(3);
 /// Followed names republished at once.
 pub const REPUBLISH_AT_ONCE: usize = 16;
 /// Followed names republished per second at most: each goes into both DHTs, and a peer
@@ -422,12 +424,17 @@ impl Naming {
 
     /// A block: from the store, else from the network (a blocking wait).
     fn block_blocking(&self, cid: &Cid) -> Result<Vec<u8>, String> {
+        self.block_within(cid, self.timeout)
+    }
+
+    /// A block: from the store, else from the network within `timeout`.
+    fn block_within(&self, cid: &Cid, timeout: Duration) -> Result<Vec<u8>, String> {
         if let Ok(Some(b)) = self.store.get(cid) {
             return Ok(b.to_vec());
         }
         let client = self.client.as_ref().ok_or(format!("{cid} is not here"))?;
         client
-            .want_blocking(*cid, self.timeout)
+            .want_blocking(*cid, timeout)
             .map(|b| b.to_vec())
             .ok_or_else(|| format!("no peer sent {cid} in time"))
     }
@@ -461,7 +468,21 @@ impl Naming {
             }
             self.block_blocking(c)
         };
-        let bytes = block(&cid)?;
+        // Whether a name with no list yet points to one is asked for a few seconds only: a
+        // plain name of an app nobody near serves must still resolve.
+        let first = match &good {
+            Some(_) => block(&cid),
+            None => self.block_within(&cid, self.timeout.min(PROBE)),
+        };
+        let bytes = match first {
+            Ok(b) => b,
+            // Nothing to check it against: what it is will be seen when it is read.
+            Err(e) if good.is_none() => {
+                log::info!("{name} points to {cid}, not fetched ({e}): taken as a path");
+                return Ok((Target::Path(value.to_owned()), None));
+            }
+            Err(e) => return Err(e),
+        };
         let list = match List::decode(&bytes, Some(name)) {
             Ok(l) => l,
             Err(ListError::NotAList) => return Ok((Target::Path(value.to_owned()), None)),
