@@ -23,7 +23,7 @@
 //!
 //! | what | bound | past it |
 //! |---|---|---|
-//! | names held in memory | [`MAX_NAMES`] | the least recently used name that is not followed is dropped from memory (its files stay) |
+//! | names held in memory | [`MAX_NAMES`], and [`MAX_HELD_LISTS`] bytes of lists | the least recently used names are dropped from memory (their files stay, read again when used) |
 //! | names kept in `R/names/` | [`MAX_NAMES`] | a new name is held in memory only |
 //! | lists shown by the mount | one `versions.json` per name, built once per list | - |
 //! | names one user follows | `names.follow_per_user` (256) | refused |
@@ -61,6 +61,8 @@ pub const MAX_NAMES: usize = 4096;
 pub const MAX_WALK: usize = 1024;
 /// Mount threads waiting for the network to resolve a name at once.
 pub const MAX_WAITING: usize = 4;
+/// Release lists held in memory, in bytes as encoded (a decoded list takes about as much).
+pub const MAX_HELD_LISTS: usize = 64 << 20;
 /// How long a name's first value is fetched to see whether it is a release list.
 pub const PROBE: Duration = Duration::from_secs(3);
 /// Followed names republished at once.
@@ -131,6 +133,26 @@ pub struct Known {
     pub from: Option<String>,
 }
 
+impl Known {
+    /// The size of the list it holds, as encoded (0 for a path).
+    fn list_bytes(&self) -> usize {
+        match &self.target {
+            Target::Path(_) => 0,
+            // A version's fields and a little more each: not encoded again per call.
+            Target::Releases { list, .. } => list
+                .versions
+                .iter()
+                .map(|r| {
+                    64 + r.v.len()
+                        + r.at.len()
+                        + r.notes.as_ref().map_or(0, String::len)
+                        + r.yanked.as_ref().map_or(0, String::len)
+                })
+                .sum(),
+        }
+    }
+}
+
 /// The daemon's names.
 pub struct Naming {
     dir: PathBuf,
@@ -139,7 +161,8 @@ pub struct Naming {
     timeout: Duration,
     cfg: NamesConfig,
     rt: Option<tokio::runtime::Handle>,
-    known: Mutex<HashMap<Name, (Arc<Known>, Instant)>>,
+    /// Names held: what is known, when last used, its list's size; and all lists' sizes.
+    known: Mutex<Held>,
     refreshing: Mutex<HashSet<Name>>,
     waiting: AtomicUsize,
     aliases: Mutex<Aliases>,
@@ -153,6 +176,9 @@ pub struct Naming {
     /// What the mount shows for a list, by name: built once per list and freshness.
     shown: Mutex<HashMap<Name, (Cid, bool, Named)>>,
 }
+
+/// Names held: each one's knowledge, last use and list size; the lists' total size.
+type Held = (HashMap<Name, (Arc<Known>, Instant, usize)>, usize);
 
 /// The node's aliases as last read: the file's mtime, when it was looked at, the aliases.
 type Aliases = (Option<SystemTime>, Instant, Arc<BTreeMap<String, Name>>);
@@ -317,7 +343,7 @@ impl Naming {
             timeout,
             cfg,
             rt,
-            known: Mutex::new(HashMap::new()),
+            known: Mutex::new((HashMap::new(), 0)),
             refreshing: Mutex::new(HashSet::new()),
             waiting: AtomicUsize::new(0),
             aliases: Mutex::new((None, Instant::now(), Arc::new(BTreeMap::new()))),
@@ -369,7 +395,7 @@ impl Naming {
 
     /// What is held for `name`: in memory, else read back from `R/names/`.
     pub fn held(&self, name: &Name) -> Option<Arc<Known>> {
-        if let Some((k, at)) = self.known.lock().expect("known").get_mut(name) {
+        if let Some((k, at, _)) = self.known.lock().expect("known").0.get_mut(name) {
             *at = Instant::now();
             return Some(k.clone());
         }
@@ -406,20 +432,26 @@ impl Naming {
     }
 
     fn remember(&self, name: &Name, k: Arc<Known>) {
-        let mut known = self.known.lock().expect("known");
-        if known.len() >= MAX_NAMES && !known.contains_key(name) {
-            // The least recently resolved name that is not followed is forgotten.
+        let size = k.list_bytes();
+        let mut guard = self.known.lock().expect("known");
+        let (known, lists) = &mut *guard;
+        if let Some((_, _, old)) = known.insert(*name, (k, Instant::now(), size)) {
+            *lists -= old;
+        }
+        *lists += size;
+        // Past either bound, the least recently used names are dropped from memory, only
+        // from memory: their files stay, so what was seen of them still holds.
+        while known.len() > MAX_NAMES || *lists > MAX_HELD_LISTS {
             let oldest = known
                 .iter()
-                .filter(|(n, _)| !self.name_dir(n).join("follow").exists())
-                .min_by_key(|(_, (_, at))| *at)
+                .filter(|(n, _)| *n != name)
+                .min_by_key(|(_, (_, at, _))| *at)
                 .map(|(n, _)| *n);
-            // Only from memory: its files stay, so what was seen of it still holds.
-            if let Some(o) = oldest {
-                known.remove(&o);
+            let Some(o) = oldest else { break };
+            if let Some((_, _, s)) = known.remove(&o) {
+                *lists -= s;
             }
         }
-        known.insert(*name, (k, Instant::now()));
     }
 
     /// A block: from the store, else from the network (a blocking wait).

@@ -1,8 +1,8 @@
 //! IPNS records from strangers (DHT `PUT_VALUE`, lookup answers, files): the verifier, the
 //! unverified reader and the DHT's record store; and what else names bring: release-list
-//! blocks from any peer, and names as text.
+//! and profile blocks from any peer, and names as text.
 
-use cairn_names::{record, releases::List, time, Name};
+use cairn_names::{profile::Profile, record, releases::List, time, Name};
 use cairn_net::dht::records::{self, Records};
 
 /// A name of a fixed Ed25519 key, so that inputs can carry records the fuzzer signed
@@ -15,6 +15,10 @@ pub fn ipns(data: &[u8]) {
     // A release list that decodes encodes to a list that decodes the same.
     if let Ok(l) = List::decode(data, None) {
         assert_eq!(List::decode(&l.encode(), Some(&l.name)).as_ref(), Ok(&l));
+    }
+    // So does a profile.
+    if let Ok(p) = Profile::decode(data, None) {
+        assert_eq!(Profile::decode(&p.encode(), Some(&p.name)).as_ref(), Ok(&p));
     }
     // A name that parses prints as one that parses to it.
     if let Ok(Ok(n)) = std::str::from_utf8(data).map(str::parse::<Name>) {
