@@ -427,3 +427,65 @@ fn a_forked_list_is_caught_by_the_daemon() {
     });
     drop(d);
 }
+
+/// A followed name's list is kept as a file (a shallow root: the list, not what it
+/// releases). After the collector has taken the list's block, the daemon puts it back into
+/// its store at its next start, so that it can serve it to peers again.
+#[test]
+fn a_followed_list_survives_the_collector() {
+    use cairn_names::{record, releases::List, Name};
+    use cairn_store::{codec::codes, Cid, HashAlg};
+    let root = quick_root();
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let name = Name::of(&key.public());
+    let k51 = name.to_string();
+    let app = Cid::new_v1(codes::RAW, HashAlg::Sha2_256.digest(b"an app"));
+    let list = List::empty(name).append(None, "1.0", app, 0, None).unwrap();
+    let f = root.dir.path().join("list");
+    std::fs::write(&f, list.encode()).unwrap();
+    let lcid = ok(&root.output(&[
+        "block",
+        "put",
+        "--cid-codec",
+        "dag-cbor",
+        f.to_str().unwrap(),
+    ]));
+    let lcid = lcid.trim();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i128;
+    let rec = record::sign(
+        &key,
+        &format!("/ipfs/{lcid}"),
+        0,
+        now + 3_600_000_000_000,
+        1,
+    )
+    .unwrap();
+    let d = Daemon::start(&root, false, &[]);
+    let r = control(
+        &root,
+        &format!(
+            r#"{{"op":"name_publish","name":"{k51}","record":"{}","offline":true}}"#,
+            record::to_base64(&rec)
+        ),
+    );
+    assert!(r.get("error").is_none(), "{r}");
+    ok(&root.output(&["name", "follow", &k51]));
+    drop(d);
+    ok(&root.output(&["gc"]));
+    assert!(
+        !root.output(&["block", "stat", lcid]).status.success(),
+        "the collector took the list's block"
+    );
+    let d = Daemon::start(&root, false, &[]);
+    eventually(10, "the list's block back in the store", || {
+        root.output(&["block", "stat", lcid]).status.success()
+    });
+    assert_eq!(
+        ok(&root.output(&["name", "resolve", "--offline", &format!("{k51}@1.0")])),
+        format!("/ipfs/{app}\n")
+    );
+    drop(d);
+}

@@ -909,6 +909,7 @@ impl Naming {
                 if this.freshness(&k) == Freshness::Expired {
                     return 0;
                 }
+                this.restore_list(&name);
                 match client.publish_name(name, k.bytes.clone(), false).await {
                     Ok(()) => 1,
                     Err(e) => {
@@ -924,6 +925,21 @@ impl Naming {
         n
     }
 
+    /// Puts a followed name's last good list back into the store if the collector took it
+    /// (the list file is the root that keeps it; the store is where peers are served from).
+    fn restore_list(&self, name: &Name) {
+        let Some(bytes) = read_bounded(&self.name_dir(name).join("list"), MAX_LIST as u64) else {
+            return;
+        };
+        let cid = list_cid(&bytes);
+        if !self.store.has(&cid).unwrap_or(true) {
+            match self.store.put_cache(&cid, &bytes) {
+                Ok(_) => log::info!("{name}: its list {cid} is served again"),
+                Err(e) => log::warn!("{name}: restoring its list {cid}: {e}"),
+            }
+        }
+    }
+
     /// At start, followed names' records are kept in the DHT again (served to peers); then
     /// every `names.republish` they are put on the DHT, once a peer is connected.
     pub async fn run(self: Arc<Self>) {
@@ -931,6 +947,7 @@ impl Naming {
             return;
         };
         for (name, _, _) in self.followed() {
+            self.restore_list(&name);
             if let Some(k) = self.held(&name) {
                 let _ = client.publish_name(name, k.bytes.clone(), true).await;
             }
