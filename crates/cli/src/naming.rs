@@ -173,12 +173,17 @@ pub struct Naming {
     writing: Mutex<()>,
     /// Name directories in `R/names/` (at most [`MAX_NAMES`] are written).
     on_disk: AtomicUsize,
+    /// Held while a follow is checked and written (two requests cannot both pass a limit).
+    following: Mutex<()>,
     /// What the mount shows for a list, by name: built once per list and freshness.
-    shown: Mutex<HashMap<Name, (Cid, bool, Named)>>,
+    shown: Mutex<Shown>,
 }
 
 /// Names held: each one's knowledge, last use and list size; the lists' total size.
 type Held = (HashMap<Name, (Arc<Known>, Instant, usize)>, usize);
+
+/// What the mount shows per list (its CID, whether expired, the entry) and the bytes of all.
+type Shown = (HashMap<Name, (Cid, bool, Named)>, usize);
 
 /// The node's aliases as last read: the file's mtime, when it was looked at, the aliases.
 type Aliases = (Option<SystemTime>, Instant, Arc<BTreeMap<String, Name>>);
@@ -350,7 +355,8 @@ impl Naming {
             publishers: Mutex::new(HashMap::new()),
             writing: Mutex::new(()),
             on_disk: AtomicUsize::new(on_disk),
-            shown: Mutex::new(HashMap::new()),
+            following: Mutex::new(()),
+            shown: Mutex::new((HashMap::new(), 0)),
         }))
     }
 
@@ -435,6 +441,14 @@ impl Naming {
         let size = k.list_bytes();
         let mut guard = self.known.lock().expect("known");
         let (known, lists) = &mut *guard;
+        // Never a record older than the one held (a copy read before a newer one was kept).
+        if let Some((h, at, _)) = known.get_mut(name) {
+            let (_, best) = record::better((&h.record, &h.bytes), (&k.record, &k.bytes));
+            if best == h.bytes.as_slice() && h.bytes != k.bytes {
+                *at = Instant::now();
+                return;
+            }
+        }
         if let Some((_, _, old)) = known.insert(*name, (k, Instant::now(), size)) {
             *lists -= old;
         }
@@ -452,11 +466,6 @@ impl Naming {
                 *lists -= s;
             }
         }
-    }
-
-    /// A block: from the store, else from the network (a blocking wait).
-    fn block_blocking(&self, cid: &Cid) -> Result<Vec<u8>, String> {
-        self.block_within(cid, self.timeout)
     }
 
     /// A block: from the store, else from the network within `timeout`.
@@ -495,10 +504,11 @@ impl Naming {
         }
         let deadline = Instant::now() + self.timeout;
         let block = |c: &Cid| {
-            if Instant::now() > deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 return Err(format!("the chain was not read within {:?}", self.timeout));
             }
-            self.block_blocking(c)
+            self.block_within(c, left)
         };
         // Whether a name with no list yet points to one is asked for a few seconds only: a
         // plain name of an app nobody near serves must still resolve.
@@ -618,11 +628,19 @@ impl Naming {
             tokio::task::spawn_blocking(move || this.target_blocking(&name, &value))
                 .await
                 .map_err(|e| e.to_string())??;
+        // Fresh only if a peer sent it: a record a local user handed over, or one found in
+        // this node's own DHT store, is taken (it verified, it is newer) but not trusted to
+        // be the newest until the network is asked.
+        let checked = if from.is_some() {
+            SystemTime::now()
+        } else {
+            SystemTime::UNIX_EPOCH
+        };
         let k = Known {
             record: rec,
             bytes,
             target,
-            checked: SystemTime::now(),
+            checked,
             from,
         };
         let this = self.clone();
@@ -713,6 +731,10 @@ impl Naming {
             tokio::task::spawn_blocking(move || this.target_blocking(&name, &value))
                 .await
                 .map_err(|e| e.to_string())??;
+        let _w = self.writing.lock().expect("writing");
+        if self.held(&name).is_some_and(|h| h.bytes != held.bytes) {
+            return Err(format!("{name} changed meanwhile; accept it again"));
+        }
         if let Some(bytes) = list {
             write_atomic(&self.name_dir(&name).join("list"), &bytes).map_err(|e| e.to_string())?;
         }
@@ -724,6 +746,14 @@ impl Naming {
             }),
         );
         Ok(had)
+    }
+
+    /// Who follows `name` and whether mirrored, if it is followed.
+    fn follow_of(&self, name: &Name) -> Option<(u32, bool)> {
+        let text = read_bounded(&self.name_dir(name).join("follow"), 64)?;
+        let text = String::from_utf8(text).ok()?;
+        let (uid, how) = text.trim().split_once(' ')?;
+        Some((uid.parse().ok()?, how == "mirror"))
     }
 
     /// The names followed, with who asked and whether mirrored.
@@ -755,34 +785,21 @@ impl Naming {
                 "--mirror pins everything a name releases: root or the daemon's user only".into(),
             );
         }
-        let followed = self.followed();
-        if let Some((_, by, _)) = followed.iter().find(|(n, _, _)| *n == name) {
-            if *by != uid && !admin {
-                return Err(format!("{name} is followed already (by user {by})"));
-            }
-        }
-        let already = followed.iter().any(|(n, _, _)| *n == name);
-        let mine = followed.iter().filter(|(_, u, _)| *u == uid).count();
-        if !already && mine >= self.cfg.follow_per_user {
-            return Err(format!(
-                "you follow {mine} names already, the most this node allows one user (names.follow_per_user)"
-            ));
-        }
-        if !already && followed.len() >= MAX_NAMES / 2 {
-            return Err(format!(
-                "this node follows {} names already",
-                followed.len()
-            ));
-        }
+        // Checked before the (slow) resolution, and again with the write, under one lock.
+        self.may_follow(name, uid, admin)?;
         let (k, _) = self
             .resolve(name, Mode::default())
             .await?
             .ok_or_else(|| format!("{name}: no valid record found"))?;
-        let dir = self.name_dir(&name);
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let how = if mirror { "mirror" } else { "shallow" };
-        write_atomic(&dir.join("follow"), format!("{uid} {how}\n").as_bytes())
-            .map_err(|e| e.to_string())?;
+        {
+            let _f = self.following.lock().expect("following");
+            self.may_follow(name, uid, admin)?;
+            let dir = self.name_dir(&name);
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let how = if mirror { "mirror" } else { "shallow" };
+            write_atomic(&dir.join("follow"), format!("{uid} {how}\n").as_bytes())
+                .map_err(|e| e.to_string())?;
+        }
         if let Target::Releases { cid, .. } = &k.target {
             self.mirror_pin(&name, Some(cid));
         }
@@ -793,6 +810,31 @@ impl Naming {
             }
         }
         Ok(k)
+    }
+
+    /// Whether `uid` may follow `name` (again): not another user's follow, within the
+    /// per-user and node-wide counts.
+    fn may_follow(&self, name: Name, uid: u32, admin: bool) -> Result<(), String> {
+        let followed = self.followed();
+        if let Some((_, by, _)) = followed.iter().find(|(n, _, _)| *n == name) {
+            if *by != uid && !admin {
+                return Err(format!("{name} is followed already (by user {by})"));
+            }
+            return Ok(());
+        }
+        let mine = followed.iter().filter(|(_, u, _)| *u == uid).count();
+        if mine >= self.cfg.follow_per_user {
+            return Err(format!(
+                "you follow {mine} names already, the most this node allows one user (names.follow_per_user)"
+            ));
+        }
+        if followed.len() >= MAX_NAMES / 2 {
+            return Err(format!(
+                "this node follows {} names already",
+                followed.len()
+            ));
+        }
+        Ok(())
     }
 
     /// Stops following `name`; only who followed it, root or the daemon's user may.
@@ -811,7 +853,7 @@ impl Naming {
     /// A mirrored name's pin: on `list` (its newest list, and through it every version),
     /// or none.
     fn mirror_pin(&self, name: &Name, list: Option<&Cid>) {
-        let mirrored = self.followed().into_iter().any(|(n, _, m)| n == *name && m);
+        let mirrored = self.follow_of(name).is_some_and(|(_, m)| m);
         let layout = self.store.layout();
         let user = cairn_gc::pins::current_user();
         let prog = format!("names-{name}");
@@ -859,6 +901,8 @@ impl Naming {
         // Paced: a peer takes 100 puts a second from one sender before it calls it a flood,
         // and in a small network every peer is among every name's closest.
         let mut pace = tokio::time::interval(Duration::from_secs(1) / REPUBLISH_PER_SECOND);
+        // A late tick delays the ones after it, never a burst to catch up.
+        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         if let Ok(ks) = cairn_names::keys::Keystore::open_default() {
             for (key_name, key) in ks.list().unwrap_or_default() {
                 pace.tick().await;
@@ -995,7 +1039,8 @@ impl Naming {
             Target::Path(_) => None,
             Target::Releases { list, cid, .. } => {
                 let expired = f == Freshness::Expired;
-                let mut shown = self.shown.lock().expect("shown");
+                let mut guard = self.shown.lock().expect("shown");
+                let (shown, bytes) = &mut *guard;
                 if let Some((c, e, n)) = shown.get(name) {
                     if c == cid && *e == expired {
                         return Some(n.clone());
@@ -1007,9 +1052,16 @@ impl Naming {
                     json: Self::versions_json(name, list, cid, latest.as_deref()),
                     latest,
                 }));
-                if shown.len() >= MAX_NAMES {
+                // Bounded as the lists held are: past it, built again as they are used.
+                let size = match &n {
+                    Named::Releases(v) => v.json.len() + 64 * v.versions.len(),
+                    Named::Link(t) => t.len(),
+                };
+                if shown.len() >= MAX_NAMES || *bytes + size > MAX_HELD_LISTS {
                     shown.clear();
+                    *bytes = 0;
                 }
+                *bytes += size;
                 shown.insert(*name, (*cid, expired, n.clone()));
                 Some(n)
             }

@@ -91,7 +91,19 @@ pub fn run(root: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
             };
             let name = k.ipns();
             let mut c = Control::require(root)?;
-            let mut p = fetch(root, &mut c, &name, false)?.unwrap_or_else(|| Profile::empty(name));
+            // The network's, else the one this user last published (a name whose record
+            // expired must not start again empty).
+            let mine = || -> Option<Profile> {
+                let (_, v) = ks.head(&key).ok()??;
+                let cid = cairn_store::parse_cid(v.strip_prefix("/ipfs/")?).ok()?;
+                let bytes =
+                    crate::release::block(root, &mut Control::require(root).ok()?, &cid).ok()?;
+                Profile::decode(&bytes, Some(&name)).ok()
+            };
+            let mut p = match fetch(root, &mut c, &name, false)? {
+                Some(p) => p,
+                None => mine().unwrap_or_else(|| Profile::empty(name)),
+            };
             if display.is_some() {
                 p.display = display;
             }

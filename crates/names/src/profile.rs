@@ -13,8 +13,8 @@
 //! |---|---|
 //! | a profile block | [`MAX_PROFILE`] (256 KiB), checked before it is parsed |
 //! | entries (packages and repositories) | [`MAX_ENTRIES`] in all |
-//! | an entry's key, the display name | [`MAX_KEY`] bytes of `A-Za-z0-9._+~-` (display: any text) |
-//! | an entry's value | [`MAX_VALUE`] bytes |
+//! | an entry's key | [`MAX_KEY`] bytes of `A-Za-z0-9._+~-` |
+//! | an entry's value, the display name | [`MAX_VALUE`] bytes (the display name: any text) |
 
 use std::collections::BTreeMap;
 
@@ -27,9 +27,9 @@ const TYPE: &str = "cairn/profile/1";
 pub const MAX_PROFILE: usize = 256 << 10;
 /// Packages and repositories in one profile.
 pub const MAX_ENTRIES: usize = 1024;
-/// An entry's key, and a display name.
+/// An entry's key.
 pub const MAX_KEY: usize = 64;
-/// An entry's value.
+/// An entry's value, and the display name.
 pub const MAX_VALUE: usize = 512;
 
 /// A profile.
