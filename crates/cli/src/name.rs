@@ -67,7 +67,8 @@ pub enum NameCmd {
     /// owner's absence until its validity ends; its release list is kept too
     Follow {
         name: String,
-        /// Also pin every version it released (and each new one as it comes)
+        /// Also pin and fetch every version it released, and each new one as it comes (root
+        /// or the daemon's user only)
         #[arg(long)]
         mirror: bool,
     },
@@ -76,7 +77,7 @@ pub enum NameCmd {
     /// List the names the node follows and the aliases you can use
     List,
     /// Sign your names' records again with a new validity (keys you published with) and hand
-    /// them to the daemon; run it every day or so (a systemd user timer: see the README) so
+    /// them to the daemon; run it every day or so (a systemd user timer: docs/names.md) so
     /// your names stay resolvable while the daemon's user is not you
     Republish,
     /// Local names for names: `cairn name alias set hello k51…`, then `hello@1.0`
