@@ -165,7 +165,7 @@ fn with_keys(root: &Root, home: &Path, args: &[&str]) -> Output {
 }
 
 /// Sends one control request line to a daemon; its answer.
-fn control(root: &Root, line: &str) -> serde_json::Value {
+pub(crate) fn control(root: &Root, line: &str) -> serde_json::Value {
     use std::io::{BufRead, Write};
     let mut s = std::os::unix::net::UnixStream::connect(root.path().join("daemon.sock")).unwrap();
     s.write_all(line.as_bytes()).unwrap();
@@ -547,15 +547,7 @@ fn releases_list_versions_anyone_can_resolve() {
         }],
         prev: None,
     };
-    let file = a.dir.path().join("forged-list");
-    std::fs::write(&file, forged.encode()).unwrap();
-    let list = ok(&a.output(&[
-        "block",
-        "put",
-        "--cid-codec",
-        "dag-cbor",
-        file.to_str().unwrap(),
-    ]));
+    let list = crate::names_mount::put_dag_cbor(a, "forged-list", &forged.encode());
     ok(&with_keys(
         a,
         home,

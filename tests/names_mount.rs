@@ -290,15 +290,31 @@ fn names_in_the_mount_and_after_their_owner() {
     drop((dd, db));
 }
 
-/// Sends one control request line to a daemon; its answer.
-fn control(root: &Root, line: &str) -> serde_json::Value {
-    use std::io::{BufRead, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(root.path().join("daemon.sock")).unwrap();
-    s.write_all(line.as_bytes()).unwrap();
-    s.write_all(b"\n").unwrap();
-    let mut answer = String::new();
-    std::io::BufReader::new(s).read_line(&mut answer).unwrap();
-    serde_json::from_str(&answer).unwrap()
+/// Puts `bytes` into `root`'s store as a dag-cbor block (by way of the file `file`), as
+/// `cairn release` puts a list; its CID.
+pub(crate) fn put_dag_cbor(root: &Root, file: &str, bytes: &[u8]) -> String {
+    let f = root.dir.path().join(file);
+    std::fs::write(&f, bytes).unwrap();
+    let out = ok(&root.output(&[
+        "block",
+        "put",
+        "--cid-codec",
+        "dag-cbor",
+        f.to_str().unwrap(),
+    ]));
+    out.trim().to_owned()
+}
+
+/// Hands a daemon a signed record of `name` to keep (offline: no peer needed).
+fn publish_offline(root: &Root, name: &str, record: &[u8]) {
+    let r = crate::names::control(
+        root,
+        &format!(
+            r#"{{"op":"name_publish","name":"{name}","record":"{}","offline":true}}"#,
+            cairn_names::record::to_base64(record)
+        ),
+    );
+    assert!(r.get("error").is_none(), "{r}");
 }
 
 /// Two lists with one sequence: the key's holder signs list 1.1 -> B, and then, at the
@@ -322,16 +338,9 @@ fn a_forked_list_is_caught_by_the_daemon() {
     let (a, b, c) = (cid("a"), cid("b"), cid("c"));
     // Each list into the store, as `cairn release` would put it.
     let put = |l: &List| -> Cid {
-        let f = root.dir.path().join(format!("list-{}", l.seq));
-        std::fs::write(&f, l.encode()).unwrap();
-        let out = ok(&root.output(&[
-            "block",
-            "put",
-            "--cid-codec",
-            "dag-cbor",
-            f.to_str().unwrap(),
-        ]));
-        out.trim().parse().unwrap()
+        put_dag_cbor(&root, &format!("list-{}", l.seq), &l.encode())
+            .parse()
+            .unwrap()
     };
     let l0 = List::empty(name).append(None, "1.0", a, 0, None).unwrap();
     let c0 = put(&l0);
@@ -342,18 +351,7 @@ fn a_forked_list_is_caught_by_the_daemon() {
         cid: c,
         ..fork.versions[1].clone()
     };
-    let f1 = {
-        let f = root.dir.path().join("fork");
-        std::fs::write(&f, fork.encode()).unwrap();
-        let out = ok(&root.output(&[
-            "block",
-            "put",
-            "--cid-codec",
-            "dag-cbor",
-            f.to_str().unwrap(),
-        ]));
-        out.trim().to_owned()
-    };
+    let f1 = put_dag_cbor(&root, "fork", &fork.encode());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -361,14 +359,7 @@ fn a_forked_list_is_caught_by_the_daemon() {
     let hour = 3_600_000_000_000i128;
     let publish = |value: &str, seq: u64, validity: i128| {
         let rec = record::sign(&key, value, seq, validity, 1_000_000_000).unwrap();
-        let r = control(
-            &root,
-            &format!(
-                r#"{{"op":"name_publish","name":"{k51}","record":"{}","offline":true}}"#,
-                record::to_base64(&rec)
-            ),
-        );
-        assert!(r.get("error").is_none(), "{r}");
+        publish_offline(&root, &k51, &rec);
     };
     let resolved = || -> serde_json::Value {
         serde_json::from_str(&ok(&root.output(&[
@@ -441,16 +432,8 @@ fn a_followed_list_survives_the_collector() {
     let k51 = name.to_string();
     let app = Cid::new_v1(codes::RAW, HashAlg::Sha2_256.digest(b"an app"));
     let list = List::empty(name).append(None, "1.0", app, 0, None).unwrap();
-    let f = root.dir.path().join("list");
-    std::fs::write(&f, list.encode()).unwrap();
-    let lcid = ok(&root.output(&[
-        "block",
-        "put",
-        "--cid-codec",
-        "dag-cbor",
-        f.to_str().unwrap(),
-    ]));
-    let lcid = lcid.trim();
+    let lcid = put_dag_cbor(&root, "list", &list.encode());
+    let lcid = lcid.as_str();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -464,14 +447,7 @@ fn a_followed_list_survives_the_collector() {
     )
     .unwrap();
     let d = Daemon::start(&root, false, &[]);
-    let r = control(
-        &root,
-        &format!(
-            r#"{{"op":"name_publish","name":"{k51}","record":"{}","offline":true}}"#,
-            record::to_base64(&rec)
-        ),
-    );
-    assert!(r.get("error").is_none(), "{r}");
+    publish_offline(&root, &k51, &rec);
     ok(&root.output(&["name", "follow", &k51]));
     drop(d);
     ok(&root.output(&["gc"]));

@@ -367,27 +367,16 @@ fn republish(root: &Path) -> Result<ExitCode> {
     let ks = Keystore::open_default()?;
     let mut c = Control::require(root)?;
     let (mut ok, mut failed) = (0, 0);
-    for (key_name, key) in ks.list()? {
-        let Ok(key) = key else { continue };
-        let Some((seq, value)) = ks.head(&key_name)? else {
-            continue;
-        };
-        let name = key.ipns();
-        let bytes = record::sign(
-            &key.keypair,
-            &value,
-            seq,
-            now() + 48 * 3600 * 1_000_000_000,
-            300 * 1_000_000_000,
-        )?;
+    for r in ks.resigned(now()) {
+        let (key_name, name, value) = (&r.key, r.name, &r.value);
         match c.call(&Request::NamePublish {
             name: name.to_string(),
-            record: record::to_base64(&bytes),
+            record: record::to_base64(&r.record),
             offline: false,
         }) {
             Ok(_) => {
                 ok += 1;
-                println!("republished {key_name} ({name}): {}", printable(&value));
+                println!("republished {key_name} ({name}): {}", printable(value));
             }
             Err(e) => {
                 failed += 1;

@@ -904,28 +904,15 @@ impl Naming {
         // A late tick delays the ones after it, never a burst to catch up.
         pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         if let Ok(ks) = cairn_names::keys::Keystore::open_default() {
-            for (key_name, key) in ks.list().unwrap_or_default() {
+            for r in ks.resigned(now_nanos()) {
                 pace.tick().await;
-                let (Ok(key), Ok(Some((seq, value)))) = (key, ks.head(&key_name)) else {
-                    continue;
-                };
-                let name = key.ipns();
-                let Ok(bytes) = record::sign(
-                    &key.keypair,
-                    &value,
-                    seq,
-                    now_nanos() + 48 * 3600 * 1_000_000_000,
-                    300 * 1_000_000_000,
-                ) else {
-                    continue;
-                };
-                own.insert(name);
-                match client.publish_name(name, bytes.clone(), false).await {
+                own.insert(r.name);
+                match client.publish_name(r.name, r.record.clone(), false).await {
                     Ok(()) => {
                         n += 1;
-                        let _ = self.published(name, bytes).await;
+                        let _ = self.published(r.name, r.record).await;
                     }
-                    Err(e) => log::info!("republishing {name}: {e}"),
+                    Err(e) => log::info!("republishing {}: {e}", r.name),
                 }
             }
         }

@@ -9,7 +9,6 @@ use cairn_names::{
     profile::Profile,
     record, Name,
 };
-use cairn_store::{codec::codes, Cid, HashAlg, Store};
 use clap::Subcommand;
 
 use crate::{
@@ -130,53 +129,31 @@ pub fn run(root: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
                     cairn_names::profile::MAX_PROFILE
                 );
             }
-            let cid = Cid::new_v1(codes::DAG_CBOR, HashAlg::Sha2_256.digest(&bytes));
-            let store = Store::init(root)?;
-            store.put(&cid, &bytes)?;
-            let layout = store.layout();
-            let user = cairn_gc::pins::current_user();
-            let old = ks.head(&key)?;
-            cairn_gc::pins::add(layout, &user, "profile", &cid)?;
             let r = c.call(&Request::NameResolve {
                 name: name.to_string(),
                 nocache: false,
                 offline: false,
             })?;
-            let seq = r["sequence"]
+            let old = ks.head(&key)?;
+            let sequence = r["sequence"]
                 .as_u64()
                 .max(old.as_ref().map(|(s, _)| *s))
                 .map_or(0, |s| s + 1);
-            let value = format!("/ipfs/{cid}");
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as i128);
-            let rec = record::sign(
-                &k.keypair,
-                &value,
-                seq,
-                now + 48 * 3600 * 1_000_000_000,
-                300 * 1_000_000_000,
+            let old = old.and_then(|(_, v)| cairn_store::parse_cid(v.strip_prefix("/ipfs/")?).ok());
+            let cid = crate::release::publish_block(
+                root,
+                &mut c,
+                &ks,
+                &k,
+                &crate::release::Publication {
+                    prog: "profile",
+                    bytes: &bytes,
+                    sequence,
+                    old,
+                    lifetime: record::LIFETIME,
+                    ttl: record::TTL,
+                },
             )?;
-            c.call(&Request::NamePublish {
-                name: name.to_string(),
-                record: record::to_base64(&rec),
-                offline: false,
-            })
-            .with_context(|| format!("publishing {name}"))?;
-            ks.set_head(&key, seq, &value)?;
-            if let Some(old) = old.and_then(|(_, v)| {
-                v.strip_prefix("/ipfs/")
-                    .and_then(|s| cairn_store::parse_cid(s).ok())
-            }) {
-                if old != cid {
-                    cairn_gc::pins::remove(layout, &user, Some("profile"), &old)?;
-                }
-            }
-            if let Err(e) = c.call(&Request::Provide {
-                cids: vec![cid.to_string()],
-            }) {
-                log::debug!("announcing {cid}: {e}");
-            }
             if made {
                 eprintln!("cairn: made the key {key}; your profile's name, to share: {name}");
             }

@@ -265,39 +265,21 @@ pub fn release(root: &Path, a: ReleaseArgs) -> Result<ExitCode> {
             cairn_names::releases::MAX_LIST
         );
     }
-    let list_cid = Cid::new_v1(codes::DAG_CBOR, HashAlg::Sha2_256.digest(&bytes));
-    let store = Store::init(root)?;
-    store.put(&list_cid, &bytes)?;
-    // The newest list is pinned (its prev links keep the chain); the one before is not.
-    let layout = store.layout();
-    let user = cairn_gc::pins::current_user();
-    cairn_gc::pins::add(layout, &user, "releases", &list_cid)?;
-    if let Some((_, old, _)) = &cur {
-        cairn_gc::pins::remove(layout, &user, Some("releases"), old)?;
-    }
-    let sequence = cur.as_ref().map_or(0, |(_, _, s)| s + 1);
-    let rec = record::sign(
-        &key.keypair,
-        &format!("/ipfs/{list_cid}"),
-        sequence,
-        now() + a.lifetime.as_nanos() as i128,
-        a.ttl.as_nanos() as u64,
+    let list_cid = publish_block(
+        root,
+        &mut c,
+        &ks,
+        &key,
+        &Publication {
+            prog: "releases",
+            bytes: &bytes,
+            sequence: cur.as_ref().map_or(0, |(_, _, s)| s + 1),
+            old: cur.as_ref().map(|(_, old, _)| *old),
+            lifetime: a.lifetime,
+            ttl: a.ttl,
+        },
     )?;
-    c.call(&Request::NamePublish {
-        name: name.to_string(),
-        record: record::to_base64(&rec),
-        offline: false,
-    })
-    .with_context(|| format!("publishing {name}"))?;
-    ks.set_head(&a.name, sequence, &format!("/ipfs/{list_cid}"))?;
     set_seen(&name, &list_cid)?;
-    // Announce the list, so nodes not connected to this one find it (root and the daemon's
-    // user only; others' lists are found through the peers that resolve them).
-    if let Err(e) = c.call(&Request::Provide {
-        cids: vec![list_cid.to_string()],
-    }) {
-        log::debug!("announcing {list_cid}: {e}");
-    }
     if made {
         eprintln!(
             "cairn: made the key {}; its name, to share: {name} (cairn key export {} -o FILE keeps a copy)",
@@ -306,6 +288,62 @@ pub fn release(root: &Path, a: ReleaseArgs) -> Result<ExitCode> {
     }
     println!("{what} (list {list_cid}, name {name})");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A dag-cbor block a key's name is to point to, and how.
+pub struct Publication<'a> {
+    /// The pins' program name (`R/pins/per-user/USER/PROG/`).
+    pub prog: &'a str,
+    pub bytes: &'a [u8],
+    pub sequence: u64,
+    /// The block the name pointed to before, whose pin goes.
+    pub old: Option<Cid>,
+    pub lifetime: std::time::Duration,
+    pub ttl: std::time::Duration,
+}
+
+/// Stores and pins `p`'s block (the old one's pin goes), signs a record of `key`'s name
+/// pointing to it, publishes it through the daemon, records the head, and announces the
+/// block (root and the daemon's user only; others' blocks are found through the peers
+/// that resolve them). Returns the block's CID.
+pub fn publish_block(
+    root: &Path,
+    c: &mut Control,
+    ks: &Keystore,
+    key: &cairn_names::keys::Key,
+    p: &Publication,
+) -> Result<Cid> {
+    let name = key.ipns();
+    let cid = Cid::new_v1(codes::DAG_CBOR, HashAlg::Sha2_256.digest(p.bytes));
+    let store = Store::init(root)?;
+    store.put(&cid, p.bytes)?;
+    let layout = store.layout();
+    let user = cairn_gc::pins::current_user();
+    cairn_gc::pins::add(layout, &user, p.prog, &cid)?;
+    let value = format!("/ipfs/{cid}");
+    let rec = record::sign(
+        &key.keypair,
+        &value,
+        p.sequence,
+        now() + p.lifetime.as_nanos() as i128,
+        p.ttl.as_nanos() as u64,
+    )?;
+    c.call(&Request::NamePublish {
+        name: name.to_string(),
+        record: record::to_base64(&rec),
+        offline: false,
+    })
+    .with_context(|| format!("publishing {name}"))?;
+    ks.set_head(&key.name, p.sequence, &value)?;
+    if let Some(old) = p.old.filter(|o| *o != cid) {
+        cairn_gc::pins::remove(layout, &user, Some(p.prog), &old)?;
+    }
+    if let Err(e) = c.call(&Request::Provide {
+        cids: vec![cid.to_string()],
+    }) {
+        log::debug!("announcing {cid}: {e}");
+    }
+    Ok(cid)
 }
 
 /// NAME: a name (k51…, or any spelling of one), one of your aliases, one of the node's,

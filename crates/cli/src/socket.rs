@@ -12,6 +12,9 @@
 //! | a reply the client won't read | [`WRITE_TIMEOUT`] (60 s)      | closed                                |
 //! | CIDs in one `prefetch`        | [`MAX_PREFETCH`] (1024)       | refused with an error                 |
 //! | a `fetch`'s window            | 1 ..= [`MAX_WINDOW`] (1024)   | refused with an error                 |
+//! | names one user publishes      | [`crate::naming::PUBLISH_PER_USER`] (256; root and the daemon's user: none) | refused with an error |
+//! | names one user follows        | `names.follow_per_user` (256), 2048 in all; `--mirror`: root and the daemon's user only | refused with an error |
+//! | names resolved for users      | held as [`crate::naming`] bounds them (4096 names, 64 MiB of lists) | least recently used dropped from memory |
 //!
 //! Requests on one connection are answered one after another, so a connection holds at most
 //! one request's work (a `fetch` of a DAG: its window of wants).

@@ -82,6 +82,14 @@ impl Key {
     }
 }
 
+/// A key's published record, signed again ([`Keystore::resigned`]).
+pub struct Resigned {
+    pub key: String,
+    pub name: Name,
+    pub value: String,
+    pub record: Vec<u8>,
+}
+
 /// A key file's name, and its key or why it cannot be used.
 pub type Listed = (String, Result<Key, KeyError>);
 
@@ -310,6 +318,29 @@ impl Keystore {
             let _ = fs::remove_file(&tmp);
         }
         renamed.map_err(io(&path))
+    }
+
+    /// Every key with a published head, its record signed again: the same sequence and
+    /// value, valid for [`crate::record::LIFETIME`] from `now`. Keys that cannot be read or
+    /// sign are left out.
+    pub fn resigned(&self, now: crate::time::Nanos) -> Vec<Resigned> {
+        let mut out = Vec::new();
+        for (key_name, key) in self.list().unwrap_or_default() {
+            let (Ok(key), Ok(Some((seq, value)))) = (key, self.head(&key_name)) else {
+                continue;
+            };
+            let validity = now + crate::record::LIFETIME.as_nanos() as i128;
+            let ttl = crate::record::TTL.as_nanos() as u64;
+            if let Ok(bytes) = crate::record::sign(&key.keypair, &value, seq, validity, ttl) {
+                out.push(Resigned {
+                    key: key_name,
+                    name: key.ipns(),
+                    value,
+                    record: bytes,
+                });
+            }
+        }
+        out
     }
 
     /// Reads a file of the keys directory that must be the user's alone (a regular file,

@@ -29,6 +29,10 @@ use crate::{
 pub const MAX_RECORD: usize = 10 << 10;
 /// The largest value (a path) a record may name.
 pub const MAX_VALUE: usize = 4096;
+/// How long a record cairn signs is valid unless told otherwise (kubo's default too).
+pub const LIFETIME: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
+/// How long resolvers may use a record cairn signs unless told otherwise.
+pub const TTL: std::time::Duration = std::time::Duration::from_secs(300);
 /// What a V2 signature signs before `data`.
 const SIGNATURE_PREFIX: &[u8] = b"ipns-signature:";
 
