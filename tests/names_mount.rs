@@ -57,8 +57,15 @@ fn hello_app(root: &Root, v: &str) -> String {
     root.add_q(&["--app", "--name", "hello", dir.to_str().unwrap()])
 }
 
-fn run(path: &Path) -> Output {
-    Command::new(path).output().unwrap()
+/// Runs `path` from `by`'s mount; a failure to start shows what its daemon logged.
+fn run(by: &Daemon, path: &Path) -> Output {
+    Command::new(path).output().unwrap_or_else(|e| {
+        panic!(
+            "running {}: {e}; its daemon said:\n{}",
+            path.display(),
+            by.stderr.lock().unwrap().join("\n")
+        )
+    })
 }
 
 /// A (owner) releases an app; C reads it through `R/store/name/` of its mount: versions,
@@ -93,7 +100,7 @@ fn names_in_the_mount_and_after_their_owner() {
     eventually(30, "C's mount showing 1.0", || {
         dir.join("1.0/bin/hello").exists()
     });
-    assert_eq!(ok(&run(&dir.join("1.0/bin/hello"))), "hello 1.0\n");
+    assert_eq!(ok(&run(&dc, &dir.join("1.0/bin/hello"))), "hello 1.0\n");
     assert_eq!(
         std::fs::read_link(dir.join("1.0"))
             .unwrap()
@@ -101,7 +108,7 @@ fn names_in_the_mount_and_after_their_owner() {
             .unwrap(),
         format!("../../app/{v10}")
     );
-    assert_eq!(ok(&run(&dir.join("latest/bin/hello"))), "hello 1.0\n");
+    assert_eq!(ok(&run(&dc, &dir.join("latest/bin/hello"))), "hello 1.0\n");
     let listed: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -248,10 +255,13 @@ fn names_in_the_mount_and_after_their_owner() {
     let out = ok(&b.output(&["name", "follow", "--mirror", &k51]));
     assert!(out.contains("following"), "{out}");
     assert!(ok(&b.output(&["name", "list"])).contains(&k51));
+    // Whole DAGs, not only their roots: A and C go away next.
     eventually(60, "B holding every version", || {
-        [&v10, &v11, &v12]
-            .iter()
-            .all(|v| b.output(&["block", "stat", v]).status.success())
+        [&v10, &v11, &v12].iter().all(|v| {
+            b.output(&["dag", "export", v, "-o", "/dev/null"])
+                .status
+                .success()
+        })
     });
     drop((da, dc, db));
     let db = Daemon::start(&b, false, &[]);
@@ -268,7 +278,7 @@ fn names_in_the_mount_and_after_their_owner() {
             == format!("/ipfs/{v12}\n").into_bytes()
     });
     let dir = d.path().join("store/name").join(&k51);
-    assert_eq!(ok(&run(&dir.join("latest/bin/hello"))), "hello 1.2\n");
+    assert_eq!(ok(&run(&dd, &dir.join("latest/bin/hello"))), "hello 1.2\n");
     // Once its validity ends, nobody can say which version is latest; released versions
     // are still what they were.
     eventually(60, "the record's validity ending", || {
@@ -286,7 +296,7 @@ fn names_in_the_mount_and_after_their_owner() {
     eventually(30, "D's mount dropping latest", || {
         !dir.join("latest").exists() && dir.join("1.1").exists()
     });
-    assert_eq!(ok(&run(&dir.join("1.1/bin/hello"))), "hello 1.1\n");
+    assert_eq!(ok(&run(&dd, &dir.join("1.1/bin/hello"))), "hello 1.1\n");
     drop((dd, db));
 }
 

@@ -93,10 +93,12 @@ pub fn run(root: &Path, cmd: DagCmd) -> Result<ExitCode> {
                     let file = File::create(&path)
                         .with_context(|| format!("creating {}", path.display()))?;
                     let (w, _) = car::export(&store, &[cid], BufWriter::new(file), &bar)?;
-                    w.into_inner()
-                        .map_err(|e| e.into_error())?
-                        .sync_all()
-                        .with_context(|| format!("writing {}", path.display()))?;
+                    let file = w.into_inner().map_err(|e| e.into_error())?;
+                    // A device such as /dev/null cannot be synced, and need not be.
+                    if file.metadata()?.is_file() {
+                        file.sync_all()
+                            .with_context(|| format!("writing {}", path.display()))?;
+                    }
                 }
                 None => {
                     if std::io::stdout().is_terminal() {
