@@ -535,18 +535,10 @@ fn releases_list_versions_anyone_can_resolve() {
     // The key's holder rewrites history: a list where 1.0 names another CID, with no link
     // to the lists before. C keeps its last good list, says so, until it accepts the new one.
     let name: cairn_names::Name = k51.parse().unwrap();
-    let forged = cairn_names::releases::List {
-        name,
-        seq: 9,
-        versions: vec![cairn_names::releases::Release {
-            v: "1.0".into(),
-            cid: cids[1].parse().unwrap(),
-            at: "2026-12-07T00:00:00Z".into(),
-            notes: None,
-            yanked: None,
-        }],
-        prev: None,
-    };
+    let mut forged = cairn_names::releases::List::empty(name)
+        .append(None, "1.0", cids[1].parse().unwrap(), 0, None)
+        .unwrap();
+    forged.seq = 9;
     let list = crate::names_mount::put_dag_cbor(a, "forged-list", &forged.encode());
     ok(&with_keys(
         a,

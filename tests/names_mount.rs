@@ -475,3 +475,135 @@ fn a_followed_list_survives_the_collector() {
     );
     drop(d);
 }
+
+/// A list longer than one block holds (300 versions with 4 KiB of notes each): its older
+/// entries spill into an older list, and the daemon, the CLI and the mount read the name
+/// whole. The owner goes on releasing and yanks a version of the older list from the CLI;
+/// the daemon keeps the older list beside the head in `R/names/`.
+#[test]
+fn a_long_list_spills_into_an_older_one_and_reads_whole() {
+    use cairn_names::{releases::List, Name};
+    use cairn_store::{codec::codes, Cid, HashAlg};
+    let keys = tempfile::tempdir().unwrap();
+    let home = keys.path();
+    let (root, peer) = (quick_root(), quick_root());
+    // A DHT peer to take the records (a publish waits for one to acknowledge).
+    let dp = Daemon::start(&peer, false, &[]);
+    let d = Daemon::start(&root, true, &["--bootstrap", &dp.addr]);
+    eventually(30, "the DHT knowing the peer", || {
+        d.stats()["dht"]["routing_peers"].as_u64().unwrap() >= 1
+    });
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let name = Name::of(&key.public());
+    let k51 = name.to_string();
+    let file = root.dir.path().join("hello.key");
+    std::fs::write(&file, key.to_protobuf_encoding().unwrap()).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    ok(&with_keys(
+        &root,
+        home,
+        &["key", "import", "hello", file.to_str().unwrap()],
+    ));
+    let app: Cid = hello_app(&root, "0.5").parse().unwrap();
+
+    let cid = |b: &[u8]| Cid::new_v1(codes::DAG_CBOR, HashAlg::Sha2_256.digest(b));
+    let notes = "n".repeat(4000);
+    let (mut l, mut c) = (List::empty(name), None);
+    let mut older = Vec::new();
+    for k in 0..300u32 {
+        let target = if k == 5 {
+            app
+        } else {
+            Cid::new_v1(codes::RAW, HashAlg::Sha2_256.digest(&k.to_le_bytes()))
+        };
+        let next = l
+            .append(c, &format!("0.{k}"), target, 0, Some(notes.clone()))
+            .unwrap();
+        if next.older != l.older {
+            older.push(l.encode());
+        }
+        c = Some(cid(&next.encode()));
+        l = next;
+    }
+    assert_eq!(older.len(), 1, "one spill");
+    let head = l.encode();
+    assert!(head.len() < older[0].len() / 2, "the head started again");
+    for (i, b) in older.iter().chain([&head]).enumerate() {
+        put_dag_cbor(&root, &format!("list-{i}"), b);
+    }
+    ok(&with_keys(
+        &root,
+        home,
+        &[
+            "name",
+            "publish",
+            "--key",
+            "hello",
+            &format!("/ipfs/{}", c.unwrap()),
+        ],
+    ));
+
+    // The node reads it whole: every version, those of the older list included.
+    let versions = |nocache: bool| -> serde_json::Value {
+        let mut args = vec!["versions", "--json", &k51];
+        if nocache {
+            args.push("--nocache");
+        }
+        serde_json::from_str(&ok(&root.output(&args))).unwrap()
+    };
+    let v = versions(true);
+    assert_eq!(
+        v["versions"].as_array().unwrap().len(),
+        300,
+        "{}",
+        v["list"]
+    );
+    assert_eq!(
+        ok(&root.output(&["name", "resolve", &format!("{k51}@0.5")])),
+        format!("/ipfs/{app}\n")
+    );
+    let dir = root.path().join("store/name").join(&k51);
+    eventually(10, "the mount showing the older list's versions", || {
+        dir.join("0.5/bin/hello").exists()
+    });
+    assert_eq!(ok(&run(&d, &dir.join("0.5/bin/hello"))), "hello 0.5\n");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("versions.json")).unwrap()).unwrap();
+    assert_eq!(json["versions"].as_array().unwrap().len(), 300);
+    let kept = root.path().join("names").join(&k51).join("older");
+    assert_eq!(
+        std::fs::read_dir(&kept).unwrap().count(),
+        1,
+        "the older list kept"
+    );
+
+    // The owner releases on top of it and yanks a version of the older list.
+    let app2 = hello_app(&root, "1.0");
+    ok(&with_keys(&root, home, &["release", "hello", "1.0", &app2]));
+    ok(&with_keys(
+        &root,
+        home,
+        &["release", "hello", "--yank", "0.5", "--reason", "broken"],
+    ));
+    let v = versions(true);
+    let vs = v["versions"].as_array().unwrap();
+    assert_eq!(vs.len(), 301, "{v}");
+    assert_eq!(vs[5]["version"], "0.5");
+    assert_eq!(vs[5]["yanked"], "broken", "{}", vs[5]);
+    let latest: Vec<_> = vs.iter().filter(|r| r["latest"] == true).collect();
+    assert_eq!(latest.len(), 1);
+    assert_eq!(latest[0]["version"], "1.0");
+    eventually(10, "the mount showing the yank", || {
+        std::fs::read(dir.join("versions.json")).is_ok_and(|b| {
+            let j: serde_json::Value = serde_json::from_slice(&b).unwrap();
+            j["versions"][5]["yanked"] == "broken" && j["latest"] == "1.0"
+        })
+    });
+    assert!(
+        std::fs::read_link(dir.join("latest"))
+            .unwrap()
+            .ends_with(&app2),
+        "latest is 1.0"
+    );
+    drop((d, dp));
+}

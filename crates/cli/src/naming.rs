@@ -30,6 +30,8 @@
 //! | names one user publishes through the node | [`PUBLISH_PER_USER`] (root and the daemon's user: no limit) | refused |
 //! | a record file read | [`MAX_RECORD`] | ignored |
 //! | a list file, a list block | [`MAX_LIST`] | refused |
+//! | a name's older lists | [`MAX_OLDER`] blocks, [`MAX_CHAIN_BYTES`](cairn_names::releases::MAX_CHAIN_BYTES) with the head | refused |
+//! | older lists kept in `R/names/*/older/` | [`MAX_OLDER_ON_DISK`] bytes in all | kept in the store's cache only |
 //! | a chain walk | [`MAX_WALK`] lists | a rewritten history |
 //! | mount threads waiting for names | [`MAX_WAITING`] | `EAGAIN` |
 //! | `aliases.toml` | [`MAX_ALIASES_FILE`] bytes | ignored, with a log line |
@@ -39,7 +41,7 @@ use std::{
     io::Read,
     path::{Path, PathBuf},
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     time::{Duration, Instant, SystemTime},
@@ -48,7 +50,7 @@ use std::{
 use cairn_fuse::fs::{NameSource, Named, Versions};
 use cairn_names::{
     record::{self, Record, MAX_RECORD},
-    releases::{List, ListError, MAX_LIST},
+    releases::{List, ListError, MAX_LIST, MAX_OLDER},
     Name,
 };
 use cairn_net::{config::NamesConfig, Client};
@@ -61,6 +63,8 @@ pub const MAX_NAMES: usize = 4096;
 pub const MAX_WALK: usize = 1024;
 /// Mount threads waiting for the network to resolve a name at once.
 pub const MAX_WAITING: usize = 4;
+/// Older list blocks kept in `R/names/*/older/`, in bytes, in all names.
+pub const MAX_OLDER_ON_DISK: u64 = 1 << 30;
 /// Release lists held in memory, in bytes as encoded (a decoded list takes about as much).
 pub const MAX_HELD_LISTS: usize = 64 << 20;
 /// How long a name's first value is fetched to see whether it is a release list.
@@ -173,6 +177,8 @@ pub struct Naming {
     writing: Mutex<()>,
     /// Name directories in `R/names/` (at most [`MAX_NAMES`] are written).
     on_disk: AtomicUsize,
+    /// The bytes of older list blocks in `R/names/*/older/`.
+    older_on_disk: AtomicU64,
     /// Held while a follow is checked and written (two requests cannot both pass a limit).
     following: Mutex<()>,
     /// What the mount shows for a list, by name: built once per list and freshness.
@@ -192,6 +198,27 @@ fn now_nanos() -> i128 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// A good list to keep in `R/names/<name>/`: its head block (`list`) and its older lists'
+/// blocks (`older/<cid>`).
+pub struct HeldList {
+    head: Vec<u8>,
+    older: Vec<(Cid, Vec<u8>)>,
+}
+
+/// The bytes of the older list blocks kept under `dir` (`R/names/`).
+fn older_on_disk(dir: &Path) -> u64 {
+    let Ok(names) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    names
+        .flatten()
+        .filter_map(|n| std::fs::read_dir(n.path().join("older")).ok())
+        .flat_map(|rd| rd.flatten())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// The CID of a list block as cairn writes it (dag-cbor, sha2-256).
@@ -342,7 +369,7 @@ impl Naming {
                 .count()
         });
         Ok(Arc::new(Naming {
-            dir,
+            dir: dir.clone(),
             client,
             store,
             timeout,
@@ -355,6 +382,7 @@ impl Naming {
             publishers: Mutex::new(HashMap::new()),
             writing: Mutex::new(()),
             on_disk: AtomicUsize::new(on_disk),
+            older_on_disk: AtomicU64::new(older_on_disk(&dir)),
             following: Mutex::new(()),
             shown: Mutex::new((HashMap::new(), 0)),
         }))
@@ -433,8 +461,68 @@ impl Naming {
     /// The last good list of `name` kept in `R/names/`, and its CID.
     fn good_list(&self, name: &Name) -> Option<(List, Cid)> {
         let bytes = read_bounded(&self.name_dir(name).join("list"), MAX_LIST as u64)?;
-        let list = List::decode(&bytes, Some(name)).ok()?;
+        let list = List::load(&bytes, Some(name), |c| self.older_block(name, c))
+            .map_err(|e| log::warn!("{name}: its kept list: {e}"))
+            .ok()?;
         Some((list, list_cid(&bytes)))
+    }
+
+    /// An older list block of `name`: kept in `R/names/<name>/older/`, else in the store.
+    fn older_block(&self, name: &Name, cid: &Cid) -> Result<Vec<u8>, String> {
+        let file = self.name_dir(name).join("older").join(cid.to_string());
+        if let Some(b) = read_bounded(&file, MAX_LIST as u64).filter(|b| list_cid(b) == *cid) {
+            return Ok(b);
+        }
+        match self.store.get(cid) {
+            Ok(Some(b)) => Ok(b.to_vec()),
+            _ => Err(format!("{cid} is neither kept nor in the store")),
+        }
+    }
+
+    /// Writes `held` as the last good list in `dir`: the older blocks first (those not
+    /// there yet, while [`MAX_OLDER_ON_DISK`] allows), then the head, then the older blocks
+    /// no longer used go.
+    fn write_list(&self, dir: &Path, held: &HeldList) -> std::io::Result<()> {
+        let older = dir.join("older");
+        let keep: HashSet<String> = held.older.iter().map(|(c, _)| c.to_string()).collect();
+        if !held.older.is_empty() {
+            std::fs::create_dir_all(&older)?;
+        }
+        for (c, b) in &held.older {
+            let f = older.join(c.to_string());
+            if f.exists() {
+                continue;
+            }
+            let size = b.len() as u64;
+            if self.older_on_disk.fetch_add(size, Ordering::Relaxed) + size > MAX_OLDER_ON_DISK {
+                self.older_on_disk.fetch_sub(size, Ordering::Relaxed);
+                log::warn!(
+                    "{}: older lists take {MAX_OLDER_ON_DISK} bytes in R/names already; {c} only in the store's cache",
+                    dir.display()
+                );
+                continue;
+            }
+            write_atomic(&f, b)?;
+        }
+        write_atomic(&dir.join("list"), &held.head)?;
+        self.remove_older(dir, &keep);
+        Ok(())
+    }
+
+    /// Removes the older list blocks in `dir` not in `keep`.
+    fn remove_older(&self, dir: &Path, keep: &HashSet<String>) {
+        let Ok(rd) = std::fs::read_dir(dir.join("older")) else {
+            return;
+        };
+        for e in rd.flatten() {
+            if keep.contains(&*e.file_name().to_string_lossy()) {
+                continue;
+            }
+            let size = e.metadata().map_or(0, |m| m.len());
+            if std::fs::remove_file(e.path()).is_ok() {
+                self.older_on_disk.fetch_sub(size, Ordering::Relaxed);
+            }
+        }
     }
 
     fn remember(&self, name: &Name, k: Arc<Known>) {
@@ -487,7 +575,7 @@ impl Naming {
         &self,
         name: &Name,
         value: &str,
-    ) -> Result<(Target, Option<Vec<u8>>), String> {
+    ) -> Result<(Target, Option<HeldList>), String> {
         let Some(cid) = list_value(value) else {
             return Ok((Target::Path(value.to_owned()), None));
         };
@@ -525,7 +613,13 @@ impl Naming {
             }
             Err(e) => return Err(e),
         };
-        let list = match List::decode(&bytes, Some(name)) {
+        let mut older = Vec::new();
+        let loaded = List::load(&bytes, Some(name), |c| {
+            let b = block(c)?;
+            older.push((*c, b.clone()));
+            Ok(b)
+        });
+        let list = match loaded {
             Ok(l) => l,
             Err(ListError::NotAList) => return Ok((Target::Path(value.to_owned()), None)),
             Err(e) => return Err(format!("{name} points to {cid}: {e}")),
@@ -549,12 +643,12 @@ impl Naming {
             cid,
             rewritten: None,
         };
-        Ok((t, Some(bytes)))
+        Ok((t, Some(HeldList { head: bytes, older })))
     }
 
     /// Keeps `k` (with `list`, a new good list block) as what is held for `name`, unless
     /// something better was kept meanwhile; returns what is held after.
-    fn keep(&self, name: &Name, k: Known, list: Option<Vec<u8>>) -> Result<Arc<Known>, String> {
+    fn keep(&self, name: &Name, k: Known, list: Option<HeldList>) -> Result<Arc<Known>, String> {
         let _w = self.writing.lock().expect("writing");
         if let Some(h) = self.held(name) {
             let (_, best) = record::better((&h.record, &h.bytes), (&k.record, &k.bytes));
@@ -572,12 +666,11 @@ impl Naming {
             }
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             match (&list, &k.target) {
-                (Some(bytes), _) => {
-                    write_atomic(&dir.join("list"), bytes).map_err(|e| e.to_string())?
-                }
+                (Some(held), _) => self.write_list(&dir, held).map_err(|e| e.to_string())?,
                 // The owner moved the name off a list: its last list no longer applies.
                 (None, Target::Path(_)) => {
                     let _ = std::fs::remove_file(dir.join("list"));
+                    self.remove_older(&dir, &HashSet::new());
                 }
                 _ => {}
             }
@@ -735,8 +828,9 @@ impl Naming {
         if self.held(&name).is_some_and(|h| h.bytes != held.bytes) {
             return Err(format!("{name} changed meanwhile; accept it again"));
         }
-        if let Some(bytes) = list {
-            write_atomic(&self.name_dir(&name).join("list"), &bytes).map_err(|e| e.to_string())?;
+        if let Some(held) = list {
+            self.write_list(&self.name_dir(&name), &held)
+                .map_err(|e| e.to_string())?;
         }
         self.remember(
             &name,
@@ -959,14 +1053,25 @@ impl Naming {
     /// Puts a followed name's last good list back into the store if the collector took it
     /// (the list file is the root that keeps it; the store is where peers are served from).
     fn restore_list(&self, name: &Name) {
-        let Some(bytes) = read_bounded(&self.name_dir(name).join("list"), MAX_LIST as u64) else {
+        let dir = self.name_dir(name);
+        let Some(bytes) = read_bounded(&dir.join("list"), MAX_LIST as u64) else {
             return;
         };
-        let cid = list_cid(&bytes);
-        if !self.store.has(&cid).unwrap_or(true) {
-            match self.store.put_cache(&cid, &bytes) {
-                Ok(_) => log::info!("{name}: its list {cid} is served again"),
-                Err(e) => log::warn!("{name}: restoring its list {cid}: {e}"),
+        let mut blocks = vec![(list_cid(&bytes), bytes)];
+        if let Ok(rd) = std::fs::read_dir(dir.join("older")) {
+            blocks.extend(
+                rd.flatten()
+                    .take(MAX_OLDER)
+                    .filter_map(|e| read_bounded(&e.path(), MAX_LIST as u64))
+                    .map(|b| (list_cid(&b), b)),
+            );
+        }
+        for (cid, bytes) in blocks {
+            if !self.store.has(&cid).unwrap_or(true) {
+                match self.store.put_cache(&cid, &bytes) {
+                    Ok(_) => log::info!("{name}: its list {cid} is served again"),
+                    Err(e) => log::warn!("{name}: restoring its list {cid}: {e}"),
+                }
             }
         }
     }

@@ -183,7 +183,9 @@ pub fn checked(
         bail!("{msg}");
     }
     eprintln!("cairn: warning: {msg}; the last good list is used");
-    let good = List::decode(&block(root, c, &old)?, Some(name))?;
+    let good = List::load(&block(root, c, &old)?, Some(name), |p| {
+        block(root, c, p).map_err(|e| format!("{e:#}"))
+    })?;
     Ok(Some(Head {
         list: good,
         cid: old,
@@ -203,8 +205,10 @@ fn list_at(root: &Path, c: &mut Control, name: &Name, value: &str, seq: u64) -> 
                 printable(value)
             )
         })?;
-    let list = List::decode(&block(root, c, &cid)?, Some(name))
-        .with_context(|| format!("{name} points to {cid}"))?;
+    let list = List::load(&block(root, c, &cid)?, Some(name), |p| {
+        block(root, c, p).map_err(|e| format!("{e:#}"))
+    })
+    .with_context(|| format!("{name} points to {cid}"))?;
     Ok(Head {
         list,
         cid,

@@ -2,7 +2,12 @@
 //! unverified reader and the DHT's record store; and what else names bring: release-list
 //! and profile blocks from any peer, and names as text.
 
-use cairn_names::{profile::Profile, record, releases::List, time, Name};
+use cairn_names::{
+    profile::Profile,
+    record,
+    releases::{List, Node},
+    time, Name,
+};
 use cairn_net::dht::records::{self, Records};
 
 /// A name of a fixed Ed25519 key, so that inputs can carry records the fuzzer signed
@@ -12,9 +17,13 @@ pub fn ipns(data: &[u8]) {
         .parse()
         .expect("a fixed name");
     let now = 1_800_000_000_000_000_000;
-    // A release list that decodes encodes to a list that decodes the same.
-    if let Ok(l) = List::decode(data, None) {
-        assert_eq!(List::decode(&l.encode(), Some(&l.name)).as_ref(), Ok(&l));
+    // A release list block that decodes encodes to one that decodes the same; loaded as a
+    // whole list (no older lists to read), it writes the same block.
+    if let Ok(n) = Node::decode(data, None) {
+        assert_eq!(Node::decode(&n.encode(), Some(&n.name)).as_ref(), Ok(&n));
+        if let Ok(l) = List::load(data, None, |_| Err("no older lists here".into())) {
+            assert_eq!(l.node(), n);
+        }
     }
     // So does a profile.
     if let Ok(p) = Profile::decode(data, None) {

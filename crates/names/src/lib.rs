@@ -16,7 +16,8 @@
 //! |---|---|---|---|
 //! | a record | 10 KiB ([`record::MAX_RECORD`]), checked before it is parsed | [`record::verify`] | refused |
 //! | its value | 4 KiB ([`record::MAX_VALUE`]), an `/ipfs/` or `/ipns/` path | [`record::verify`] | refused |
-//! | a release list | 1 MiB, 4096 versions, 64-byte versions, 4 KiB notes ([`releases`]) | [`releases::List::decode`] | refused |
+//! | a release list block | 1 MiB, 64-byte versions, 4 KiB notes ([`releases`]) | [`releases::Node::decode`] | refused |
+//! | a name's release lists | 128 older lists, 16 MiB, 4096 versions in all ([`releases`]) | [`releases::List::load`] | refused |
 //! | a profile | 256 KiB, 1024 entries, 64-byte keys, 512-byte values ([`profile`]) | [`profile::Profile::decode`] | refused |
 //! | a key file read | 64 KiB ([`keys::MAX_KEY_FILE`]), checked before it is read | [`keys::Keystore::get`], [`keys::decode_import`] | refused |
 //! | its signature check | one Ed25519 or RSA verification | [`record::verify`] | - |

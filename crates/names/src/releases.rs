@@ -4,21 +4,31 @@
 //! ```text
 //! {type: "cairn/releases/1", name: "k51…", seq: N,
 //!  versions: [{v: "1.2", cid: <link>, at: "2026-12-07T12:00:00Z", notes?: "…", yanked?: "why"}],
-//!  prev: <link to the list before> | null}
+//!  prev: <link to the list before> | null,
+//!  older?: <link to the list its older entries spilled into>}
 //! ```
 //!
 //! and a name's IPNS record points at its newest list (`/ipfs/<list>`). Each list is the one
 //! before plus exactly one change: a version appended, or one yanked (kept, with the reason,
 //! never `latest`). A version, once released, never names another CID.
 //!
+//! **Spilling.** A list block stays under [`MAX_LIST`]: when the next one would not, it starts
+//! again with only the change, and `older` links the list before it, whole. The name's
+//! versions are then the older list's (its own `older` included), with this block's entries
+//! applied in order: a version not seen before is appended; one seen before may only be
+//! yanked (the same entry, gaining a reason), and stays where it was released. A [`List`] is
+//! that view, read with [`List::load`]; a [`Node`] is one block as written.
+//!
 //! | what | bound |
 //! |---|---|
 //! | a list block | [`MAX_LIST`] (1 MiB), checked before it is parsed |
-//! | versions in a list | [`MAX_VERSIONS`] |
+//! | older lists behind a head | [`MAX_OLDER`], read one at a time |
+//! | a head and its older lists together | [`MAX_CHAIN_BYTES`] |
+//! | versions of a name | [`MAX_VERSIONS`], older lists' included |
 //! | a version string | [`MAX_VERSION`] bytes of `A-Za-z0-9._+~-`, not `latest` |
 //! | notes, a yank's reason | [`MAX_NOTES`] bytes |
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cid::Cid;
 use ipld_core::ipld::Ipld;
@@ -29,7 +39,12 @@ use crate::{name::Name, time};
 pub const TYPE: &str = "cairn/releases/1";
 /// The largest list block.
 pub const MAX_LIST: usize = 1 << 20;
-/// Versions in one list.
+/// Older lists behind one head (a name spills into one about every MiB of lists, so
+/// [`MAX_CHAIN_BYTES`] takes about 16).
+pub const MAX_OLDER: usize = 128;
+/// A head and its older lists, in bytes as encoded (4096 versions with 4 KiB of notes each).
+pub const MAX_CHAIN_BYTES: usize = 16 << 20;
+/// Versions of a name.
 pub const MAX_VERSIONS: usize = 4096;
 /// The longest version string.
 pub const MAX_VERSION: usize = 64;
@@ -50,14 +65,34 @@ pub struct Release {
     pub yanked: Option<String>,
 }
 
-/// A release list.
+/// One list block, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub name: Name,
+    pub seq: u64,
+    /// This block's own entries, in the order they were written.
+    pub entries: Vec<Release>,
+    pub prev: Option<Cid>,
+    /// The list this one's older entries spilled into.
+    pub older: Option<Cid>,
+}
+
+/// A name's release list as readers see it: a head block and every version it holds, its
+/// older lists' included.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct List {
     pub name: Name,
     pub seq: u64,
-    /// In the order they were released.
+    /// Every version, in the order they were released.
     pub versions: Vec<Release>,
     pub prev: Option<Cid>,
+    pub older: Option<Cid>,
+    /// Which of `versions` the head block itself holds, in its order.
+    own: Vec<usize>,
+    /// The older lists' blocks, in bytes.
+    older_bytes: usize,
+    /// How many older lists there are.
+    depth: usize,
 }
 
 /// Why a list, or a change to one, is refused.
@@ -86,6 +121,8 @@ pub enum ListError {
     TooMany,
     #[error("notes or a reason of {0} bytes (at most {MAX_NOTES})")]
     LongNotes(usize),
+    #[error("its older lists: {0}")]
+    Older(String),
 }
 
 fn malformed(why: impl Into<String>) -> ListError {
@@ -117,6 +154,80 @@ fn check_notes(n: &str) -> Result<(), ListError> {
     Ok(())
 }
 
+/// The older lists a reader read last: one chain of them, each kept as a prefix of the newest
+/// one's versions (with the yanks later lists made undone), so that a walk back through
+/// many spills reads each block once and holds one list's versions.
+#[derive(Default)]
+pub struct OlderCache {
+    /// The newest list's versions.
+    versions: Vec<Release>,
+    /// From the oldest to the newest.
+    lists: Vec<Snapshot>,
+}
+
+/// One list of an [`OlderCache`] chain.
+struct Snapshot {
+    cid: Cid,
+    /// Its block's size.
+    size: usize,
+    /// Its versions: this many of the newest's.
+    len: usize,
+    /// Versions released by lists older than it that it yanked.
+    yanks: Vec<usize>,
+    /// The list, without its versions.
+    list: List,
+}
+
+impl OlderCache {
+    /// The list at `c`, and its block's size, if it is here.
+    fn get(&self, c: &Cid) -> Option<(List, usize)> {
+        let k = self.lists.iter().position(|s| s.cid == *c)?;
+        let s = &self.lists[k];
+        let mut versions = self.versions.get(..s.len)?.to_vec();
+        for later in &self.lists[k + 1..] {
+            for &i in later.yanks.iter().filter(|&&i| i < s.len) {
+                versions[i].yanked = None;
+            }
+        }
+        Some((
+            List {
+                versions,
+                ..s.list.clone()
+            },
+            s.size,
+        ))
+    }
+
+    /// Keeps `list` (at `c`, `size` bytes, whose versions are kept later with
+    /// [`OlderCache::set_versions`]) as the newest, on top of its own older list.
+    fn push(&mut self, c: Cid, list: &List, size: usize, yanks: Vec<usize>) {
+        let below = list
+            .older
+            .and_then(|o| self.lists.iter().position(|s| s.cid == o));
+        self.lists.truncate(below.map_or(0, |k| k + 1));
+        self.lists.push(Snapshot {
+            cid: c,
+            size,
+            len: list.versions.len(),
+            yanks,
+            list: List {
+                versions: Vec::new(),
+                ..list.clone()
+            },
+        });
+    }
+
+    /// Keeps the chain up to `c` only, `versions` being its newest list's.
+    fn set_versions(&mut self, c: Cid, versions: &[Release]) {
+        if let Some(k) = self.lists.iter().position(|s| s.cid == c) {
+            self.lists.truncate(k + 1);
+            self.versions = versions.to_vec();
+        } else {
+            *self = OlderCache::default();
+        }
+    }
+}
+
 impl List {
     /// The empty list of `name`, before its first release.
     pub fn empty(name: Name) -> List {
@@ -125,7 +236,162 @@ impl List {
             seq: 0,
             versions: Vec::new(),
             prev: None,
+            older: None,
+            own: Vec::new(),
+            older_bytes: 0,
+            depth: 0,
         }
+    }
+
+    /// The list whose head block is `bytes` (of `name`, if given), its older lists read
+    /// through `block`, one at a time.
+    pub fn load(
+        bytes: &[u8],
+        name: Option<&Name>,
+        block: impl FnMut(&Cid) -> Result<Vec<u8>, String>,
+    ) -> Result<List, ListError> {
+        Self::load_with(bytes, name, block, &mut OlderCache::default())
+    }
+
+    /// [`List::load`], reusing the older list in `cache` if it is this one's.
+    pub fn load_with(
+        bytes: &[u8],
+        name: Option<&Name>,
+        mut block: impl FnMut(&Cid) -> Result<Vec<u8>, String>,
+        cache: &mut OlderCache,
+    ) -> Result<List, ListError> {
+        let head = Node::decode(bytes, name)?;
+        // The older lists, newest first, until one that is cached or the first.
+        let (mut base, mut base_bytes) = (List::empty(head.name), 0);
+        let mut chain = Vec::new();
+        let mut next = head.older;
+        let mut total = bytes.len();
+        let mut hit = false;
+        while let Some(c) = next {
+            if let Some((l, size)) = cache.get(&c) {
+                base_bytes = l.older_bytes + size;
+                base = l;
+                hit = true;
+                break;
+            }
+            if chain.len() >= MAX_OLDER {
+                return Err(ListError::Older(format!("more than {MAX_OLDER} of them")));
+            }
+            let b = block(&c).map_err(ListError::Older)?;
+            total += b.len();
+            if total > MAX_CHAIN_BYTES {
+                return Err(ListError::Older(format!(
+                    "more than {MAX_CHAIN_BYTES} bytes of lists"
+                )));
+            }
+            let n = Node::decode(&b, Some(&head.name))
+                .map_err(|e| ListError::Older(format!("{c}: {e}")))?;
+            next = n.older;
+            chain.push((c, n, b.len()));
+        }
+        let head_depth = match (head.older, hit) {
+            (None, _) => 0,
+            (Some(_), true) => base.depth + 1 + chain.len(),
+            (Some(_), false) => chain.len(),
+        };
+        if total + base_bytes > MAX_CHAIN_BYTES || head_depth > MAX_OLDER {
+            return Err(ListError::Older(format!(
+                "more than {MAX_CHAIN_BYTES} bytes or {MAX_OLDER} lists"
+            )));
+        }
+        let mut index: HashMap<String, usize> = base
+            .versions
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.v.clone(), i))
+            .collect();
+        // Each list's depth: the number of lists older than it.
+        let first = if hit { base.depth + 1 } else { 0 };
+        for (depth, (c, n, len)) in (first..).zip(chain.into_iter().rev()) {
+            let yanks = match base.apply(&mut index, n) {
+                Ok(y) => y,
+                Err(e) => {
+                    *cache = OlderCache::default();
+                    return Err(ListError::Older(format!("{c}: {e}")));
+                }
+            };
+            // `base` is now the list at `c`, whole.
+            (base.older_bytes, base.depth) = (base_bytes, depth);
+            cache.push(c, &base, len, yanks);
+            base_bytes += len;
+        }
+        if let Some(o) = head.older {
+            cache.set_versions(o, &base.versions);
+        }
+        base.apply(&mut index, head)?;
+        (base.older_bytes, base.depth) = (base_bytes, head_depth);
+        Ok(base)
+    }
+
+    /// Applies block `n`'s entries on top of this (its older) list; `self` becomes `n`'s list.
+    /// Returns the versions of older lists it yanked.
+    fn apply(
+        &mut self,
+        index: &mut HashMap<String, usize>,
+        n: Node,
+    ) -> Result<Vec<usize>, ListError> {
+        let base = self.versions.len();
+        let mut own = Vec::with_capacity(n.entries.len());
+        let mut yanks = Vec::new();
+        for e in n.entries {
+            match index.get(&e.v) {
+                Some(&i) if i < base => {
+                    let old = &self.versions[i];
+                    let a_yank = old.yanked.is_none()
+                        && e.yanked.is_some()
+                        && Release {
+                            yanked: None,
+                            ..e.clone()
+                        } == *old;
+                    if !a_yank {
+                        return Err(malformed(format!(
+                            "version {} differs from its older list's",
+                            e.v
+                        )));
+                    }
+                    self.versions[i] = e;
+                    own.push(i);
+                    yanks.push(i);
+                }
+                // Twice in one block: refused when it was decoded.
+                Some(_) => return Err(malformed(format!("version {} twice", e.v))),
+                None => {
+                    if self.versions.len() >= MAX_VERSIONS {
+                        return Err(ListError::TooMany);
+                    }
+                    index.insert(e.v.clone(), self.versions.len());
+                    own.push(self.versions.len());
+                    self.versions.push(e);
+                }
+            }
+        }
+        self.name = n.name;
+        self.seq = n.seq;
+        self.prev = n.prev;
+        self.older = n.older;
+        self.own = own;
+        Ok(yanks)
+    }
+
+    /// The head block.
+    pub fn node(&self) -> Node {
+        Node {
+            name: self.name,
+            seq: self.seq,
+            entries: self.own.iter().map(|&i| self.versions[i].clone()).collect(),
+            prev: self.prev,
+            older: self.older,
+        }
+    }
+
+    /// The head block, encoded.
+    pub fn encode(&self) -> Vec<u8> {
+        self.node().encode()
     }
 
     /// The newest version not yanked.
@@ -151,6 +417,19 @@ impl List {
         at: time::Nanos,
         notes: Option<String>,
     ) -> Result<List, ListError> {
+        self.append_within(self_cid, v, cid, at, notes, MAX_LIST)
+    }
+
+    /// [`List::append`], spilling past `limit` bytes.
+    fn append_within(
+        &self,
+        self_cid: Option<Cid>,
+        v: &str,
+        cid: Cid,
+        at: time::Nanos,
+        notes: Option<String>,
+        limit: usize,
+    ) -> Result<List, ListError> {
         check_version(v)?;
         if let Some(n) = &notes {
             check_notes(n)?;
@@ -162,6 +441,7 @@ impl List {
             return Err(ListError::TooMany);
         }
         let mut next = self.successor(self_cid);
+        next.own.push(next.versions.len());
         next.versions.push(Release {
             v: v.to_owned(),
             cid,
@@ -169,31 +449,83 @@ impl List {
             notes,
             yanked: None,
         });
-        Ok(next)
+        let change = next.versions.len() - 1;
+        self.spilled(self_cid, next, change, limit)
     }
 
     /// The list after yanking `v`, saying why.
     pub fn yank(&self, self_cid: Cid, v: &str, reason: &str) -> Result<List, ListError> {
+        self.yank_within(self_cid, v, reason, MAX_LIST)
+    }
+
+    /// [`List::yank`], spilling past `limit` bytes.
+    fn yank_within(
+        &self,
+        self_cid: Cid,
+        v: &str,
+        reason: &str,
+        limit: usize,
+    ) -> Result<List, ListError> {
         check_notes(reason)?;
         let mut next = self.successor(Some(self_cid));
-        let r = next
+        let i = next
             .versions
-            .iter_mut()
-            .find(|r| r.v == v)
+            .iter()
+            .position(|r| r.v == v)
             .ok_or_else(|| ListError::NoSuchVersion(v.to_owned()))?;
+        let r = &mut next.versions[i];
         if r.yanked.is_some() {
             return Err(ListError::YankedAlready(v.to_owned()));
         }
         r.yanked = Some(reason.to_owned());
+        if !next.own.contains(&i) {
+            next.own.push(i);
+        }
+        self.spilled(Some(self_cid), next, i, limit)
+    }
+
+    /// `next`, or, if its block would be over `limit` bytes, `next` started again with only
+    /// its change (the version at `change`) and `self` (at `self_cid`) as its older list.
+    fn spilled(
+        &self,
+        self_cid: Option<Cid>,
+        mut next: List,
+        change: usize,
+        limit: usize,
+    ) -> Result<List, ListError> {
+        let size = next.encode().len();
+        let (Some(c), true) = (self_cid, size > limit) else {
+            return self.bounded(next, size);
+        };
+        next.older = Some(c);
+        next.own = vec![change];
+        next.older_bytes = self.older_bytes + self.encode().len();
+        next.depth = self.depth + 1;
+        let size = next.encode().len();
+        self.bounded(next, size)
+    }
+
+    /// `next` (its head block `size` bytes) if its lists are within bounds.
+    fn bounded(&self, next: List, size: usize) -> Result<List, ListError> {
+        let total = next.older_bytes + size;
+        if next.depth > MAX_OLDER {
+            return Err(ListError::Older(format!(
+                "the name's lists would be more than {MAX_OLDER} deep: a new name"
+            )));
+        }
+        if total > MAX_CHAIN_BYTES {
+            return Err(ListError::Older(format!(
+                "the name's lists would take {total} bytes (at most {MAX_CHAIN_BYTES}): shorter notes, or a new name"
+            )));
+        }
         Ok(next)
     }
 
     fn successor(&self, self_cid: Option<Cid>) -> List {
         List {
-            name: self.name,
             seq: if self_cid.is_some() { self.seq + 1 } else { 0 },
-            versions: self.versions.clone(),
             prev: self_cid,
+            ..self.clone()
         }
     }
 
@@ -241,13 +573,18 @@ impl List {
         if cid == *old {
             return Ok(());
         }
+        let mut cache = OlderCache::default();
         let (mut l, mut lc) = (self.clone(), cid);
         for _ in 0..max {
             let Some(p) = l.prev else {
                 return Err(format!("its chain ends before {old}"));
             };
-            let pl = List::decode(&block(&p)?, Some(&self.name))
-                .map_err(|e| format!("the list {p} before {lc}: {e}"))?;
+            // A spill's older list is the one before it, whole: read once.
+            let pl = match cache.get(&p) {
+                Some((pl, _)) => pl,
+                None => List::load_with(&block(&p)?, Some(&self.name), &mut block, &mut cache)
+                    .map_err(|e| format!("the list {p} before {lc}: {e}"))?,
+            };
             if !pl.is_followed_by(p, &l) {
                 return Err(format!("{lc} is not {p} plus one change"));
             }
@@ -258,11 +595,13 @@ impl List {
         }
         Err(format!("its chain does not reach {old} within {max} lists"))
     }
+}
 
-    /// The list as its dag-cbor block.
+impl Node {
+    /// The block, as dag-cbor.
     pub fn encode(&self) -> Vec<u8> {
         let versions = self
-            .versions
+            .entries
             .iter()
             .map(|r| {
                 let mut m = BTreeMap::new();
@@ -284,11 +623,14 @@ impl List {
         m.insert("seq".to_owned(), Ipld::Integer(self.seq.into()));
         m.insert("versions".to_owned(), Ipld::List(versions));
         m.insert("prev".to_owned(), self.prev.map_or(Ipld::Null, Ipld::Link));
+        if let Some(o) = self.older {
+            m.insert("older".to_owned(), Ipld::Link(o));
+        }
         serde_ipld_dagcbor::to_vec(&Ipld::Map(m)).expect("a list encodes")
     }
 
     /// Decodes and checks a list block; `name`, if given, is the name it must be of.
-    pub fn decode(bytes: &[u8], name: Option<&Name>) -> Result<List, ListError> {
+    pub fn decode(bytes: &[u8], name: Option<&Name>) -> Result<Node, ListError> {
         if bytes.len() > MAX_LIST {
             return Err(ListError::TooLarge(bytes.len()));
         }
@@ -320,6 +662,11 @@ impl List {
             Some(Ipld::Link(c)) => Some(*c),
             Some(Ipld::Null) | None => None,
             _ => return Err(malformed("prev is not a link")),
+        };
+        let older = match m.get("older") {
+            Some(Ipld::Link(c)) => Some(*c),
+            None => None,
+            _ => return Err(malformed("older is not a link")),
         };
         let Some(Ipld::List(vs)) = m.get("versions") else {
             return Err(malformed("no versions list"));
@@ -360,11 +707,12 @@ impl List {
             }
             versions.push(release);
         }
-        Ok(List {
+        Ok(Node {
             name: list_name,
             seq,
-            versions,
+            entries: versions,
             prev,
+            older,
         })
     }
 }
@@ -374,6 +722,10 @@ mod tests {
     use libp2p_identity::Keypair;
 
     use super::*;
+
+    fn no_older(c: &Cid) -> Result<Vec<u8>, String> {
+        Err(format!("no {c}"))
+    }
 
     fn cid(n: u8) -> Cid {
         let mh = multihash::Multihash::<64>::wrap(0x12, &[n; 32]).unwrap();
@@ -412,11 +764,11 @@ mod tests {
             Some("broken build")
         );
         // Round trip, and the name is checked.
-        let back = List::decode(&l2.encode(), Some(&name)).unwrap();
+        let back = List::load(&l2.encode(), Some(&name), no_older).unwrap();
         assert_eq!(back, l2);
         let other = Name::of(&Keypair::generate_ed25519().public());
         assert!(matches!(
-            List::decode(&l2.encode(), Some(&other)),
+            List::load(&l2.encode(), Some(&other), no_older),
             Err(ListError::OtherName(_))
         ));
 
@@ -500,20 +852,136 @@ mod tests {
     }
 
     #[test]
+    fn long_lists_spill_into_older_ones() {
+        let name = Name::of(&Keypair::generate_ed25519().public());
+        let limit = 700;
+        let mut blocks = std::collections::HashMap::new();
+        let (mut l, mut c) = (List::empty(name), None);
+        let mut first = None;
+        for k in 0..40u8 {
+            let v = format!("1.{k}");
+            let next = l
+                .append_within(c, &v, cid(k), 0, Some("n".repeat(40)), limit)
+                .unwrap();
+            if let Some(c) = c {
+                assert!(l.is_followed_by(c, &next));
+            }
+            let bytes = next.encode();
+            assert!(bytes.len() <= limit, "a block of {}", bytes.len());
+            let nc = list_cid(&next);
+            blocks.insert(nc, bytes);
+            first.get_or_insert(nc);
+            (l, c) = (next, Some(nc));
+        }
+        let (c, first) = (c.unwrap(), first.unwrap());
+        assert!(l.depth >= 4, "{} older lists", l.depth);
+        let reads = std::cell::Cell::new(0);
+        let get = |x: &Cid| {
+            reads.set(reads.get() + 1);
+            blocks.get(x).cloned().ok_or(format!("no {x}"))
+        };
+        // What a reader loads is what the writer had: every version, in order.
+        let loaded = List::load(&blocks[&c], Some(&name), get).unwrap();
+        assert_eq!(loaded, l);
+        assert_eq!(loaded.versions.len(), 40);
+        assert_eq!(loaded.get("1.0").unwrap().cid, cid(0));
+
+        // A version in an older list is yanked by the head, and stays where it was.
+        let y = l.yank_within(c, "1.0", "bad", limit).unwrap();
+        assert!(l.is_followed_by(c, &y));
+        let yc = list_cid(&y);
+        blocks.insert(yc, y.encode());
+        let get = |x: &Cid| {
+            reads.set(reads.get() + 1);
+            blocks.get(x).cloned().ok_or(format!("no {x}"))
+        };
+        let loaded = List::load(&blocks[&yc], Some(&name), get).unwrap();
+        assert_eq!(loaded, y);
+        assert_eq!(loaded.versions[0].yanked.as_deref(), Some("bad"));
+        assert_eq!(loaded.latest().unwrap().v, "1.39");
+        // The whole chain checks out back to the first list, each older list read once.
+        reads.set(0);
+        assert_eq!(y.extends(yc, &first, 100, get), Ok(()));
+        assert!(
+            reads.get() <= 40 + y.depth,
+            "{} reads for 40 lists and {} older ones",
+            reads.get(),
+            y.depth
+        );
+
+        // A head rewriting a version of an older list, or releasing it again, is refused.
+        for (i, forged) in [cid(99), cid(0)].into_iter().enumerate() {
+            let mut n = y.node();
+            n.entries.push(Release {
+                v: "1.1".into(),
+                cid: forged,
+                at: time::format(0),
+                notes: (i == 1).then(|| "n".repeat(40)),
+                yanked: None,
+            });
+            let err = List::load(&n.encode(), Some(&name), get).unwrap_err();
+            assert!(matches!(err, ListError::Malformed(_)), "{err:?}");
+        }
+
+        // A chain of more than MAX_OLDER older lists is refused before it is all read.
+        let mut deep = std::collections::HashMap::new();
+        let mut older = None;
+        let mut bytes = Vec::new();
+        for k in 0..=MAX_OLDER + 1 {
+            let n = Node {
+                name,
+                seq: k as u64,
+                entries: vec![Release {
+                    v: format!("0.{k}"),
+                    cid: cid(1),
+                    at: time::format(0),
+                    notes: None,
+                    yanked: None,
+                }],
+                prev: None,
+                older,
+            };
+            bytes = n.encode();
+            let mut d = [0u8; 32];
+            d[..8].copy_from_slice(&(k as u64).to_le_bytes());
+            let nc = Cid::new_v1(0x71, multihash::Multihash::<64>::wrap(0x12, &d).unwrap());
+            deep.insert(nc, bytes.clone());
+            older = Some(nc);
+        }
+        reads.set(0);
+        let get = |x: &Cid| {
+            reads.set(reads.get() + 1);
+            deep.get(x).cloned().ok_or(format!("no {x}"))
+        };
+        assert!(matches!(
+            List::load(&bytes, Some(&name), get),
+            Err(ListError::Older(_))
+        ));
+        assert!(reads.get() <= MAX_OLDER);
+    }
+
+    #[test]
     fn hostile_lists_are_refused() {
         assert!(matches!(
-            List::decode(&vec![0u8; MAX_LIST + 1], None),
+            List::load(&vec![0u8; MAX_LIST + 1], None, no_older),
             Err(ListError::TooLarge(_))
         ));
-        assert_eq!(List::decode(b"\xa0", None), Err(ListError::NotAList));
-        assert_eq!(List::decode(b"\x01", None), Err(ListError::NotAList));
+        assert_eq!(
+            List::load(b"\xa0", None, no_older),
+            Err(ListError::NotAList)
+        );
+        assert_eq!(
+            List::load(b"\x01", None, no_older),
+            Err(ListError::NotAList)
+        );
         let name = Name::of(&Keypair::generate_ed25519().public());
-        let mut l = List::empty(name)
+        let l = List::empty(name)
             .append(None, "1", cid(1), 0, None)
             .unwrap();
-        l.versions.push(l.versions[0].clone());
+        let mut n = l.node();
+        n.entries.push(n.entries[0].clone());
         assert!(matches!(
-            List::decode(&l.encode(), None),
+            List::load(&n.encode(), None, no_older),
             Err(ListError::Malformed(_))
         ));
     }
