@@ -607,3 +607,98 @@ fn a_long_list_spills_into_an_older_one_and_reads_whole() {
     );
     drop((d, dp));
 }
+
+/// A kept list whose older lists are lost (their files gone, the collector took their
+/// blocks, no peer has them) holds back any new head: taking one as if no list had been seen
+/// would skip the history check. A forged head (0.5 renamed to another CID) is refused until
+/// `cairn name accept`.
+#[test]
+fn a_kept_list_without_its_older_lists_takes_no_new_head() {
+    use cairn_names::{record, releases::List, Name};
+    use cairn_store::{codec::codes, Cid, HashAlg};
+    let root = Root::new();
+    std::fs::create_dir_all(root.path()).unwrap();
+    // Nobody has the lost list: asked for 2 s, not 30.
+    std::fs::write(
+        root.path().join("config.toml"),
+        "fetch_timeout = 2\n[names]\nrefresh = 1\n",
+    )
+    .unwrap();
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let name = Name::of(&key.public());
+    let k51 = name.to_string();
+    let raw = |b: &[u8]| Cid::new_v1(codes::RAW, HashAlg::Sha2_256.digest(b));
+    let (mut l, mut c) = (List::empty(name), None);
+    let mut older = Vec::new();
+    for k in 0..300u32 {
+        let next = l
+            .append(
+                c,
+                &format!("0.{k}"),
+                raw(&k.to_le_bytes()),
+                0,
+                Some("n".repeat(4000)),
+            )
+            .unwrap();
+        if next.older != l.older {
+            older.push(l.encode());
+        }
+        c = Some(Cid::new_v1(
+            codes::DAG_CBOR,
+            HashAlg::Sha2_256.digest(&next.encode()),
+        ));
+        l = next;
+    }
+    assert_eq!(older.len(), 1);
+    let older_cid = put_dag_cbor(&root, "older", &older[0]);
+    let head = put_dag_cbor(&root, "head", &l.encode());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i128;
+    let sign =
+        |value: &str, seq: u64| record::sign(&key, value, seq, now + 3_600_000_000_000, 1).unwrap();
+    // Each resolution as a user who never read the name: what it gets is the daemon's.
+    let resolve = |v: &str| {
+        let fresh = tempfile::tempdir().unwrap();
+        root.cmd(&["name", "resolve", "--offline", &format!("{k51}@{v}")])
+            .env("XDG_CONFIG_HOME", fresh.path())
+            .output()
+            .unwrap()
+    };
+    let d = Daemon::start(&root, false, &[]);
+    publish_offline(&root, &k51, &sign(&format!("/ipfs/{head}"), 0));
+    assert_eq!(
+        ok(&resolve("0.5")),
+        format!("/ipfs/{}\n", raw(&5u32.to_le_bytes()))
+    );
+    drop(d);
+
+    // The older list is lost: its kept file and, after the collector, its block.
+    std::fs::remove_dir_all(root.path().join("names").join(&k51).join("older")).unwrap();
+    ok(&root.output(&["gc"]));
+    assert!(!root.output(&["block", "stat", &older_cid]).status.success());
+    let d = Daemon::start(&root, false, &[]);
+    let mut forged = List::empty(name)
+        .append(None, "0.5", raw(b"forged"), 0, None)
+        .unwrap();
+    forged.seq = 300;
+    let forged = put_dag_cbor(&root, "forged", &forged.encode());
+    let r = crate::names::control(
+        &root,
+        &format!(
+            r#"{{"op":"name_publish","name":"{k51}","record":"{}","offline":true}}"#,
+            record::to_base64(&sign(&format!("/ipfs/{forged}"), 1))
+        ),
+    );
+    let out = resolve("0.5");
+    assert_ne!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("/ipfs/{}\n", raw(b"forged")),
+        "a forged head was taken: {r}"
+    );
+    // Accepted, it is taken as it is.
+    ok(&root.output(&["name", "accept", &k51]));
+    assert_eq!(ok(&resolve("0.5")), format!("/ipfs/{}\n", raw(b"forged")));
+    drop(d);
+}

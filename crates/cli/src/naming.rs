@@ -31,7 +31,7 @@
 //! | a record file read | [`MAX_RECORD`] | ignored |
 //! | a list file, a list block | [`MAX_LIST`] | refused |
 //! | a name's older lists | [`MAX_OLDER`] blocks, [`MAX_CHAIN_BYTES`](cairn_names::releases::MAX_CHAIN_BYTES) with the head | refused |
-//! | older lists kept in `R/names/*/older/` | [`MAX_OLDER_ON_DISK`] bytes in all | kept in the store's cache only |
+//! | older lists kept in `R/names/*/older/` | [`MAX_OLDER_ON_DISK`] bytes in all | the lists of names nobody follows are forgotten, least recently kept first; then a new list is refused |
 //! | a chain walk | [`MAX_WALK`] lists | a rewritten history |
 //! | mount threads waiting for names | [`MAX_WAITING`] | `EAGAIN` |
 //! | `aliases.toml` | [`MAX_ALIASES_FILE`] bytes | ignored, with a log line |
@@ -460,11 +460,39 @@ impl Naming {
 
     /// The last good list of `name` kept in `R/names/`, and its CID.
     fn good_list(&self, name: &Name) -> Option<(List, Cid)> {
-        let bytes = read_bounded(&self.name_dir(name).join("list"), MAX_LIST as u64)?;
-        let list = List::load(&bytes, Some(name), |c| self.older_block(name, c))
+        self.good_list_with(name, |_| Err("not asked".into()))
             .map_err(|e| log::warn!("{name}: its kept list: {e}"))
-            .ok()?;
-        Some((list, list_cid(&bytes)))
+            .ok()?
+    }
+
+    /// The last good list of `name`, its older lists read from `R/names/`, the store, or
+    /// else `fetch` (what comes from there is kept again). `Ok(None)`: no list is kept;
+    /// `Err`: one is, and cannot be read whole.
+    fn good_list_with(
+        &self,
+        name: &Name,
+        mut fetch: impl FnMut(&Cid) -> Result<Vec<u8>, String>,
+    ) -> Result<Option<(List, Cid)>, String> {
+        let dir = self.name_dir(name);
+        let Some(bytes) = read_bounded(&dir.join("list"), MAX_LIST as u64) else {
+            return Ok(None);
+        };
+        let mut fetched = Vec::new();
+        let list = List::load(&bytes, Some(name), |c| {
+            self.older_block(name, c).or_else(|_| {
+                let b = fetch(c)?;
+                fetched.push((*c, b.clone()));
+                Ok(b)
+            })
+        })
+        .map_err(|e| e.to_string())?;
+        if !fetched.is_empty() {
+            let _w = self.writing.lock().expect("writing");
+            if let Err(e) = self.write_older(&dir, &fetched) {
+                log::warn!("{name}: keeping its older lists again: {e}");
+            }
+        }
+        Ok(Some((list, list_cid(&bytes))))
     }
 
     /// An older list block of `name`: kept in `R/names/<name>/older/`, else in the store.
@@ -483,30 +511,73 @@ impl Naming {
     /// there yet, while [`MAX_OLDER_ON_DISK`] allows), then the head, then the older blocks
     /// no longer used go.
     fn write_list(&self, dir: &Path, held: &HeldList) -> std::io::Result<()> {
-        let older = dir.join("older");
         let keep: HashSet<String> = held.older.iter().map(|(c, _)| c.to_string()).collect();
-        if !held.older.is_empty() {
-            std::fs::create_dir_all(&older)?;
-        }
-        for (c, b) in &held.older {
-            let f = older.join(c.to_string());
-            if f.exists() {
-                continue;
-            }
-            let size = b.len() as u64;
-            if self.older_on_disk.fetch_add(size, Ordering::Relaxed) + size > MAX_OLDER_ON_DISK {
-                self.older_on_disk.fetch_sub(size, Ordering::Relaxed);
-                log::warn!(
-                    "{}: older lists take {MAX_OLDER_ON_DISK} bytes in R/names already; {c} only in the store's cache",
-                    dir.display()
-                );
-                continue;
-            }
-            write_atomic(&f, b)?;
-        }
+        self.write_older(dir, &held.older)?;
         write_atomic(&dir.join("list"), &held.head)?;
         self.remove_older(dir, &keep);
         Ok(())
+    }
+
+    /// Writes older list blocks into `dir/older/`, all or none: a list kept without its
+    /// older lists could not be checked against later. Past [`MAX_OLDER_ON_DISK`], the
+    /// older lists of names nobody follows go first, least recently kept first (such a name
+    /// is then as if never seen: its next list is taken without a history to check).
+    fn write_older(&self, dir: &Path, blocks: &[(Cid, Vec<u8>)]) -> std::io::Result<()> {
+        let older = dir.join("older");
+        let new: Vec<_> = blocks
+            .iter()
+            .filter(|(c, _)| !older.join(c.to_string()).exists())
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let need: u64 = new.iter().map(|(_, b)| b.len() as u64).sum();
+        if self.older_on_disk.load(Ordering::Relaxed) + need > MAX_OLDER_ON_DISK {
+            self.make_room(need, dir);
+        }
+        if self.older_on_disk.fetch_add(need, Ordering::Relaxed) + need > MAX_OLDER_ON_DISK {
+            self.older_on_disk.fetch_sub(need, Ordering::Relaxed);
+            return Err(std::io::Error::other(format!(
+                "older lists take {MAX_OLDER_ON_DISK} bytes in R/names already, of followed names"
+            )));
+        }
+        std::fs::create_dir_all(&older)?;
+        for (i, (c, b)) in new.iter().enumerate() {
+            if let Err(e) = write_atomic(&older.join(c.to_string()), b) {
+                let unwritten: u64 = new[i..].iter().map(|(_, b)| b.len() as u64).sum();
+                self.older_on_disk.fetch_sub(unwritten, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets the lists of names nobody follows, least recently kept first, until `need`
+    /// more bytes of older lists fit (never `except`'s).
+    fn make_room(&self, need: u64, except: &Path) {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut names: Vec<(SystemTime, PathBuf)> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|d| d != except && d.join("older").is_dir() && !d.join("follow").exists())
+            .map(|d| {
+                let t = std::fs::metadata(d.join("list"))
+                    .and_then(|m| m.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                (t, d)
+            })
+            .collect();
+        names.sort();
+        for (_, d) in names {
+            if self.older_on_disk.load(Ordering::Relaxed) + need <= MAX_OLDER_ON_DISK {
+                break;
+            }
+            log::info!("{}: its lists forgotten to make room", d.display());
+            let _ = std::fs::remove_file(d.join("list"));
+            self.remove_older(&d, &HashSet::new());
+        }
     }
 
     /// Removes the older list blocks in `dir` not in `keep`.
@@ -579,7 +650,19 @@ impl Naming {
         let Some(cid) = list_value(value) else {
             return Ok((Target::Path(value.to_owned()), None));
         };
-        let good = self.good_list(name);
+        let deadline = Instant::now() + self.timeout;
+        let block = |c: &Cid| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("the chain was not read within {:?}", self.timeout));
+            }
+            self.block_within(c, left)
+        };
+        // A kept list that cannot be read whole (its older lists lost) holds back any new
+        // one: taking the next as if none had been seen would skip the history check.
+        let good = self
+            .good_list_with(name, block)
+            .map_err(|e| format!("{name}: the last good list cannot be read ({e}); `cairn name accept {name}` takes the newest as it is"))?;
         if let Some((list, good_cid)) = &good {
             if *good_cid == cid {
                 let t = Target::Releases {
@@ -590,14 +673,6 @@ impl Naming {
                 return Ok((t, None));
             }
         }
-        let deadline = Instant::now() + self.timeout;
-        let block = |c: &Cid| {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(format!("the chain was not read within {:?}", self.timeout));
-            }
-            self.block_within(c, left)
-        };
         // Whether a name with no list yet points to one is asked for a few seconds only: a
         // plain name of an app nobody near serves must still resolve.
         let first = match &good {
@@ -818,6 +893,7 @@ impl Naming {
             return Ok(false);
         };
         let had = std::fs::remove_file(self.name_dir(&name).join("list")).is_ok();
+        self.remove_older(&self.name_dir(&name), &HashSet::new());
         let this = self.clone();
         let value = held.record.value.clone();
         let (target, list) =

@@ -93,6 +93,8 @@ pub struct List {
     older_bytes: usize,
     /// How many older lists there are.
     depth: usize,
+    /// The head block's size as read (or as written, for a list made here).
+    size: usize,
 }
 
 /// Why a list, or a change to one, is refused.
@@ -123,6 +125,15 @@ pub enum ListError {
     LongNotes(usize),
     #[error("its older lists: {0}")]
     Older(String),
+}
+
+/// Whether `c` is a list block's CID as lists are written (CIDv1, dag-cbor, sha2-256): a
+/// list links only such, so a kept copy is checked by that one hash.
+pub fn is_list_cid(c: &Cid) -> bool {
+    c.version() == cid::Version::V1
+        && c.codec() == 0x71
+        && c.hash().code() == 0x12
+        && c.hash().size() == 32
 }
 
 fn malformed(why: impl Into<String>) -> ListError {
@@ -240,6 +251,7 @@ impl List {
             own: Vec::new(),
             older_bytes: 0,
             depth: 0,
+            size: 0,
         }
     }
 
@@ -267,8 +279,11 @@ impl List {
         let mut next = head.older;
         let mut total = bytes.len();
         let mut hit = false;
+        // A name has each version once and yanks each once: more entries than that are
+        // refused before they are all decoded.
+        let mut entries = head.entries.len();
         while let Some(c) = next {
-            if let Some((l, size)) = cache.get(&c) {
+            if let Some((l, size)) = cache.get(&c).filter(|(l, _)| l.name == head.name) {
                 base_bytes = l.older_bytes + size;
                 base = l;
                 hit = true;
@@ -286,6 +301,10 @@ impl List {
             }
             let n = Node::decode(&b, Some(&head.name))
                 .map_err(|e| ListError::Older(format!("{c}: {e}")))?;
+            entries += n.entries.len();
+            if entries > 2 * MAX_VERSIONS {
+                return Err(ListError::TooMany);
+            }
             next = n.older;
             chain.push((c, n, b.len()));
         }
@@ -316,7 +335,7 @@ impl List {
                 }
             };
             // `base` is now the list at `c`, whole.
-            (base.older_bytes, base.depth) = (base_bytes, depth);
+            (base.older_bytes, base.depth, base.size) = (base_bytes, depth, len);
             cache.push(c, &base, len, yanks);
             base_bytes += len;
         }
@@ -324,7 +343,7 @@ impl List {
             cache.set_versions(o, &base.versions);
         }
         base.apply(&mut index, head)?;
-        (base.older_bytes, base.depth) = (base_bytes, head_depth);
+        (base.older_bytes, base.depth, base.size) = (base_bytes, head_depth, bytes.len());
         Ok(base)
     }
 
@@ -495,19 +514,20 @@ impl List {
     ) -> Result<List, ListError> {
         let size = next.encode().len();
         let (Some(c), true) = (self_cid, size > limit) else {
-            return self.bounded(next, size);
+            next.size = size;
+            return self.bounded(next);
         };
         next.older = Some(c);
         next.own = vec![change];
-        next.older_bytes = self.older_bytes + self.encode().len();
+        next.older_bytes = self.older_bytes + self.size;
         next.depth = self.depth + 1;
-        let size = next.encode().len();
-        self.bounded(next, size)
+        next.size = next.encode().len();
+        self.bounded(next)
     }
 
-    /// `next` (its head block `size` bytes) if its lists are within bounds.
-    fn bounded(&self, next: List, size: usize) -> Result<List, ListError> {
-        let total = next.older_bytes + size;
+    /// `next` if its lists are within bounds.
+    fn bounded(&self, next: List) -> Result<List, ListError> {
+        let total = next.older_bytes + next.size;
         if next.depth > MAX_OLDER {
             return Err(ListError::Older(format!(
                 "the name's lists would be more than {MAX_OLDER} deep: a new name"
@@ -532,6 +552,11 @@ impl List {
     /// Whether `next` is this list (at `self_cid`) plus exactly one allowed change.
     pub fn is_followed_by(&self, self_cid: Cid, next: &List) -> bool {
         if next.name != self.name || next.prev != Some(self_cid) || next.seq != self.seq + 1 {
+            return false;
+        }
+        // Its older lists are this one's, or this one itself after a spill: a walk back
+        // then reads each older list once.
+        if next.older != self.older && next.older != Some(self_cid) {
             return false;
         }
         let (old, new) = (&self.versions, &next.versions);
@@ -659,14 +684,14 @@ impl Node {
             _ => return Err(malformed("no seq")),
         };
         let prev = match m.get("prev") {
-            Some(Ipld::Link(c)) => Some(*c),
+            Some(Ipld::Link(c)) if is_list_cid(c) => Some(*c),
             Some(Ipld::Null) | None => None,
-            _ => return Err(malformed("prev is not a link")),
+            _ => return Err(malformed("prev is not a list's link")),
         };
         let older = match m.get("older") {
-            Some(Ipld::Link(c)) => Some(*c),
+            Some(Ipld::Link(c)) if is_list_cid(c) => Some(*c),
             None => None,
-            _ => return Err(malformed("older is not a link")),
+            _ => return Err(malformed("older is not a list's link")),
         };
         let Some(Ipld::List(vs)) = m.get("versions") else {
             return Err(malformed("no versions list"));
@@ -958,6 +983,70 @@ mod tests {
             Err(ListError::Older(_))
         ));
         assert!(reads.get() <= MAX_OLDER);
+    }
+
+    /// What a hostile chain cannot do: link older lists by another kind of CID (a kept copy
+    /// is checked by one hash), swap a list's older lists for others with the same versions
+    /// (a walk back would read each anew), or carry more entries than a name can have.
+    #[test]
+    fn hostile_chains_are_refused() {
+        let name = Name::of(&Keypair::generate_ed25519().public());
+        let (mut l, mut c) = (List::empty(name), None);
+        let mut blocks = std::collections::HashMap::new();
+        for k in 0..12u8 {
+            l = l
+                .append_within(c, &format!("1.{k}"), cid(k), 0, None, 300)
+                .unwrap();
+            let nc = list_cid(&l);
+            blocks.insert(nc, l.encode());
+            c = Some(nc);
+        }
+        let c = c.unwrap();
+        assert!(l.older.is_some());
+        // An older link of another kind.
+        let mut n = l.node();
+        n.older = Some(cid(1));
+        assert!(matches!(
+            Node::decode(&n.encode(), None),
+            Err(ListError::Malformed(_))
+        ));
+        // The next list, its versions right but its older lists another chain's.
+        let next = l.append(Some(c), "2.0", cid(50), 0, None).unwrap();
+        assert!(l.is_followed_by(c, &next));
+        let mut swapped = next.clone();
+        swapped.older = Some(list_cid(&List::empty(name)));
+        assert!(!l.is_followed_by(c, &swapped));
+        // Entries past twice the versions a name may have are refused as they are read.
+        let big = |k: usize, older: Option<Cid>| Node {
+            name,
+            seq: k as u64,
+            entries: (0..MAX_VERSIONS)
+                .map(|i| Release {
+                    v: format!("{k}.{i}"),
+                    cid: cid(1),
+                    at: time::format(0),
+                    notes: None,
+                    yanked: None,
+                })
+                .collect(),
+            prev: None,
+            older,
+        };
+        let (b0, b1) = (big(0, None), big(1, None));
+        let (c0, c1) = (list_cid(&List::empty(name)), c);
+        let b1 = Node { older: Some(c0), ..b1 };
+        let head = big(2, Some(c1));
+        let chain: std::collections::HashMap<Cid, Vec<u8>> =
+            [(c0, b0.encode()), (c1, b1.encode())].into();
+        let reads = std::cell::Cell::new(0);
+        let got = List::load(&head.encode(), Some(&name), |x| {
+            reads.set(reads.get() + 1);
+            chain.get(x).cloned().ok_or(format!("no {x}"))
+        });
+        assert_eq!(got, Err(ListError::TooMany));
+        // 4096 and 4096 entries may be a name's (each version and its yank); the third
+        // block's are refused as it is read.
+        assert_eq!(reads.get(), 2);
     }
 
     #[test]
