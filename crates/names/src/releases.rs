@@ -1034,7 +1034,10 @@ mod tests {
         };
         let (b0, b1) = (big(0, None), big(1, None));
         let (c0, c1) = (list_cid(&List::empty(name)), c);
-        let b1 = Node { older: Some(c0), ..b1 };
+        let b1 = Node {
+            older: Some(c0),
+            ..b1
+        };
         let head = big(2, Some(c1));
         let chain: std::collections::HashMap<Cid, Vec<u8>> =
             [(c0, b0.encode()), (c1, b1.encode())].into();

@@ -32,7 +32,7 @@ use libp2p::core::{
 /// of a connection at once and writes at most 16.
 const MAX_STREAMS: usize = 64;
 /// yamux's initial (and, here, final) window of a stream.
-const STREAM_WINDOW: usize = 256 << 10;
+pub(crate) const STREAM_WINDOW: usize = 256 << 10;
 /// All streams of a connection together (yamux requires room for every stream's window).
 const CONNECTION_WINDOW: usize = MAX_STREAMS * STREAM_WINDOW;
 /// Inbound streams accepted but not yet taken by the swarm.

@@ -227,6 +227,12 @@ pub async fn fetch_skeleton(
             r.outcome = Outcome::Incomplete;
             continue;
         };
+        log::trace!(
+            "skeleton of {root}: {cid} ({size} bytes, fetched {fetched}) at {} ms, {} links, {} running",
+            start.elapsed().as_millis(),
+            links.len(),
+            running.len()
+        );
         r.nodes += 1;
         r.bytes += size;
         r.fetched += fetched as u64;

@@ -63,7 +63,7 @@ pub const WRITES_PER_CONNECTION: usize = 16;
 /// Messages waiting for an outbound stream, on one connection.
 pub const QUEUED_PER_CONNECTION: usize = 16;
 /// Outbound streams being negotiated at once, on one connection.
-const OPENING_PER_CONNECTION: usize = 4;
+const OPENING_PER_CONNECTION: usize = 8;
 /// An inbound stream silent this long between messages is closed (kubo keeps its want
 /// stream open and opens another when it needs one).
 pub const INBOUND_IDLE: Duration = Duration::from_secs(120);

@@ -34,6 +34,11 @@ use super::{
 pub const SEND_SMALL_BLOCKS: u64 = 1024;
 /// Target size of an outgoing message: well under the 4 MiB limit (kubo drops larger ones).
 pub const MESSAGE_TARGET: usize = 2 << 20;
+/// Target size of an answer to a peer that reads many streams at once: one stream's window
+/// (`crate::muxer::STREAM_WINDOW`) less room for framing, so that each answer arrives in one
+/// trip and [`IN_FLIGHT_MANY`] of them move together. A larger message waits a round trip
+/// for every window it spans: a 480 KiB answer took two and a half round trips at 20 ms.
+const CONCURRENT_TARGET: usize = crate::muxer::STREAM_WINDOW - (16 << 10);
 /// Wantlist entries in one outgoing message (receivers refuse messages of more than
 /// [`wire::MAX_ITEMS`] items; a peer holds at most 1024 of our wants anyway).
 pub const MAX_ENTRIES: usize = 1024;
@@ -225,7 +230,7 @@ pub async fn send_loop(
 ) {
     let version: Arc<Mutex<Option<Version>>> = Arc::default();
     // Under a limit, messages are small enough that whoever weighs most goes next soon.
-    let target = limit
+    let most_target = limit
         .as_ref()
         .map_or(MESSAGE_TARGET, |l| l.message_target());
     let sender = Sender {
@@ -250,10 +255,10 @@ pub async fn send_loop(
         if shared.closed.load(Ordering::Relaxed) {
             return;
         }
-        let most = if shared.concurrent.load(Ordering::Relaxed) {
-            IN_FLIGHT_MANY
+        let (most, target) = if shared.concurrent.load(Ordering::Relaxed) {
+            (IN_FLIGHT_MANY, most_target.min(CONCURRENT_TARGET))
         } else {
-            IN_FLIGHT
+            (IN_FLIGHT, most_target)
         };
         let full_pipe = in_flight.len() >= most;
         let (control, full, serve) = {
