@@ -24,6 +24,8 @@
 //!   after its owner left, until its validity ends
 //! - `mount`: the FUSE mount, mounted for real, read with ordinary tools
 //! - `gc`: pins and garbage collection, one test per liveness rule, and a stress test
+//! - `git`: a real repository's objects as git-raw blocks named by git's ids, walked whole,
+//!   and pinned by kubo from a cairn daemon
 //! - `hostile`: DAGs built to explode walks, broken journals and CARs, a stale ready pipe, no /proc
 //! - `network`: cairn daemons, Helia and kubo on loopback moving real blocks (`peers`: the processes)
 //! - `hostile_js`: hostile and honest peers in JavaScript on Helia's libp2p stack
@@ -44,6 +46,7 @@ mod faults;
 mod firstrun;
 mod fixtures;
 mod gc;
+mod git;
 mod hostile;
 mod hostile_js;
 mod hostile_peer;

@@ -248,7 +248,7 @@ impl<'a> Marker<'a> {
                 // this collection): parse the block itself, if it is here.
                 let cid = self.keys.cid(id);
                 if let Some(data) = self.store.blocks().get_unverified(&cid)? {
-                    if let Ok(children) = codec::links(cid.codec(), &data) {
+                    if let Ok(children) = codec::links_of(&cid, &data) {
                         for c in &children {
                             stack.push(self.keys.id(c));
                         }

@@ -118,6 +118,8 @@ pub enum DecodeError {
     Unixfs(String),
     #[error("dag-json: {0}")]
     DagJson(String),
+    #[error("git object: {0}")]
+    Git(String),
     #[error("{0}")]
     Invalid(String),
 }

@@ -10,6 +10,31 @@ use crate::error::StoreError;
 
 /// The multihash code of the identity "hash" (the digest is the data itself).
 pub const IDENTITY: u64 = 0x00;
+/// The multihash code of sha1: git's object ids, checked for collision attacks. Not a
+/// [`HashAlg`]: cairn never names new blocks with it.
+pub const SHA1: u64 = 0x11;
+
+/// `data`'s multihash under the function `code`: a [`HashAlg`], or sha1 with collision
+/// detection (as git's own, sha1dc). `None`: a function cairn cannot compute, or sha1 input
+/// that carries a collision attack (such as SHAttered's), which names no one block.
+pub fn checked_digest(code: u64, data: &[u8]) -> Option<Multihash<64>> {
+    if code == SHA1 {
+        let r = sha1_checked::Sha1::try_digest(data);
+        if r.has_collision() {
+            return None;
+        }
+        return Multihash::wrap(SHA1, r.hash().as_ref()).ok();
+    }
+    HashAlg::from_code(code).map(|alg| alg.digest(data))
+}
+
+/// The full digest length of the function `code`, if cairn computes it.
+pub fn digest_size(code: u64) -> Option<usize> {
+    if code == SHA1 {
+        return Some(20);
+    }
+    HashAlg::from_code(code).map(HashAlg::size)
+}
 
 /// A hash function blocks can be named by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,11 +133,14 @@ pub fn verify(cid: &Cid, data: &[u8]) -> Result<(), StoreError> {
             Err(StoreError::Corrupt { cid: *cid })
         };
     }
-    let alg = HashAlg::from_code(mh.code()).ok_or(StoreError::UnsupportedHash {
-        cid: *cid,
-        code: mh.code(),
-    })?;
-    let computed = alg.digest(data);
+    if digest_size(mh.code()).is_none() {
+        return Err(StoreError::UnsupportedHash {
+            cid: *cid,
+            code: mh.code(),
+        });
+    }
+    // A sha1 collision attack is refused as a mismatch is.
+    let computed = checked_digest(mh.code(), data).ok_or(StoreError::Corrupt { cid: *cid })?;
     let want = mh.digest();
     // A multihash may carry a truncated digest; it must be a prefix of the full one, and
     // long enough to name anything: a digest of no bytes would match every block.
@@ -125,12 +153,57 @@ pub fn verify(cid: &Cid, data: &[u8]) -> Result<(), StoreError> {
 
 /// True if this CID's multihash can be verified by this store.
 pub fn is_supported(cid: &Cid) -> bool {
-    cid.hash().code() == IDENTITY || HashAlg::from_code(cid.hash().code()).is_some()
+    cid.hash().code() == IDENTITY || digest_size(cid.hash().code()).is_some()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// sha1 names git objects; a block carrying a collision attack names none: both halves
+    /// of SHAttered (two different 320-byte prefixes with one sha1) are refused as a
+    /// mismatch is, while an ordinary object verifies.
+    #[test]
+    fn sha1_refuses_collision_attacks() {
+        let one = include_bytes!("../testdata/shattered-1.prefix");
+        let two = include_bytes!("../testdata/shattered-2.prefix");
+        assert_ne!(one, two);
+        let id: Vec<u8> = (0..20)
+            .map(|i| {
+                u8::from_str_radix(
+                    &"f92d74e3874587aaf443d1db961d4e26dde13e9c"[2 * i..2 * i + 2],
+                    16,
+                )
+                .unwrap()
+            })
+            .collect();
+        let cid = Cid::new_v1(0x55, Multihash::wrap(SHA1, &id).unwrap());
+        for half in [&one[..], &two[..]] {
+            assert!(checked_digest(SHA1, half).is_none());
+            assert!(matches!(
+                verify(&cid, half),
+                Err(StoreError::Corrupt { .. })
+            ));
+        }
+        // git's blob "hello\n".
+        let blob = b"blob 6\0hello\n";
+        let id: Vec<u8> = (0..20)
+            .map(|i| {
+                u8::from_str_radix(
+                    &"ce013625030ba8dba906f756967f9e9ca394464a"[2 * i..2 * i + 2],
+                    16,
+                )
+                .unwrap()
+            })
+            .collect();
+        let cid = Cid::new_v1(0x78, Multihash::wrap(SHA1, &id).unwrap());
+        assert!(verify(&cid, blob).is_ok());
+        assert!(matches!(
+            verify(&cid, b"blob 6\0hellO\n"),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(is_supported(&cid));
+    }
 
     #[test]
     fn verify_accepts_the_right_bytes_only() {

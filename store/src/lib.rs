@@ -7,7 +7,12 @@
 //!   threads and processes at once ([`blocks`]). Nothing is fsynced per block; a batch ends
 //!   with one [`Store::flush`].
 //! - Every read checks the block's multihash ([`hash`]); a mismatch is
-//!   [`StoreError::Corrupt`], never the bytes.
+//!   [`StoreError::Corrupt`], never the bytes. sha1 (git's object ids) is computed with
+//!   collision detection: a block carrying an attack such as SHAttered is refused as a
+//!   mismatch is.
+//! - Links are read by codec ([`codec`]): dag-pb, dag-cbor, dag-json and git objects
+//!   (git-raw); each decoder's input is one block (at most [`MAX_BLOCK_SIZE`]) and it
+//!   allocates at most its links.
 //! - The index records size, codec and links once, at put time ([`index`]); processes that do
 //!   not hold it write journals instead ([`journal`]), so no writer ever waits for it.
 //! - Writers temp-pin what they write before writing it ([`temp`]), so the garbage

@@ -143,7 +143,7 @@ impl Store {
         };
         let links = match (links, data) {
             (Some(l), _) => l.to_vec(),
-            (None, Some(data)) => codec::links(cid.codec(), data)
+            (None, Some(data)) => codec::links_of(cid, data)
                 .map_err(|source| StoreError::Decode { cid: *cid, source })?,
             (None, None) => unreachable!("joined when links are needed"),
         };
@@ -174,7 +174,7 @@ impl Store {
         if cid.hash().code() == hash::IDENTITY {
             return Ok(false);
         }
-        let links = codec::links(cid.codec(), data)
+        let links = codec::links_of(cid, data)
             .map_err(|source| StoreError::Decode { cid: *cid, source })?;
         let scoped = self
             .scoped
@@ -259,7 +259,7 @@ impl Store {
         let Some(data) = self.blocks.get(cid)? else {
             return Ok(None);
         };
-        let links = codec::links(cid.codec(), &data)
+        let links = codec::links_of(cid, &data)
             .map_err(|source| StoreError::Decode { cid: *cid, source })?;
         Ok(Some(BlockMeta {
             size: data.len() as u64,
@@ -464,7 +464,7 @@ impl Store {
         }
         let results = self.scan(&cids, threads, progress, |cid, data| {
             hash::verify(cid, data)?;
-            Ok(Ok(codec::links(cid.codec(), data).map(|links| BlockMeta {
+            Ok(Ok(codec::links_of(cid, data).map(|links| BlockMeta {
                 size: data.len() as u64,
                 codec: cid.codec(),
                 links,

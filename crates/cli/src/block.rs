@@ -17,11 +17,14 @@ pub enum BlockCmd {
     /// Store a block read from FILE (or standard input) and print its CID
     Put {
         file: Option<PathBuf>,
-        /// Codec of the block: raw, dag-pb, dag-cbor, dag-json, ...
+        /// Codec of the block: raw, dag-pb, dag-cbor, dag-json, cbor, json, or git-raw (a
+        /// loose git object, `<type> <size>\0<body>`, named by its sha1 as git names it)
         #[arg(long, default_value = "raw")]
         cid_codec: String,
-        #[arg(long, default_value = "sha2-256")]
-        hash: HashAlg,
+        /// Hash function [default: sha2-256; for git-raw, sha1, or sha2-256 for objects of an
+        /// object-format=sha256 repository]
+        #[arg(long)]
+        hash: Option<HashAlg>,
     },
     /// Print a block's CID and size
     Stat { cid: String },
@@ -44,7 +47,10 @@ fn codec_code(name: &str) -> Result<u64> {
         "dag-json" => DAG_JSON,
         "cbor" => CBOR,
         "json" => JSON,
-        other => bail!("unknown codec {other:?} (raw, dag-pb, dag-cbor, dag-json, cbor, json)"),
+        "git-raw" => GIT_RAW,
+        other => {
+            bail!("unknown codec {other:?} (raw, dag-pb, dag-cbor, dag-json, cbor, json, git-raw)")
+        }
     })
 }
 
@@ -76,7 +82,20 @@ pub fn run(root: &Path, cmd: BlockCmd) -> Result<ExitCode> {
             if data.len() > MAX_BLOCK_SIZE {
                 bail!("block is larger than {MAX_BLOCK_SIZE} bytes");
             }
-            let cid = Cid::new_v1(code, hash.digest(&data));
+            let mh = match (code, hash) {
+                (codec::codes::GIT_RAW, None) => {
+                    cairn_store::hash::checked_digest(cairn_store::hash::SHA1, &data)
+                        .context("the object carries a sha1 collision attack")?
+                }
+                (codec::codes::GIT_RAW, Some(HashAlg::Sha2_256)) | (_, None) => {
+                    HashAlg::Sha2_256.digest(&data)
+                }
+                (codec::codes::GIT_RAW, Some(h)) => {
+                    bail!("git objects are named by sha1 or sha2-256, not {h}")
+                }
+                (_, Some(h)) => h.digest(&data),
+            };
+            let cid = Cid::new_v1(code, mh);
             let store = Store::init(root)?;
             store.put(&cid, &data)?;
             store.flush()?;

@@ -365,7 +365,7 @@ fn missing(store: &Store, cid: &Cid) -> Result<u64> {
         match store.get(&c)? {
             None => missing += 1,
             Some(bytes) => {
-                let links = cairn_store::codec::links(c.codec(), &bytes)
+                let links = cairn_store::codec::links_of(&c, &bytes)
                     .map_err(|e| anyhow::anyhow!("{c}: {e}"))?;
                 stack.extend(links);
             }

@@ -55,6 +55,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("app", app),
     ("ledger", ledger),
     ("ipns", ipns),
+    ("git", git),
 ];
 
 /// A dag-pb block: the full decoder, the link extractor the index uses, and a round trip.
@@ -173,6 +174,18 @@ fn names(root: &HamtNode) -> Vec<String> {
 /// DAG-CBOR link extraction (the index records every block's links).
 pub fn dagcbor(data: &[u8]) {
     let _ = codec::links(codes::DAG_CBOR, data);
+}
+
+/// A git object (git-raw), its links read with sha1 and with sha2-256 ids: every link a
+/// git-raw CID of the same hash.
+pub fn git(data: &[u8]) {
+    for (len, code) in [(20, 0x11), (32, 0x12)] {
+        if let Ok(links) = codec::git::links(data, len) {
+            assert!(links
+                .iter()
+                .all(|l| l.codec() == codes::GIT_RAW && l.hash().code() == code));
+        }
+    }
 }
 
 /// DAG-JSON link extraction.

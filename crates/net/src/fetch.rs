@@ -102,7 +102,7 @@ async fn one(
             return Ok(None);
         }
         match s.get(&cid) {
-            Ok(Some(data)) => Ok(Some(codec::links(cid.codec(), &data).unwrap_or_default())),
+            Ok(Some(data)) => Ok(Some(codec::links_of(&cid, &data).unwrap_or_default())),
             Ok(None) => Ok(None),
             Err(cairn_store::StoreError::Corrupt { cid }) => {
                 s.blocks().quarantine(&cid)?;
@@ -123,7 +123,7 @@ async fn one(
     let n = data.len() as u64;
     let links = tokio::task::spawn_blocking(move || -> Result<Vec<Cid>, NetError> {
         store.put_cache(&cid, &data)?;
-        Ok(codec::links(cid.codec(), &data).unwrap_or_default())
+        Ok(codec::links_of(&cid, &data).unwrap_or_default())
     })
     .await
     .map_err(|e| NetError::Task(e.to_string()))??;

@@ -287,7 +287,7 @@ async fn visit(
         // The engine stores what it receives too; storing here makes the block's index
         // record certain before the walk reports it complete.
         let _ = store.put_cache(&cid, &data);
-        let links = codec::links(cid.codec(), &data).unwrap_or_default();
+        let links = codec::links_of(&cid, &data).unwrap_or_default();
         let attrs = match cid.codec() {
             codes::DAG_PB => Attrs::of_dag_pb(&data),
             _ => None,

@@ -437,8 +437,8 @@ pub fn export<W: Write>(
         w.write_block(&cid, &data).map_err(UnixfsError::Output)?;
         blocks += 1;
         progress.add_bytes(data.len() as u64);
-        let links = codec::links(cid.codec(), &data)
-            .map_err(|source| StoreError::Decode { cid, source })?;
+        let links =
+            codec::links_of(&cid, &data).map_err(|source| StoreError::Decode { cid, source })?;
         stack.extend(links.into_iter().rev());
     }
     Ok((w.finish().map_err(UnixfsError::Output)?, blocks))

@@ -3,6 +3,7 @@
 
 pub mod cbor;
 pub mod dagpb;
+pub mod git;
 pub mod pb;
 pub mod unixfs;
 
@@ -19,6 +20,7 @@ pub mod codes {
     pub const CBOR: u64 = 0x51;
     pub const JSON: u64 = 0x0200;
     pub const LIBP2P_KEY: u64 = 0x72;
+    pub const GIT_RAW: u64 = super::git::GIT_RAW;
 }
 
 /// A short human name for a codec, as `ipfs` prints it.
@@ -31,14 +33,26 @@ pub fn codec_name(code: u64) -> String {
         codes::CBOR => "cbor".into(),
         codes::JSON => "json".into(),
         codes::LIBP2P_KEY => "libp2p-key".into(),
+        codes::GIT_RAW => "git-raw".into(),
         other => format!("0x{other:x}"),
     }
 }
 
-/// The CIDs `bytes` links to, decoded with `codec`. Codecs without links (raw, plain cbor and
-/// json, anything unknown) have none.
+/// The CIDs the block `cid` (whose bytes are `bytes`) links to. A git object's ids are as
+/// long as its own hash; every other codec is read as [`links`] reads it.
+pub fn links_of(cid: &Cid, bytes: &[u8]) -> Result<Vec<Cid>, DecodeError> {
+    match cid.codec() {
+        codes::GIT_RAW => git::links(bytes, cid.hash().size() as usize),
+        codec => links(codec, bytes),
+    }
+}
+
+/// The CIDs `bytes` links to, decoded with `codec` (a git object as sha1: see
+/// [`links_of`]). Codecs without links (raw, plain cbor and json, anything unknown) have
+/// none.
 pub fn links(codec: u64, bytes: &[u8]) -> Result<Vec<Cid>, DecodeError> {
     match codec {
+        codes::GIT_RAW => git::links(bytes, 20),
         codes::DAG_PB => dagpb::links(bytes),
         codes::DAG_CBOR => cbor::links(bytes),
         codes::DAG_JSON => dag_json_links(bytes),

@@ -27,7 +27,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use cairn_store::{
     codec,
-    hash::{HashAlg, IDENTITY, MIN_DIGEST},
+    hash::{checked_digest, digest_size, IDENTITY, MIN_DIGEST},
     Cid,
 };
 use libp2p::PeerId;
@@ -56,12 +56,12 @@ pub fn verifiable(cid: &Cid) -> Result<(), Unverifiable> {
     if mh.code() == IDENTITY {
         return Ok(());
     }
-    let alg = HashAlg::from_code(mh.code()).ok_or(Unverifiable::Hash {
+    let size = digest_size(mh.code()).ok_or(Unverifiable::Hash {
         cid: *cid,
         code: mh.code(),
     })?;
     let len = mh.size() as usize;
-    if !(MIN_DIGEST..=alg.size()).contains(&len) {
+    if !(MIN_DIGEST..=size).contains(&len) {
         return Err(Unverifiable::Digest { cid: *cid, len });
     }
     Ok(())
@@ -108,10 +108,12 @@ pub fn hash(prefix: &Prefix, data: &[u8]) -> Hashed {
         0 | 1 => {}
         _ => return Hashed::Malformed("unsupported CID version"),
     }
-    let Some(alg) = HashAlg::from_code(prefix.mh_code) else {
+    if digest_size(prefix.mh_code).is_none() {
         return Hashed::Unverifiable;
+    }
+    let Some(mh) = checked_digest(prefix.mh_code, data) else {
+        return Hashed::Malformed("a block carrying a sha1 collision attack");
     };
-    let mh = alg.digest(data);
     let len = prefix.mh_len as usize;
     if len == mh.size() as usize {
         return Hashed::Key(mh);
@@ -171,7 +173,7 @@ impl Engine {
                 let (store, events) = (self.store.clone(), self.events_tx.clone());
                 tokio::spawn(async move {
                     let stored = tokio::task::spawn_blocking(move || {
-                        let links = codec::links(cid.codec(), &data).unwrap_or_default();
+                        let links = codec::links_of(&cid, &data).unwrap_or_default();
                         store.put_cache(&cid, &data).map(|_| links)
                     })
                     .await;
@@ -216,7 +218,36 @@ mod tests {
     use super::*;
 
     fn raw(data: &[u8]) -> Cid {
-        Cid::new_v1(codec::codes::RAW, HashAlg::Sha2_256.digest(data))
+        Cid::new_v1(
+            codec::codes::RAW,
+            cairn_store::HashAlg::Sha2_256.digest(data),
+        )
+    }
+
+    /// git objects are named by sha1, computed with collision detection: a block carrying
+    /// SHAttered's attack is a bad block (its sender is charged), not a block of that sha1.
+    #[test]
+    fn a_sha1_collision_is_a_bad_block() {
+        let git = Prefix {
+            version: 1,
+            codec: codec::codes::GIT_RAW,
+            mh_code: cairn_store::hash::SHA1,
+            mh_len: 20,
+        };
+        let blob = b"blob 6\0hello\n";
+        let Hashed::Key(k) = hash(&git, blob) else {
+            panic!("an ordinary object hashes");
+        };
+        let id = "ce013625030ba8dba906f756967f9e9ca394464a";
+        let hex: String = k.digest().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, id);
+        verifiable(&Cid::new_v1(codec::codes::GIT_RAW, k)).unwrap();
+        for half in [
+            &include_bytes!("../../../../store/testdata/shattered-1.prefix")[..],
+            &include_bytes!("../../../../store/testdata/shattered-2.prefix")[..],
+        ] {
+            assert!(matches!(hash(&git, half), Hashed::Malformed(_)));
+        }
     }
 
     /// The key is the multihash, whatever codec the prefix names; a truncated digest hashes

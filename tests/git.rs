@@ -1,0 +1,220 @@
+//! git objects as blocks (the git issue, item 1): every object of a real repository, put with
+//! `cairn block put --cid-codec git-raw`, is named by git's own id; a commit's DAG is every
+//! object it reaches (a gitlink is not a link); and kubo, which reads git-raw with
+//! go-ipld-git, pins a commit only a cairn daemon serves, fetching each object from it.
+//!
+//! Found here: kubo v0.22's go-ipld-git does take a gitlink (a submodule's commit, mode
+//! 160000) for a link, so kubo pinning a commit whose tree has a submodule waits for a
+//! commit of another repository for ever. The kubo test's repository has none.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+};
+
+use crate::{
+    peers::{free_ports, interop, Daemon},
+    util::Root,
+};
+
+fn git(dir: &Path, args: &[&str], input: Option<&str>) -> String {
+    use std::io::Write;
+    let mut c = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "A")
+        .env("GIT_AUTHOR_EMAIL", "a@example.org")
+        .env("GIT_COMMITTER_NAME", "A")
+        .env("GIT_COMMITTER_EMAIL", "a@example.org")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("git");
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(input.unwrap_or("").as_bytes())
+        .unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success(), "git {args:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A repository with two commits, a subdirectory, an executable, a symlink, an annotated tag
+/// and, with `submodule`, a gitlink to a commit this repository does not have. Returns the
+/// id of the second commit and every object as (id, loose object bytes).
+fn repo(dir: &Path, submodule: bool) -> (String, Vec<(String, Vec<u8>)>) {
+    git(dir, &["init", "-q"], None);
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("a"), "one\n").unwrap();
+    std::fs::write(dir.join("sub/run"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        dir.join("sub/run"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("a", dir.join("link")).unwrap();
+    git(dir, &["add", "-A"], None);
+    if submodule {
+        let foreign = "1".repeat(40);
+        git(
+            dir,
+            &[
+                "update-index",
+                "--add",
+                "--cacheinfo",
+                &format!("160000,{foreign},module"),
+            ],
+            None,
+        );
+    }
+    git(dir, &["commit", "-q", "-m", "one"], None);
+    std::fs::write(dir.join("a"), "two\n").unwrap();
+    git(dir, &["commit", "-q", "-am", "two"], None);
+    git(dir, &["tag", "-a", "v1", "-m", "v1"], None);
+    let head = git(dir, &["rev-parse", "HEAD"], None);
+    let all = git(
+        dir,
+        &["cat-file", "--batch-all-objects", "--batch-check"],
+        None,
+    );
+    let objects = all
+        .lines()
+        .map(|l| {
+            let mut f = l.split(' ');
+            let (id, kind) = (f.next().unwrap(), f.next().unwrap());
+            let body = Command::new("git")
+                .args(["cat-file", kind, id])
+                .current_dir(dir)
+                .output()
+                .unwrap()
+                .stdout;
+            let mut o = format!("{kind} {}\0", body.len()).into_bytes();
+            o.extend(body);
+            (id.to_owned(), o)
+        })
+        .collect();
+    (head, objects)
+}
+
+/// Puts every object into `root`; returns the CIDs, checked to carry git's ids.
+fn put_all(root: &Root, objects: &[(String, Vec<u8>)]) -> Vec<String> {
+    objects
+        .iter()
+        .enumerate()
+        .map(|(i, (id, bytes))| {
+            let f = root.dir.path().join(format!("object-{i}"));
+            std::fs::write(&f, bytes).unwrap();
+            let cid = root
+                .ok(&[
+                    "block",
+                    "put",
+                    "--cid-codec",
+                    "git-raw",
+                    f.to_str().unwrap(),
+                ])
+                .trim()
+                .to_owned();
+            let parsed: cid::Cid = cid.parse().unwrap();
+            let digest: String = parsed
+                .hash()
+                .digest()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(
+                (parsed.codec(), parsed.hash().code(), digest.as_str()),
+                (0x78, 0x11, id.as_str())
+            );
+            cid
+        })
+        .collect()
+}
+
+/// The git-raw CID of object `id`.
+fn cid_of(id: &str) -> String {
+    let bytes: Vec<u8> = (0..id.len() / 2)
+        .map(|i| u8::from_str_radix(&id[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    cid::Cid::new_v1(
+        0x78,
+        multihash::Multihash::<64>::wrap(0x11, &bytes).unwrap(),
+    )
+    .to_string()
+}
+
+#[test]
+fn git_objects_are_blocks_named_by_their_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (head, objects) = repo(dir.path(), true);
+    let a = Root::new();
+    put_all(&a, &objects);
+    // The second commit reaches every object but the tag (and the first commit's tree
+    // and blob through its parent): exported whole, imported elsewhere, all there.
+    let car = a.dir.path().join("head.car");
+    a.ok(&["dag", "export", &cid_of(&head), "-o", car.to_str().unwrap()]);
+    let b = Root::new();
+    b.ok(&["dag", "import", car.to_str().unwrap()]);
+    let tag = git(dir.path(), &["rev-parse", "v1"], None);
+    for (id, _) in &objects {
+        let there = b.output(&["block", "stat", &cid_of(id)]).status.success();
+        assert_eq!(there, *id != tag, "{id}");
+    }
+    // A block that is not what its header says, or not an object at all, is refused.
+    let bad = a.dir.path().join("bad");
+    std::fs::write(&bad, b"blob 5\0four").unwrap();
+    a.fails(&[
+        "block",
+        "put",
+        "--cid-codec",
+        "git-raw",
+        bad.to_str().unwrap(),
+    ]);
+    std::fs::write(&bad, b"hello").unwrap();
+    a.fails(&[
+        "block",
+        "put",
+        "--cid-codec",
+        "git-raw",
+        bad.to_str().unwrap(),
+    ]);
+}
+
+/// kubo pins (recursively) a commit that only a cairn daemon has: it reads the commit's
+/// links with its git plugin and fetches each object from cairn.
+#[test]
+fn kubo_pins_a_git_commit_only_cairn_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (head, objects) = repo(dir.path(), false);
+    let a = Root::new();
+    put_all(&a, &objects);
+    let d = Daemon::start(&a, false, &[]);
+    let i = interop();
+    // A pin that never ends (a block nobody serves) fails the test instead of hanging it.
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg(i.join("kubo-py/bin/python"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/kubo_pin.py"))
+        .arg(a.dir.path().join("kubo"))
+        .arg(free_ports().to_string())
+        .arg(&d.addr)
+        .arg(cid_of(&head))
+        .stderr(Stdio::null())
+        .output()
+        .expect("kubo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value =
+        serde_json::from_str(text.lines().last().unwrap_or("{}")).unwrap_or_default();
+    assert_eq!(v["connect_rc"], 0, "{text}");
+    assert_eq!(v["pins"][cid_of(&head)], 0, "kubo could not pin: {text}");
+    let kubo = v["peerId"].as_str().unwrap().to_owned();
+    // Every object the commit reaches came from cairn: all but the tag.
+    let s = d.stats();
+    let sent = s["by_peer"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p[0] == kubo.as_str())
+        .map_or(0, |p| p[1]["blocks_sent"].as_u64().unwrap());
+    assert_eq!(sent, objects.len() as u64 - 1, "{s}");
+}
