@@ -11,7 +11,8 @@ Runs as root (drops caches, mounts). Measures:
   2. stat of 100,000 files (first pass through a fresh mount, then warm) vs ext4 (warm, and
      its own first pass on a fresh mount);
   3. find over the same tree (fresh mount) vs ext4 (warm, and on a fresh mount);
-  4. open+read+close of 10,000 small files (first pass and warm) vs ext4 (warm);
+  4. open+read+close of 10,000 small files (first pass and warm) vs ext4 (warm, and its own
+     first pass on a fresh mount);
   5. start-up of real programs from the app view (R/store/app/<cid>/), vs the same tree on
      ext4, warm, first run on a fresh mount (blocks in the page cache; against ext4 warm,
      and against ext4's own first run on a fresh mount) and cold (caches dropped, both
@@ -274,12 +275,14 @@ def metadata(a, cairn, root, mp, tree, cid_tree, rows):
         "pyread": med([timed(lambda: read_all_buffered(tree, small)) for _ in range(a.runs)]),
     }
     img = Ext4Image(tree, os.path.join(a.work, "tree.ext4"), os.path.join(a.work, "ext4mnt"))
-    ext_fresh = {"stat": [], "find": []}
+    ext_fresh = {"stat": [], "find": [], "read": []}
     for _ in range(a.runs):
         base = img.fresh()
         ext_fresh["stat"].append(timed(lambda: stat_all(base, rel)))
         base = img.fresh()
         ext_fresh["find"].append(timed(lambda: find(base)))
+        base = img.fresh()
+        ext_fresh["read"].append(timed(lambda: read_all(base, small)))
     img.close()
     first = {"stat": [], "find": [], "read": []}
     warm = {"stat": [], "read": [], "pyread": []}
@@ -317,6 +320,7 @@ def metadata(a, cairn, root, mp, tree, cid_tree, rows):
     rows.append((f"open+read+close of {k} small files, warm", rate(k, med(warm["read"])), f"ext4 {rate(k, ext['read'])}", ext["read"] / med(warm["read"])))
     rows.append((f"Python open().read() of {k} small files, warm (one ioctl round trip each)", rate(k, med(warm["pyread"])), f"ext4 {rate(k, ext['pyread'])}", ext["pyread"] / med(warm["pyread"])))
     rows.append((f"open+read+close of {k} small files, first pass", rate(k, med(first["read"])), f"ext4 {rate(k, ext['read'])}", ext["read"] / med(first["read"])))
+    rows.append((f"open+read+close of {k} small files, first pass", rate(k, med(first["read"])), f"ext4 fresh mount {rate(k, med(ext_fresh['read']))}", med(ext_fresh["read"]) / med(first["read"])))
 
 
 
