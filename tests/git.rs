@@ -218,3 +218,147 @@ fn kubo_pins_a_git_commit_only_cairn_serves() {
         .map_or(0, |p| p[1]["blocks_sent"].as_u64().unwrap());
     assert_eq!(sent, objects.len() as u64 - 1, "{s}");
 }
+
+// The parser (store/src/codec/git.rs) against git's own objects, of both formats.
+
+fn git_bytes(dir: &std::path::Path, args: &[&str], input: Option<&[u8]>) -> Vec<u8> {
+    use std::io::Write;
+    let mut c = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "A")
+        .env("GIT_AUTHOR_EMAIL", "a@example.org")
+        .env("GIT_COMMITTER_NAME", "A")
+        .env("GIT_COMMITTER_EMAIL", "a@example.org")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("git (this test needs git)");
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(input.unwrap_or(b""))
+        .unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success(), "git {args:?}");
+    out.stdout
+}
+
+fn text(b: Vec<u8>) -> String {
+    String::from_utf8(b).unwrap().trim().to_owned()
+}
+
+/// The loose object of `id` as git hashes it, and its links as git says.
+fn object(dir: &std::path::Path, id: &str) -> Vec<u8> {
+    let kind = text(git_bytes(dir, &["cat-file", "-t", id], None));
+    let body = git_bytes(dir, &["cat-file", &kind, id], None);
+    let mut o = format!("{kind} {}\0", body.len()).into_bytes();
+    o.extend(body);
+    o
+}
+
+fn ids(cids: &[cairn_store::Cid]) -> Vec<String> {
+    cids.iter()
+        .map(|c| {
+            c.hash()
+                .digest()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })
+        .collect()
+}
+
+/// Real objects of both formats: a tree with a file, an executable, a symlink, a
+/// subtree and a gitlink; commits with and without parents, a merge, a commit with a
+/// signature and a mergetag header; an annotated tag. Links as git lists them.
+#[test]
+fn links_are_what_git_says() {
+    use cairn_store::codec::git::{links, GIT_RAW, SHA1, SHA2_256};
+    for format in ["sha1", "sha256"] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        git_bytes(
+            d,
+            &["init", "-q", &format!("--object-format={format}")],
+            None,
+        );
+        let id_len = if format == "sha1" { 20 } else { 32 };
+        let blob = text(git_bytes(
+            d,
+            &["hash-object", "-w", "--stdin"],
+            Some(b"hello\n"),
+        ));
+        let sub = text(git_bytes(
+            d,
+            &["mktree"],
+            Some(format!("100644 blob {blob}\tinner\n").as_bytes()),
+        ));
+        // A gitlink names a commit of another repository: any id will do.
+        let foreign = "1".repeat(2 * id_len);
+        let tree = text(git_bytes(
+            d,
+            &["mktree"],
+            Some(
+                format!(
+                    "100644 blob {blob}\ta file\n100755 blob {blob}\trun\n120000 blob {blob}\tlink\n040000 tree {sub}\tsub\n160000 commit {foreign}\tmodule\n"
+                )
+                .as_bytes(),
+            ),
+        ));
+        let c1 = text(git_bytes(d, &["commit-tree", &tree, "-m", "one"], None));
+        let c2 = text(git_bytes(
+            d,
+            &["commit-tree", &tree, "-p", &c1, "-m", "two"],
+            None,
+        ));
+        let merge = text(git_bytes(
+            d,
+            &["commit-tree", &sub, "-p", &c1, "-p", &c2, "-m", "merge"],
+            None,
+        ));
+        // Signed commits and mergetags carry text that looks like links; it is not.
+        let fake = "2".repeat(2 * id_len);
+        let signed = format!(
+            "tree {tree}\nparent {c2}\nauthor A <a@example.org> 0 +0000\ncommitter A <a@example.org> 0 +0000\nmergetag object {fake}\n type commit\n tag v0\n tagger A <a@example.org> 0 +0000\n \n tagged\ngpgsig -----BEGIN PGP SIGNATURE-----\n \n tree {fake}\n -----END PGP SIGNATURE-----\n\nsigned\nparent {fake}\n"
+        );
+        let signed = text(git_bytes(
+            d,
+            &["hash-object", "-t", "commit", "-w", "--stdin"],
+            Some(signed.as_bytes()),
+        ));
+        let tag = format!(
+            "object {merge}\ntype commit\ntag v1\ntagger A <a@example.org> 0 +0000\n\nv1\n"
+        );
+        let tag = text(git_bytes(
+            d,
+            &["hash-object", "-t", "tag", "-w", "--stdin"],
+            Some(tag.as_bytes()),
+        ));
+        let cases: Vec<(&str, Vec<&str>)> = vec![
+            (&blob, vec![]),
+            (&sub, vec![&blob]),
+            (&tree, vec![&blob, &blob, &blob, &sub]),
+            (&c1, vec![&tree]),
+            (&c2, vec![&tree, &c1]),
+            (&merge, vec![&sub, &c1, &c2]),
+            (&signed, vec![&tree, &c2]),
+            (&tag, vec![&merge]),
+        ];
+        for (id, want) in cases {
+            let o = object(d, id);
+            let got = links(&o, id_len).unwrap_or_else(|e| panic!("{format} {id}: {e}"));
+            let mut got = ids(&got);
+            let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "{format} {id}");
+            // The id is the hash of the block, as git computes it.
+            assert_eq!(
+                cairn_store::hash::checked_digest(if id_len == 20 { SHA1 } else { SHA2_256 }, &o)
+                    .map(|mh| ids(&[cairn_store::Cid::new_v1(GIT_RAW, mh)])),
+                Some(vec![id.to_string()])
+            );
+        }
+    }
+}

@@ -56,6 +56,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("ledger", ledger),
     ("ipns", ipns),
     ("git", git),
+    ("gitdoc", gitdoc),
 ];
 
 /// A dag-pb block: the full decoder, the link extractor the index uses, and a round trip.
@@ -185,6 +186,14 @@ pub fn git(data: &[u8]) {
                 .iter()
                 .all(|l| l.codec() == codes::GIT_RAW && l.hash().code() == code));
         }
+    }
+}
+
+/// A repository document (a `cairn://` URL's target, from any peer): one that decodes is
+/// the one canonical spelling of itself.
+pub fn gitdoc(data: &[u8]) {
+    if let Ok(d) = cairn_git::doc::Document::decode(data) {
+        assert_eq!(d.encode(), data);
     }
 }
 
