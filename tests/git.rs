@@ -18,26 +18,7 @@ use crate::{
 };
 
 fn git(dir: &Path, args: &[&str], input: Option<&str>) -> String {
-    use std::io::Write;
-    let mut c = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "A")
-        .env("GIT_AUTHOR_EMAIL", "a@example.org")
-        .env("GIT_COMMITTER_NAME", "A")
-        .env("GIT_COMMITTER_EMAIL", "a@example.org")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("git");
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(input.unwrap_or("").as_bytes())
-        .unwrap();
-    let out = c.wait_with_output().unwrap();
-    assert!(out.status.success(), "git {args:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    text(git_bytes(dir, args, input.map(str::as_bytes)))
 }
 
 /// A repository with two commits, a subdirectory, an executable, a symlink, an annotated tag
@@ -81,17 +62,8 @@ fn repo(dir: &Path, submodule: bool) -> (String, Vec<(String, Vec<u8>)>) {
     let objects = all
         .lines()
         .map(|l| {
-            let mut f = l.split(' ');
-            let (id, kind) = (f.next().unwrap(), f.next().unwrap());
-            let body = Command::new("git")
-                .args(["cat-file", kind, id])
-                .current_dir(dir)
-                .output()
-                .unwrap()
-                .stdout;
-            let mut o = format!("{kind} {}\0", body.len()).into_bytes();
-            o.extend(body);
-            (id.to_owned(), o)
+            let id = l.split(' ').next().unwrap();
+            (id.to_owned(), object(dir, id))
         })
         .collect();
     (head, objects)
@@ -221,17 +193,17 @@ fn kubo_pins_a_git_commit_only_cairn_serves() {
 
 // The parser (store/src/codec/git.rs) against git's own objects, of both formats.
 
-fn git_bytes(dir: &std::path::Path, args: &[&str], input: Option<&[u8]>) -> Vec<u8> {
+fn git_bytes(dir: &Path, args: &[&str], input: Option<&[u8]>) -> Vec<u8> {
     use std::io::Write;
-    let mut c = std::process::Command::new("git")
+    let mut c = Command::new("git")
         .args(args)
         .current_dir(dir)
         .env("GIT_AUTHOR_NAME", "A")
         .env("GIT_AUTHOR_EMAIL", "a@example.org")
         .env("GIT_COMMITTER_NAME", "A")
         .env("GIT_COMMITTER_EMAIL", "a@example.org")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .spawn()
         .expect("git (this test needs git)");
     c.stdin
@@ -249,7 +221,7 @@ fn text(b: Vec<u8>) -> String {
 }
 
 /// The loose object of `id` as git hashes it, and its links as git says.
-fn object(dir: &std::path::Path, id: &str) -> Vec<u8> {
+fn object(dir: &Path, id: &str) -> Vec<u8> {
     let kind = text(git_bytes(dir, &["cat-file", "-t", id], None));
     let body = git_bytes(dir, &["cat-file", &kind, id], None);
     let mut o = format!("{kind} {}\0", body.len()).into_bytes();

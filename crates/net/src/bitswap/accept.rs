@@ -27,7 +27,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use cairn_store::{
     codec,
-    hash::{checked_digest, digest_size, IDENTITY, MIN_DIGEST},
+    hash::{checked_digest, digest_size, IDENTITY, MIN_DIGEST, SHA1},
     Cid,
 };
 use libp2p::PeerId;
@@ -108,11 +108,12 @@ pub fn hash(prefix: &Prefix, data: &[u8]) -> Hashed {
         0 | 1 => {}
         _ => return Hashed::Malformed("unsupported CID version"),
     }
-    if digest_size(prefix.mh_code).is_none() {
-        return Hashed::Unverifiable;
-    }
     let Some(mh) = checked_digest(prefix.mh_code, data) else {
-        return Hashed::Malformed("a block carrying a sha1 collision attack");
+        return if prefix.mh_code == SHA1 {
+            Hashed::Malformed("a block carrying a sha1 collision attack")
+        } else {
+            Hashed::Unverifiable
+        };
     };
     let len = prefix.mh_len as usize;
     if len == mh.size() as usize {
