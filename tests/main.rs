@@ -26,6 +26,8 @@
 //! - `gc`: pins and garbage collection, one test per liveness rule, and a stress test
 //! - `git`: a real repository's objects as git-raw blocks named by git's ids, walked whole,
 //!   and pinned by kubo from a cairn daemon
+//! - `git_remote`: `git push` and `git clone` of `cairn://` URLs between daemons (git-remote-cairn),
+//!   and documents and bundles built to deceive it
 //! - `hostile`: DAGs built to explode walks, broken journals and CARs, a stale ready pipe, no /proc
 //! - `network`: cairn daemons, Helia and kubo on loopback moving real blocks (`peers`: the processes)
 //! - `hostile_js`: hostile and honest peers in JavaScript on Helia's libp2p stack
@@ -47,6 +49,7 @@ mod firstrun;
 mod fixtures;
 mod gc;
 mod git;
+mod git_remote;
 mod hostile;
 mod hostile_js;
 mod hostile_peer;

@@ -12,7 +12,8 @@ use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum BlockCmd {
-    /// Write a block's raw bytes to standard output
+    /// Write a block's raw bytes to standard output (fetched from peers first, if it is
+    /// not here and a daemon runs)
     Get { cid: String },
     /// Store a block read from FILE (or standard input) and print its CID
     Put {
@@ -59,9 +60,21 @@ pub fn run(root: &Path, cmd: BlockCmd) -> Result<ExitCode> {
         BlockCmd::Get { cid } => {
             let store = Store::open(root)?;
             let cid = parse_cid(&cid)?;
-            let data = store
-                .get(&cid)?
-                .with_context(|| format!("block {cid} is not in the store"))?;
+            let data = match store.get(&cid)? {
+                Some(d) => d,
+                None => {
+                    let mut c = crate::control::Control::connect(root).with_context(|| {
+                        format!("block {cid} is not in the store (and no daemon runs to fetch it)")
+                    })?;
+                    c.call(&crate::control::Request::Block {
+                        cid: cid.to_string(),
+                    })
+                    .with_context(|| format!("fetching {cid}"))?;
+                    store.get(&cid)?.with_context(|| {
+                        format!("block {cid} is not in the store after fetching it")
+                    })?
+                }
+            };
             std::io::stdout().lock().write_all(&data)?;
         }
         BlockCmd::Put {

@@ -36,6 +36,11 @@ pub enum ProfileCmd {
         /// The key to publish under
         #[arg(long, default_value = "profile")]
         key: String,
+        /// Publish only if the profile's record is still at this sequence (`none`: it has
+        /// no record yet); else exit with status 3 and change nothing. For programs that
+        /// read the profile, change it and must not undo another's change (git-remote-cairn)
+        #[arg(long, value_name = "N|none")]
+        expect_sequence: Option<String>,
     },
     /// Show a profile: NAME's (k51…, an alias or one of your keys), or your own
     Show {
@@ -81,8 +86,19 @@ pub fn run(root: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
             repo,
             rm,
             key,
+            expect_sequence,
         } => {
+            let expect = match expect_sequence.as_deref() {
+                None => None,
+                Some("none") => Some(None),
+                Some(n) => Some(Some(n.parse::<u64>().with_context(|| {
+                    format!("--expect-sequence {n:?}: a number or none")
+                })?)),
+            };
             let ks = Keystore::open_default()?;
+            // One change of this key's profile at a time on this machine: two would read the
+            // same profile and the second would undo the first.
+            let _lock = ks.lock(&key)?;
             let (k, made) = match ks.get(&key) {
                 Ok(k) => (k, false),
                 Err(KeyError::NotFound(_)) => (ks.generate(&key)?, true),
@@ -135,6 +151,18 @@ pub fn run(root: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
                 offline: false,
             })?;
             let old = ks.head(&key)?;
+            if let Some(expect) = expect {
+                let now = r["sequence"].as_u64().max(old.as_ref().map(|(s, _)| *s));
+                if now != expect {
+                    let show = |s: Option<u64>| s.map_or("none".to_owned(), |s| s.to_string());
+                    eprintln!(
+                        "cairn: the profile {name} is at sequence {}, not {}: it moved",
+                        show(now),
+                        show(expect)
+                    );
+                    return Ok(ExitCode::from(3));
+                }
+            }
             let sequence = r["sequence"]
                 .as_u64()
                 .max(old.as_ref().map(|(s, _)| *s))

@@ -308,6 +308,26 @@ impl Keystore {
         Ok(Some((seq, value.to_owned())))
     }
 
+    /// Holds key `name`'s lock (`.NAME.lock`, flock) until the file it returns is dropped:
+    /// a read, change and publish of what the key's name points to, one at a time.
+    pub fn lock(&self, name: &str) -> Result<fs::File, KeyError> {
+        check_name(name)?;
+        let path = self.dir.join(format!(".{name}.lock"));
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(io(&path))?;
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) } != 0 {
+            return Err(io(&path)(std::io::Error::last_os_error()));
+        }
+        Ok(f)
+    }
+
     /// Records that key `name` last published `value` at `sequence`.
     pub fn set_head(&self, name: &str, sequence: u64, value: &str) -> Result<(), KeyError> {
         check_name(name)?;

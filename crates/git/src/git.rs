@@ -1,0 +1,209 @@
+//! git itself, as the helper runs it in the repository git started it in (`GIT_DIR`): which
+//! objects are here, packs made with `pack-objects` and checked in with `index-pack`.
+
+use std::{
+    collections::BTreeSet,
+    ffi::OsStr,
+    io::{BufRead, BufReader, Read, Write},
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{bundle::hex, doc::Format};
+
+/// The address space `index-pack` may use: a delta chain that would expand past it (a
+/// "delta bomb") ends it instead of the machine.
+pub const INDEX_PACK_MEMORY: u64 = 8 << 30;
+
+fn git<S: AsRef<OsStr>>(args: &[S]) -> Command {
+    let mut c = Command::new("git");
+    c.args(args).stdin(Stdio::null()).stderr(Stdio::inherit());
+    c
+}
+
+/// Runs `git ARGS` and returns its standard output.
+fn output<S: AsRef<OsStr>>(args: &[S]) -> Result<Vec<u8>> {
+    let out = git(args).stdout(Stdio::piped()).output()?;
+    if !out.status.success() {
+        let a: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+        bail!("git {} failed", a.join(" "));
+    }
+    Ok(out.stdout)
+}
+
+/// The repository's object format.
+pub fn format() -> Result<Format> {
+    match output(&["rev-parse", "--show-object-format"])?.trim_ascii() {
+        b"sha1" => Ok(Format::Sha1),
+        b"sha256" => Ok(Format::Sha256),
+        f => bail!("unknown object format {}", String::from_utf8_lossy(f)),
+    }
+}
+
+/// The id `rev` names here.
+pub fn rev_parse(rev: &str) -> Result<String> {
+    let out = output(&[
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        &format!("{rev}^{{object}}"),
+    ])
+    .with_context(|| format!("{rev:?} names no object here"))?;
+    Ok(String::from_utf8(out)?.trim().to_owned())
+}
+
+/// The ref `HEAD` points to, if it is symbolic.
+pub fn symbolic_head() -> Option<String> {
+    let out = git(&["symbolic-ref", "--quiet", "HEAD"])
+        .stdout(Stdio::piped())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8(out.stdout).ok())
+        .flatten()
+        .map(|s| s.trim().to_owned())
+}
+
+/// Those of `ids` this repository does not have.
+pub fn missing<'a>(ids: impl IntoIterator<Item = &'a [u8]>) -> Result<BTreeSet<Vec<u8>>> {
+    let ids: Vec<&[u8]> = ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let mut child = git(&["cat-file", "--batch-check=%(objectname)"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let list: Vec<u8> = ids
+        .iter()
+        .flat_map(|i| format!("{}\n", hex(i)).into_bytes())
+        .collect();
+    let writer = std::thread::spawn(move || stdin.write_all(&list));
+    let mut gone = BTreeSet::new();
+    for (line, id) in BufReader::new(child.stdout.take().expect("piped"))
+        .lines()
+        .zip(&ids)
+    {
+        if line?.ends_with(" missing") {
+            gone.insert(id.to_vec());
+        }
+    }
+    writer.join().expect("writer")?;
+    if !child.wait()?.success() {
+        bail!("git cat-file --batch-check failed");
+    }
+    Ok(gone)
+}
+
+/// The commits at the boundary of `want --not have`: what a pack of it needs and lacks.
+pub fn boundary(want: &[String], have: &[String]) -> Result<Vec<String>> {
+    let mut args = vec!["rev-list".to_owned(), "--boundary".to_owned()];
+    args.extend(want.iter().cloned());
+    args.push("--not".into());
+    args.extend(have.iter().cloned());
+    let out = output(&args)?;
+    Ok(String::from_utf8(out)?
+        .lines()
+        .filter_map(|l| l.strip_prefix('-'))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Writes a thin pack of `want --not have` to `out` as `git bundle create` makes its packs;
+/// the number of objects in it.
+pub fn pack(want: &[String], have: &[String], out: &mut impl Write) -> Result<u32> {
+    let mut child = git(&[
+        "pack-objects",
+        "--stdout",
+        "--thin",
+        "--delta-base-offset",
+        "--revs",
+        "-q",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .spawn()?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let revs: String = want
+        .iter()
+        .map(|w| format!("{w}\n"))
+        .chain(have.iter().map(|h| format!("^{h}\n")))
+        .collect();
+    let writer = std::thread::spawn(move || stdin.write_all(revs.as_bytes()));
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut head = [0u8; 12];
+    stdout
+        .read_exact(&mut head)
+        .context("git pack-objects wrote no pack")?;
+    out.write_all(&head)?;
+    std::io::copy(&mut stdout, out)?;
+    writer.join().expect("writer")?;
+    if !child.wait()?.success() {
+        bail!("git pack-objects failed");
+    }
+    if &head[..4] != b"PACK" {
+        bail!("git pack-objects wrote no pack");
+    }
+    Ok(u32::from_be_bytes(head[8..12].try_into().expect("4 bytes")))
+}
+
+/// Feeds a pack to `git index-pack --stdin --fix-thin --strict --keep`, within `max` bytes
+/// and [`INDEX_PACK_MEMORY`]; the `.keep` file that holds the pack until refs point into it.
+pub fn index_pack(pack: &mut impl Read, max: u64) -> Result<PathBuf> {
+    let mut c = git(&[
+        "index-pack".to_owned(),
+        "--stdin".into(),
+        "--fix-thin".into(),
+        "--strict".into(),
+        "--keep=cairn".into(),
+        format!("--max-input-size={max}"),
+    ]);
+    c.stdin(Stdio::piped()).stdout(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: INDEX_PACK_MEMORY,
+                rlim_max: INDEX_PACK_MEMORY,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = c.spawn()?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let fed = std::io::copy(pack, &mut stdin);
+    drop(stdin);
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("piped")
+        .take(4096)
+        .read_to_string(&mut out)?;
+    let status = child.wait()?;
+    fed.context("feeding git index-pack")?;
+    if !status.success() {
+        bail!("git index-pack refused the pack");
+    }
+    let hash = out
+        .trim()
+        .strip_prefix("keep\t")
+        .context("git index-pack did not keep the pack")?;
+    Ok(git_dir()?
+        .join("objects/pack")
+        .join(format!("pack-{hash}.keep")))
+}
+
+/// The repository's git directory.
+pub fn git_dir() -> Result<PathBuf> {
+    let out = output(&["rev-parse", "--absolute-git-dir"])?;
+    Ok(Path::new(String::from_utf8(out)?.trim()).to_owned())
+}

@@ -1,0 +1,690 @@
+//! The remote helper's conversation with git (gitremote-helpers(7)): `capabilities`,
+//! `option`, `list`, a batch of `fetch`es, a batch of `push`es.
+//!
+//! A repository is a document listing refs and the bundles that hold their objects
+//! (`doc.rs`). Fetching checks every bundle's header against the document before its pack
+//! goes to `git index-pack --strict`; pushing makes one bundle of what the remote lacks, a
+//! new document, and publishes it in the owner's profile, only if the profile is still the one
+//! listed (compare and swap on the record's sequence).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    io::{BufRead, BufReader, Read, Write},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, ensure, Context, Result};
+use cid::Cid;
+
+use crate::{
+    bundle::{hex, unhex, Header},
+    cairn::{Cairn, Published},
+    doc::{check_ref, Bundle, Document, Format},
+    git,
+    url::Url,
+};
+
+/// The program pins belong to: one pin per remote, on the document last fetched or pushed.
+const PROG: &str = "git";
+
+/// What `list` found.
+#[derive(Clone)]
+struct Listed {
+    doc: Option<(Cid, Document)>,
+    /// The sequence of the profile's record (key URLs), None if it has none.
+    sequence: Option<u64>,
+}
+
+/// One line of a push batch.
+struct Push {
+    force: bool,
+    /// Empty: delete `dst`.
+    src: String,
+    dst: String,
+}
+
+pub struct Helper {
+    url: Url,
+    cairn: Cairn,
+    /// `$GIT_DIR/cairn/<url>/`: the newest sequence seen, the document pinned.
+    state: PathBuf,
+    object_format: bool,
+    dry_run: bool,
+    listed: Option<Listed>,
+}
+
+/// The file name of a URL's state directory.
+fn slug(url: &Url) -> String {
+    url.to_string()
+        .trim_start_matches("cairn://")
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
+                b as char
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn read_state(path: &Path) -> Option<String> {
+    Some(fs::read_to_string(path).ok()?.trim().to_owned())
+}
+
+fn write_state(path: &Path, value: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, format!("{value}\n"))?;
+    fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+impl Helper {
+    pub fn new(url: &str) -> Result<Helper> {
+        let url = Url::parse(url)?;
+        let state = git::git_dir()?.join("cairn").join(slug(&url));
+        fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
+        Ok(Helper {
+            url,
+            cairn: Cairn::locate(),
+            state,
+            object_format: false,
+            dry_run: false,
+            listed: None,
+        })
+    }
+
+    /// Talks with git until it hangs up.
+    pub fn run(&mut self, input: impl BufRead, out: &mut impl Write) -> Result<()> {
+        let mut lines = input.lines();
+        while let Some(line) = lines.next() {
+            let line = line?;
+            let (cmd, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+            match cmd {
+                "" => return Ok(()),
+                "capabilities" => {
+                    writeln!(out, "fetch\npush\noption\nobject-format\n")?;
+                }
+                "option" => {
+                    let answer = self.option(arg);
+                    writeln!(out, "{answer}")?;
+                }
+                "list" => {
+                    let listed = self.resolve(arg == "for-push")?;
+                    self.list(&listed, out)?;
+                    self.listed = Some(listed);
+                }
+                "fetch" => {
+                    let mut wants = vec![arg.to_owned()];
+                    for l in lines.by_ref() {
+                        let l = l?;
+                        match l.strip_prefix("fetch ") {
+                            Some(a) => wants.push(a.to_owned()),
+                            None if l.is_empty() => break,
+                            None => bail!("git said {l:?} in a fetch batch"),
+                        }
+                    }
+                    if let Some(keep) = self.fetch(&wants)? {
+                        writeln!(out, "lock {}", keep.display())?;
+                    }
+                    writeln!(out)?;
+                }
+                "push" => {
+                    let mut pushes = vec![arg.to_owned()];
+                    for l in lines.by_ref() {
+                        let l = l?;
+                        match l.strip_prefix("push ") {
+                            Some(a) => pushes.push(a.to_owned()),
+                            None if l.is_empty() => break,
+                            None => bail!("git said {l:?} in a push batch"),
+                        }
+                    }
+                    let pushes = pushes
+                        .iter()
+                        .map(|p| parse_push(p))
+                        .collect::<Result<Vec<_>>>()?;
+                    for (dst, r) in self.push(&pushes)? {
+                        match r {
+                            Ok(()) => writeln!(out, "ok {dst}")?,
+                            Err(why) => writeln!(out, "error {dst} {why}")?,
+                        }
+                    }
+                    writeln!(out)?;
+                }
+                _ => bail!("git asked for {cmd:?}, which this helper does not do"),
+            }
+            out.flush()?;
+        }
+        Ok(())
+    }
+
+    fn option(&mut self, arg: &str) -> &'static str {
+        let (name, value) = arg.split_once(' ').unwrap_or((arg, ""));
+        match name {
+            "object-format" => {
+                self.object_format = value == "true";
+                "ok"
+            }
+            "dry-run" => {
+                self.dry_run = value == "true";
+                "ok"
+            }
+            "verbosity" | "progress" | "followtags" => "ok",
+            _ => "unsupported",
+        }
+    }
+
+    fn seen_file(&self) -> PathBuf {
+        self.state.join("seen")
+    }
+
+    /// The document the URL names now (none: a key's repository not yet pushed).
+    fn resolve(&self, for_push: bool) -> Result<Listed> {
+        let (doc, sequence) = match &self.url {
+            Url::Snapshot(c) => (Some(*c), None),
+            Url::Object(_) => bail!(
+                "{}: object mode (a git-raw DAG) is not built yet; see docs/git-format.md",
+                self.url
+            ),
+            Url::Profile { profile, repo } => {
+                let p = self.profile(profile, None)?;
+                (repo_doc(&p, repo)?, None)
+            }
+            Url::Key { key, repo } => {
+                // The network's newest, not a record this node holds from minutes ago: a
+                // fetch right after a push gets it.
+                let r = match self.cairn.resolve(key) {
+                    Ok(r) => Some(r),
+                    Err(e) if for_push => {
+                        eprintln!("cairn: {key} has no profile yet ({e:#}); pushing makes one");
+                        None
+                    }
+                    Err(e) => return Err(e.context(format!("resolving {key}"))),
+                };
+                match r {
+                    None => (None, None),
+                    Some(r) => {
+                        let seen = read_state(&self.seen_file()).and_then(|s| s.parse().ok());
+                        if let Some(seen) = seen.filter(|s| r.sequence < *s) {
+                            bail!(
+                                "{key}: the network's record (sequence {}) is older than one \
+                                 this repository has seen ({seen}); refusing to go back",
+                                r.sequence
+                            );
+                        }
+                        write_state(&self.seen_file(), &r.sequence.to_string())?;
+                        let cid = r
+                            .value
+                            .strip_prefix("/ipfs/")
+                            .and_then(|c| Cid::try_from(c).ok())
+                            .with_context(|| {
+                                format!("{key} points to {}, not a profile", r.value)
+                            })?;
+                        let p = self.profile(&cid, key.parse().ok().as_ref())?;
+                        (repo_doc(&p, repo)?, Some(r.sequence))
+                    }
+                }
+            }
+        };
+        let doc = match doc {
+            Some(c) => Some((c, self.document(&c)?)),
+            None if for_push => None,
+            None => bail!("{}: no such repository", self.url),
+        };
+        Ok(Listed { doc, sequence })
+    }
+
+    fn profile(
+        &self,
+        cid: &Cid,
+        name: Option<&cairn_names::Name>,
+    ) -> Result<cairn_names::profile::Profile> {
+        let bytes = self.cairn.block(cid)?;
+        cairn_names::profile::Profile::decode(&bytes, name)
+            .with_context(|| format!("the profile {cid}"))
+    }
+
+    fn document(&self, cid: &Cid) -> Result<Document> {
+        let bytes = self.cairn.block(cid)?;
+        Document::decode(&bytes).with_context(|| format!("the repository document {cid}"))
+    }
+
+    fn list(&self, listed: &Listed, out: &mut impl Write) -> Result<()> {
+        let Some((_, doc)) = &listed.doc else {
+            if self.object_format {
+                writeln!(out, ":object-format {}", git::format()?.name())?;
+            }
+            writeln!(out)?;
+            return Ok(());
+        };
+        if self.object_format {
+            writeln!(out, ":object-format {}", doc.format.name())?;
+        }
+        if doc.refs.contains_key(&doc.head) {
+            writeln!(out, "@{} HEAD", doc.head)?;
+        }
+        for (name, id) in &doc.refs {
+            writeln!(out, "{} {name}", hex(id))?;
+        }
+        writeln!(out)?;
+        Ok(())
+    }
+
+    fn listed(&mut self, for_push: bool) -> Result<Listed> {
+        if let Some(l) = &self.listed {
+            return Ok(l.clone());
+        }
+        let l = self.resolve(for_push)?;
+        self.listed = Some(l.clone());
+        Ok(l)
+    }
+
+    /// Fetches the listed document's bundles into the repository; `wants` are `<id> <ref>`.
+    /// Returns the `.keep` file git is to remove once its refs are in.
+    fn fetch(&mut self, wants: &[String]) -> Result<Option<PathBuf>> {
+        let Some((cid, doc)) = self.listed(false)?.doc else {
+            bail!("{}: no such repository", self.url);
+        };
+        let here = git::format()?;
+        ensure!(
+            doc.format == here,
+            "{} is a {} repository; this one is {}",
+            self.url,
+            doc.format.name(),
+            here.name()
+        );
+        self.cairn.fetch(&cid, PROG)?;
+        self.pinned(&cid)?;
+        let mut keeps = Vec::new();
+        let result = self.import(&doc, &mut keeps);
+        // git removes one lock when its refs are in; the others are dropped now (their
+        // objects are in packs, which no gc prunes before refs reach them).
+        let last = keeps.pop();
+        for k in keeps {
+            let _ = fs::remove_file(k);
+        }
+        if let Err(e) = result {
+            if let Some(k) = last {
+                let _ = fs::remove_file(k);
+            }
+            return Err(e);
+        }
+        let want_ids = wants
+            .iter()
+            .map(|w| {
+                let id = w.split(' ').next().unwrap_or_default();
+                unhex(id, doc.format.id_len()).with_context(|| format!("git wants {w:?}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let gone = git::missing(want_ids.iter().map(Vec::as_slice))?;
+        if let Some(id) = gone.first() {
+            bail!(
+                "{}: no bundle brings {} (the document lists a ref its bundles lack)",
+                self.url,
+                hex(id)
+            );
+        }
+        Ok(last)
+    }
+
+    /// Each bundle whose tips are not all here, oldest first, through `git index-pack`.
+    fn import(&self, doc: &Document, keeps: &mut Vec<PathBuf>) -> Result<()> {
+        for b in &doc.bundles {
+            if git::missing(b.tips.iter().map(Vec::as_slice))?.is_empty() {
+                continue;
+            }
+            let lacking = git::missing(b.prereqs.iter().map(Vec::as_slice))?;
+            if let Some(p) = lacking.first() {
+                bail!(
+                    "bundle {} needs {}, which no earlier bundle brought",
+                    b.cid,
+                    hex(p)
+                );
+            }
+            keeps.push(self.import_one(doc.format, b)?);
+        }
+        Ok(())
+    }
+
+    fn import_one(&self, format: Format, b: &Bundle) -> Result<PathBuf> {
+        let mut child = self.cairn.cat(&b.cid)?;
+        let mut r = BufReader::new(child.stdout.take().expect("piped"));
+        let (h, hlen) = Header::read(&mut r).with_context(|| format!("bundle {}", b.cid))?;
+        let tips: BTreeSet<&[u8]> = h.refs.iter().map(|(id, _)| id.as_slice()).collect();
+        let prereqs: BTreeSet<&[u8]> = h.prereqs.iter().map(Vec::as_slice).collect();
+        ensure!(
+            h.format == format
+                && tips == b.tips.iter().map(Vec::as_slice).collect()
+                && prereqs == b.prereqs.iter().map(Vec::as_slice).collect()
+                && hlen < b.size,
+            "bundle {}: its header disagrees with the document",
+            b.cid
+        );
+        let pack_len = b.size - hlen;
+        let mut counted = Counted {
+            inner: r.by_ref().take(pack_len),
+            n: 0,
+        };
+        let keep = git::index_pack(&mut counted, pack_len);
+        let fed = counted.n;
+        let mut extra = [0u8; 1];
+        let more = r.read(&mut extra).unwrap_or(0);
+        drop(r);
+        let cat = child.wait()?;
+        let keep = keep.with_context(|| format!("bundle {}", b.cid))?;
+        if fed != pack_len || more != 0 || !cat.success() {
+            let _ = fs::remove_file(&keep);
+            bail!(
+                "bundle {}: {} bytes, not the {} its document says",
+                b.cid,
+                hlen + fed + more as u64,
+                b.size
+            );
+        }
+        Ok(keep)
+    }
+
+    /// Moves this remote's pin to `cid`.
+    fn pinned(&self, cid: &Cid) -> Result<()> {
+        self.cairn.pin(cid, PROG)?;
+        let file = self.state.join("doc");
+        if let Some(old) = read_state(&file).and_then(|s| Cid::try_from(s.as_str()).ok()) {
+            if old != *cid {
+                self.cairn.unpin(&old, PROG);
+            }
+        }
+        write_state(&file, &cid.to_string())
+    }
+
+    /// Pushes a batch: each ref's outcome.
+    fn push(&mut self, pushes: &[Push]) -> Result<Vec<(String, Result<(), String>)>> {
+        let (key, repo) = match &self.url {
+            Url::Key { key, repo } => (key.clone(), repo.clone()),
+            u => {
+                let why = format!("{u} names a fixed state; push to cairn://<key>/<repo>");
+                return Ok(pushes
+                    .iter()
+                    .map(|p| (p.dst.clone(), Err(why.clone())))
+                    .collect());
+            }
+        };
+        let Some(keyname) = self.cairn.own_key(&key)? else {
+            let why = format!("{key} is not one of your keys (cairn key list)");
+            return Ok(pushes
+                .iter()
+                .map(|p| (p.dst.clone(), Err(why.clone())))
+                .collect());
+        };
+        let mut listed = self.listed(true)?;
+        let first = listed.clone();
+        for _attempt in 0..4 {
+            // Refs another push moved since git judged ours: git's judgement no longer holds.
+            let moved = |name: &str| {
+                let was = first.doc.as_ref().and_then(|(_, d)| d.refs.get(name));
+                let now = listed.doc.as_ref().and_then(|(_, d)| d.refs.get(name));
+                was != now
+            };
+            let mut outcome: Vec<(String, Result<(), String>)> = Vec::new();
+            let mut applied = Vec::new();
+            for p in pushes {
+                if !check_ref(&p.dst) {
+                    outcome.push((p.dst.clone(), Err("not a ref name git takes".into())));
+                } else if moved(&p.dst) && !p.force {
+                    outcome.push((p.dst.clone(), Err("fetch first".into())));
+                } else {
+                    outcome.push((p.dst.clone(), Ok(())));
+                    applied.push(p);
+                }
+            }
+            if applied.is_empty() {
+                return Ok(outcome);
+            }
+            let (doc_cid, doc) = self.next_document(&listed, &applied)?;
+            if self.dry_run {
+                return Ok(outcome);
+            }
+            self.cairn.pin(&doc_cid, PROG)?;
+            match self
+                .cairn
+                .set_repo(&keyname, &repo, &doc_cid, listed.sequence)?
+            {
+                Published::Done => {
+                    self.pinned(&doc_cid)?;
+                    self.cairn.provide(&doc_cid);
+                    let seq = listed.sequence.map_or(0, |s| s + 1);
+                    write_state(&self.seen_file(), &seq.to_string())?;
+                    eprintln!(
+                        "cairn: published {}; this state: cairn://{doc_cid}",
+                        self.url
+                    );
+                    self.listed = Some(Listed {
+                        doc: Some((doc_cid, doc)),
+                        sequence: Some(seq),
+                    });
+                    return Ok(outcome);
+                }
+                Published::Moved => {
+                    self.cairn.unpin(&doc_cid, PROG);
+                    eprintln!("cairn: {} moved while pushing; trying again", self.url);
+                    listed = self.resolve(true)?;
+                }
+            }
+        }
+        bail!("{} kept moving while pushing; try again", self.url)
+    }
+
+    /// The document after `pushes`, stored (with its new bundle, if any objects are new).
+    fn next_document(&self, listed: &Listed, pushes: &[&Push]) -> Result<(Cid, Document)> {
+        let here = git::format()?;
+        let mut doc = match &listed.doc {
+            Some((_, d)) => d.clone(),
+            None => Document {
+                format: here,
+                head: String::new(),
+                refs: BTreeMap::new(),
+                bundles: Vec::new(),
+            },
+        };
+        ensure!(
+            doc.format == here,
+            "{} is a {} repository; this one is {}",
+            self.url,
+            doc.format.name(),
+            here.name()
+        );
+        let have = self.local(doc.refs.values().map(Vec::as_slice).chain(doc.tips()))?;
+        let mut brought = Vec::new();
+        for p in pushes {
+            if p.src.is_empty() {
+                doc.refs.remove(&p.dst);
+            } else {
+                let id = git::rev_parse(&p.src)?;
+                let bytes = unhex(&id, here.id_len()).context("git printed a bad id")?;
+                doc.refs.insert(p.dst.clone(), bytes.clone());
+                brought.push((bytes, p.dst.clone()));
+            }
+        }
+        let tmp = self.state.join("tmp");
+        fs::create_dir_all(&tmp)?;
+        if !brought.is_empty() {
+            if let Some(b) = self.make_bundle(here, &brought, &have, &tmp)? {
+                doc.bundles.push(b);
+            }
+        }
+        self.consolidate(&mut doc, &tmp)?;
+        if !doc.refs.contains_key(&doc.head) {
+            doc.head = choose_head(&doc.refs);
+        }
+        let path = tmp.join("document");
+        fs::write(&path, doc.encode())?;
+        Document::decode(&doc.encode()).context("the document this push would publish")?;
+        let cid = self.cairn.put_dag_cbor(&path)?;
+        let _ = fs::remove_file(&path);
+        Ok((cid, doc))
+    }
+
+    /// Those of `ids` that are here, as hex.
+    fn local<'a>(&self, ids: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<String>> {
+        let ids: BTreeSet<&[u8]> = ids.into_iter().collect();
+        let gone = git::missing(ids.iter().copied())?;
+        Ok(ids
+            .into_iter()
+            .filter(|i| !gone.contains(*i))
+            .map(hex)
+            .collect())
+    }
+
+    /// A bundle of what `tips` reach and `have` does not, added to the store (None: no
+    /// object is new).
+    fn make_bundle(
+        &self,
+        format: Format,
+        tips: &[(Vec<u8>, String)],
+        have: &[String],
+        tmp: &Path,
+    ) -> Result<Option<Bundle>> {
+        let want: Vec<String> = tips.iter().map(|(id, _)| hex(id)).collect();
+        let prereqs = git::boundary(&want, have)?;
+        let pack_path = tmp.join("pack");
+        let objects = git::pack(&want, have, &mut fs::File::create(&pack_path)?)?;
+        if objects == 0 {
+            let _ = fs::remove_file(&pack_path);
+            return Ok(None);
+        }
+        let header = Header {
+            format,
+            prereqs: prereqs
+                .iter()
+                .map(|p| unhex(p, format.id_len()).context("git printed a bad id"))
+                .collect::<Result<_>>()?,
+            refs: tips.to_vec(),
+        };
+        let path = tmp.join("bundle");
+        {
+            let mut f = std::io::BufWriter::new(fs::File::create(&path)?);
+            header.write(&mut f)?;
+            std::io::copy(&mut fs::File::open(&pack_path)?, &mut f)?;
+            f.into_inner()?.sync_all()?;
+        }
+        let _ = fs::remove_file(&pack_path);
+        let size = fs::metadata(&path)?.len();
+        let cid = self.cairn.add(&path)?;
+        let _ = fs::remove_file(&path);
+        let mut tip_ids: Vec<Vec<u8>> = Vec::new();
+        for (id, _) in tips {
+            if !tip_ids.contains(id) {
+                tip_ids.push(id.clone());
+            }
+        }
+        Ok(Some(Bundle {
+            cid,
+            size,
+            objects: objects.into(),
+            tips: tip_ids,
+            prereqs: header.prereqs,
+        }))
+    }
+
+    /// Keeps the bundles geometric, as `git repack --geometric=2` keeps packs: each at least
+    /// twice the size of all newer ones together, so a repository pushed n times has
+    /// O(log n) bundles. The newest ones that break the rule become one bundle, if their
+    /// objects and those of the bundles before them are here.
+    fn consolidate(&self, doc: &mut Document, tmp: &Path) -> Result<()> {
+        let sizes: Vec<u64> = doc.bundles.iter().map(|b| b.size).collect();
+        let Some(start) = (0..sizes.len())
+            .find(|&i| i + 1 < sizes.len() && sizes[i] < 2 * sizes[i + 1..].iter().sum::<u64>())
+        else {
+            return Ok(());
+        };
+        let merged = &doc.bundles[start..];
+        let all_tips: Vec<&[u8]> = doc
+            .bundles
+            .iter()
+            .flat_map(|b| b.tips.iter().map(Vec::as_slice))
+            .collect();
+        if !git::missing(all_tips)?.is_empty() {
+            return Ok(());
+        }
+        let by_id: BTreeMap<&[u8], &str> = doc
+            .refs
+            .iter()
+            .map(|(n, id)| (id.as_slice(), n.as_str()))
+            .collect();
+        let mut tips: Vec<(Vec<u8>, String)> = Vec::new();
+        for id in merged.iter().flat_map(|b| b.tips.iter()) {
+            if tips.iter().any(|(t, _)| t == id) {
+                continue;
+            }
+            let name = by_id.get(id.as_slice()).map_or_else(
+                || format!("refs/cairn/tips/{}", hex(id)),
+                |n| (*n).to_owned(),
+            );
+            tips.push((id.clone(), name));
+        }
+        let have: Vec<String> = doc.bundles[..start]
+            .iter()
+            .flat_map(|b| b.tips.iter().map(|t| hex(t)))
+            .collect();
+        if let Some(b) = self.make_bundle(doc.format, &tips, &have, tmp)? {
+            doc.bundles.truncate(start);
+            doc.bundles.push(b);
+        }
+        Ok(())
+    }
+}
+
+/// What `list` shows as HEAD when the document's is gone: main, master, a branch, any ref.
+fn choose_head(refs: &BTreeMap<String, Vec<u8>>) -> String {
+    let local = git::symbolic_head().filter(|h| refs.contains_key(h));
+    local
+        .or_else(|| {
+            ["refs/heads/main", "refs/heads/master"]
+                .into_iter()
+                .find(|h| refs.contains_key(*h))
+                .map(str::to_owned)
+        })
+        .or_else(|| refs.keys().find(|r| r.starts_with("refs/heads/")).cloned())
+        .or_else(|| refs.keys().next().cloned())
+        .unwrap_or_else(|| "refs/heads/main".to_owned())
+}
+
+/// The document a profile lists for `repo` (None: it lists no such repository).
+fn repo_doc(p: &cairn_names::profile::Profile, repo: &str) -> Result<Option<Cid>> {
+    let Some(w) = p.repositories.get(repo) else {
+        return Ok(None);
+    };
+    let cid = w
+        .strip_prefix("/ipfs/")
+        .and_then(|c| Cid::try_from(c).ok())
+        .with_context(|| format!("the profile's {repo} is {w:?}, not /ipfs/<document>"))?;
+    Ok(Some(cid))
+}
+
+fn parse_push(s: &str) -> Result<Push> {
+    let (force, rest) = match s.strip_prefix('+') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    let (src, dst) = rest
+        .split_once(':')
+        .with_context(|| format!("git pushed {s:?}"))?;
+    Ok(Push {
+        force,
+        src: src.to_owned(),
+        dst: dst.to_owned(),
+    })
+}
+
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}

@@ -1,0 +1,368 @@
+//! `git-remote-cairn` (the git issue): real git pushing to `cairn://<key>/<repo>` through a
+//! daemon, and other daemons, knowing only the first's address, cloning and fetching; and
+//! documents and bundles built to deceive, each refused with one line and no ref moved.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+};
+
+use cairn_git::doc::Document;
+
+use crate::{
+    peers::Daemon,
+    util::{cairn_bin, eventually, Root},
+};
+
+/// git and cairn as one user: keys under `home`, the helper found on PATH beside `cairn`.
+struct User {
+    home: tempfile::TempDir,
+}
+
+impl User {
+    fn new() -> User {
+        User {
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn git(&self, root: &Root, dir: &Path, args: &[&str]) -> Output {
+        let bin = cairn_bin();
+        let path = format!(
+            "{}:{}",
+            bin.parent().unwrap().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Command::new("git")
+            .current_dir(dir)
+            .args(args)
+            .env("PATH", path)
+            .env("CAIRN", &bin)
+            .env("CAIRN_ROOT", root.path())
+            .env("HOME", self.home.path())
+            .env("XDG_CONFIG_HOME", self.home.path().join(".config"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Ada")
+            .env("GIT_AUTHOR_EMAIL", "ada@example.invalid")
+            .env("GIT_COMMITTER_NAME", "Ada")
+            .env("GIT_COMMITTER_EMAIL", "ada@example.invalid")
+            .env("GIT_AUTHOR_DATE", "1700000000 +0000")
+            .env("GIT_COMMITTER_DATE", "1700000000 +0000")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// git, which must succeed; its standard output.
+    fn ok(&self, root: &Root, dir: &Path, args: &[&str]) -> String {
+        let o = self.git(root, dir, args);
+        assert!(
+            o.status.success(),
+            "git {args:?} failed:\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // Paths may not be UTF-8 (one of rich_repo's is not): compared as git printed them.
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// git, which must fail; its standard error.
+    fn fails(&self, root: &Root, dir: &Path, args: &[&str]) -> String {
+        let o = self.git(root, dir, args);
+        assert!(!o.status.success(), "git {args:?} succeeded");
+        String::from_utf8(o.stderr).unwrap()
+    }
+
+    fn cairn(&self, root: &Root, args: &[&str]) -> String {
+        let o = root
+            .cmd(args)
+            .env("XDG_CONFIG_HOME", self.home.path().join(".config"))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "cairn {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+}
+
+/// The snapshot URL a push printed.
+fn snapshot(push_stderr: &str) -> String {
+    push_stderr
+        .split("this state: ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no snapshot in {push_stderr}"))
+        .to_owned()
+}
+
+fn push(u: &User, root: &Root, dir: &Path, args: &[&str]) -> String {
+    let mut a = vec!["push"];
+    a.extend_from_slice(args);
+    let o = u.git(root, dir, &a);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "git {a:?} failed:\n{err}");
+    err
+}
+
+fn document(u: &User, root: &Root, url: &str) -> Document {
+    let cid = url.trim_start_matches("cairn://");
+    let bytes = root
+        .cmd(&["block", "get", cid])
+        .env("XDG_CONFIG_HOME", u.home.path().join(".config"))
+        .output()
+        .unwrap()
+        .stdout;
+    Document::decode(&bytes).unwrap()
+}
+
+/// Pseudo-random bytes from a seed (a binary file git cannot delta against anything).
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as u8
+        })
+        .collect()
+}
+
+/// A repository with two branches and a merge, a lightweight and an annotated tag, a 5 MiB
+/// binary, a submodule (gitlink), a symlink, an executable and a file whose name is not UTF-8.
+fn rich_repo(u: &User, root: &Root, dir: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    std::fs::create_dir_all(dir).unwrap();
+    u.ok(root, dir, &["init", "-q", "-b", "main"]);
+    std::fs::write(dir.join("README"), "demo\n").unwrap();
+    std::fs::write(dir.join("blob.bin"), noise(5 << 20, 7)).unwrap();
+    std::fs::write(dir.join("run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(
+        dir.join("run.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("README", dir.join("link")).unwrap();
+    std::fs::write(
+        dir.join(std::ffi::OsStr::from_bytes(b"caf\xe9-latin1")),
+        "bytes\n",
+    )
+    .unwrap();
+    u.ok(root, dir, &["add", "-A"]);
+    let foreign = "1".repeat(40);
+    u.ok(
+        root,
+        dir,
+        &[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            &format!("160000,{foreign},module"),
+        ],
+    );
+    u.ok(root, dir, &["commit", "-q", "-m", "one"]);
+    u.ok(root, dir, &["tag", "light"]);
+    u.ok(root, dir, &["checkout", "-q", "-b", "feature"]);
+    std::fs::write(dir.join("feature.txt"), "f\n").unwrap();
+    u.ok(root, dir, &["add", "-A"]);
+    u.ok(root, dir, &["commit", "-q", "-m", "feature"]);
+    u.ok(root, dir, &["checkout", "-q", "main"]);
+    std::fs::write(dir.join("README"), "demo, two\n").unwrap();
+    u.ok(root, dir, &["commit", "-q", "-am", "two"]);
+    u.ok(
+        root,
+        dir,
+        &["merge", "-q", "--no-ff", "-m", "merge", "feature"],
+    );
+    u.ok(root, dir, &["tag", "-a", "v1", "-m", "release one"]);
+}
+
+fn refs(u: &User, root: &Root, dir: &Path) -> String {
+    u.ok(
+        root,
+        dir,
+        &[
+            "for-each-ref",
+            "--format=%(objectname) %(refname)",
+            "refs/heads",
+            "refs/tags",
+        ],
+    )
+}
+
+fn objects(u: &User, root: &Root, dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = u
+        .ok(root, dir, &["rev-list", "--all", "--objects"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+/// A and B on loopback, B knowing only A's address, A's DHT knowing B.
+fn pair() -> (Root, Daemon, Root, Daemon) {
+    let (a, b) = (Root::new(), Root::new());
+    let da = Daemon::start(&a, false, &[]);
+    let db = Daemon::start(&b, false, &["--bootstrap", &da.addr]);
+    eventually(30, "A's DHT knowing B", || {
+        da.stats()["dht"]["routing_peers"].as_u64().unwrap() >= 1
+    });
+    (a, da, b, db)
+}
+
+/// The issue's round trip: a rich repository pushed to `cairn://<key>/demo` by A's user is
+/// cloned whole by B (same refs, same objects, `fsck --strict` clean); one more commit moves
+/// one small bundle; a force push, a deletion with `fetch --prune`, an old snapshot URL; and
+/// a third node clones from B with A gone.
+#[test]
+fn push_clone_fetch_force_delete_snapshot() {
+    let (a, mut da, b, db) = pair();
+    let u = User::new();
+    let key = u.cairn(&a, &["key", "gen", "profile"]).trim().to_owned();
+    let url = format!("cairn://{key}/demo");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    rich_repo(&u, &a, &src);
+    let said = push(
+        &u,
+        &a,
+        &src,
+        &[&url, "refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*"],
+    );
+    let first = snapshot(&said);
+
+    // B clones (a mirror: its refs are the remote's, as they are).
+    let cl = work.path().join("clone.git");
+    u.ok(
+        &b,
+        work.path(),
+        &["clone", "-q", "--mirror", &url, cl.to_str().unwrap()],
+    );
+    assert_eq!(refs(&u, &b, &cl), refs(&u, &a, &src));
+    assert_eq!(objects(&u, &b, &cl), objects(&u, &a, &src));
+    u.ok(&b, &cl, &["fsck", "--full", "--strict", "--no-dangling"]);
+    assert_eq!(
+        u.ok(&b, &cl, &["symbolic-ref", "HEAD"]).trim(),
+        "refs/heads/main"
+    );
+    // A working clone checks out the files as they were.
+    let wc = work.path().join("wc");
+    u.ok(
+        &b,
+        work.path(),
+        &["clone", "-q", &url, wc.to_str().unwrap()],
+    );
+    assert_eq!(
+        std::fs::read(wc.join("blob.bin")).unwrap(),
+        noise(5 << 20, 7)
+    );
+    assert_eq!(
+        std::fs::read_link(wc.join("link")).unwrap(),
+        PathBuf::from("README")
+    );
+
+    // One more commit: B's fetch moves one small bundle and the document.
+    std::fs::write(src.join("README"), "demo, three\n").unwrap();
+    u.ok(&a, &src, &["commit", "-q", "-am", "three"]);
+    let said = push(&u, &a, &src, &[&url, "main"]);
+    let doc = document(&u, &a, &snapshot(&said));
+    let newest = doc.bundles.last().unwrap();
+    assert!(newest.size < 4096, "{newest:?}");
+    let before = db.bytes().1;
+    u.ok(&b, &cl, &["fetch", "-q"]);
+    let moved = db.bytes().1 - before;
+    assert!(
+        moved <= 2 * newest.size + 8192,
+        "a one-commit fetch moved {moved} bytes (bundle {})",
+        newest.size
+    );
+    assert_eq!(refs(&u, &b, &cl), refs(&u, &a, &src));
+
+    // A force push and a deletion; B follows with --prune.
+    u.ok(&a, &src, &["reset", "-q", "--hard", "HEAD~1"]);
+    std::fs::write(src.join("README"), "demo, rewritten\n").unwrap();
+    u.ok(&a, &src, &["commit", "-q", "-am", "rewritten"]);
+    let stale = u.fails(&a, &src, &["push", &url, "main"]);
+    assert!(stale.contains("rejected"), "{stale}");
+    push(&u, &a, &src, &["--force", &url, "main"]);
+    push(&u, &a, &src, &[&url, ":refs/heads/feature"]);
+    u.ok(&a, &src, &["branch", "-q", "-D", "feature"]);
+    u.ok(
+        &b,
+        &cl,
+        &["fetch", "-q", "--prune", "origin", "+refs/*:refs/*"],
+    );
+    assert_eq!(refs(&u, &b, &cl), refs(&u, &a, &src));
+    u.ok(&b, &cl, &["fsck", "--full", "--strict", "--no-dangling"]);
+
+    // The first push's snapshot still gives the first state; it takes no push.
+    let old = work.path().join("old.git");
+    u.ok(
+        &b,
+        work.path(),
+        &["clone", "-q", "--mirror", &first, old.to_str().unwrap()],
+    );
+    assert!(refs(&u, &b, &old).contains("refs/heads/feature"));
+    let e = u.fails(&b, &old, &["push", &first, "refs/heads/main:refs/heads/x"]);
+    assert!(e.contains("fixed state"), "{e}");
+
+    // C knows only B; A stops; C clones what B holds.
+    let c = Root::new();
+    let _dc = Daemon::start(&c, false, &["--bootstrap", &db.addr]);
+    da.kill9();
+    drop(da);
+    let cc = work.path().join("third.git");
+    u.ok(
+        &c,
+        work.path(),
+        &["clone", "-q", "--mirror", &url, cc.to_str().unwrap()],
+    );
+    assert_eq!(refs(&u, &c, &cc), refs(&u, &a, &src));
+}
+
+/// Forty one-commit pushes leave few bundles (each at least twice all newer ones), and the
+/// oldest bundle is a `git bundle` stock git clones without the helper.
+#[test]
+fn bundles_stay_few_and_git_reads_them_alone() {
+    let (a, _da, _b, _db) = pair();
+    let u = User::new();
+    let key = u.cairn(&a, &["key", "gen", "profile"]).trim().to_owned();
+    let url = format!("cairn://{key}/log");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    u.ok(&a, &src, &["init", "-q", "-b", "main"]);
+    std::fs::write(src.join("big"), noise(64 << 10, 1)).unwrap();
+    let mut said = String::new();
+    for i in 0..40 {
+        std::fs::write(src.join("log"), format!("{i}\n")).unwrap();
+        u.ok(&a, &src, &["add", "-A"]);
+        u.ok(&a, &src, &["commit", "-q", "-m", &format!("commit {i}")]);
+        said = push(&u, &a, &src, &[&url, "main"]);
+    }
+    let doc = document(&u, &a, &snapshot(&said));
+    assert!(
+        (1..=8).contains(&doc.bundles.len()),
+        "{} bundles after 40 pushes",
+        doc.bundles.len()
+    );
+    let base = work.path().join("base.bundle");
+    let bytes = a
+        .cmd(&["cat", &doc.bundles[0].cid.to_string()])
+        .output()
+        .unwrap()
+        .stdout;
+    std::fs::write(&base, bytes).unwrap();
+    let cl = work.path().join("plain");
+    u.ok(
+        &a,
+        work.path(),
+        &["clone", "-q", base.to_str().unwrap(), cl.to_str().unwrap()],
+    );
+    u.ok(&a, &cl, &["fsck", "--full", "--strict"]);
+    let ids = u.ok(&a, &cl, &["rev-list", "--all"]);
+    let all = u.ok(&a, &src, &["rev-list", "--all"]);
+    assert!(!ids.is_empty() && ids.lines().all(|l| all.contains(l)));
+}
