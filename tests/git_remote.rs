@@ -366,3 +366,198 @@ fn bundles_stay_few_and_git_reads_them_alone() {
     let all = u.ok(&a, &src, &["rev-list", "--all"]);
     assert!(!ids.is_empty() && ids.lines().all(|l| all.contains(l)));
 }
+
+/// A document stored on `root` as a snapshot URL.
+fn put_document(u: &User, root: &Root, dir: &Path, doc: &Document) -> String {
+    let path = dir.join("doc.cbor");
+    std::fs::write(&path, doc.encode()).unwrap();
+    let cid = u.cairn(
+        root,
+        &[
+            "block",
+            "put",
+            "--cid-codec",
+            "dag-cbor",
+            path.to_str().unwrap(),
+        ],
+    );
+    format!("cairn://{}", cid.trim())
+}
+
+/// A bundle file added to `root`, with its entry as its header says.
+fn put_bundle(u: &User, root: &Root, path: &Path) -> cairn_git::doc::Bundle {
+    let bytes = std::fs::read(path).unwrap();
+    let (h, _) = cairn_git::bundle::Header::read(&mut bytes.as_slice()).unwrap();
+    let cid = u.cairn(root, &["add", "-Q", "--pin=false", path.to_str().unwrap()]);
+    cairn_git::doc::Bundle {
+        cid: cid.trim().parse().unwrap(),
+        size: bytes.len() as u64,
+        objects: 0,
+        tips: h.refs.iter().map(|(id, _)| id.clone()).collect(),
+        prereqs: h.prereqs,
+    }
+}
+
+fn id(u: &User, root: &Root, dir: &Path, rev: &str) -> Vec<u8> {
+    let hex = u.ok(root, dir, &["rev-parse", rev]);
+    cairn_git::bundle::unhex(hex.trim(), 20).unwrap()
+}
+
+/// Documents and bundles built to deceive: each fetch fails with one line saying why, and
+/// the victim's refs and objects stay as they were.
+#[test]
+fn deceiving_documents_and_bundles_are_refused() {
+    let a = Root::new();
+    let _da = Daemon::start(&a, false, &[]);
+    let u = User::new();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    u.ok(&a, &src, &["init", "-q", "-b", "main"]);
+    std::fs::write(src.join("f"), "one\n").unwrap();
+    u.ok(&a, &src, &["add", "-A"]);
+    u.ok(&a, &src, &["commit", "-q", "-m", "one"]);
+    u.ok(&a, &src, &["tag", "one"]);
+    u.ok(
+        &a,
+        &src,
+        &["bundle", "create", "-q", "../one.bundle", "main"],
+    );
+    std::fs::write(src.join("f"), "two\n").unwrap();
+    u.ok(&a, &src, &["commit", "-q", "-am", "two"]);
+    u.ok(
+        &a,
+        &src,
+        &["bundle", "create", "-q", "../two.bundle", "main", "^one"],
+    );
+    // A commit whose tree holds a `.git` entry: git refuses to check such trees out.
+    let blob = u.ok(&a, &src, &["rev-parse", "HEAD:f"]);
+    let tree = {
+        let mut c = Command::new("git")
+            .current_dir(&src)
+            .args(["mktree"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        writeln!(c.stdin.take().unwrap(), "100644 blob {}\t.git", blob.trim()).unwrap();
+        String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
+    };
+    let evil = u.ok(
+        &a,
+        &src,
+        &["commit-tree", tree.trim(), "-p", "HEAD", "-m", "evil"],
+    );
+    u.ok(&a, &src, &["update-ref", "refs/heads/evil", evil.trim()]);
+    u.ok(
+        &a,
+        &src,
+        &["bundle", "create", "-q", "../evil.bundle", "evil", "^main"],
+    );
+
+    let one = put_bundle(&u, &a, &w.join("one.bundle"));
+    let two = put_bundle(&u, &a, &w.join("two.bundle"));
+    let good = Document {
+        format: cairn_git::doc::Format::Sha1,
+        head: "refs/heads/main".into(),
+        refs: [("refs/heads/main".to_owned(), id(&u, &a, &src, "one"))].into(),
+        bundles: vec![one.clone()],
+    };
+    let victim = w.join("victim");
+    let url = put_document(&u, &a, w, &good);
+    u.ok(
+        &a,
+        w,
+        &["clone", "-q", "--mirror", &url, victim.to_str().unwrap()],
+    );
+    let packs = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir.join("objects/pack"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            // What index-pack leaves when it dies on a corrupt pack, as in git's own fetch
+            // (git gc removes it).
+            .filter(|n| !n.starts_with("tmp_pack_"))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = (
+        refs(&u, &a, &victim),
+        objects(&u, &a, &victim),
+        packs(&victim),
+    );
+
+    let next = |bundles: Vec<cairn_git::doc::Bundle>, tip: &str| {
+        let mut d = good.clone();
+        d.refs
+            .insert("refs/heads/main".into(), id(&u, &a, &src, tip));
+        d.bundles = bundles;
+        d
+    };
+    let mut cases: Vec<(&str, Document)> = Vec::new();
+    let mut longer = two.clone();
+    longer.size += 1;
+    cases.push(("bytes, not the", next(vec![one.clone(), longer], "main")));
+    let mut lying = two.clone();
+    lying.tips = vec![vec![7; 20]];
+    cases.push(("disagrees", next(vec![one.clone(), lying], "main")));
+    let mut ghost = good.clone();
+    ghost.refs.insert("refs/heads/ghost".into(), vec![9; 20]);
+    cases.push(("no bundle brings", ghost));
+    let mut bytes = std::fs::read(w.join("two.bundle")).unwrap();
+    let n = bytes.len();
+    bytes[n - 30] ^= 1;
+    std::fs::write(w.join("corrupt.bundle"), &bytes).unwrap();
+    let corrupt = put_bundle(&u, &a, &w.join("corrupt.bundle"));
+    cases.push(("refused the pack", next(vec![one.clone(), corrupt], "main")));
+    let dotgit = put_bundle(&u, &a, &w.join("evil.bundle"));
+    let mut d = next(vec![one.clone(), two.clone(), dotgit], "main");
+    d.refs
+        .insert("refs/heads/evil".into(), id(&u, &a, &src, "evil"));
+    cases.push(("refused the pack", d));
+
+    for (why, doc) in cases {
+        let url = put_document(&u, &a, w, &doc);
+        let o = u.git(&a, &victim, &["fetch", "-q", &url, "+refs/*:refs/*"]);
+        let e = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(!o.status.success(), "{why}: the fetch succeeded\n{e}");
+        let said: Vec<&str> = e.lines().filter(|l| l.starts_with("cairn: ")).collect();
+        assert!(
+            said.len() == 1 && said[0].contains(why),
+            "expected one line saying {why:?}, got:\n{e}"
+        );
+        let after = (
+            refs(&u, &a, &victim),
+            objects(&u, &a, &victim),
+            packs(&victim),
+        );
+        assert_eq!(after, before, "{why}");
+    }
+    // A bundle whose prerequisites no bundle before it brings: a clone from nothing fails.
+    let url = put_document(&u, &a, w, &next(vec![two.clone()], "main"));
+    let e = u.fails(&a, w, &["clone", "-q", &url, "fresh"]);
+    assert!(e.contains("no earlier bundle brought"), "{e}");
+    assert!(!w.join("fresh").exists());
+
+    // The honest next state is taken, and no pack of the refused ones is kept.
+    let url = put_document(&u, &a, w, &next(vec![one, two], "main"));
+    u.ok(&a, &victim, &["fetch", "-q", &url, "+refs/*:refs/*"]);
+    let main = u.ok(&a, &src, &["rev-parse", "main"]);
+    assert_eq!(
+        refs(&u, &a, &victim),
+        format!("{} refs/heads/main\n", main.trim())
+    );
+    let keeps = std::fs::read_dir(victim.join("objects/pack"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "keep")
+        })
+        .count();
+    assert_eq!(keeps, 0);
+}

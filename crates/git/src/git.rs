@@ -202,6 +202,13 @@ pub fn index_pack(pack: &mut impl Read, max: u64) -> Result<PathBuf> {
         .join(format!("pack-{hash}.keep")))
 }
 
+/// Deletes the pack a `.keep` file holds, with its index and the keep itself.
+pub fn remove_pack(keep: &Path) {
+    for ext in ["pack", "idx", "rev", "keep"] {
+        let _ = std::fs::remove_file(keep.with_extension(ext));
+    }
+}
+
 /// The repository's git directory.
 pub fn git_dir() -> Result<PathBuf> {
     let out = output(&["rev-parse", "--absolute-git-dir"])?;

@@ -297,19 +297,25 @@ impl Helper {
         self.cairn.fetch(&cid, PROG)?;
         self.pinned(&cid)?;
         let mut keeps = Vec::new();
-        let result = self.import(&doc, &mut keeps);
-        // git removes one lock when its refs are in; the others are dropped now (their
-        // objects are in packs, which no gc prunes before refs reach them).
+        let result = self
+            .import(&doc, &mut keeps)
+            .and_then(|()| self.all_here(&doc, wants));
+        if let Err(e) = result {
+            // Nothing of a refused fetch stays: not even the packs of the bundles before.
+            for k in &keeps {
+                git::remove_pack(k);
+            }
+            return Err(e);
+        }
         let last = keeps.pop();
         for k in keeps {
             let _ = fs::remove_file(k);
         }
-        if let Err(e) = result {
-            if let Some(k) = last {
-                let _ = fs::remove_file(k);
-            }
-            return Err(e);
-        }
+        Ok(last)
+    }
+
+    /// Fails unless every object git `wants` (`<id> <ref>`) is here now.
+    fn all_here(&self, doc: &Document, wants: &[String]) -> Result<()> {
         let want_ids = wants
             .iter()
             .map(|w| {
@@ -325,7 +331,7 @@ impl Helper {
                 hex(id)
             );
         }
-        Ok(last)
+        Ok(())
     }
 
     /// Each bundle whose tips are not all here, oldest first, through `git index-pack`.
@@ -374,7 +380,7 @@ impl Helper {
         let cat = child.wait()?;
         let keep = keep.with_context(|| format!("bundle {}", b.cid))?;
         if fed != pack_len || more != 0 || !cat.success() {
-            let _ = fs::remove_file(&keep);
+            git::remove_pack(&keep);
             bail!(
                 "bundle {}: {} bytes, not the {} its document says",
                 b.cid,
