@@ -297,6 +297,15 @@ fn push_clone_fetch_force_delete_snapshot() {
     assert_eq!(refs(&u, &b, &cl), refs(&u, &a, &src));
     u.ok(&b, &cl, &["fsck", "--full", "--strict", "--no-dangling"]);
 
+    // A record older than one this clone has seen is refused (as if the network answered
+    // with a replayed record): the clone remembers the newest sequence per remote.
+    let seen = cl.join("cairn").join(url.trim_start_matches("cairn://").replace('/', "_")).join("seen");
+    let was = std::fs::read_to_string(&seen).unwrap();
+    std::fs::write(&seen, "1000000\n").unwrap();
+    let e = u.fails(&b, &cl, &["fetch", "-q"]);
+    assert!(e.contains("older than one"), "{e}");
+    std::fs::write(&seen, was).unwrap();
+
     // The first push's snapshot still gives the first state; it takes no push.
     let old = work.path().join("old.git");
     u.ok(
@@ -365,6 +374,50 @@ fn bundles_stay_few_and_git_reads_them_alone() {
     let ids = u.ok(&a, &cl, &["rev-list", "--all"]);
     let all = u.ok(&a, &src, &["rev-list", "--all"]);
     assert!(!ids.is_empty() && ids.lines().all(|l| all.contains(l)));
+
+    // Pushers racing with one key, each its own branch: every branch lands (a push that
+    // lost the race publishes again on top of the winner's).
+    let clones: Vec<PathBuf> = (0..4).map(|i| work.path().join(format!("racer{i}"))).collect();
+    for (i, c) in clones.iter().enumerate() {
+        u.ok(&a, work.path(), &["clone", "-q", &url, c.to_str().unwrap()]);
+        u.ok(&a, c, &["checkout", "-q", "-b", &format!("racer{i}")]);
+        std::fs::write(c.join("log"), format!("racer {i}\n")).unwrap();
+        u.ok(&a, c, &["commit", "-q", "-am", &format!("racer {i}")]);
+    }
+    let said: Vec<String> = std::thread::scope(|s| {
+        let pushes: Vec<_> = clones
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let (u, a, url) = (&u, &a, &url);
+                s.spawn(move || push(u, a, c, &[url, &format!("racer{i}")]))
+            })
+            .collect();
+        pushes.into_iter().map(|p| p.join().unwrap()).collect()
+    });
+    let last = work.path().join("after-race.git");
+    u.ok(&a, work.path(), &["clone", "-q", "--mirror", &url, last.to_str().unwrap()]);
+    let r = refs(&u, &a, &last);
+    for i in 0..4 {
+        assert!(r.contains(&format!("refs/heads/racer{i}")), "racer{i} lost:\n{r}\n{said:?}");
+    }
+
+    // A sha256 repository: cloned as one, with the same ids; a sha1 repository will not take it.
+    let s256 = work.path().join("s256");
+    std::fs::create_dir_all(&s256).unwrap();
+    u.ok(&a, &s256, &["init", "-q", "-b", "main", "--object-format=sha256"]);
+    std::fs::write(s256.join("f"), "sha256\n").unwrap();
+    u.ok(&a, &s256, &["add", "-A"]);
+    u.ok(&a, &s256, &["commit", "-q", "-m", "one"]);
+    let url256 = format!("cairn://{key}/s256");
+    push(&u, &a, &s256, &[&url256, "main"]);
+    let cl256 = work.path().join("s256.git");
+    u.ok(&a, work.path(), &["clone", "-q", "--mirror", &url256, cl256.to_str().unwrap()]);
+    assert_eq!(u.ok(&a, &cl256, &["rev-parse", "--show-object-format"]).trim(), "sha256");
+    assert_eq!(refs(&u, &a, &cl256), refs(&u, &a, &s256));
+    u.ok(&a, &cl256, &["fsck", "--full", "--strict"]);
+    let e = u.fails(&a, &cl, &["fetch", &url256, "refs/heads/main:refs/heads/s256"]);
+    assert!(e.contains("is a sha256 repository"), "{e}");
 }
 
 /// A document stored on `root` as a snapshot URL.
