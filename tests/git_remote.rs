@@ -10,7 +10,7 @@ use std::{
 use cairn_git::doc::Document;
 
 use crate::{
-    peers::Daemon,
+    peers::{Daemon, Kubo},
     util::{cairn_bin, eventually, Root},
 };
 
@@ -613,4 +613,55 @@ fn deceiving_documents_and_bundles_are_refused() {
         })
         .count();
     assert_eq!(keeps, 0);
+}
+
+/// Bundles are files as `ipfs add` adds them: kubo adding a pushed bundle gives the CID the
+/// document names, and a node whose only peer is that kubo clones the document's snapshot,
+/// every bundle served by kubo.
+#[test]
+fn kubo_serves_the_bundles_a_clone_needs() {
+    let (a, da, b, db) = pair();
+    let u = User::new();
+    let key = u.cairn(&a, &["key", "gen", "profile"]).trim().to_owned();
+    let url = format!("cairn://{key}/demo");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    rich_repo(&u, &a, &src);
+    let said = push(&u, &a, &src, &[&url, "main", "v1"]);
+    let snap = snapshot(&said);
+    let doc = document(&u, &a, &snap);
+    let files: Vec<PathBuf> = doc
+        .bundles
+        .iter()
+        .enumerate()
+        .map(|(i, bundle)| {
+            let f = work.path().join(format!("b{i}.bundle"));
+            let bytes = a.cmd(&["cat", &bundle.cid.to_string()]).output().unwrap().stdout;
+            assert_eq!(bytes.len() as u64, bundle.size);
+            std::fs::write(&f, bytes).unwrap();
+            f
+        })
+        .collect();
+    let mut args = Vec::new();
+    for f in &files {
+        args.extend(["--add", f.to_str().unwrap()]);
+    }
+    let kubo = Kubo::start(&work.path().join("kubo"), &args);
+    for (f, bundle) in files.iter().zip(&doc.bundles) {
+        assert_eq!(kubo.added(f), bundle.cid.to_string());
+    }
+    drop((da, db, a, b));
+
+    // D holds the document only and knows only kubo.
+    let d = Root::new();
+    let doc_file = work.path().join("doc.cbor");
+    std::fs::write(&doc_file, doc.encode()).unwrap();
+    u.cairn(&d, &["block", "put", "--cid-codec", "dag-cbor", doc_file.to_str().unwrap()]);
+    let dd = Daemon::start(&d, false, &["--bootstrap", &kubo.addr()]);
+    let cl = work.path().join("from-kubo.git");
+    u.ok(&d, work.path(), &["clone", "-q", "--mirror", &snap, cl.to_str().unwrap()]);
+    let want = u.ok(&d, &src, &["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/main", "refs/tags/v1"]);
+    assert_eq!(refs(&u, &d, &cl), want);
+    u.ok(&d, &cl, &["fsck", "--full", "--strict"]);
+    assert!(dd.blocks_from(&kubo.peer()) >= doc.bundles.len() as u64);
 }
