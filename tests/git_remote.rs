@@ -299,7 +299,8 @@ fn push_clone_fetch_force_delete_snapshot() {
 
     // A record older than one this clone has seen is refused (as if the network answered
     // with a replayed record): the clone remembers the newest sequence per remote.
-    let seen = cl.join("cairn").join(url.trim_start_matches("cairn://").replace('/', "_")).join("seen");
+    let slug = cairn_git::remote::slug(&cairn_git::url::Url::parse(&url).unwrap());
+    let seen = cl.join("cairn").join(slug).join("seen");
     let was = std::fs::read_to_string(&seen).unwrap();
     std::fs::write(&seen, "1000000\n").unwrap();
     let e = u.fails(&b, &cl, &["fetch", "-q"]);
@@ -351,6 +352,12 @@ fn bundles_stay_few_and_git_reads_them_alone() {
         u.ok(&a, &src, &["commit", "-q", "-m", &format!("commit {i}")]);
         said = push(&u, &a, &src, &[&url, "main"]);
     }
+    // A dry run publishes nothing.
+    let listed = u.ok(&a, &src, &["ls-remote", &url]);
+    std::fs::write(src.join("log"), "dry\n").unwrap();
+    u.ok(&a, &src, &["commit", "-q", "-am", "dry"]);
+    push(&u, &a, &src, &["--dry-run", &url, "main"]);
+    assert_eq!(u.ok(&a, &src, &["ls-remote", &url]), listed);
     let doc = document(&u, &a, &snapshot(&said));
     assert!(
         (1..=8).contains(&doc.bundles.len()),
@@ -377,7 +384,9 @@ fn bundles_stay_few_and_git_reads_them_alone() {
 
     // Pushers racing with one key, each its own branch: every branch lands (a push that
     // lost the race publishes again on top of the winner's).
-    let clones: Vec<PathBuf> = (0..4).map(|i| work.path().join(format!("racer{i}"))).collect();
+    let clones: Vec<PathBuf> = (0..4)
+        .map(|i| work.path().join(format!("racer{i}")))
+        .collect();
     for (i, c) in clones.iter().enumerate() {
         u.ok(&a, work.path(), &["clone", "-q", &url, c.to_str().unwrap()]);
         u.ok(&a, c, &["checkout", "-q", "-b", &format!("racer{i}")]);
@@ -396,27 +405,50 @@ fn bundles_stay_few_and_git_reads_them_alone() {
         pushes.into_iter().map(|p| p.join().unwrap()).collect()
     });
     let last = work.path().join("after-race.git");
-    u.ok(&a, work.path(), &["clone", "-q", "--mirror", &url, last.to_str().unwrap()]);
+    u.ok(
+        &a,
+        work.path(),
+        &["clone", "-q", "--mirror", &url, last.to_str().unwrap()],
+    );
     let r = refs(&u, &a, &last);
     for i in 0..4 {
-        assert!(r.contains(&format!("refs/heads/racer{i}")), "racer{i} lost:\n{r}\n{said:?}");
+        assert!(
+            r.contains(&format!("refs/heads/racer{i}")),
+            "racer{i} lost:\n{r}\n{said:?}"
+        );
     }
 
     // A sha256 repository: cloned as one, with the same ids; a sha1 repository will not take it.
     let s256 = work.path().join("s256");
     std::fs::create_dir_all(&s256).unwrap();
-    u.ok(&a, &s256, &["init", "-q", "-b", "main", "--object-format=sha256"]);
+    u.ok(
+        &a,
+        &s256,
+        &["init", "-q", "-b", "main", "--object-format=sha256"],
+    );
     std::fs::write(s256.join("f"), "sha256\n").unwrap();
     u.ok(&a, &s256, &["add", "-A"]);
     u.ok(&a, &s256, &["commit", "-q", "-m", "one"]);
     let url256 = format!("cairn://{key}/s256");
     push(&u, &a, &s256, &[&url256, "main"]);
     let cl256 = work.path().join("s256.git");
-    u.ok(&a, work.path(), &["clone", "-q", "--mirror", &url256, cl256.to_str().unwrap()]);
-    assert_eq!(u.ok(&a, &cl256, &["rev-parse", "--show-object-format"]).trim(), "sha256");
+    u.ok(
+        &a,
+        work.path(),
+        &["clone", "-q", "--mirror", &url256, cl256.to_str().unwrap()],
+    );
+    assert_eq!(
+        u.ok(&a, &cl256, &["rev-parse", "--show-object-format"])
+            .trim(),
+        "sha256"
+    );
     assert_eq!(refs(&u, &a, &cl256), refs(&u, &a, &s256));
     u.ok(&a, &cl256, &["fsck", "--full", "--strict"]);
-    let e = u.fails(&a, &cl, &["fetch", &url256, "refs/heads/main:refs/heads/s256"]);
+    let e = u.fails(
+        &a,
+        &cl,
+        &["fetch", &url256, "refs/heads/main:refs/heads/s256"],
+    );
     assert!(e.contains("is a sha256 repository"), "{e}");
 }
 
@@ -525,6 +557,9 @@ fn deceiving_documents_and_bundles_are_refused() {
         w,
         &["clone", "-q", "--mirror", &url, victim.to_str().unwrap()],
     );
+    // ls-remote runs the helper outside any repository.
+    let listed = u.ok(&a, w, &["ls-remote", &url]);
+    assert!(listed.contains("refs/heads/main"), "{listed}");
     let packs = |dir: &Path| -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir.join("objects/pack"))
             .unwrap()
@@ -636,7 +671,11 @@ fn kubo_serves_the_bundles_a_clone_needs() {
         .enumerate()
         .map(|(i, bundle)| {
             let f = work.path().join(format!("b{i}.bundle"));
-            let bytes = a.cmd(&["cat", &bundle.cid.to_string()]).output().unwrap().stdout;
+            let bytes = a
+                .cmd(&["cat", &bundle.cid.to_string()])
+                .output()
+                .unwrap()
+                .stdout;
             assert_eq!(bytes.len() as u64, bundle.size);
             std::fs::write(&f, bytes).unwrap();
             f
@@ -656,12 +695,69 @@ fn kubo_serves_the_bundles_a_clone_needs() {
     let d = Root::new();
     let doc_file = work.path().join("doc.cbor");
     std::fs::write(&doc_file, doc.encode()).unwrap();
-    u.cairn(&d, &["block", "put", "--cid-codec", "dag-cbor", doc_file.to_str().unwrap()]);
+    u.cairn(
+        &d,
+        &[
+            "block",
+            "put",
+            "--cid-codec",
+            "dag-cbor",
+            doc_file.to_str().unwrap(),
+        ],
+    );
     let dd = Daemon::start(&d, false, &["--bootstrap", &kubo.addr()]);
     let cl = work.path().join("from-kubo.git");
-    u.ok(&d, work.path(), &["clone", "-q", "--mirror", &snap, cl.to_str().unwrap()]);
-    let want = u.ok(&d, &src, &["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/main", "refs/tags/v1"]);
+    u.ok(
+        &d,
+        work.path(),
+        &["clone", "-q", "--mirror", &snap, cl.to_str().unwrap()],
+    );
+    let want = u.ok(
+        &d,
+        &src,
+        &[
+            "for-each-ref",
+            "--format=%(objectname) %(refname)",
+            "refs/heads/main",
+            "refs/tags/v1",
+        ],
+    );
     assert_eq!(refs(&u, &d, &cl), want);
     u.ok(&d, &cl, &["fsck", "--full", "--strict"]);
     assert!(dd.blocks_from(&kubo.peer()) >= doc.bundles.len() as u64);
+}
+
+/// A bundle entry declaring fewer bytes than its CID holds: the fetch stops a little past
+/// the declared size, far short of the file, and the clone fails with nothing left.
+#[test]
+fn a_bundle_larger_than_declared_is_not_fetched_whole() {
+    let (a, _da, b, db) = pair();
+    let u = User::new();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let big = w.join("big");
+    std::fs::write(&big, noise(8 << 20, 3)).unwrap();
+    let cid = u.cairn(&a, &["add", "-Q", big.to_str().unwrap()]);
+    let doc = Document {
+        format: cairn_git::doc::Format::Sha1,
+        head: "refs/heads/main".into(),
+        refs: [("refs/heads/main".to_owned(), vec![5; 20])].into(),
+        bundles: vec![cairn_git::doc::Bundle {
+            cid: cid.trim().parse().unwrap(),
+            size: 100_000,
+            objects: 1,
+            tips: vec![vec![5; 20]],
+            prereqs: vec![],
+        }],
+    };
+    let url = put_document(&u, &b, w, &doc);
+    let before = db.bytes().1;
+    let e = u.fails(&b, w, &["clone", "-q", &url, "victim"]);
+    assert!(e.contains("--max-bytes"), "{e}");
+    let moved = db.bytes().1 - before;
+    assert!(
+        moved < 1 << 20,
+        "{moved} bytes fetched for a bundle said to be 100,000"
+    );
+    assert!(!w.join("victim").exists());
 }

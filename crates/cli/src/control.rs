@@ -123,12 +123,13 @@ impl Control {
         })
     }
 
-    /// Sends `req` and returns the `ok` value; progress lines go to `progress`.
+    /// Sends `req` and returns the `ok` value; progress lines go to `progress`, whose error
+    /// ends the call (and the connection with it: the daemon then stops the work).
     pub fn call_with(
         &mut self,
         req: &Request,
         timeout: Option<Duration>,
-        progress: &mut dyn FnMut(&Value),
+        progress: &mut dyn FnMut(&Value) -> Result<()>,
     ) -> Result<Value> {
         let mut line = serde_json::to_string(req)?;
         line.push('\n');
@@ -148,7 +149,7 @@ impl Control {
             }
             let v: Value = serde_json::from_str(&reply).context("a reply from the daemon")?;
             if let Some(p) = v.get("progress") {
-                progress(p);
+                progress(p)?;
             } else if let Some(ok) = v.get("ok") {
                 return Ok(ok.clone());
             } else if let Some(e) = v.get("error").and_then(Value::as_str) {
@@ -160,7 +161,7 @@ impl Control {
     }
 
     pub fn call(&mut self, req: &Request) -> Result<Value> {
-        self.call_with(req, None, &mut |_| {})
+        self.call_with(req, None, &mut |_| Ok(()))
     }
 }
 

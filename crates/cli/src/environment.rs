@@ -334,15 +334,14 @@ fn ensure_whole(root: &Path, store: &Store, cid: &Cid) -> Result<()> {
         return Ok(());
     }
     eprintln!("cairn: {cid} is not all here: fetching it");
-    crate::swarm::fetch(
-        root,
-        &cid.to_string(),
-        false,
-        "env",
-        32,
-        false,
-        &NetArgs::default(),
-    )?;
+    let how = crate::swarm::FetchArgs {
+        pin: false,
+        prog: "env",
+        window: 32,
+        json: false,
+        max_bytes: None,
+    };
+    crate::swarm::fetch(root, &cid.to_string(), &how, &NetArgs::default())?;
     let left = missing(store, cid)?;
     if left > 0 {
         bail!("{left} blocks of {cid} are still missing: not switching");

@@ -185,6 +185,10 @@ enum Command {
         /// Print JSON instead of text, for scripts
         #[arg(long)]
         json: bool,
+        /// Stop (and fail) once more than this many bytes were fetched: for DAGs whose size
+        /// is known beforehand, from someone who might lie (suffixes K, M, G)
+        #[arg(long, value_name = "BYTES", value_parser = byte_count)]
+        max_bytes: Option<u64>,
         /// Network settings when no daemon runs (a node is started for the fetch)
         #[command(flatten)]
         net: daemon::NetArgs,
@@ -194,6 +198,11 @@ enum Command {
         #[arg(required = true)]
         cids: Vec<String>,
     },
+}
+
+/// A number of bytes, with K, M or G (not 0).
+fn byte_count(s: &str) -> Result<u64, String> {
+    cairn_net::config::parse_rate(s)?.ok_or_else(|| "0 bytes allows nothing".to_owned())
 }
 
 fn main() -> ExitCode {
@@ -238,9 +247,18 @@ fn main() -> ExitCode {
             prog,
             window,
             json,
+            max_bytes,
             net,
-        } => release::cid_arg(&root, &cid)
-            .and_then(|cid| swarm::fetch(&root, &cid, !no_pin, &prog, window as usize, json, &net)),
+        } => release::cid_arg(&root, &cid).and_then(|cid| {
+            let how = swarm::FetchArgs {
+                pin: !no_pin,
+                prog: &prog,
+                window: window as usize,
+                json,
+                max_bytes,
+            };
+            swarm::fetch(&root, &cid, &how, &net)
+        }),
         Command::Provide { cids } => swarm::provide(&root, &cids),
         Command::Gc {
             dry_run,

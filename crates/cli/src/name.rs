@@ -54,7 +54,8 @@ pub enum NameCmd {
         /// Use a record whose validity has ended, if nothing newer is found
         #[arg(long)]
         stale: bool,
-        /// Print the record's fields as JSON instead of its value
+        /// Print the record's fields as JSON instead of its value (exit status 4: no valid
+        /// record was found)
         #[arg(long)]
         json: bool,
     },
@@ -223,7 +224,8 @@ pub fn run(root: &Path, cmd: NameCmd) -> Result<ExitCode> {
                 // The record of this name itself, not of the names it points to.
                 let r = resolve_once(&mut c, &name, nocache, offline)?;
                 if r.is_null() {
-                    bail!("{name}: no valid record found");
+                    eprintln!("cairn: {name}: no valid record found");
+                    return Ok(ExitCode::from(4));
                 }
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

@@ -115,7 +115,10 @@ pub fn run(root: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
                     crate::release::block(root, &mut Control::require(root).ok()?, &cid).ok()?;
                 Profile::decode(&bytes, Some(&name)).ok()
             };
-            let mut p = match fetch(root, &mut c, &name, false)? {
+            // A change that must not undo another's reads the network's newest, not a
+            // record this node holds from minutes ago.
+            let nocache = expect.is_some();
+            let mut p = match fetch(root, &mut c, &name, nocache)? {
                 Some(p) => p,
                 None => mine().unwrap_or_else(|| Profile::empty(name)),
             };
@@ -147,7 +150,7 @@ pub fn run(root: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
             }
             let r = c.call(&Request::NameResolve {
                 name: name.to_string(),
-                nocache: false,
+                nocache,
                 offline: false,
             })?;
             let old = ks.head(&key)?;

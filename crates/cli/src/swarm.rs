@@ -100,17 +100,26 @@ pub fn swarm(root: &Path, cmd: SwarmCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How `cairn fetch` goes about it.
+pub struct FetchArgs<'a> {
+    pub pin: bool,
+    pub prog: &'a str,
+    pub window: usize,
+    pub json: bool,
+    /// Fail once more than this was fetched.
+    pub max_bytes: Option<u64>,
+}
+
 /// `cairn fetch`: every block of a DAG, pinned first (so nothing fetched is collected
 /// halfway), through the daemon if one runs, else through a node started for the occasion.
-pub fn fetch(
-    root: &Path,
-    cid: &str,
-    pin: bool,
-    prog: &str,
-    window: usize,
-    json: bool,
-    net: &NetArgs,
-) -> Result<ExitCode> {
+pub fn fetch(root: &Path, cid: &str, how: &FetchArgs, net: &NetArgs) -> Result<ExitCode> {
+    let FetchArgs {
+        pin,
+        prog,
+        window,
+        json,
+        max_bytes,
+    } = *how;
     let cid = parse_cid(cid)?;
     let store = Arc::new(Store::init(root)?);
     if pin {
@@ -118,8 +127,16 @@ pub fn fetch(
         cairn_gc::pins::add(store.layout(), &user, prog, &cid)?;
     }
     let bar = Bar::bytes("fetch", None);
-    let show = |p: &Value| {
-        bar.set_position(p["fetched_bytes"].as_u64().unwrap_or(0));
+    let over = |n: u64| max_bytes.filter(|m| n > *m);
+    let too_much =
+        |m: u64| anyhow::anyhow!("{cid}: more than the {m} bytes allowed (--max-bytes); stopped");
+    let show = |p: &Value| -> Result<()> {
+        let n = p["fetched_bytes"].as_u64().unwrap_or(0);
+        bar.set_position(n);
+        match over(n) {
+            Some(m) => Err(too_much(m)),
+            None => Ok(()),
+        }
     };
     let done: Value = match Control::connect(root) {
         Some(mut c) => {
@@ -150,8 +167,12 @@ pub fn fetch(
             };
             let r = rt.block_on(async {
                 let client = cairn_net::node::start(&config, key, store.clone()).await?;
+                let stop = tokio::sync::Notify::new();
                 let bar_progress = |p: &cairn_net::fetch::FetchProgress| {
                     bar.set_position(p.fetched_bytes);
+                    if over(p.fetched_bytes).is_some() {
+                        stop.notify_one();
+                    }
                 };
                 // The first wants go out once a bootstrap peer is connected (or after a few
                 // seconds: mDNS or the DHT may still bring one).
@@ -161,15 +182,18 @@ pub fn fetch(
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 }
-                cairn_net::fetch::fetch_dag(
+                let fetch = cairn_net::fetch::fetch_dag(
                     &client,
                     &store,
                     cid,
                     window,
                     config.fetch_timeout,
                     &bar_progress,
-                )
-                .await
+                );
+                tokio::select! {
+                    r = fetch => r.map_err(anyhow::Error::from),
+                    () = stop.notified() => Err(too_much(max_bytes.unwrap_or(0))),
+                }
             });
             rt.shutdown_timeout(Duration::from_secs(1));
             serde_json::to_value(r?)?

@@ -21,6 +21,8 @@ const MAX_OUTPUT: u64 = 4 << 20;
 
 /// Exit status of `cairn profile set --expect-sequence` when the profile moved meanwhile.
 pub const MOVED: i32 = 3;
+/// Exit status of `cairn name resolve --json` when no valid record was found.
+pub const NO_RECORD: i32 = 4;
 
 /// The `cairn` program: `$CAIRN`, else the one beside this helper, else `cairn` on PATH.
 pub struct Cairn {
@@ -35,7 +37,8 @@ pub struct Resolved {
 
 /// What a publication of the profile came to.
 pub enum Published {
-    Done,
+    /// Published: the profile block's CID.
+    Done(Cid),
     /// Another publication moved the profile past the sequence expected.
     Moved,
 }
@@ -106,14 +109,18 @@ impl Cairn {
     }
 
     /// The newest valid record of `name` (a k51 name, an alias or one of the user's keys).
-    /// Asks the network (`--nocache`); what `cairn` said on failure is the error.
-    pub fn resolve(&self, name: &str) -> Result<Resolved> {
+    /// Asks the network (`--nocache`): None if no valid record was found; what `cairn`
+    /// said on any other failure is the error.
+    pub fn resolve(&self, name: &str) -> Result<Option<Resolved>> {
         let out = self
-            .command(&["name", "resolve", "--json", "--nocache", name])
+            .command(&["name", "resolve", "--json", "--nocache", "--", name])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .output()
             .with_context(|| format!("running {}", self.bin.display()))?;
+        if out.status.code() == Some(NO_RECORD) {
+            return Ok(None);
+        }
         if !out.status.success() {
             let said = String::from_utf8_lossy(&out.stderr);
             bail!("{}", said.trim().trim_start_matches("cairn: "));
@@ -121,7 +128,7 @@ impl Cairn {
         let out = out.stdout;
         let v: serde_json::Value =
             serde_json::from_slice(&out).context("reading `cairn name resolve --json`")?;
-        Ok(Resolved {
+        Ok(Some(Resolved {
             value: v["value"]
                 .as_str()
                 .context("a record without value")?
@@ -129,22 +136,34 @@ impl Cairn {
             sequence: v["sequence"]
                 .as_u64()
                 .context("a record without sequence")?,
-        })
+        }))
     }
 
     /// One block, fetched through the daemon if it is not here.
     pub fn block(&self, cid: &Cid) -> Result<Vec<u8>> {
-        self.run(&["block", "get", &cid.to_string()])
+        self.run(&["block", "get", "--", &cid.to_string()])
     }
 
-    /// Fetches `cid`'s whole DAG, pinned as `prog`'s.
-    pub fn fetch(&self, cid: &Cid, prog: &str) -> Result<()> {
-        self.run_to_stderr(&["fetch", "--prog", prog, &cid.to_string()])
+    /// Fetches `cid`'s whole DAG of about `size` bytes, unpinned (pin what links it first),
+    /// failing past `max` bytes. Its window grows with `size` (one block in flight per
+    /// 256 KiB, 1 to 32), so a DAG larger than it says overshoots by a few blocks at most.
+    pub fn fetch(&self, cid: &Cid, size: u64, max: u64) -> Result<()> {
+        let window = (size >> 18).clamp(1, 32);
+        self.run_to_stderr(&[
+            "fetch",
+            "--no-pin",
+            "--window",
+            &window.to_string(),
+            "--max-bytes",
+            &max.to_string(),
+            "--",
+            &cid.to_string(),
+        ])
     }
 
     /// A file's bytes as they stream out of the store.
     pub fn cat(&self, cid: &Cid) -> Result<Child> {
-        self.command(&["cat", &cid.to_string()])
+        self.command(&["cat", "--", &cid.to_string()])
             .stdout(Stdio::piped())
             .spawn()
             .with_context(|| format!("running {}", self.bin.display()))
@@ -156,6 +175,7 @@ impl Cairn {
             OsStr::new("add"),
             OsStr::new("-Q"),
             OsStr::new("--pin=false"),
+            OsStr::new("--"),
             path.as_os_str(),
         ])?;
         parse(&out)
@@ -168,24 +188,25 @@ impl Cairn {
             OsStr::new("put"),
             OsStr::new("--cid-codec"),
             OsStr::new("dag-cbor"),
+            OsStr::new("--"),
             path.as_os_str(),
         ])?;
         parse(&out)
     }
 
     pub fn pin(&self, cid: &Cid, prog: &str) -> Result<()> {
-        self.run(&["pin", "add", "--prog", prog, &cid.to_string()])
+        self.run(&["pin", "add", "--prog", prog, "--", &cid.to_string()])
             .map(drop)
     }
 
     /// Removes `prog`'s pin of `cid`, if there is one.
     pub fn unpin(&self, cid: &Cid, prog: &str) {
-        let _ = self.output(&["pin", "rm", "--prog", prog, &cid.to_string()]);
+        let _ = self.output(&["pin", "rm", "--prog", prog, "--", &cid.to_string()]);
     }
 
     /// Announces `cid` on the DHT (best effort: a node without peers announces nothing).
     pub fn provide(&self, cid: &Cid) {
-        let _ = self.output(&["provide", &cid.to_string()]);
+        let _ = self.output(&["provide", "--", &cid.to_string()]);
     }
 
     /// The user's key whose name is `name` (k51…) or which is called `name`: its key name.
@@ -210,18 +231,24 @@ impl Cairn {
     ) -> Result<Published> {
         let expect = expect.map_or_else(|| "none".to_owned(), |s| s.to_string());
         let args = [
-            "profile",
-            "set",
-            "--key",
-            key,
-            "--repo",
-            &format!("{repo}=/ipfs/{doc}"),
-            "--expect-sequence",
-            &expect,
+            "profile".to_owned(),
+            "set".into(),
+            format!("--key={key}"),
+            format!("--repo={repo}=/ipfs/{doc}"),
+            format!("--expect-sequence={expect}"),
         ];
-        let status = self.output(&args)?.1;
+        let (out, status) = self.output(&args)?;
         match status.code() {
-            Some(0) => Ok(Published::Done),
+            Some(0) => {
+                // "published the profile NAME (CID)"
+                let s = String::from_utf8_lossy(&out);
+                let cid = s
+                    .rsplit_once('(')
+                    .and_then(|(_, c)| c.trim().strip_suffix(')'))
+                    .and_then(|c| Cid::try_from(c).ok())
+                    .with_context(|| format!("cairn profile set printed {s:?}"))?;
+                Ok(Published::Done(cid))
+            }
             Some(MOVED) => Ok(Published::Moved),
             _ => bail!("publishing the profile {key} failed"),
         }

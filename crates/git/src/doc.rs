@@ -20,11 +20,16 @@
 //! | bundles | [`MAX_BUNDLES`], each with at most [`MAX_REFS`] tips and prerequisites |
 //! | ids | exactly the object format's length (20 bytes for sha1, 32 for sha256) |
 //! | its form | canonical dag-cbor, no field unknown or missing, `v` 1, `head` one of `refs` |
+//! | a bundle's CID | a file's: dag-pb or raw, sha2-256 |
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use cid::Cid;
 use ipld_core::ipld::Ipld;
+
+const DAG_PB: u64 = 0x70;
+const RAW: u64 = 0x55;
+const SHA2_256: u64 = 0x12;
 
 /// The largest document.
 pub const MAX_DOC: usize = 1 << 20;
@@ -218,6 +223,11 @@ impl Document {
             let Ipld::Link(cid) = f["cid"] else {
                 return Err(malformed("a bundle's cid is not a link"));
             };
+            // A file as `ipfs add` adds it: dag-pb (or one raw block), sha2-256. Anything
+            // else would have a fetch walk a DAG that is no file.
+            if !matches!(cid.codec(), DAG_PB | RAW) || cid.hash().code() != SHA2_256 {
+                return Err(malformed(format!("a bundle's cid {cid} is not a file's")));
+            }
             let count = |v: &Ipld, what: &str| match v {
                 Ipld::Integer(i) => u64::try_from(*i).map_err(|_| malformed(what.to_owned())),
                 _ => Err(malformed(format!("a bundle's {what} is not a number"))),
@@ -345,6 +355,19 @@ mod tests {
             let mut x = d.clone();
             x.refs.insert(bad.into(), vec![3; 20]);
             assert!(matches!(refused(&x), DocError::BadRef(_)), "{bad}");
+        }
+        // A bundle that is no file: dag-cbor (a fetch would walk whatever it links), or
+        // another hash.
+        for (codec, hash) in [(0x71, 0x12), (0x55, 0x11), (0x70, 0x1e)] {
+            let mut x = d.clone();
+            x.bundles[0].cid = Cid::new_v1(
+                codec,
+                multihash::Multihash::<64>::wrap(hash, &[7; 32]).unwrap(),
+            );
+            assert!(
+                matches!(refused(&x), DocError::Malformed(_)),
+                "{codec:x} {hash:x}"
+            );
         }
         let mut x = d.clone();
         x.bundles = vec![d.bundles[0].clone(); MAX_BUNDLES + 1];

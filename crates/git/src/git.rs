@@ -197,9 +197,15 @@ pub fn index_pack(pack: &mut impl Read, max: u64) -> Result<PathBuf> {
         .trim()
         .strip_prefix("keep\t")
         .context("git index-pack did not keep the pack")?;
-    Ok(git_dir()?
-        .join("objects/pack")
-        .join(format!("pack-{hash}.keep")))
+    // Where index-pack wrote it: the common object directory, also from a linked worktree
+    // or with GIT_OBJECT_DIRECTORY set.
+    let out = output(&[
+        "rev-parse".to_owned(),
+        "--git-path".into(),
+        format!("objects/pack/pack-{hash}.keep"),
+    ])?;
+    let path = PathBuf::from(String::from_utf8(out)?.trim());
+    Ok(std::env::current_dir()?.join(path))
 }
 
 /// Deletes the pack a `.keep` file holds, with its index and the keep itself.

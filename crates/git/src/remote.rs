@@ -47,26 +47,29 @@ struct Push {
 pub struct Helper {
     url: Url,
     cairn: Cairn,
-    /// `$GIT_DIR/cairn/<url>/`: the newest sequence seen, the document pinned.
-    state: PathBuf,
+    /// `$GIT_DIR/cairn/<url>/`: the newest sequence seen, the document pinned (None: git
+    /// runs the helper outside a repository, as for `git ls-remote`).
+    state: Option<PathBuf>,
     object_format: bool,
     dry_run: bool,
     listed: Option<Listed>,
+    /// Keeps of packs fetched but not named to git: removed when git hangs up, after it
+    /// has moved its refs (git takes one `lock` per fetch).
+    keeps: Vec<PathBuf>,
 }
 
-/// The file name of a URL's state directory.
-fn slug(url: &Url) -> String {
-    url.to_string()
-        .trim_start_matches("cairn://")
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
-                b as char
-            } else {
-                '_'
-            }
-        })
-        .collect()
+/// The file name of a URL's state directory: the URL with every byte but `A-Za-z0-9.-`
+/// written `_XX`, so two URLs never share one.
+pub fn slug(url: &Url) -> String {
+    let mut out = String::new();
+    for b in url.to_string().trim_start_matches("cairn://").bytes() {
+        if b.is_ascii_alphanumeric() || b"-".contains(&b) || (b == b'.' && !out.is_empty()) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("_{b:02x}"));
+        }
+    }
+    out
 }
 
 fn read_state(path: &Path) -> Option<String> {
@@ -83,8 +86,15 @@ fn write_state(path: &Path, value: &str) -> Result<()> {
 impl Helper {
     pub fn new(url: &str) -> Result<Helper> {
         let url = Url::parse(url)?;
-        let state = git::git_dir()?.join("cairn").join(slug(&url));
-        fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
+        let state = match git::git_dir() {
+            Ok(d) => {
+                let state = d.join("cairn").join(slug(&url));
+                fs::create_dir_all(&state)
+                    .with_context(|| format!("creating {}", state.display()))?;
+                Some(state)
+            }
+            Err(_) => None,
+        };
         Ok(Helper {
             url,
             cairn: Cairn::locate(),
@@ -92,11 +102,24 @@ impl Helper {
             object_format: false,
             dry_run: false,
             listed: None,
+            keeps: Vec::new(),
         })
+    }
+
+    fn state(&self) -> Result<&Path> {
+        self.state.as_deref().context("not in a git repository")
     }
 
     /// Talks with git until it hangs up.
     pub fn run(&mut self, input: impl BufRead, out: &mut impl Write) -> Result<()> {
+        let r = self.talk(input, out);
+        for k in self.keeps.drain(..) {
+            let _ = fs::remove_file(k);
+        }
+        r
+    }
+
+    fn talk(&mut self, input: impl BufRead, out: &mut impl Write) -> Result<()> {
         let mut lines = input.lines();
         while let Some(line) = lines.next() {
             let line = line?;
@@ -175,8 +198,8 @@ impl Helper {
         }
     }
 
-    fn seen_file(&self) -> PathBuf {
-        self.state.join("seen")
+    fn seen_file(&self) -> Option<PathBuf> {
+        Some(self.state.as_ref()?.join("seen"))
     }
 
     /// The document the URL names now (none: a key's repository not yet pushed).
@@ -194,18 +217,19 @@ impl Helper {
             Url::Key { key, repo } => {
                 // The network's newest, not a record this node holds from minutes ago: a
                 // fetch right after a push gets it.
-                let r = match self.cairn.resolve(key) {
-                    Ok(r) => Some(r),
-                    Err(e) if for_push => {
-                        eprintln!("cairn: {key} has no profile yet ({e:#}); pushing makes one");
-                        None
-                    }
-                    Err(e) => return Err(e.context(format!("resolving {key}"))),
-                };
+                let r = self
+                    .cairn
+                    .resolve(key)
+                    .with_context(|| format!("resolving {key}"))?;
                 match r {
-                    None => (None, None),
+                    None if for_push => {
+                        eprintln!("cairn: {key} has published no profile; pushing makes one");
+                        (None, None)
+                    }
+                    None => bail!("{key}: no valid record found"),
                     Some(r) => {
-                        let seen = read_state(&self.seen_file()).and_then(|s| s.parse().ok());
+                        let seen = self.seen_file().as_deref().and_then(read_state);
+                        let seen: Option<u64> = seen.and_then(|s| s.parse().ok());
                         if let Some(seen) = seen.filter(|s| r.sequence < *s) {
                             bail!(
                                 "{key}: the network's record (sequence {}) is older than one \
@@ -213,7 +237,9 @@ impl Helper {
                                 r.sequence
                             );
                         }
-                        write_state(&self.seen_file(), &r.sequence.to_string())?;
+                        if let Some(f) = self.seen_file() {
+                            write_state(&f, &r.sequence.to_string())?;
+                        }
                         let cid = r
                             .value
                             .strip_prefix("/ipfs/")
@@ -294,7 +320,8 @@ impl Helper {
             doc.format.name(),
             here.name()
         );
-        self.cairn.fetch(&cid, PROG)?;
+        // The pin first, so nothing fetched below is collected halfway; then only the
+        // bundles this repository lacks, each stopped past the size its entry declares.
         self.pinned(&cid)?;
         let mut keeps = Vec::new();
         let result = self
@@ -308,9 +335,7 @@ impl Helper {
             return Err(e);
         }
         let last = keeps.pop();
-        for k in keeps {
-            let _ = fs::remove_file(k);
-        }
+        self.keeps.extend(keeps);
         Ok(last)
     }
 
@@ -336,10 +361,22 @@ impl Helper {
 
     /// Each bundle whose tips are not all here, oldest first, through `git index-pack`.
     fn import(&self, doc: &Document, keeps: &mut Vec<PathBuf>) -> Result<()> {
-        for b in &doc.bundles {
-            if git::missing(b.tips.iter().map(Vec::as_slice))?.is_empty() {
-                continue;
-            }
+        let needed: Vec<&Bundle> = doc
+            .bundles
+            .iter()
+            .filter(|b| {
+                git::missing(b.tips.iter().map(Vec::as_slice)).map_or(true, |m| !m.is_empty())
+            })
+            .collect();
+        for b in &needed {
+            // Blocks of a file carry a little more than its bytes (dag-pb framing, the
+            // nodes above its chunks): 1/64 and 64 KiB of slack, no more.
+            let max = b.size.saturating_add(b.size / 64).saturating_add(64 << 10);
+            self.cairn
+                .fetch(&b.cid, b.size, max)
+                .with_context(|| format!("fetching bundle {} ({} bytes)", b.cid, b.size))?;
+        }
+        for b in needed {
             let lacking = git::missing(b.prereqs.iter().map(Vec::as_slice))?;
             if let Some(p) = lacking.first() {
                 bail!(
@@ -394,7 +431,7 @@ impl Helper {
     /// Moves this remote's pin to `cid`.
     fn pinned(&self, cid: &Cid) -> Result<()> {
         self.cairn.pin(cid, PROG)?;
-        let file = self.state.join("doc");
+        let file = self.state()?.join("doc");
         if let Some(old) = read_state(&file).and_then(|s| Cid::try_from(s.as_str()).ok()) {
             if old != *cid {
                 self.cairn.unpin(&old, PROG);
@@ -443,30 +480,44 @@ impl Helper {
                     applied.push(p);
                 }
             }
-            if applied.is_empty() {
+            if applied.is_empty() || self.dry_run {
                 return Ok(outcome);
             }
             let (doc_cid, doc) = self.next_document(&listed, &applied)?;
-            if self.dry_run {
-                return Ok(outcome);
-            }
             self.cairn.pin(&doc_cid, PROG)?;
             match self
                 .cairn
                 .set_repo(&keyname, &repo, &doc_cid, listed.sequence)?
             {
-                Published::Done => {
-                    self.pinned(&doc_cid)?;
+                Published::Done(profile) => {
+                    // Out now: what fails from here is told, not a failed push.
+                    if let Err(e) = self.pinned(&doc_cid) {
+                        eprintln!("cairn: warning: {e:#}");
+                    }
                     self.cairn.provide(&doc_cid);
-                    let seq = listed.sequence.map_or(0, |s| s + 1);
-                    write_state(&self.seen_file(), &seq.to_string())?;
                     eprintln!(
                         "cairn: published {}; this state: cairn://{doc_cid}",
                         self.url
                     );
+                    // Compare and swap holds on this machine (one lock per key) and against
+                    // what the network said a moment ago; a push from another machine in
+                    // between shows here, as the network holding another profile.
+                    let now = self.cairn.resolve(&key).ok().flatten();
+                    if let Some(r) = &now {
+                        if let Some(f) = self.seen_file() {
+                            let _ = write_state(&f, &r.sequence.to_string());
+                        }
+                    }
+                    if now.as_ref().map(|r| r.value.as_str()) != Some(&format!("/ipfs/{profile}")) {
+                        let why = "published, but the network holds another state; fetch first";
+                        return Ok(outcome
+                            .into_iter()
+                            .map(|(d, r)| (d, r.and(Err(why.to_owned()))))
+                            .collect());
+                    }
                     self.listed = Some(Listed {
                         doc: Some((doc_cid, doc)),
-                        sequence: Some(seq),
+                        sequence: now.map(|r| r.sequence),
                     });
                     return Ok(outcome);
                 }
@@ -511,14 +562,18 @@ impl Helper {
                 brought.push((bytes, p.dst.clone()));
             }
         }
-        let tmp = self.state.join("tmp");
-        fs::create_dir_all(&tmp)?;
+        // This push's own directory (0700, a fresh name): pushes side by side never share
+        // a file, and nobody else's link is followed.
+        let tmp = tempfile::Builder::new()
+            .prefix("push.")
+            .tempdir_in(self.state()?)?;
+        let tmp = tmp.path();
         if !brought.is_empty() {
-            if let Some(b) = self.make_bundle(here, &brought, &have, &tmp)? {
+            if let Some(b) = self.make_bundle(here, &brought, &have, tmp)? {
                 doc.bundles.push(b);
             }
         }
-        self.consolidate(&mut doc, &tmp)?;
+        self.consolidate(&mut doc, tmp)?;
         if !doc.refs.contains_key(&doc.head) {
             doc.head = choose_head(&doc.refs);
         }
