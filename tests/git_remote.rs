@@ -488,6 +488,60 @@ fn id(u: &User, root: &Root, dir: &Path, rev: &str) -> Vec<u8> {
     cairn_git::bundle::unhex(hex.trim(), 20).unwrap()
 }
 
+/// A repository at `dir` of one commit (message `message`) holding `path`, made by `git
+/// fast-import`, and a bundle of all its objects packed without a walk: its path and the
+/// commit's id.
+fn fast_import(u: &User, root: &Root, dir: &Path, path: &str, message: &str) -> (PathBuf, Vec<u8>) {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).unwrap();
+    u.ok(root, dir, &["init", "-q", "-b", "main"]);
+    let mut stream = format!(
+        "commit refs/heads/main\ncommitter A <a@x> 1700000000 +0000\ndata {}\n{message}\nM 100644 inline {path}\ndata 2\nx\n\n",
+        message.len()
+    );
+    stream.push('\n');
+    let mut c = Command::new("git")
+        .current_dir(dir)
+        .args(["fast-import", "--quiet"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(stream.as_bytes())
+        .unwrap();
+    assert!(c.wait().unwrap().success());
+    let tip = u.ok(root, dir, &["rev-parse", "main"]).trim().to_owned();
+    let all = u.ok(
+        root,
+        dir,
+        &[
+            "cat-file",
+            "--batch-all-objects",
+            "--batch-check=%(objectname)",
+        ],
+    );
+    let mut pack = Command::new("git")
+        .current_dir(dir)
+        .args(["pack-objects", "--stdout", "-q"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    pack.stdin
+        .take()
+        .unwrap()
+        .write_all(all.as_bytes())
+        .unwrap();
+    let pack = pack.wait_with_output().unwrap().stdout;
+    let mut bundle = format!("# v2 git bundle\n{tip} refs/heads/evil\n\n").into_bytes();
+    bundle.extend(pack);
+    let path = dir.with_extension("bundle");
+    std::fs::write(&path, bundle).unwrap();
+    (path, cairn_git::bundle::unhex(&tip, 20).unwrap())
+}
+
 /// Documents and bundles built to deceive: each fetch fails with one line saying why, and
 /// the victim's refs and objects stay as they were.
 #[test]
@@ -605,6 +659,20 @@ fn deceiving_documents_and_bundles_are_refused() {
     d.refs
         .insert("refs/heads/evil".into(), id(&u, &a, &src, "evil"));
     cases.push(("refused the pack", d));
+
+    // A tree nested 5000 deep and a commit of 17 MiB, each in a bundle of every object of a
+    // repository of its own (git's own bundle create refuses the deep one).
+    let depth = 5000;
+    let deep_path = vec!["a"; depth].join("/") + "/f";
+    let deep = fast_import(&u, &a, &w.join("deep"), &deep_path, "deep");
+    let huge = fast_import(&u, &a, &w.join("huge"), "f", &"x".repeat(17 << 20));
+    for (why, (bundle, tip)) in [("nested too deep", deep), ("over the", huge)] {
+        let b = put_bundle(&u, &a, &bundle);
+        let mut d = good.clone();
+        d.bundles.push(b);
+        d.refs.insert("refs/heads/evil".into(), tip);
+        cases.push((why, d));
+    }
 
     for (why, doc) in cases {
         let url = put_document(&u, &a, w, &doc);

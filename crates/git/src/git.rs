@@ -208,6 +208,71 @@ pub fn index_pack(pack: &mut impl Read, max: u64) -> Result<PathBuf> {
     Ok(std::env::current_dir()?.join(path))
 }
 
+/// The largest tree, commit or tag taken from a peer (git itself has no bound; blobs may be
+/// any size).
+pub const MAX_STRUCTURE: u64 = 16 << 20;
+
+/// Walks every object `tips` reach and `have` do not, as git's own connectivity check does:
+/// fails on an object missing, a tree nested deeper than `core.maxTreeDepth` (git's
+/// traversal refuses those, 4096 by default), or a tree, commit or tag over
+/// [`MAX_STRUCTURE`].
+pub fn check_new(tips: &[String], have: &[String]) -> Result<()> {
+    let mut list = git(&["rev-list", "--objects", "--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut stdin = list.stdin.take().expect("piped");
+    let revs: String = tips
+        .iter()
+        .map(|t| format!("{t}\n"))
+        .chain(have.iter().map(|h| format!("^{h}\n")))
+        .collect();
+    let writer = std::thread::spawn(move || stdin.write_all(revs.as_bytes()));
+    let mut check = git(&[
+        "cat-file",
+        "--batch-check=%(objectname) %(objecttype) %(objectsize) %(rest)",
+    ])
+    .stdin(Stdio::from(list.stdout.take().expect("piped")))
+    .stdout(Stdio::piped())
+    .spawn()?;
+    let mut too_big = None;
+    for line in BufReader::new(check.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        let mut f = line.split(' ');
+        let (id, kind, size) = (f.next(), f.next(), f.next());
+        let size: u64 = size.and_then(|s| s.parse().ok()).unwrap_or(0);
+        if kind != Some("blob") && size > MAX_STRUCTURE && too_big.is_none() {
+            too_big = Some(format!(
+                "{} {} of {size} bytes",
+                kind.unwrap_or("?"),
+                id.unwrap_or("?")
+            ));
+        }
+    }
+    let listed = list.wait()?;
+    let checked = check.wait()?;
+    writer.join().expect("writer")?;
+    if !listed.success() {
+        bail!("the objects fetched are not whole, or a tree is nested too deep (git rev-list refused them)");
+    }
+    if !checked.success() {
+        bail!("git cat-file --batch-check failed");
+    }
+    if let Some(what) = too_big {
+        bail!("a {what}: over the {MAX_STRUCTURE} a tree, commit or tag may have");
+    }
+    Ok(())
+}
+
+/// The ids local refs point to.
+pub fn ref_ids() -> Result<Vec<String>> {
+    let out = output(&["for-each-ref", "--format=%(objectname)"])?;
+    let mut ids: Vec<String> = String::from_utf8(out)?.lines().map(str::to_owned).collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
 /// Deletes the pack a `.keep` file holds, with its index and the keep itself.
 pub fn remove_pack(keep: &Path) {
     for ext in ["pack", "idx", "rev", "keep"] {

@@ -324,9 +324,18 @@ impl Helper {
         // bundles this repository lacks, each stopped past the size its entry declares.
         self.pinned(&cid)?;
         let mut keeps = Vec::new();
+        let had = git::ref_ids()?;
         let result = self
             .import(&doc, &mut keeps)
-            .and_then(|()| self.all_here(&doc, wants));
+            .and_then(|()| self.all_here(&doc, wants))
+            .and_then(|()| {
+                let tips: Vec<String> = wants
+                    .iter()
+                    .filter_map(|w| w.split(' ').next())
+                    .map(str::to_owned)
+                    .collect();
+                git::check_new(&tips, &had)
+            });
         if let Err(e) = result {
             // Nothing of a refused fetch stays: not even the packs of the bundles before.
             for k in &keeps {
