@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 . scripts/env.sh
-cargo build --release -p cairn
+cargo build --release -p cairn -p cairn-git
 cairn="$CARGO_TARGET_DIR/release/cairn"
 # FUSE over io_uring (Linux 6.14+): the mount then answers each request on the caller's CPU.
 if [ "$(id -u)" = 0 ] && [ -e /sys/module/fuse/parameters/enable_uring ]; then

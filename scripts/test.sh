@@ -25,5 +25,8 @@ if [ -e /sys/module/fuse/parameters/enable_uring ]; then
 fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The end-to-end tests run the binaries (cairn, git-remote-cairn) as users do: build them
+# first, so no test ever runs one left over from an older build.
+cargo build --workspace --bins
 # A hung test must not hang CI: the whole suite gets 40 minutes.
 timeout --kill-after=30 2400 cargo test --workspace --no-fail-fast

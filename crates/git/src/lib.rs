@@ -17,7 +17,10 @@
 //! | refs, tips, prerequisites | 65,536 ([`doc::MAX_REFS`]) each | [`doc::Document::decode`], [`bundle::Header::read`] | refused |
 //! | bundles | 64 ([`doc::MAX_BUNDLES`]) | [`doc::Document::decode`] | refused |
 //! | a bundle's header | 16 MiB ([`bundle::MAX_HEADER`]) | [`bundle::Header::read`] | refused |
+//! | a bundle's CID | a file's (dag-pb or raw, sha2-256) | [`doc::Document::decode`] | refused |
+//! | a bundle's blocks | its declared size + 1/64 + 64 KiB (`cairn fetch --max-bytes`), a window of one block per 256 KiB | [`remote`] | fetch stopped, refused |
 //! | a bundle's pack | the size its document declares, `index-pack --max-input-size` | [`remote`] | refused, pack deleted |
+//! | a tree, commit or tag | 16 MiB ([`git::MAX_STRUCTURE`]); trees 4096 deep (`core.maxTreeDepth`) | [`git::check_new`] | refused, packs deleted |
 //! | `index-pack`'s memory (delta bombs) | 8 GiB of address space ([`git::INDEX_PACK_MEMORY`]) | [`git::index_pack`] | index-pack dies, refused |
 //! | a `cairn` command's answer | 4 MiB read | [`cairn`] | cut |
 
