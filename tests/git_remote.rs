@@ -829,3 +829,127 @@ fn a_bundle_larger_than_declared_is_not_fetched_whole() {
     );
     assert!(!w.join("victim").exists());
 }
+
+/// Real histories round-trip with identical ids: this project's own (a mirror of the
+/// checkout the tests run in) and a package's releases (every version of a crate in cargo's
+/// cache, one commit each, made with `git fast-import`).
+#[test]
+fn real_histories_round_trip() {
+    let (a, _da, b, _db) = pair();
+    let u = User::new();
+    let key = u.cairn(&a, &["key", "gen", "profile"]).trim().to_owned();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+
+    let own = w.join("own.git");
+    let here = env!("CARGO_MANIFEST_DIR");
+    u.ok(
+        &a,
+        w,
+        &[
+            "clone",
+            "-q",
+            "--mirror",
+            "--no-local",
+            here,
+            own.to_str().unwrap(),
+        ],
+    );
+    let releases = w.join("releases");
+    crate_history(&u, &a, &releases);
+
+    for (name, src) in [("own", &own), ("releases", &releases)] {
+        let url = format!("cairn://{key}/{name}");
+        push(
+            &u,
+            &a,
+            src,
+            &[&url, "refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*"],
+        );
+        let cl = w.join(format!("{name}-clone.git"));
+        u.ok(
+            &b,
+            w,
+            &["clone", "-q", "--mirror", &url, cl.to_str().unwrap()],
+        );
+        assert_eq!(refs(&u, &b, &cl), refs(&u, &a, src), "{name}");
+        assert_eq!(objects(&u, &b, &cl), objects(&u, &a, src), "{name}");
+    }
+}
+
+/// Every version of one crate in cargo's cache (the one with the most), a commit each.
+fn crate_history(u: &User, root: &Root, dir: &Path) {
+    use std::io::Write;
+    let src = std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo/registry/src");
+    let mut versions: std::collections::BTreeMap<String, Vec<PathBuf>> = Default::default();
+    for index in std::fs::read_dir(&src).expect("cargo's cache (~/.cargo/registry/src)") {
+        for c in std::fs::read_dir(index.unwrap().path()).unwrap() {
+            let p = c.unwrap().path();
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            // name-1.2.3: the name is what comes before the last '-' followed by a digit.
+            let cut = n
+                .char_indices()
+                .filter(|(i, c)| *c == '-' && n[i + 1..].starts_with(|d: char| d.is_ascii_digit()))
+                .map(|(i, _)| i)
+                .last();
+            if let Some(i) = cut {
+                versions.entry(n[..i].to_owned()).or_default().push(p);
+            }
+        }
+    }
+    let (_, mut dirs) = versions
+        .into_iter()
+        .max_by_key(|(n, v)| (v.len(), n.clone()))
+        .unwrap();
+    dirs.sort();
+    assert!(
+        dirs.len() >= 2,
+        "cargo's cache holds no crate in two versions"
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    u.ok(root, dir, &["init", "-q", "-b", "main"]);
+    let mut stream = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let v = d.file_name().unwrap().to_string_lossy().into_owned();
+        writeln!(
+            stream,
+            "commit refs/heads/main\ncommitter A <a@x> {} +0000",
+            1_600_000_000 + i
+        )
+        .unwrap();
+        writeln!(stream, "data {}\n{v}", v.len()).unwrap();
+        writeln!(stream, "deleteall").unwrap();
+        let mut stack = vec![d.clone()];
+        while let Some(p) = stack.pop() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                let e = e.unwrap().path();
+                let m = std::fs::symlink_metadata(&e).unwrap();
+                if m.is_dir() {
+                    stack.push(e);
+                } else if m.is_file() {
+                    let rel = e.strip_prefix(d).unwrap().to_string_lossy().into_owned();
+                    if rel.contains('\n') || rel.contains('"') {
+                        continue;
+                    }
+                    let data = std::fs::read(&e).unwrap();
+                    writeln!(stream, "M 100644 inline {rel}\ndata {}", data.len()).unwrap();
+                    stream.extend(data);
+                    stream.push(b'\n');
+                }
+            }
+        }
+        writeln!(
+            stream,
+            "\ntag {v}\nfrom refs/heads/main\ntagger A <a@x> 1600000000 +0000\ndata 0\n"
+        )
+        .unwrap();
+    }
+    let mut c = Command::new("git")
+        .current_dir(dir)
+        .args(["fast-import", "--quiet"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(&stream).unwrap();
+    assert!(c.wait().unwrap().success());
+}
