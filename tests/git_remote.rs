@@ -889,9 +889,9 @@ fn crate_history(u: &User, root: &Root, dir: &Path) {
             // name-1.2.3: the name is what comes before the last '-' followed by a digit.
             let cut = n
                 .char_indices()
-                .filter(|(i, c)| *c == '-' && n[i + 1..].starts_with(|d: char| d.is_ascii_digit()))
-                .map(|(i, _)| i)
-                .last();
+                .rev()
+                .find(|(i, c)| *c == '-' && n[i + 1..].starts_with(|d: char| d.is_ascii_digit()))
+                .map(|(i, _)| i);
             if let Some(i) = cut {
                 versions.entry(n[..i].to_owned()).or_default().push(p);
             }
@@ -952,4 +952,67 @@ fn crate_history(u: &User, root: &Root, dir: &Path) {
         .unwrap();
     c.stdin.take().unwrap().write_all(&stream).unwrap();
     assert!(c.wait().unwrap().success());
+}
+
+/// Object mode: a repository stored one git object per block (git-raw, as git-remote-ipld
+/// stored them) on A is cloned by B from `cairn://<commit CID>` with the same ids.
+#[test]
+fn object_mode_clones_a_git_raw_dag() {
+    let (a, _da, b, _db) = pair();
+    let u = User::new();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    u.ok(&a, &src, &["init", "-q", "-b", "main"]);
+    std::fs::write(src.join("a"), "one\n").unwrap();
+    std::fs::write(src.join("sub/b"), noise(300 << 10, 9)).unwrap();
+    u.ok(&a, &src, &["add", "-A"]);
+    u.ok(&a, &src, &["commit", "-q", "-m", "one"]);
+    std::fs::write(src.join("a"), "two\n").unwrap();
+    u.ok(&a, &src, &["commit", "-q", "-am", "two"]);
+    let head = u.ok(&a, &src, &["rev-parse", "HEAD"]).trim().to_owned();
+    let mut commit_cid = String::new();
+    let all = u.ok(
+        &a,
+        &src,
+        &[
+            "cat-file",
+            "--batch-all-objects",
+            "--batch-check=%(objectname) %(objecttype)",
+        ],
+    );
+    for line in all.lines() {
+        let (id, kind) = line.split_once(' ').unwrap();
+        let body = u.git(&a, &src, &["cat-file", kind, id]).stdout;
+        let mut loose = format!("{kind} {}\0", body.len()).into_bytes();
+        loose.extend(body);
+        let f = w.join("obj");
+        std::fs::write(&f, loose).unwrap();
+        let cid = u.cairn(
+            &a,
+            &[
+                "block",
+                "put",
+                "--cid-codec",
+                "git-raw",
+                f.to_str().unwrap(),
+            ],
+        );
+        if id == head {
+            commit_cid = cid.trim().to_owned();
+        }
+    }
+    let url = format!("cairn://{commit_cid}");
+    let cl = w.join("clone");
+    u.ok(&b, w, &["clone", "-q", &url, cl.to_str().unwrap()]);
+    assert_eq!(u.ok(&b, &cl, &["rev-parse", "HEAD"]).trim(), head);
+    assert_eq!(objects(&u, &b, &cl), objects(&u, &a, &src));
+    u.ok(&b, &cl, &["fsck", "--full", "--strict"]);
+    assert_eq!(
+        std::fs::read(cl.join("sub/b")).unwrap(),
+        noise(300 << 10, 9)
+    );
+    let e = u.fails(&b, &cl, &["push", &url, "HEAD:refs/heads/x"]);
+    assert!(e.contains("fixed state"), "{e}");
 }

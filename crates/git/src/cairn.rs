@@ -161,6 +161,25 @@ impl Cairn {
         ])
     }
 
+    /// Fetches `cid`'s whole DAG, unpinned, with no bound but the DAG's own (object mode: a
+    /// git-raw DAG the user named by its CID).
+    pub fn fetch_all(&self, cid: &Cid) -> Result<()> {
+        self.run_to_stderr(&["fetch", "--no-pin", "--", &cid.to_string()])
+    }
+
+    /// Writes `cid`'s DAG as a CARv1 to `path`.
+    pub fn export(&self, cid: &Cid, path: &Path) -> Result<()> {
+        self.run(&[
+            OsStr::new("dag"),
+            OsStr::new("export"),
+            OsStr::new("-o"),
+            path.as_os_str(),
+            OsStr::new("--"),
+            OsStr::new(&cid.to_string()),
+        ])
+        .map(drop)
+    }
+
     /// A file's bytes as they stream out of the store.
     pub fn cat(&self, cid: &Cid) -> Result<Child> {
         self.command(&["cat", "--", &cid.to_string()])

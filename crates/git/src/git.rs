@@ -236,8 +236,10 @@ pub fn check_new(tips: &[String], have: &[String]) -> Result<()> {
     .stdout(Stdio::piped())
     .spawn()?;
     let mut too_big = None;
-    for line in BufReader::new(check.stdout.take().expect("piped")).lines() {
+    // Paths (%(rest)) are bytes, not always UTF-8.
+    for line in BufReader::new(check.stdout.take().expect("piped")).split(b'\n') {
         let line = line?;
+        let line = String::from_utf8_lossy(&line);
         let mut f = line.split(' ');
         let (id, kind, size) = (f.next(), f.next(), f.next());
         let size: u64 = size.and_then(|s| s.parse().ok()).unwrap_or(0);

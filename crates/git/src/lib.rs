@@ -5,7 +5,7 @@
 //!   hold the objects), decoded only within its bounds;
 //! - [`bundle`]: a bundle's header, read before its pack goes to `git index-pack`;
 //! - [`url`]: the URLs; [`remote`]: the conversation with git; [`cairn`] and [`git`]: the two
-//!   programs the helper drives;
+//!   programs the helper drives; [`objects`]: object mode, a git-raw DAG as one pack;
 //! - git objects as blocks (codec git-raw, sha1 with collision detection) live in the store:
 //!   `cairn_store::codec::git`.
 //!
@@ -23,10 +23,12 @@
 //! | a tree, commit or tag | 16 MiB ([`git::MAX_STRUCTURE`]); trees 4096 deep (`core.maxTreeDepth`) | [`git::check_new`] | refused, packs deleted |
 //! | `index-pack`'s memory (delta bombs) | 8 GiB of address space ([`git::INDEX_PACK_MEMORY`]) | [`git::index_pack`] | index-pack dies, refused |
 //! | a `cairn` command's answer | 4 MiB read | [`cairn`] | cut |
+//! | a CAR section (object mode) | 2 MiB + 256 bytes | [`objects::pack_from_car`] | refused |
 
 pub mod bundle;
 pub mod cairn;
 pub mod doc;
 pub mod git;
+pub mod objects;
 pub mod remote;
 pub mod url;

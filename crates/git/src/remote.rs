@@ -206,10 +206,7 @@ impl Helper {
     fn resolve(&self, for_push: bool) -> Result<Listed> {
         let (doc, sequence) = match &self.url {
             Url::Snapshot(c) => (Some(*c), None),
-            Url::Object(_) => bail!(
-                "{}: object mode (a git-raw DAG) is not built yet; see docs/git-format.md",
-                self.url
-            ),
+            Url::Object(_) => (None, None),
             Url::Profile { profile, repo } => {
                 let p = self.profile(profile, None)?;
                 (repo_doc(&p, repo)?, None)
@@ -255,7 +252,7 @@ impl Helper {
         };
         let doc = match doc {
             Some(c) => Some((c, self.document(&c)?)),
-            None if for_push => None,
+            None if for_push || matches!(self.url, Url::Object(_)) => None,
             None => bail!("{}: no such repository", self.url),
         };
         Ok(Listed { doc, sequence })
@@ -277,6 +274,21 @@ impl Helper {
     }
 
     fn list(&self, listed: &Listed, out: &mut impl Write) -> Result<()> {
+        if let Url::Object(cid) = &self.url {
+            let format = crate::objects::format_of(cid)?;
+            let block = self.cairn.block(cid)?;
+            ensure!(
+                crate::objects::kind(&block) == Some("commit"),
+                "{cid} is a git {}, not a commit",
+                crate::objects::kind(&block).unwrap_or("object of no known type")
+            );
+            if self.object_format {
+                writeln!(out, ":object-format {}", format.name())?;
+            }
+            writeln!(out, "@refs/heads/main HEAD")?;
+            writeln!(out, "{} refs/heads/main\n", hex(cid.hash().digest()))?;
+            return Ok(());
+        }
         let Some((_, doc)) = &listed.doc else {
             if self.object_format {
                 writeln!(out, ":object-format {}", git::format()?.name())?;
@@ -309,6 +321,9 @@ impl Helper {
     /// Fetches the listed document's bundles into the repository; `wants` are `<id> <ref>`.
     /// Returns the `.keep` file git is to remove once its refs are in.
     fn fetch(&mut self, wants: &[String]) -> Result<Option<PathBuf>> {
+        if let Url::Object(cid) = self.url {
+            return self.fetch_objects(&cid, wants).map(Some);
+        }
         let Some((cid, doc)) = self.listed(false)?.doc else {
             bail!("{}: no such repository", self.url);
         };
@@ -327,7 +342,7 @@ impl Helper {
         let had = git::ref_ids()?;
         let result = self
             .import(&doc, &mut keeps)
-            .and_then(|()| self.all_here(&doc, wants))
+            .and_then(|()| self.all_here(doc.format, wants))
             .and_then(|()| {
                 let tips: Vec<String> = wants
                     .iter()
@@ -348,13 +363,53 @@ impl Helper {
         Ok(last)
     }
 
+    /// Object mode: the commit's whole DAG, fetched, exported and packed, through
+    /// `git index-pack` and the same checks as a bundle's objects.
+    fn fetch_objects(&mut self, cid: &Cid, wants: &[String]) -> Result<PathBuf> {
+        let format = crate::objects::format_of(cid)?;
+        let here = git::format()?;
+        ensure!(
+            format == here,
+            "{} is a {} object; this repository is {}",
+            self.url,
+            format.name(),
+            here.name()
+        );
+        self.pinned(cid)?;
+        self.cairn.fetch_all(cid)?;
+        let tmp = tempfile::Builder::new()
+            .prefix("objects.")
+            .tempdir_in(self.state()?)?;
+        let car = tmp.path().join("dag.car");
+        self.cairn.export(cid, &car)?;
+        let pack = tmp.path().join("pack");
+        let n = crate::objects::pack_from_car(
+            &car,
+            format,
+            &mut std::io::BufWriter::new(fs::File::create(&pack)?),
+        )?;
+        eprintln!("cairn: {n} objects, one pack");
+        let len = fs::metadata(&pack)?.len();
+        let had = git::ref_ids()?;
+        let keep = git::index_pack(&mut fs::File::open(&pack)?, len)?;
+        let tips = vec![hex(cid.hash().digest())];
+        let checked = self
+            .all_here(format, wants)
+            .and_then(|()| git::check_new(&tips, &had));
+        if let Err(e) = checked {
+            git::remove_pack(&keep);
+            return Err(e);
+        }
+        Ok(keep)
+    }
+
     /// Fails unless every object git `wants` (`<id> <ref>`) is here now.
-    fn all_here(&self, doc: &Document, wants: &[String]) -> Result<()> {
+    fn all_here(&self, format: Format, wants: &[String]) -> Result<()> {
         let want_ids = wants
             .iter()
             .map(|w| {
                 let id = w.split(' ').next().unwrap_or_default();
-                unhex(id, doc.format.id_len()).with_context(|| format!("git wants {w:?}"))
+                unhex(id, format.id_len()).with_context(|| format!("git wants {w:?}"))
             })
             .collect::<Result<Vec<_>>>()?;
         let gone = git::missing(want_ids.iter().map(Vec::as_slice))?;
