@@ -64,14 +64,6 @@ def timed_git(args, cwd, env=None):
     return time.perf_counter() - t0
 
 
-def du(path):
-    total = 0
-    for d, _, files in os.walk(path):
-        for f in files:
-            total += os.path.getsize(os.path.join(d, f))
-    return total
-
-
 def medium_repo(dest, max_mib, edits, seed):
     """A history of real text: one commit per crate of cargo's cache, then `edits` edits."""
     src = os.path.expanduser("~/.cargo/registry/src")
@@ -153,7 +145,8 @@ def one_repo(b, a, name, source, res):
     bare = os.path.join(base, f"{name}.git")
     git(["clone", "-q", "--bare", "--no-local", source, bare], cwd=b.work)
     git(["repack", "-a", "-d", "-q"], cwd=bare)
-    pack = du(os.path.join(bare, "objects", "pack"))
+    packs = os.path.join(bare, "objects", "pack")
+    pack = sum(os.path.getsize(os.path.join(packs, f)) for f in os.listdir(packs) if f.endswith(".pack"))
     objects = len(git(["rev-list", "--all", "--objects"], cwd=bare).splitlines())
     gd = GitDaemon(b, base)
     log(f"{name}: {objects} objects, git's pack {pack / 1e6:.1f} MB")
