@@ -1016,3 +1016,72 @@ fn object_mode_clones_a_git_raw_dag() {
     let e = u.fails(&b, &cl, &["push", &url, "HEAD:refs/heads/x"]);
     assert!(e.contains("fixed state"), "{e}");
 }
+
+/// The helper's side of gitremote-helpers(7), spoken to directly: capabilities, options
+/// (object-format taken, depth unsupported), list with the object format first and HEAD,
+/// and an unknown command ending the conversation with an error.
+#[test]
+fn a_scripted_conversation() {
+    use std::io::Write;
+    let a = Root::new();
+    let _da = Daemon::start(&a, false, &[]);
+    let u = User::new();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    u.ok(&a, &src, &["init", "-q", "-b", "main"]);
+    std::fs::write(src.join("f"), "x\n").unwrap();
+    u.ok(&a, &src, &["add", "-A"]);
+    u.ok(&a, &src, &["commit", "-q", "-m", "one"]);
+    u.ok(
+        &a,
+        &src,
+        &["bundle", "create", "-q", "../all.bundle", "main"],
+    );
+    let bundle = put_bundle(&u, &a, &w.join("all.bundle"));
+    let id = id(&u, &a, &src, "main");
+    let doc = Document {
+        format: cairn_git::doc::Format::Sha1,
+        head: "refs/heads/main".into(),
+        refs: [("refs/heads/main".to_owned(), id.clone())].into(),
+        bundles: vec![bundle],
+    };
+    let url = put_document(&u, &a, w, &doc);
+    let helper = cairn_bin().with_file_name("git-remote-cairn");
+    let talk = |input: &str| -> (bool, String, String) {
+        let mut c = Command::new(&helper)
+            .args(["origin", &url])
+            .current_dir(&src)
+            .env("CAIRN", cairn_bin())
+            .env("CAIRN_ROOT", a.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let o = c.wait_with_output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8(o.stdout).unwrap(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let hex = cairn_git::bundle::hex(&id);
+    let (ok, out, err) = talk("capabilities\noption object-format true\noption depth 1\nlist\n\n");
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        format!(
+            "fetch\npush\noption\nobject-format\n\nok\nunsupported\n:object-format sha1\n\
+             @refs/heads/main HEAD\n{hex} refs/heads/main\n\n"
+        )
+    );
+    let (ok, out, err) = talk("capabilities\nconnect git-upload-pack\n");
+    assert!(
+        !ok && out == "fetch\npush\noption\nobject-format\n\n",
+        "{out}"
+    );
+    assert!(err.contains("does not do"), "{err}");
+}
