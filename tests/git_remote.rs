@@ -1085,3 +1085,64 @@ fn a_scripted_conversation() {
     );
     assert!(err.contains("does not do"), "{err}");
 }
+
+/// Forks share: B clones A's repository, commits and pushes it under B's own key; B's
+/// document lists A's bundle by its CID and adds one small bundle, and C, knowing only B,
+/// clones the fork whole.
+#[test]
+fn a_fork_lists_the_bundles_it_was_cloned_from() {
+    let (a, _da, b, db) = pair();
+    let (ua, ub) = (User::new(), User::new());
+    let ka = ua.cairn(&a, &["key", "gen", "profile"]).trim().to_owned();
+    let kb = ub.cairn(&b, &["key", "gen", "profile"]).trim().to_owned();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("src");
+    rich_repo(&ua, &a, &src);
+    let said = push(&ua, &a, &src, &[&format!("cairn://{ka}/demo"), "main"]);
+    let upstream = document(&ua, &a, &snapshot(&said));
+
+    let fork = w.join("fork");
+    ub.ok(
+        &b,
+        w,
+        &[
+            "clone",
+            "-q",
+            &format!("cairn://{ka}/demo"),
+            fork.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(fork.join("README"), "forked\n").unwrap();
+    ub.ok(&b, &fork, &["commit", "-q", "-am", "fork"]);
+    let said = push(
+        &ub,
+        &b,
+        &fork,
+        &[&format!("cairn://{kb}/demo"), "HEAD:refs/heads/main"],
+    );
+    let doc = document(&ub, &b, &snapshot(&said));
+    assert_eq!(doc.bundles.len(), upstream.bundles.len() + 1, "{doc:?}");
+    assert_eq!(doc.bundles[..upstream.bundles.len()], upstream.bundles[..]);
+    assert!(
+        doc.bundles.last().unwrap().size < 4096,
+        "{:?}",
+        doc.bundles.last()
+    );
+
+    let c = Root::new();
+    let _dc = Daemon::start(&c, false, &["--bootstrap", &db.addr]);
+    let cl = w.join("third");
+    ub.ok(
+        &c,
+        w,
+        &[
+            "clone",
+            "-q",
+            &format!("cairn://{kb}/demo"),
+            cl.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(objects(&ub, &c, &cl), objects(&ub, &b, &fork));
+    ub.ok(&c, &cl, &["fsck", "--full", "--strict"]);
+}

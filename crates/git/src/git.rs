@@ -266,6 +266,26 @@ pub fn check_new(tips: &[String], have: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Whether the commit `id` is reachable from one of `from` (false for an object that is
+/// no commit, or missing).
+pub fn reaches(from: &[String], id: &str) -> Result<bool> {
+    if from.is_empty() {
+        return Ok(false);
+    }
+    let mut args = vec![
+        "rev-list".to_owned(),
+        "--count".into(),
+        id.to_owned(),
+        "--not".into(),
+    ];
+    args.extend(from.iter().cloned());
+    let out = git(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .output()?;
+    Ok(out.status.success() && out.stdout.trim_ascii() == b"0")
+}
+
 /// The ids local refs point to.
 pub fn ref_ids() -> Result<Vec<String>> {
     let out = output(&["for-each-ref", "--format=%(objectname)"])?;

@@ -360,6 +360,9 @@ impl Helper {
         }
         let last = keeps.pop();
         self.keeps.extend(keeps);
+        if let Err(e) = self.remember(&doc) {
+            eprintln!("cairn: warning: recording the bundles fetched: {e:#}");
+        }
         Ok(last)
     }
 
@@ -401,6 +404,48 @@ impl Helper {
             return Err(e);
         }
         Ok(keep)
+    }
+
+    /// `$GIT_DIR/cairn/known`: the bundles this repository holds every object of, from any
+    /// remote (a document of no refs, its bundles oldest first, the newest 64 kept).
+    fn known_file(&self) -> Result<PathBuf> {
+        Ok(self
+            .state()?
+            .parent()
+            .context("a state directory")?
+            .join("known"))
+    }
+
+    fn known(&self, format: Format) -> Vec<Bundle> {
+        let Ok(path) = self.known_file() else {
+            return Vec::new();
+        };
+        match fs::read(&path).map(|b| Document::decode(&b)) {
+            Ok(Ok(d)) if d.format == format => d.bundles,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Records `doc`'s bundles as held here (its fetch went through).
+    fn remember(&self, doc: &Document) -> Result<()> {
+        let mut known = self.known(doc.format);
+        for b in &doc.bundles {
+            if !known.iter().any(|k| k.cid == b.cid) {
+                known.push(b.clone());
+            }
+        }
+        let skip = known.len().saturating_sub(crate::doc::MAX_BUNDLES);
+        let d = Document {
+            format: doc.format,
+            head: "refs/heads/main".into(),
+            refs: BTreeMap::new(),
+            bundles: known.split_off(skip),
+        };
+        let path = self.known_file()?;
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, d.encode())?;
+        fs::rename(&tmp, &path)?;
+        Ok(())
     }
 
     /// Fails unless every object git `wants` (`<id> <ref>`) is here now.
@@ -614,7 +659,7 @@ impl Helper {
             doc.format.name(),
             here.name()
         );
-        let have = self.local(doc.refs.values().map(Vec::as_slice).chain(doc.tips()))?;
+        let mut have = self.local(doc.refs.values().map(Vec::as_slice).chain(doc.tips()))?;
         let mut brought = Vec::new();
         for p in pushes {
             if p.src.is_empty() {
@@ -633,6 +678,7 @@ impl Helper {
             .tempdir_in(self.state()?)?;
         let tmp = tmp.path();
         if !brought.is_empty() {
+            self.share(&mut doc, &brought, &mut have)?;
             if let Some(b) = self.make_bundle(here, &brought, &have, tmp)? {
                 doc.bundles.push(b);
             }
@@ -647,6 +693,39 @@ impl Helper {
         let cid = self.cairn.put_dag_cbor(&path)?;
         let _ = fs::remove_file(&path);
         Ok((cid, doc))
+    }
+
+    /// Forks share: bundles this repository fetched from any remote whose tips the pushed
+    /// history contains (and whose prerequisites the document already brings) are listed
+    /// as they are, by CID, instead of packed again; `have` grows by their tips.
+    fn share(
+        &self,
+        doc: &mut Document,
+        brought: &[(Vec<u8>, String)],
+        have: &mut Vec<String>,
+    ) -> Result<()> {
+        let new: Vec<String> = brought.iter().map(|(id, _)| hex(id)).collect();
+        for k in self.known(doc.format) {
+            if doc.bundles.len() >= crate::doc::MAX_BUNDLES - 1 {
+                break;
+            }
+            if doc.bundles.iter().any(|b| b.cid == k.cid) {
+                continue;
+            }
+            let reached = |ids: &[Vec<u8>], from: &[String]| -> Result<bool> {
+                for id in ids {
+                    if !git::reaches(from, &hex(id))? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            };
+            if reached(&k.tips, &new)? && reached(&k.prereqs, have)? {
+                have.extend(k.tips.iter().map(|t| hex(t)));
+                doc.bundles.push(k);
+            }
+        }
+        Ok(())
     }
 
     /// Those of `ids` that are here, as hex.
