@@ -10,6 +10,9 @@
 #   app tests    gcc libc6-dev (programs built into a placeholder prefix), nginx (serves a
 #                webapp from the mount), chromium (loads it headless, runs its JavaScript)
 #   benchmarks   squashfuse squashfs-tools (the squashfuse reference in bench/mount.py)
+#   git          git >= 2.44 (git-remote-cairn's tests: sha256 repositories, core.maxTreeDepth),
+#                openssh-client (ssh-keygen signs tags and commits in them), iproute2 (tc,
+#                ip netns: bench/git.py --swarm)
 set -euo pipefail
 pkgs=(
     clang libclang-dev pkg-config ccache
@@ -17,6 +20,7 @@ pkgs=(
     golang-go rsync attr diffutils findutils coreutils util-linux python3 procps
     gcc libc6-dev nginx chromium
     squashfuse squashfs-tools
+    git openssh-client iproute2
 )
 need=()
 for p in "${pkgs[@]}"; do
@@ -29,6 +33,12 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # Fail loudly here, not halfway through the suite, if a program the tests run is missing.
 for prog in clang ccache fusermount3 go rsync getfattr diff find setpriv python3 mksquashfs squashfuse \
-    gcc nginx chromium; do
+    gcc nginx chromium git ssh-keygen tc; do
     command -v "$prog" >/dev/null 2>&1 || { echo "deps.sh: $prog is still missing" >&2; exit 1; }
 done
+# Debian 12's own git is 2.39: git-remote-cairn's checks rely on git's tree depth limit (2.44).
+git_version=$(git version | awk '{print $3}')
+if [ "$(printf '%s\n2.44\n' "$git_version" | sort -V | head -1)" != "2.44" ]; then
+    echo "deps.sh: git $git_version is older than 2.44 (install a newer git, e.g. from bookworm-backports)" >&2
+    exit 1
+fi

@@ -176,6 +176,42 @@ fn rich_repo(u: &User, root: &Root, dir: &Path) {
         &["merge", "-q", "--no-ff", "-m", "merge", "feature"],
     );
     u.ok(root, dir, &["tag", "-a", "v1", "-m", "release one"]);
+    // Signatures (ssh keys, as git signs with them since 2.34): a signed tag, a signed commit,
+    // and a merge of a signed tag (its commit carries the tag as a mergetag header).
+    let key = dir.with_extension("signing-key");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let sk = format!("user.signingkey={}", key.display());
+    let signed = |args: &[&str]| {
+        let mut a = vec!["-c", "gpg.format=ssh", "-c", &sk];
+        a.extend_from_slice(args);
+        u.ok(root, dir, &a);
+    };
+    signed(&["tag", "-s", "v1-signed", "-m", "signed release"]);
+    u.ok(root, dir, &["checkout", "-q", "-b", "side"]);
+    std::fs::write(dir.join("side.txt"), "s\n").unwrap();
+    u.ok(root, dir, &["add", "-A"]);
+    signed(&["commit", "-q", "-S", "-m", "signed side"]);
+    signed(&["tag", "-s", "side-signed", "-m", "to merge"]);
+    u.ok(root, dir, &["checkout", "-q", "main"]);
+    u.ok(
+        root,
+        dir,
+        &[
+            "merge",
+            "-q",
+            "--no-ff",
+            "-m",
+            "merge a signed tag",
+            "side-signed",
+        ],
+    );
+    let head = u.ok(root, dir, &["cat-file", "commit", "HEAD"]);
+    assert!(head.contains("\nmergetag object "), "{head}");
 }
 
 fn refs(u: &User, root: &Root, dir: &Path) -> String {
@@ -1145,4 +1181,95 @@ fn a_fork_lists_the_bundles_it_was_cloned_from() {
     );
     assert_eq!(objects(&ub, &c, &cl), objects(&ub, &b, &fork));
     ub.ok(&c, &cl, &["fsck", "--full", "--strict"]);
+}
+
+/// A delta bomb: a pack of 200 KB whose second object is a delta expanding a 64 KiB blob
+/// to 9 GiB (one byte per 64 KiB copied). index-pack runs under an 8 GiB address-space
+/// limit, so it dies asking for the memory instead of taking it; the clone fails saying so.
+#[test]
+fn a_delta_bomb_ends_index_pack_not_the_machine() {
+    use sha1_checked::Digest;
+    use std::io::Write;
+    let a = Root::new();
+    let _da = Daemon::start(&a, false, &[]);
+    let u = User::new();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+
+    let zlib = |data: &[u8]| {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(data).unwrap();
+        z.finish().unwrap()
+    };
+    let entry_head = |kind: u8, mut size: u64| {
+        let mut h = vec![(kind << 4) | (size & 0x0f) as u8];
+        size >>= 4;
+        while size > 0 {
+            *h.last_mut().unwrap() |= 0x80;
+            h.push((size & 0x7f) as u8);
+            size >>= 7;
+        }
+        h
+    };
+    let varint = |mut v: u64| {
+        let mut out = Vec::new();
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return out;
+            }
+            out.push(b | 0x80);
+        }
+    };
+    let base = noise(64 << 10, 5);
+    let mut base_entry = entry_head(3, base.len() as u64);
+    base_entry.extend(zlib(&base));
+    let result: u64 = 9 << 30;
+    let mut delta = varint(base.len() as u64);
+    delta.extend(varint(result));
+    delta.extend(std::iter::repeat_n(0x80u8, (result / (64 << 10)) as usize));
+    let mut delta_entry = entry_head(6, delta.len() as u64);
+    // The base's distance back, in git's offset encoding.
+    let mut off = base_entry.len() as u64;
+    let mut enc = vec![(off & 0x7f) as u8];
+    off >>= 7;
+    while off > 0 {
+        off -= 1;
+        enc.insert(0, 0x80 | (off & 0x7f) as u8);
+        off >>= 7;
+    }
+    delta_entry.extend(enc);
+    delta_entry.extend(zlib(&delta));
+    let mut pack = b"PACK\0\0\0\x02\0\0\0\x02".to_vec();
+    pack.extend(base_entry);
+    pack.extend(delta_entry);
+    let trailer = sha1_checked::Sha1::digest(&pack);
+    pack.extend(trailer);
+    let fake = vec![0xb0; 20];
+    let mut bundle = format!(
+        "# v2 git bundle\n{} refs/heads/main\n\n",
+        cairn_git::bundle::hex(&fake)
+    )
+    .into_bytes();
+    bundle.extend(pack);
+    let path = w.join("bomb.bundle");
+    std::fs::write(&path, &bundle).unwrap();
+    assert!(bundle.len() < 300_000, "{}", bundle.len());
+    let b = put_bundle(&u, &a, &path);
+    let doc = Document {
+        format: cairn_git::doc::Format::Sha1,
+        head: "refs/heads/main".into(),
+        refs: [("refs/heads/main".to_owned(), fake)].into(),
+        bundles: vec![b],
+    };
+    let url = put_document(&u, &a, w, &doc);
+    let e = u.fails(&a, w, &["clone", "-q", &url, "victim"]);
+    assert!(e.contains("refused the pack"), "{e}");
+    assert!(
+        e.to_lowercase().contains("out of memory"),
+        "not stopped by the memory limit:\n{e}"
+    );
+    assert!(!w.join("victim").exists());
 }

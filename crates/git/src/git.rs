@@ -217,10 +217,17 @@ pub const MAX_STRUCTURE: u64 = 16 << 20;
 /// traversal refuses those, 4096 by default), or a tree, commit or tag over
 /// [`MAX_STRUCTURE`].
 pub fn check_new(tips: &[String], have: &[String]) -> Result<()> {
-    let mut list = git(&["rev-list", "--objects", "--stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
+    // git's own default depth, whatever the user's configuration says.
+    let mut list = git(&[
+        "-c",
+        "core.maxTreeDepth=4096",
+        "rev-list",
+        "--objects",
+        "--stdin",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .spawn()?;
     let mut stdin = list.stdin.take().expect("piped");
     let revs: String = tips
         .iter()
