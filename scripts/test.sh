@@ -23,6 +23,14 @@ fi
 if [ -e /sys/module/fuse/parameters/enable_uring ]; then
     echo 1 > /sys/module/fuse/parameters/enable_uring
 fi
+# Cargo names the artifacts of workspace crates alike in every checkout and judges them
+# fresh by the source files their last build read, so a target directory shared with
+# another checkout (another clone on this machine) can hand this one that checkout's build,
+# binaries included (seen: a clone's tests ran the other clone's git-remote-cairn). This
+# workspace's own crates are always rebuilt here (a few minutes; dependencies stay).
+cargo clean -q -p cairn-tests -p cairn-store -p cairn-fuse -p cairn-gc -p cairn-unixfs \
+    -p cairn-app -p cairn-env -p cairn-net -p cairn-names -p cairn-git -p cairn -p cairn-fuzz
+rm -f "$CARGO_TARGET_DIR/debug/cairn" "$CARGO_TARGET_DIR/debug/git-remote-cairn"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The end-to-end tests run the binaries (cairn, git-remote-cairn) as users do: build them

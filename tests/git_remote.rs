@@ -37,7 +37,12 @@ impl User {
             .current_dir(dir)
             .args(args)
             .env("PATH", path)
-            .env("CAIRN", &bin)
+            .env(
+                "CAIRN",
+                std::env::var("CAIRN_WRAP")
+                    .map(PathBuf::from)
+                    .unwrap_or(bin.clone()),
+            )
             .env("CAIRN_ROOT", root.path())
             .env("HOME", self.home.path())
             .env("XDG_CONFIG_HOME", self.home.path().join(".config"))
@@ -519,6 +524,18 @@ fn put_bundle(u: &User, root: &Root, path: &Path) -> cairn_git::doc::Bundle {
     }
 }
 
+/// Any file added to `root`, entered as a bundle bringing `tips` (a lie).
+fn put_bundle_raw(u: &User, root: &Root, path: &Path, tips: &[Vec<u8>]) -> cairn_git::doc::Bundle {
+    let cid = u.cairn(root, &["add", "-Q", "--pin=false", path.to_str().unwrap()]);
+    cairn_git::doc::Bundle {
+        cid: cid.trim().parse().unwrap(),
+        size: std::fs::metadata(path).unwrap().len(),
+        objects: 1,
+        tips: tips.to_vec(),
+        prereqs: vec![],
+    }
+}
+
 fn id(u: &User, root: &Root, dir: &Path, rev: &str) -> Vec<u8> {
     let hex = u.ok(root, dir, &["rev-parse", rev]);
     cairn_git::bundle::unhex(hex.trim(), 20).unwrap()
@@ -727,6 +744,19 @@ fn deceiving_documents_and_bundles_are_refused() {
         );
         assert_eq!(after, before, "{why}");
     }
+    // The victim's pin is still the honest document's, and nothing refused stayed pinned.
+    let pins: Vec<serde_json::Value> = u
+        .cairn(&a, &["pin", "ls", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|p: &serde_json::Value| p["prog"].as_str().is_some_and(|p| p.starts_with("git")))
+        .collect();
+    let honest = url.trim_start_matches("cairn://");
+    assert!(
+        pins.len() == 1 && pins[0]["prog"] == "git" && pins[0]["cid"] == honest,
+        "{pins:?}"
+    );
+
     // A bundle whose prerequisites no bundle before it brings: a clone from nothing fails.
     let url = put_document(&u, &a, w, &next(vec![two.clone()], "main"));
     let e = u.fails(&a, w, &["clone", "-q", &url, "fresh"]);
@@ -1136,7 +1166,26 @@ fn a_fork_lists_the_bundles_it_was_cloned_from() {
     let src = w.join("src");
     rich_repo(&ua, &a, &src);
     let said = push(&ua, &a, &src, &[&format!("cairn://{ka}/demo"), "main"]);
-    let upstream = document(&ua, &a, &snapshot(&said));
+    let mut upstream = document(&ua, &a, &snapshot(&said));
+    // A's document also lists a bundle that claims A's commit and holds nothing of it (a
+    // plain file): clones skip it (they have the commit by then), and no fork may list it.
+    let liar = w.join("liar");
+    std::fs::write(&liar, noise(1000, 4)).unwrap();
+    let liar = put_bundle_raw(&ua, &a, &liar, &upstream.bundles[0].tips);
+    let honest_bundles = upstream.bundles.clone();
+    upstream.bundles.push(liar.clone());
+    let doc_url = put_document(&ua, &a, w, &upstream);
+    ua.cairn(
+        &a,
+        &[
+            "profile",
+            "set",
+            &format!(
+                "--repo=demo=/ipfs/{}",
+                doc_url.trim_start_matches("cairn://")
+            ),
+        ],
+    );
 
     let fork = w.join("fork");
     ub.ok(
@@ -1158,8 +1207,9 @@ fn a_fork_lists_the_bundles_it_was_cloned_from() {
         &[&format!("cairn://{kb}/demo"), "HEAD:refs/heads/main"],
     );
     let doc = document(&ub, &b, &snapshot(&said));
-    assert_eq!(doc.bundles.len(), upstream.bundles.len() + 1, "{doc:?}");
-    assert_eq!(doc.bundles[..upstream.bundles.len()], upstream.bundles[..]);
+    assert_eq!(doc.bundles.len(), honest_bundles.len() + 1, "{doc:?}");
+    assert_eq!(doc.bundles[..honest_bundles.len()], honest_bundles[..]);
+    assert!(!doc.bundles.contains(&liar));
     assert!(
         doc.bundles.last().unwrap().size < 4096,
         "{:?}",

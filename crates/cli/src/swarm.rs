@@ -201,6 +201,10 @@ pub fn fetch(root: &Path, cid: &str, how: &FetchArgs, net: &NetArgs) -> Result<E
     };
     bar.finish();
     store.flush()?;
+    // The last block may have crossed the bound after the last progress report.
+    if let Some(m) = over(done["fetched_bytes"].as_u64().unwrap_or(0)) {
+        return Err(too_much(m));
+    }
     if json {
         println!(
             "{}",

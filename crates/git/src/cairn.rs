@@ -167,17 +167,21 @@ impl Cairn {
         self.run_to_stderr(&["fetch", "--no-pin", "--", &cid.to_string()])
     }
 
-    /// Writes `cid`'s DAG as a CARv1 to `path`.
-    pub fn export(&self, cid: &Cid, path: &Path) -> Result<()> {
-        self.run(&[
-            OsStr::new("dag"),
-            OsStr::new("export"),
-            OsStr::new("-o"),
-            path.as_os_str(),
-            OsStr::new("--"),
-            OsStr::new(&cid.to_string()),
-        ])
-        .map(drop)
+    /// Whether every block of `cid`'s DAG is in the store (read locally, nothing fetched).
+    pub fn complete(&self, cid: &Cid) -> bool {
+        self.command(&["dag", "export", "-o", "/dev/null", "--", &cid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// `cid`'s DAG as a CARv1, streaming out of `cairn dag export`.
+    pub fn export_stream(&self, cid: &Cid) -> Result<Child> {
+        self.command(&["dag", "export", "--", &cid.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {}", self.bin.display()))
     }
 
     /// A file's bytes as they stream out of the store.

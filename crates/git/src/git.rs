@@ -102,11 +102,14 @@ pub fn missing<'a>(ids: impl IntoIterator<Item = &'a [u8]>) -> Result<BTreeSet<V
 
 /// The commits at the boundary of `want --not have`: what a pack of it needs and lacks.
 pub fn boundary(want: &[String], have: &[String]) -> Result<Vec<String>> {
-    let mut args = vec!["rev-list".to_owned(), "--boundary".to_owned()];
-    args.extend(want.iter().cloned());
-    args.push("--not".into());
-    args.extend(have.iter().cloned());
-    let out = output(&args)?;
+    // On standard input: tens of thousands of refs would pass the argument list's limit.
+    let input: String = want
+        .iter()
+        .map(|w| format!("{w}\n"))
+        .chain(have.iter().map(|h| format!("^{h}\n")))
+        .collect();
+    let out = with_input(&["rev-list", "--boundary", "--stdin"], input)?
+        .context("git rev-list --boundary failed")?;
     Ok(String::from_utf8(out)?
         .lines()
         .filter_map(|l| l.strip_prefix('-'))
@@ -155,14 +158,28 @@ pub fn pack(want: &[String], have: &[String], out: &mut impl Write) -> Result<u3
 /// Feeds a pack to `git index-pack --stdin --fix-thin --strict --keep`, within `max` bytes
 /// and [`INDEX_PACK_MEMORY`]; the `.keep` file that holds the pack until refs point into it.
 pub fn index_pack(pack: &mut impl Read, max: u64) -> Result<PathBuf> {
-    let mut c = git(&[
+    index_pack_from(max, |stdin| {
+        std::io::copy(pack, stdin)?;
+        Ok(())
+    })
+}
+
+/// As [`index_pack`], the pack written by `feed` (with `max` of 0: no size bound).
+pub fn index_pack_from(
+    max: u64,
+    feed: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<PathBuf> {
+    let mut args = vec![
         "index-pack".to_owned(),
         "--stdin".into(),
         "--fix-thin".into(),
         "--strict".into(),
         "--keep=cairn".into(),
-        format!("--max-input-size={max}"),
-    ]);
+    ];
+    if max > 0 {
+        args.push(format!("--max-input-size={max}"));
+    }
+    let mut c = git(&args);
     c.stdin(Stdio::piped()).stdout(Stdio::piped());
     // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
@@ -178,8 +195,8 @@ pub fn index_pack(pack: &mut impl Read, max: u64) -> Result<PathBuf> {
         });
     }
     let mut child = c.spawn()?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let fed = std::io::copy(pack, &mut stdin);
+    let mut stdin = std::io::BufWriter::new(child.stdin.take().expect("piped"));
+    let fed = feed(&mut stdin).and_then(|()| Ok(stdin.flush()?));
     drop(stdin);
     let mut out = String::new();
     child
@@ -273,24 +290,86 @@ pub fn check_new(tips: &[String], have: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Whether the commit `id` is reachable from one of `from` (false for an object that is
-/// no commit, or missing).
-pub fn reaches(from: &[String], id: &str) -> Result<bool> {
-    if from.is_empty() {
-        return Ok(false);
-    }
-    let mut args = vec![
-        "rev-list".to_owned(),
-        "--count".into(),
-        id.to_owned(),
-        "--not".into(),
-    ];
-    args.extend(from.iter().cloned());
-    let out = git(&args)
+/// Runs `git ARGS` with `input` on its standard input; its output, if it succeeded.
+fn with_input(args: &[&str], input: String) -> Result<Option<Vec<u8>>> {
+    let mut child = git(args)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        .spawn()?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output()?;
+    let _ = writer.join().expect("writer");
+    Ok(out.status.success().then_some(out.stdout))
+}
+
+/// Whether every one of the commits `ids` is reachable from `from` (ids that are no
+/// commits, or missing, are not). One walk, ids on standard input.
+pub fn reaches(from: &[String], ids: &[String]) -> Result<bool> {
+    if ids.is_empty() {
+        return Ok(true);
+    }
+    if !all_commits(ids)? {
+        return Ok(false);
+    }
+    let input: String = ids
+        .iter()
+        .map(|i| format!("{i}\n"))
+        .chain(from.iter().map(|f| format!("^{f}\n")))
+        .collect();
+    Ok(with_input(&["rev-list", "--stdin"], input)?.is_some_and(|out| out.is_empty()))
+}
+
+/// Whether every one of `ids` is a commit here.
+pub fn all_commits(ids: &[String]) -> Result<bool> {
+    let input: String = ids.iter().map(|i| format!("{i}\n")).collect();
+    let Some(out) = with_input(&["cat-file", "--batch-check=%(objecttype)"], input)? else {
+        return Ok(false);
+    };
+    let kinds: Vec<&[u8]> = out
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    Ok(kinds.len() == ids.len() && kinds.iter().all(|k| *k == b"commit"))
+}
+
+/// The ids a pack's index lists (`git show-index`).
+pub fn pack_ids(idx: &Path) -> Result<std::collections::HashSet<String>> {
+    let out = git(&["show-index"])
+        .stdin(std::fs::File::open(idx)?)
+        .stdout(Stdio::piped())
         .output()?;
-    Ok(out.status.success() && out.stdout.trim_ascii() == b"0")
+    if !out.status.success() {
+        bail!("git show-index failed");
+    }
+    Ok(String::from_utf8(out.stdout)?
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1).map(str::to_owned))
+        .collect())
+}
+
+/// Whether every object `tips` reach past `prereqs` is in `pack`.
+pub fn objects_within(
+    tips: &[String],
+    prereqs: &[String],
+    pack: &std::collections::HashSet<String>,
+) -> Result<bool> {
+    let input: String = tips
+        .iter()
+        .map(|t| format!("{t}\n"))
+        .chain(prereqs.iter().map(|p| format!("^{p}\n")))
+        .collect();
+    let Some(out) = with_input(&["rev-list", "--objects", "--stdin"], input)? else {
+        return Ok(false);
+    };
+    Ok(out
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .all(|l| {
+            let id = l.split(|b| *b == b' ').next().unwrap_or_default();
+            std::str::from_utf8(id).is_ok_and(|id| pack.contains(id))
+        }))
 }
 
 /// The ids local refs point to.

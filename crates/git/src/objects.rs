@@ -80,7 +80,9 @@ fn blocks(mut car: impl BufRead, mut each: impl FnMut(u8, &[u8]) -> Result<()>) 
         let head = std::str::from_utf8(head).context("a git object's header")?;
         let (t, size) = head.split_once(' ').context("a git object's header")?;
         ensure!(
-            size.parse::<usize>().ok() == Some(body.len()),
+            size.bytes().all(|b| b.is_ascii_digit())
+                && !(size.len() > 1 && size.starts_with('0'))
+                && size.parse::<usize>().ok() == Some(body.len()),
             "{cid}: its header says {size} bytes, its body has {}",
             body.len()
         );
@@ -118,12 +120,14 @@ impl Trailer {
     }
 }
 
-/// Writes the git-raw blocks of the CAR at `car` as one pack (version 2, every object whole)
-/// to `out`; the number of objects.
-pub fn pack_from_car(car: &std::path::Path, format: Format, out: &mut impl Write) -> Result<u32> {
-    let open = || -> Result<std::io::BufReader<std::fs::File>> {
-        Ok(std::io::BufReader::new(std::fs::File::open(car)?))
-    };
+/// Writes the git-raw blocks of the CAR `open` gives as one pack (version 2, every object
+/// whole) to `out`; the number of objects. `open` is called twice (the pack's header counts
+/// the objects first), so nothing is copied to disk on the way.
+pub fn pack_from_car<R: BufRead>(
+    mut open: impl FnMut() -> Result<R>,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<u32> {
     let mut count = 0u32;
     blocks(open()?, |_, _| {
         count = count.checked_add(1).context("over 2^32 objects")?;
@@ -181,6 +185,10 @@ mod tests {
         out
     }
 
+    fn file(path: &std::path::Path) -> Result<std::io::BufReader<std::fs::File>> {
+        Ok(std::io::BufReader::new(std::fs::File::open(path)?))
+    }
+
     fn git_cid(data: &[u8]) -> Cid {
         let d = sha1_checked::Sha1::digest(data);
         Cid::new_v1(GIT_RAW, multihash::Multihash::<64>::wrap(0x11, &d).unwrap())
@@ -193,7 +201,10 @@ mod tests {
         let path = dir.path().join("x.car");
         std::fs::write(&path, car(&[(git_cid(&blob), blob.clone())])).unwrap();
         let mut pack = Vec::new();
-        assert_eq!(pack_from_car(&path, Format::Sha1, &mut pack).unwrap(), 1);
+        assert_eq!(
+            pack_from_car(|| file(&path), Format::Sha1, &mut pack).unwrap(),
+            1
+        );
         let repo = dir.path().join("r");
         let git = |args: &[&str], input: Option<&[u8]>| {
             let mut c = std::process::Command::new("git")
@@ -227,12 +238,14 @@ mod tests {
             b"blob 7\0hello\n".to_vec(),
             b"blub 6\0hello\n".to_vec(),
             b"blob6hello".to_vec(),
+            b"blob +6\0hello\n".to_vec(),
+            b"blob 06\0hello\n".to_vec(),
         ] {
             std::fs::write(&path, car(&[(git_cid(&bad), bad.clone())])).unwrap();
-            assert!(pack_from_car(&path, Format::Sha1, &mut Vec::new()).is_err());
+            assert!(pack_from_car(|| file(&path), Format::Sha1, &mut Vec::new()).is_err());
         }
         let raw = Cid::new_v1(0x55, *git_cid(b"x").hash());
         std::fs::write(&path, car(&[(raw, b"blob 1\0x".to_vec())])).unwrap();
-        assert!(pack_from_car(&path, Format::Sha1, &mut Vec::new()).is_err());
+        assert!(pack_from_car(|| file(&path), Format::Sha1, &mut Vec::new()).is_err());
     }
 }

@@ -27,6 +27,12 @@ use crate::{
 
 /// The program pins belong to: one pin per remote, on the document last fetched or pushed.
 const PROG: &str = "git";
+/// The pin of a fetch in flight: moved to [`PROG`] when the fetch went through, dropped
+/// when it was refused (so a refused document keeps nothing pinned).
+const FETCHING: &str = "git-fetch";
+
+/// The most tips a bundle may have to be shared by forks (each is walked at every push).
+const MAX_SHARED_TIPS: usize = 256;
 
 /// What `list` found.
 #[derive(Clone)]
@@ -335,13 +341,14 @@ impl Helper {
             doc.format.name(),
             here.name()
         );
-        // The pin first, so nothing fetched below is collected halfway; then only the
+        // A pin first, so nothing fetched below is collected halfway; then only the
         // bundles this repository lacks, each stopped past the size its entry declares.
-        self.pinned(&cid)?;
+        self.cairn.pin(&cid, FETCHING)?;
         let mut keeps = Vec::new();
+        let mut imported = Vec::new();
         let had = git::ref_ids()?;
         let result = self
-            .import(&doc, &mut keeps)
+            .import(&doc, &mut keeps, &mut imported)
             .and_then(|()| self.all_here(doc.format, wants))
             .and_then(|()| {
                 let tips: Vec<String> = wants
@@ -352,17 +359,22 @@ impl Helper {
                 git::check_new(&tips, &had)
             });
         if let Err(e) = result {
-            // Nothing of a refused fetch stays: not even the packs of the bundles before.
+            // Nothing of a refused fetch stays: not even the packs of the bundles before,
+            // nor the pin of its document.
             for k in &keeps {
                 git::remove_pack(k);
             }
+            self.cairn.unpin(&cid, FETCHING);
             return Err(e);
+        }
+        let moved = self.pinned(&cid);
+        self.cairn.unpin(&cid, FETCHING);
+        moved?;
+        if let Err(e) = self.remember(doc.format, &imported) {
+            eprintln!("cairn: warning: recording the bundles fetched: {e:#}");
         }
         let last = keeps.pop();
         self.keeps.extend(keeps);
-        if let Err(e) = self.remember(&doc) {
-            eprintln!("cairn: warning: recording the bundles fetched: {e:#}");
-        }
         Ok(last)
     }
 
@@ -378,23 +390,51 @@ impl Helper {
             format.name(),
             here.name()
         );
-        self.pinned(cid)?;
+        self.cairn.pin(cid, FETCHING)?;
+        let r = self.fetch_objects_pinned(cid, format, wants);
+        if r.is_ok() {
+            if let Err(e) = self.pinned(cid) {
+                eprintln!("cairn: warning: {e:#}");
+            }
+        }
+        self.cairn.unpin(cid, FETCHING);
+        r
+    }
+
+    fn fetch_objects_pinned(
+        &mut self,
+        cid: &Cid,
+        format: Format,
+        wants: &[String],
+    ) -> Result<PathBuf> {
         self.cairn.fetch_all(cid)?;
-        let tmp = tempfile::Builder::new()
-            .prefix("objects.")
-            .tempdir_in(self.state()?)?;
-        let car = tmp.path().join("dag.car");
-        self.cairn.export(cid, &car)?;
-        let pack = tmp.path().join("pack");
-        let n = crate::objects::pack_from_car(
-            &car,
-            format,
-            &mut std::io::BufWriter::new(fs::File::create(&pack)?),
-        )?;
-        eprintln!("cairn: {n} objects, one pack");
-        let len = fs::metadata(&pack)?.len();
+        // Straight from the store into index-pack: `cairn dag export` read twice (the pack's
+        // header counts the objects first), no copy on disk on the way.
         let had = git::ref_ids()?;
-        let keep = git::index_pack(&mut fs::File::open(&pack)?, len)?;
+        let mut exports = Vec::new();
+        let keep = git::index_pack_from(0, |stdin| {
+            let n = crate::objects::pack_from_car(
+                || {
+                    let mut child = self.cairn.export_stream(cid)?;
+                    let out = child.stdout.take().expect("piped");
+                    exports.push(child);
+                    Ok(std::io::BufReader::new(out))
+                },
+                format,
+                stdin,
+            )?;
+            eprintln!("cairn: {n} objects, one pack");
+            Ok(())
+        });
+        let mut exported = true;
+        for mut c in exports {
+            exported &= c.wait().is_ok_and(|s| s.success());
+        }
+        let keep = keep?;
+        if !exported {
+            git::remove_pack(&keep);
+            bail!("cairn dag export {cid} failed");
+        }
         let tips = vec![hex(cid.hash().digest())];
         let checked = self
             .all_here(format, wants)
@@ -417,6 +457,7 @@ impl Helper {
     }
 
     fn known(&self, format: Format) -> Vec<Bundle> {
+        // (Read back through the document's decoder: the file is the user's, but checked.)
         let Ok(path) = self.known_file() else {
             return Vec::new();
         };
@@ -426,17 +467,20 @@ impl Helper {
         }
     }
 
-    /// Records `doc`'s bundles as held here (its fetch went through).
-    fn remember(&self, doc: &Document) -> Result<()> {
-        let mut known = self.known(doc.format);
-        for b in &doc.bundles {
+    /// Records bundles as held here: imported by a fetch that went through, and checked.
+    fn remember(&self, format: Format, bundles: &[Bundle]) -> Result<()> {
+        if bundles.is_empty() {
+            return Ok(());
+        }
+        let mut known = self.known(format);
+        for b in bundles {
             if !known.iter().any(|k| k.cid == b.cid) {
                 known.push(b.clone());
             }
         }
         let skip = known.len().saturating_sub(crate::doc::MAX_BUNDLES);
         let d = Document {
-            format: doc.format,
+            format,
             head: "refs/heads/main".into(),
             refs: BTreeMap::new(),
             bundles: known.split_off(skip),
@@ -469,7 +513,13 @@ impl Helper {
     }
 
     /// Each bundle whose tips are not all here, oldest first, through `git index-pack`.
-    fn import(&self, doc: &Document, keeps: &mut Vec<PathBuf>) -> Result<()> {
+    /// Bundles that hold what they claim (checked by [`Self::holds`]) go to `imported`.
+    fn import(
+        &self,
+        doc: &Document,
+        keeps: &mut Vec<PathBuf>,
+        imported: &mut Vec<Bundle>,
+    ) -> Result<()> {
         let needed: Vec<&Bundle> = doc
             .bundles
             .iter()
@@ -486,6 +536,11 @@ impl Helper {
                 .with_context(|| format!("fetching bundle {} ({} bytes)", b.cid, b.size))?;
         }
         for b in needed {
+            // An earlier bundle may have brought these tips: a bundle claiming them is not
+            // imported (nor recorded for forks: its claims go unchecked).
+            if git::missing(b.tips.iter().map(Vec::as_slice))?.is_empty() {
+                continue;
+            }
             let lacking = git::missing(b.prereqs.iter().map(Vec::as_slice))?;
             if let Some(p) = lacking.first() {
                 bail!(
@@ -494,9 +549,34 @@ impl Helper {
                     hex(p)
                 );
             }
-            keeps.push(self.import_one(doc.format, b)?);
+            let keep = self.import_one(doc.format, b)?;
+            keeps.push(keep.clone());
+            if self.holds(b, &keep) {
+                imported.push(b.clone());
+            }
         }
         Ok(())
+    }
+
+    /// Whether a bundle just imported (its pack kept at `keep`) holds what it claims, so that
+    /// a fork may list it for others: its tips are commits, here now, at most
+    /// [`MAX_SHARED_TIPS`], and every object they reach past its prerequisites is in its
+    /// pack. (A delta whose base lies outside the prerequisites is not caught here: a
+    /// clone of such a fork fails at index-pack, as it would from the bundle's publisher.)
+    fn holds(&self, b: &Bundle, keep: &Path) -> bool {
+        let check = || -> Result<bool> {
+            if b.tips.is_empty() || b.tips.len() > MAX_SHARED_TIPS {
+                return Ok(false);
+            }
+            let tips: Vec<String> = b.tips.iter().map(|t| hex(t)).collect();
+            if !git::all_commits(&tips)? {
+                return Ok(false);
+            }
+            let prereqs: Vec<String> = b.prereqs.iter().map(|p| hex(p)).collect();
+            let in_pack = git::pack_ids(&keep.with_extension("idx"))?;
+            git::objects_within(&tips, &prereqs, &in_pack)
+        };
+        check().unwrap_or(false)
     }
 
     fn import_one(&self, format: Format, b: &Bundle) -> Result<PathBuf> {
@@ -712,18 +792,20 @@ impl Helper {
             if doc.bundles.iter().any(|b| b.cid == k.cid) {
                 continue;
             }
-            let reached = |ids: &[Vec<u8>], from: &[String]| -> Result<bool> {
-                for id in ids {
-                    if !git::reaches(from, &hex(id))? {
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
-            };
-            if reached(&k.tips, &new)? && reached(&k.prereqs, have)? {
-                have.extend(k.tips.iter().map(|t| hex(t)));
-                doc.bundles.push(k);
+            let tips: Vec<String> = k.tips.iter().map(|t| hex(t)).collect();
+            let prereqs: Vec<String> = k.prereqs.iter().map(|p| hex(p)).collect();
+            // Its tips in the pushed history, not already in what the document brings, its
+            // prerequisites brought, and every block of it here to serve.
+            if k.tips.len() > MAX_SHARED_TIPS
+                || !git::reaches(&new, &tips)?
+                || git::reaches(have, &tips)?
+                || !git::reaches(have, &prereqs)?
+                || !self.cairn.complete(&k.cid)
+            {
+                continue;
             }
+            have.extend(tips);
+            doc.bundles.push(k);
         }
         Ok(())
     }

@@ -93,6 +93,9 @@ pub struct Resigned {
 /// A key file's name, and its key or why it cannot be used.
 pub type Listed = (String, Result<Key, KeyError>);
 
+/// How long [`Keystore::lock`] waits for another holder.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The keys of the user running this process.
 pub struct Keystore {
     dir: PathBuf,
@@ -308,7 +311,8 @@ impl Keystore {
         Ok(Some((seq, value.to_owned())))
     }
 
-    /// Holds key `name`'s lock (`.NAME.lock`, flock) until the file it returns is dropped:
+    /// Holds key `name`'s lock (`.NAME.lock`, flock, waited for up to [`LOCK_WAIT`]) until
+    /// the file it returns is dropped:
     /// a read, change and publish of what the key's name points to, one at a time.
     pub fn lock(&self, name: &str) -> Result<fs::File, KeyError> {
         check_name(name)?;
@@ -321,11 +325,35 @@ impl Keystore {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .map_err(io(&path))?;
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) } != 0 {
-            return Err(io(&path)(std::io::Error::last_os_error()));
+        // Waited for [`LOCK_WAIT`] at most: a change that hangs must not stall every later
+        // one for ever.
+        let start = std::time::Instant::now();
+        loop {
+            // SAFETY: flock on a descriptor this function owns.
+            let r = unsafe {
+                libc::flock(
+                    std::os::fd::AsRawFd::as_raw_fd(&f),
+                    libc::LOCK_EX | libc::LOCK_NB,
+                )
+            };
+            if r == 0 {
+                return Ok(f);
+            }
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(io(&path)(e));
+            }
+            if start.elapsed() > LOCK_WAIT {
+                return Err(io(&path)(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "another change of key {name}'s name held this lock for {} s",
+                        LOCK_WAIT.as_secs()
+                    ),
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        Ok(f)
     }
 
     /// Records that key `name` last published `value` at `sequence`.
