@@ -39,6 +39,6 @@ done
 # Debian 12's own git is 2.39: git-remote-cairn's checks rely on git's tree depth limit (2.44).
 git_version=$(git version | awk '{print $3}')
 if [ "$(printf '%s\n2.44\n' "$git_version" | sort -V | head -1)" != "2.44" ]; then
-    echo "deps.sh: git $git_version is older than 2.44 (install a newer git, e.g. from bookworm-backports)" >&2
+    echo "deps.sh: git $git_version (first on PATH) is older than 2.44, which the git tests need" >&2
     exit 1
 fi
