@@ -15,7 +15,7 @@ export CARGO_TARGET_DIR="${CAIRN_FUZZ_TARGET:-$HOME/.cache/cairn-fuzz-target}"
 shared="${CAIRN_SHARED:-$(cd .. && pwd)/shared}"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(dagpb unixfs hamt dagcbor dagjson car journal dag bitswap app ledger ipns git gitdoc)
+[ ${#targets[@]} -gt 0 ] || targets=(dagpb unixfs hamt dagcbor dagjson car journal dag bitswap app ledger ipns git gitdoc gitbundle gitcar)
 
 python3 scripts/fuzz_seeds.py "$shared/fixtures" fuzz/corpus fuzz/regressions
 cd fuzz

@@ -57,6 +57,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("ipns", ipns),
     ("git", git),
     ("gitdoc", gitdoc),
+    ("gitbundle", gitbundle),
+    ("gitcar", gitcar),
 ];
 
 /// A dag-pb block: the full decoder, the link extractor the index uses, and a round trip.
@@ -194,6 +196,36 @@ pub fn git(data: &[u8]) {
 pub fn gitdoc(data: &[u8]) {
     if let Ok(d) = cairn_git::doc::Document::decode(data) {
         assert_eq!(d.encode(), data);
+    }
+}
+
+/// A bundle's header: read within its bounds; what was read writes out as a header that
+/// reads back the same, and the reader stops at the pack.
+pub fn gitbundle(data: &[u8]) {
+    let mut r = data;
+    if let Ok((h, used)) = cairn_git::bundle::Header::read(&mut r) {
+        assert_eq!(
+            used as usize + r.len(),
+            data.len(),
+            "the reader is not at the pack"
+        );
+        let mut out = Vec::new();
+        h.write(&mut out).expect("to a Vec");
+        let (again, n) = cairn_git::bundle::Header::read(&mut out.as_slice()).expect("re-read");
+        assert_eq!(again, h);
+        assert_eq!(n as usize, out.len());
+    }
+}
+
+/// Object mode's CAR of git objects, turned into a pack: within its bounds, and a pack
+/// of as many objects as its header says.
+pub fn gitcar(data: &[u8]) {
+    let mut pack = Vec::new();
+    let open = || Ok(data);
+    if let Ok(n) = cairn_git::objects::pack_from_car(open, cairn_git::doc::Format::Sha1, &mut pack)
+    {
+        assert_eq!(&pack[..4], b"PACK");
+        assert_eq!(u32::from_be_bytes(pack[8..12].try_into().unwrap()), n);
     }
 }
 
