@@ -242,6 +242,22 @@ fn objects(u: &User, root: &Root, dir: &Path) -> Vec<String> {
     v
 }
 
+/// A daemon alone, a user, a work directory.
+fn solo() -> (Root, Daemon, User, tempfile::TempDir) {
+    let a = Root::new();
+    let d = Daemon::start(&a, false, &[]);
+    (a, d, User::new(), tempfile::tempdir().unwrap())
+}
+
+/// A repository at `dir` with one commit ("one") of one file `f` holding `content`.
+fn one_commit(u: &User, root: &Root, dir: &Path, content: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    u.ok(root, dir, &["init", "-q", "-b", "main"]);
+    std::fs::write(dir.join("f"), content).unwrap();
+    u.ok(root, dir, &["add", "-A"]);
+    u.ok(root, dir, &["commit", "-q", "-m", "one"]);
+}
+
 /// A and B on loopback, B knowing only A's address, A's DHT knowing B.
 fn pair() -> (Root, Daemon, Root, Daemon) {
     let (a, b) = (Root::new(), Root::new());
@@ -599,17 +615,10 @@ fn fast_import(u: &User, root: &Root, dir: &Path, path: &str, message: &str) -> 
 /// the victim's refs and objects stay as they were.
 #[test]
 fn deceiving_documents_and_bundles_are_refused() {
-    let a = Root::new();
-    let _da = Daemon::start(&a, false, &[]);
-    let u = User::new();
-    let work = tempfile::tempdir().unwrap();
+    let (a, _da, u, work) = solo();
     let w = work.path();
     let src = w.join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    u.ok(&a, &src, &["init", "-q", "-b", "main"]);
-    std::fs::write(src.join("f"), "one\n").unwrap();
-    u.ok(&a, &src, &["add", "-A"]);
-    u.ok(&a, &src, &["commit", "-q", "-m", "one"]);
+    one_commit(&u, &a, &src, "one\n");
     u.ok(&a, &src, &["tag", "one"]);
     u.ok(
         &a,
@@ -1089,17 +1098,10 @@ fn object_mode_clones_a_git_raw_dag() {
 #[test]
 fn a_scripted_conversation() {
     use std::io::Write;
-    let a = Root::new();
-    let _da = Daemon::start(&a, false, &[]);
-    let u = User::new();
-    let work = tempfile::tempdir().unwrap();
+    let (a, _da, u, work) = solo();
     let w = work.path();
     let src = w.join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    u.ok(&a, &src, &["init", "-q", "-b", "main"]);
-    std::fs::write(src.join("f"), "x\n").unwrap();
-    u.ok(&a, &src, &["add", "-A"]);
-    u.ok(&a, &src, &["commit", "-q", "-m", "one"]);
+    one_commit(&u, &a, &src, "x\n");
     u.ok(
         &a,
         &src,
@@ -1240,10 +1242,7 @@ fn a_fork_lists_the_bundles_it_was_cloned_from() {
 fn a_delta_bomb_ends_index_pack_not_the_machine() {
     use sha1_checked::Digest;
     use std::io::Write;
-    let a = Root::new();
-    let _da = Daemon::start(&a, false, &[]);
-    let u = User::new();
-    let work = tempfile::tempdir().unwrap();
+    let (a, _da, u, work) = solo();
     let w = work.path();
 
     let zlib = |data: &[u8]| {

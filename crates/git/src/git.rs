@@ -24,6 +24,22 @@ fn git<S: AsRef<OsStr>>(args: &[S]) -> Command {
     c
 }
 
+/// Revisions for `git rev-list --stdin` and `pack-objects --revs`: each of `want`, then each
+/// of `not` as `^id`, a line each.
+fn revs(want: &[String], not: &[String]) -> String {
+    let mut s = String::new();
+    for w in want {
+        s.push_str(w);
+        s.push('\n');
+    }
+    for n in not {
+        s.push('^');
+        s.push_str(n);
+        s.push('\n');
+    }
+    s
+}
+
 /// Runs `git ARGS` and returns its standard output.
 fn output<S: AsRef<OsStr>>(args: &[S]) -> Result<Vec<u8>> {
     let out = git(args).stdout(Stdio::piped()).output()?;
@@ -103,11 +119,7 @@ pub fn missing<'a>(ids: impl IntoIterator<Item = &'a [u8]>) -> Result<BTreeSet<V
 /// The commits at the boundary of `want --not have`: what a pack of it needs and lacks.
 pub fn boundary(want: &[String], have: &[String]) -> Result<Vec<String>> {
     // On standard input: tens of thousands of refs would pass the argument list's limit.
-    let input: String = want
-        .iter()
-        .map(|w| format!("{w}\n"))
-        .chain(have.iter().map(|h| format!("^{h}\n")))
-        .collect();
+    let input = revs(want, have);
     let out = with_input(&["rev-list", "--boundary", "--stdin"], input)?
         .context("git rev-list --boundary failed")?;
     Ok(String::from_utf8(out)?
@@ -132,11 +144,7 @@ pub fn pack(want: &[String], have: &[String], out: &mut impl Write) -> Result<u3
     .stdout(Stdio::piped())
     .spawn()?;
     let mut stdin = child.stdin.take().expect("piped");
-    let revs: String = want
-        .iter()
-        .map(|w| format!("{w}\n"))
-        .chain(have.iter().map(|h| format!("^{h}\n")))
-        .collect();
+    let revs = revs(want, have);
     let writer = std::thread::spawn(move || stdin.write_all(revs.as_bytes()));
     let mut stdout = child.stdout.take().expect("piped");
     let mut head = [0u8; 12];
@@ -246,11 +254,7 @@ pub fn check_new(tips: &[String], have: &[String]) -> Result<()> {
     .stdout(Stdio::piped())
     .spawn()?;
     let mut stdin = list.stdin.take().expect("piped");
-    let revs: String = tips
-        .iter()
-        .map(|t| format!("{t}\n"))
-        .chain(have.iter().map(|h| format!("^{h}\n")))
-        .collect();
+    let revs = revs(tips, have);
     let writer = std::thread::spawn(move || stdin.write_all(revs.as_bytes()));
     let mut check = git(&[
         "cat-file",
@@ -313,17 +317,13 @@ pub fn reaches(from: &[String], ids: &[String]) -> Result<bool> {
     if !all_commits(ids)? {
         return Ok(false);
     }
-    let input: String = ids
-        .iter()
-        .map(|i| format!("{i}\n"))
-        .chain(from.iter().map(|f| format!("^{f}\n")))
-        .collect();
+    let input = revs(ids, from);
     Ok(with_input(&["rev-list", "--stdin"], input)?.is_some_and(|out| out.is_empty()))
 }
 
 /// Whether every one of `ids` is a commit here.
 pub fn all_commits(ids: &[String]) -> Result<bool> {
-    let input: String = ids.iter().map(|i| format!("{i}\n")).collect();
+    let input = revs(ids, &[]);
     let Some(out) = with_input(&["cat-file", "--batch-check=%(objecttype)"], input)? else {
         return Ok(false);
     };
@@ -355,11 +355,7 @@ pub fn objects_within(
     prereqs: &[String],
     pack: &std::collections::HashSet<String>,
 ) -> Result<bool> {
-    let input: String = tips
-        .iter()
-        .map(|t| format!("{t}\n"))
-        .chain(prereqs.iter().map(|p| format!("^{p}\n")))
-        .collect();
+    let input = revs(tips, prereqs);
     let Some(out) = with_input(&["rev-list", "--objects", "--stdin"], input)? else {
         return Ok(false);
     };

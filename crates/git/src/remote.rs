@@ -145,30 +145,14 @@ impl Helper {
                     self.listed = Some(listed);
                 }
                 "fetch" => {
-                    let mut wants = vec![arg.to_owned()];
-                    for l in lines.by_ref() {
-                        let l = l?;
-                        match l.strip_prefix("fetch ") {
-                            Some(a) => wants.push(a.to_owned()),
-                            None if l.is_empty() => break,
-                            None => bail!("git said {l:?} in a fetch batch"),
-                        }
-                    }
+                    let wants = batch(arg, "fetch", &mut lines)?;
                     if let Some(keep) = self.fetch(&wants)? {
                         writeln!(out, "lock {}", keep.display())?;
                     }
                     writeln!(out)?;
                 }
                 "push" => {
-                    let mut pushes = vec![arg.to_owned()];
-                    for l in lines.by_ref() {
-                        let l = l?;
-                        match l.strip_prefix("push ") {
-                            Some(a) => pushes.push(a.to_owned()),
-                            None if l.is_empty() => break,
-                            None => bail!("git said {l:?} in a push batch"),
-                        }
-                    }
+                    let pushes = batch(arg, "push", &mut lines)?;
                     let pushes = pushes
                         .iter()
                         .map(|p| parse_push(p))
@@ -945,6 +929,25 @@ fn repo_doc(p: &cairn_names::profile::Profile, repo: &str) -> Result<Option<Cid>
         .and_then(|c| Cid::try_from(c).ok())
         .with_context(|| format!("the profile's {repo} is {w:?}, not /ipfs/<document>"))?;
     Ok(Some(cid))
+}
+
+/// A batch of `cmd` lines (`fetch …` or `push …`), `first`'s argument already read, up to
+/// the blank line that ends it: the arguments.
+fn batch(
+    first: &str,
+    cmd: &str,
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+) -> Result<Vec<String>> {
+    let mut args = vec![first.to_owned()];
+    for l in lines {
+        let l = l?;
+        match l.strip_prefix(cmd).and_then(|r| r.strip_prefix(' ')) {
+            Some(a) => args.push(a.to_owned()),
+            None if l.is_empty() => return Ok(args),
+            None => bail!("git said {l:?} in a {cmd} batch"),
+        }
+    }
+    Ok(args)
 }
 
 fn parse_push(s: &str) -> Result<Push> {

@@ -11,10 +11,11 @@ use std::fmt;
 
 use cid::Cid;
 
+use crate::objects::GIT_RAW;
+
 /// The CID codec of IPNS names (libp2p-key).
 const LIBP2P_KEY: u64 = 0x72;
 const DAG_CBOR: u64 = 0x71;
-const GIT_RAW: u64 = 0x78;
 
 /// The longest repository name a profile takes (`cairn_names::profile::MAX_KEY`).
 const MAX_REPO: usize = 64;
