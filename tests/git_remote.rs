@@ -774,12 +774,26 @@ fn deceiving_documents_and_bundles_are_refused() {
 
     // The honest next state is taken, and no pack of the refused ones is kept.
     let url = put_document(&u, &a, w, &next(vec![one, two], "main"));
+    // Links planted in the state directory (another user of a shared repository) are not
+    // followed: state files are written under fresh names and renamed into place.
+    let slug = cairn_git::remote::slug(&cairn_git::url::Url::parse(&url).unwrap());
+    let bait = w.join("bait");
+    std::fs::write(&bait, "untouched").unwrap();
+    for name in ["doc.tmp", "seen.tmp", "doc"] {
+        let dir = victim.join("cairn").join(&slug);
+        std::fs::create_dir_all(&dir).unwrap();
+        let link = dir.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&bait, &link).unwrap();
+    }
+
     u.ok(&a, &victim, &["fetch", "-q", &url, "+refs/*:refs/*"]);
     let main = u.ok(&a, &src, &["rev-parse", "main"]);
     assert_eq!(
         refs(&u, &a, &victim),
         format!("{} refs/heads/main\n", main.trim())
     );
+    assert_eq!(std::fs::read_to_string(&bait).unwrap(), "untouched");
     let keeps = std::fs::read_dir(victim.join("objects/pack"))
         .unwrap()
         .filter(|e| {

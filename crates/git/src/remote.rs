@@ -83,9 +83,16 @@ fn read_state(path: &Path) -> Option<String> {
 }
 
 fn write_state(path: &Path, value: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, format!("{value}\n"))?;
-    fs::rename(&tmp, path)?;
+    write_file(path, format!("{value}\n").as_bytes())
+}
+
+/// Replaces `path` with `bytes` through a new file of a fresh name beside it (made
+/// exclusively: in a repository others may write to, no link of theirs is followed).
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().context("a state file's directory")?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path)?;
     Ok(())
 }
 
@@ -469,11 +476,7 @@ impl Helper {
             refs: BTreeMap::new(),
             bundles: known.split_off(skip),
         };
-        let path = self.known_file()?;
-        let tmp = path.with_extension("tmp");
-        fs::write(&tmp, d.encode())?;
-        fs::rename(&tmp, &path)?;
-        Ok(())
+        write_file(&self.known_file()?, &d.encode())
     }
 
     /// Fails unless every object git `wants` (`<id> <ref>`) is here now.
