@@ -24,6 +24,7 @@ use libp2p::{
         store::{MemoryStore, RecordStore},
         GetProvidersOk, ProviderRecord, QueryResult, Quorum, Record, RecordKey,
     },
+    request_response,
     swarm::{behaviour::toggle::Toggle, NetworkBehaviour, SwarmEvent},
     Multiaddr, PeerId, StreamProtocol, Swarm,
 };
@@ -45,6 +46,8 @@ struct KadPeerBehaviour {
     kad: kad::Behaviour<MemoryStore>,
     /// The same records on the public DHT's protocol too, if asked for.
     also: Toggle<kad::Behaviour<MemoryStore>>,
+    /// cairn's direct name asks, answered with the records it holds, unchecked.
+    names: cairn_net::dht::ask::Behaviour,
 }
 
 /// A Kademlia server on `protocol` that answers with every provider it holds, not twenty.
@@ -110,6 +113,7 @@ impl KadPeer {
             )),
             kad: liar_kad(peer, protocols[0].clone()),
             also: Toggle::from(protocols.get(1).map(|p| liar_kad(peer, p.clone()))),
+            names: cairn_net::dht::ask::behaviour(),
         });
         for r in &records {
             if let Some(k) = swarm.behaviour_mut().also.as_mut() {
@@ -181,6 +185,23 @@ async fn drive(mut swarm: Swarm<KadPeerBehaviour>, mut cmds: mpsc::Receiver<Cmd>
     loop {
         tokio::select! {
             ev = swarm.select_next_some() => {
+                if let SwarmEvent::Behaviour(KadPeerBehaviourEvent::Names(
+                    request_response::Event::Message {
+                        message: request_response::Message::Request { request, channel, .. },
+                        ..
+                    },
+                )) = ev
+                {
+                    let b = swarm.behaviour_mut();
+                    let record = request
+                        .name
+                        .parse::<cairn_names::Name>()
+                        .ok()
+                        .and_then(|n| b.kad.store_mut().get(&cairn_net::dht::records::key_of(&n)))
+                        .map(|r| cairn_names::record::to_base64(&r.value));
+                    let _ = b.names.send_response(channel, cairn_net::dht::ask::Answer { record });
+                    continue;
+                }
                 if let SwarmEvent::Behaviour(KadPeerBehaviourEvent::Kad(
                     kad::Event::OutboundQueryProgressed { id, result, step, .. },
                 )) = ev
@@ -498,6 +519,29 @@ fn hostile_ipns_records_are_neither_kept_nor_served() {
         "/ipfs/bafkqac3imvwgy3zao5xxe3debi\n"
     );
     assert!(said.contains("could not confirm"), "{said}");
+
+    // A node that holds nothing and has only the liar to ask, directly (its DHT is off):
+    // the forged record is refused and charged, and "nothing valid" says that something
+    // came (exit 1, not `--json`'s 4 for no record: a push must not start over at 0).
+    let other = Root::new();
+    let _d2 = Daemon::start(
+        &other,
+        false,
+        &["--no-dht", "--bootstrap", &liar.addr.to_string()],
+    );
+    let mut said = String::new();
+    eventually(20, "the forged record refused", || {
+        let out = other.output(&["name", "resolve", "--json", &name.to_string()]);
+        said = String::from_utf8_lossy(&out.stderr).into_owned();
+        out.status.code() == Some(1) && said.contains("1 forged")
+    });
+    assert!(said.contains("does not verify"), "{said}");
+    eventually(20, "the liar charged by the node it answered", || {
+        ledger_row(&other, &liar.peer.to_string())["bad_records"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    });
 }
 
 /// A flood of 600 valid records from throwaway keys, put at a daemon as fast as a peer can:

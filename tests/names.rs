@@ -315,6 +315,33 @@ fn names_publish_and_resolve_between_daemons() {
     assert!(e.contains("not an IPNS name"), "{e}");
 }
 
+/// A node with its DHT off resolves a name through the peer it is connected to, asked
+/// directly (`/cairn/name/1.0.0`): A holds a record it published offline (no DHT peer took
+/// it), B asks A and gets it, from A.
+#[test]
+fn names_resolve_through_connected_peers() {
+    let (a, b) = (Root::new(), Root::new());
+    let home = tempfile::tempdir().unwrap();
+    let da = Daemon::start(&a, false, &[]);
+    let _db = Daemon::start(&b, false, &["--no-dht", "--bootstrap", &da.addr]);
+    let k51 = ok(&with_keys(&a, home.path(), &["key", "gen", "app"]))
+        .trim()
+        .to_owned();
+    let f = a.dir.path().join("one");
+    std::fs::write(&f, b"version one\n").unwrap();
+    let cid = a.add_q(&[f.to_str().unwrap()]);
+    ok(&with_keys(
+        &a,
+        home.path(),
+        &["name", "publish", "--offline", "--key", "app", &cid],
+    ));
+    let resolve = || b.output(&["name", "resolve", "--json", "--nocache", &k51]);
+    eventually(30, "B resolving through A", || resolve().status.success());
+    let r: serde_json::Value = serde_json::from_str(&ok(&resolve())).unwrap();
+    assert_eq!(r["value"], format!("/ipfs/{cid}"), "{r}");
+    assert_eq!(r["from"], da.peer.as_str(), "{r}");
+}
+
 /// kubo v0.22 as the DHT that validates: A and C (cairn) know only kubo's LAN DHT server. A
 /// publishes twice and stops; C resolves from kubo. kubo itself refuses a forged, an expired,
 /// an 11 KiB and an older record put straight at it (and takes the valid one), so its answer

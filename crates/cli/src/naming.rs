@@ -838,13 +838,43 @@ impl Naming {
             )
             .await;
             match asked {
-                Ok(Ok(Some(found))) => {
+                Ok(Ok(cairn_net::Resolved {
+                    found: Some(found), ..
+                })) => {
                     let from = found.from.map(|p| p.to_string());
                     let k = self.learn(name, found.record, found.bytes, from).await?;
                     let f = self.freshness(&k);
                     return Ok(Some((k, f)));
                 }
-                Ok(Ok(None)) => {}
+                Ok(Ok(cairn_net::Resolved {
+                    found: None,
+                    rejected,
+                })) if rejected.offences > 0 && held.is_none() => {
+                    // Records came, none valid: not the same as no record (a new one
+                    // started at sequence 0 would lose to whatever the network holds).
+                    return Err(format!(
+                        "{name}: no valid record found, and {} refused ({} forged, malformed \
+                         or another key's){}",
+                        rejected.offences + rejected.others,
+                        rejected.offences,
+                        rejected
+                            .why
+                            .map(|w| format!(" (the last: {w})"))
+                            .unwrap_or_default()
+                    ));
+                }
+                Ok(Ok(cairn_net::Resolved {
+                    found: None,
+                    rejected,
+                })) => {
+                    if rejected.others > 0 {
+                        log::info!(
+                            "resolving {name}: {} records refused (the last: {})",
+                            rejected.others,
+                            rejected.why.unwrap_or_default()
+                        );
+                    }
+                }
                 Ok(Err(e)) => log::debug!("resolving {name}: {e}"),
                 Err(_) => log::debug!("resolving {name}: timed out"),
             }
@@ -1103,7 +1133,10 @@ impl Naming {
             let (this, client) = (self.clone(), client.clone());
             running.spawn(async move {
                 // Not from a peer: taken if newer, never counted as a confirmation.
-                if let Ok(Some(found)) = client.resolve_name(name, false, true).await {
+                if let Ok(cairn_net::Resolved {
+                    found: Some(found), ..
+                }) = client.resolve_name(name, false, true).await
+                {
                     let _ = this.learn(name, found.record, found.bytes, None).await;
                 }
                 let Some(k) = this.held(&name) else { return 0 };

@@ -175,23 +175,27 @@ impl Client {
         .map_err(NetError::Name)
     }
 
-    /// Resolves `name`: the best valid record found, with its bytes, or `None`. Returns
-    /// once it holds a record and three peers have answered with one or a second has passed
-    /// (or the lookup has ended, or [`crate::dht::QUERY_TIMEOUT`]); the lookup goes on in
-    /// the background, and writes the best record back to peers that had older ones.
-    /// `nocache` leaves out the record this node holds; `offline` asks no peer.
+    /// Resolves `name`: the best valid record found, with its bytes, or `None`, and what
+    /// was refused on the way. Asks every DHT and the connected peers that answer name
+    /// lookups ([`crate::dht::ask`]). Returns once it holds a record and three peers have
+    /// answered with one or a second has passed (or the lookup has ended, or
+    /// [`crate::dht::QUERY_TIMEOUT`]); the lookup goes on in the background, and writes the
+    /// best record back to peers that had older ones. `nocache` leaves out the record this
+    /// node holds; `offline` asks no peer.
     pub async fn resolve_name(
         &self,
         name: cairn_names::Name,
         nocache: bool,
         offline: bool,
-    ) -> Result<Option<crate::dht::ipns::Found>, NetError> {
+    ) -> Result<Resolved, NetError> {
         let (found, mut rx) = mpsc::channel(crate::dht::ipns::FOUND_QUEUE);
+        let rejects = crate::dht::ipns::Rejects::default();
         ask(&self.commands, |reply| Command::ResolveName {
             name,
             nocache,
             offline,
             found,
+            rejects: rejects.clone(),
             reply,
         })
         .await?
@@ -232,7 +236,11 @@ impl Client {
                 Ok(None) | Err(_) => break,
             }
         }
-        Ok(best)
+        let rejected = rejects.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Ok(Resolved {
+            found: best,
+            rejected,
+        })
     }
 
     /// What the DHT did.
@@ -250,6 +258,15 @@ impl Client {
     pub async fn stats(&self) -> Result<Stats, NetError> {
         ask(&self.engine, Event::Stats).await
     }
+}
+
+/// What [`Client::resolve_name`] found.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The best valid record.
+    pub found: Option<crate::dht::ipns::Found>,
+    /// What was refused (so far: the lookup may go on after the answer).
+    pub rejected: crate::dht::ipns::Rejected,
 }
 
 /// A resolve answers once this many peers have sent a valid record…

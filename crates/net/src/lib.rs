@@ -13,7 +13,7 @@
 //! - [`dht`]: the public and the LAN DHT, kept apart, with bounded provider stores and
 //!   IPNS records (verified before they are kept or served: [`dht::records`]; lookups and
 //!   publications: [`dht::ipns`], through [`Client::publish_name`] and
-//!   [`Client::resolve_name`]).
+//!   [`Client::resolve_name`], which also asks connected cairn peers: [`dht::ask`]).
 //! - [`NetworkSource`] wraps the store: local blocks as before, missing ones fetched within
 //!   a timeout, corrupt ones fetched again.
 //! - [`fetch::fetch_dag`] fetches a whole DAG with many wants in flight;
@@ -75,6 +75,7 @@
 //! | IPNS records (PUT_VALUE, GET_VALUE answers) | 10 KiB each, checked before parsing; others' 4096 (64 per peer), published here 4096, per DHT; kept until their validity ends, at most 48 h; the highest sequence of 16,384 names remembered beyond that | [`dht::records`] | refused; one no honest peer sends is a BadRecord offence (10 points) |
 //! | PUT_VALUEs from one peer | 100 a second ([`dht::PUTS_PER_SECOND`]), counted in a map cleared each second | [`dht`] | refused unchecked, Flood offence |
 //! | name lookups and publications | 64 at once, 30 s each; 32 records queued per asker; 20 peers written back to | [`dht::ipns`] | refused, saying so |
+//! | name asks of connected peers (`/cairn/name/1.0.0`) | 32 peers per lookup, 1024 in flight, 5 s each; a request 1 KiB, an answer 16 KiB; 100 answered per peer a second | [`dht::ask`] | not asked / the stream closed / unanswered, Flood offence |
 //! | identify reports | 16 addresses, 64 protocols, 128-byte agent kept per peer | [`node`] | cut |
 //! | signed statements | 64 per batch, 64 KiB per response | [`history`], [`reputation`] | refused |
 //! | offences | 50 points (decaying 2/s) | [`ledger`] | disconnected, banned 10 minutes (a ban is resent until the node takes it) |
@@ -108,7 +109,10 @@ pub mod source;
 use cairn_store::{Cid, StoreError};
 
 pub use crate::{
-    bitswap::accept::Unverifiable, client::Client, config::Config, source::NetworkSource,
+    bitswap::accept::Unverifiable,
+    client::{Client, Resolved},
+    config::Config,
+    source::NetworkSource,
 };
 pub use libp2p::{identity::Keypair, Multiaddr, PeerId};
 

@@ -72,6 +72,7 @@ struct Behaviour {
     lan: Toggle<Filtered<Kad>>,
     mdns: Toggle<mdns::tokio::Behaviour>,
     history: history::Behaviour,
+    names: dht::ask::Behaviour,
 }
 
 impl Behaviour {
@@ -99,6 +100,7 @@ pub(crate) enum Command {
         nocache: bool,
         offline: bool,
         found: mpsc::Sender<dht::ipns::Found>,
+        rejects: dht::ipns::Rejects,
         reply: oneshot::Sender<Result<(), String>>,
     },
 }
@@ -148,6 +150,7 @@ pub async fn start(config: &Config, key: Keypair, store: Arc<Store>) -> Result<C
                 lan: Toggle::from(config.dht.then(|| dht::behaviour(local, Scope::Lan))),
                 mdns: Toggle::from(mdns),
                 history: history::behaviour(),
+                names: dht::ask::behaviour(),
             })
         })
         .map_err(|e| NetError::Transport(e.to_string()))?
@@ -388,10 +391,36 @@ impl EventLoop {
                 nocache,
                 offline,
                 found,
+                rejects,
                 reply,
             } => {
                 let b = self.swarm.behaviour_mut();
-                let _ = reply.send(self.dht.resolve(b.kads(), name, found, nocache, offline));
+                let r = self
+                    .dht
+                    .resolve(
+                        b.kads(),
+                        name,
+                        found.clone(),
+                        nocache,
+                        offline,
+                        rejects.clone(),
+                    )
+                    .and_then(|dhts| {
+                        let peers = if offline {
+                            0
+                        } else {
+                            self.ask_name(name, &found, &rejects)
+                        };
+                        match dhts + peers {
+                            0 if !offline => {
+                                Err("the DHT is off in this node (dht = false) and no \
+                                 connected peer answers name lookups"
+                                    .into())
+                            }
+                            _ => Ok(()),
+                        }
+                    });
+                let _ = reply.send(r);
             }
             Command::Provide(keys, reply) => {
                 let mut n = 0;
@@ -424,6 +453,99 @@ impl EventLoop {
                 self.banned
                     .insert(peer, Instant::now() + crate::ledger::BAN);
             }
+        }
+    }
+
+    /// Asks connected peers that answer name lookups for their record of `name` (at most
+    /// [`dht::ask::MAX_ASKED`]); returns how many were asked.
+    fn ask_name(
+        &mut self,
+        name: cairn_names::Name,
+        tx: &mpsc::Sender<dht::ipns::Found>,
+        rejects: &dht::ipns::Rejects,
+    ) -> usize {
+        let room = dht::ask::MAX_IN_FLIGHT.saturating_sub(self.dht.asked.len());
+        let peers: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.protocols.iter().any(|s| s == dht::ask::PROTOCOL.as_ref()))
+            .map(|(k, _)| *k)
+            .take(dht::ask::MAX_ASKED.min(room))
+            .collect();
+        let b = self.swarm.behaviour_mut();
+        let floor = Dht::floor(b.kads(), &name);
+        for peer in &peers {
+            let id = b.names.send_request(
+                peer,
+                dht::ask::Ask {
+                    name: name.to_string(),
+                },
+            );
+            self.dht.asked.insert(
+                id,
+                dht::ask::Asked {
+                    name,
+                    tx: tx.clone(),
+                    floor,
+                    rejects: rejects.clone(),
+                },
+            );
+        }
+        peers.len()
+    }
+
+    fn on_name_ask(&mut self, ev: request_response::Event<dht::ask::Ask, dht::ask::Answer>) {
+        match ev {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                if !self.dht.ask_allowed(peer) {
+                    // Dropped unanswered: the asker's request fails.
+                    self.engine(Event::Offence(peer, crate::ledger::Offence::Flood));
+                    return;
+                }
+                let b = self.swarm.behaviour_mut();
+                let record = request
+                    .name
+                    .parse::<cairn_names::Name>()
+                    .ok()
+                    .and_then(|name| Dht::best_held(b.kads(), &name))
+                    .map(|bytes| cairn_names::record::to_base64(&bytes));
+                let _ = b.names.send_response(channel, dht::ask::Answer { record });
+            }
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(asked) = self.dht.asked.remove(&request_id) {
+                    let b = self.swarm.behaviour_mut();
+                    let kads = b.kads().map(|k| k.map(|k| &mut k.inner));
+                    if let Err(p) = asked.answered(kads, peer, response) {
+                        self.dht.stats.names_refused += 1;
+                        self.engine(Event::Offence(p, crate::ledger::Offence::BadRecord));
+                    }
+                }
+            }
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                log::debug!("name ask of {peer}: {error}");
+                self.dht.asked.remove(&request_id);
+            }
+            _ => {}
         }
     }
 
@@ -657,6 +779,7 @@ impl EventLoop {
             BehaviourEvent::Kad(ev) => self.on_kad_event(Scope::Public, ev),
             BehaviourEvent::Lan(ev) => self.on_kad_event(Scope::Lan, ev),
             BehaviourEvent::History(ev) => self.on_history(ev),
+            BehaviourEvent::Names(ev) => self.on_name_ask(ev),
             _ => {}
         }
     }

@@ -4,7 +4,9 @@
 //! - A lookup hands every valid record it finds to the asker as it arrives (the asker
 //!   decides when it has enough: see [`crate::Client::resolve_name`]) and goes on in the
 //!   background until kad's query ends; then the best record is written back to the peers
-//!   that answered with older ones. An invalid answer costs its sender offence points.
+//!   that answered with older ones. A record no honest peer sends (forged, another key's)
+//!   costs its sender offence points; an expired one is only refused. Connected cairn
+//!   peers are asked too, directly ([`super::ask`]), and their answers checked the same way.
 //! - A publication stores the record here, then puts it at the closest peers; it is done at
 //!   the first peer's acknowledgement.
 //!
@@ -13,6 +15,8 @@
 //! | lookups and publications in flight (per node) | [`MAX_NAME_QUERIES`] | refused, saying so |
 //! | records handed to one asker | [`FOUND_QUEUE`] queued | the rest dropped (each is kept in the store anyway) |
 //! | peers written back to, per lookup | [`MAX_WRITE_BACK`] | the rest left as they are |
+
+use std::sync::{Arc, Mutex};
 
 use cairn_names::{record, Name, Record};
 use libp2p::{
@@ -39,6 +43,52 @@ pub struct Found {
     pub from: Option<PeerId>,
 }
 
+/// What one lookup refused, from all the peers it asked: so that "nothing valid" can say
+/// whether anything was found at all.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Records no honest peer sends (forged, another key's, malformed).
+    pub offences: u32,
+    /// Records honest peers may send (expired: clocks differ; a kind cairn does not take).
+    pub others: u32,
+    /// Why the last one was refused.
+    pub why: Option<String>,
+}
+
+/// [`Rejected`], shared by the parts of one lookup (one per DHT, one per peer asked).
+pub type Rejects = Arc<Mutex<Rejected>>;
+
+/// Checks `bytes`, sent as `name`'s record: the record if it verifies; `Err(blame)` if not,
+/// `blame` saying whether its sender is at fault (see [`records::Refused::is_offence`]).
+pub fn check(name: &Name, bytes: &[u8], rejects: &Rejects) -> Result<Record, bool> {
+    record::verify(name, bytes, records::now_nanos()).map_err(|e| {
+        let why = e.to_string();
+        let blame = records::Refused::Invalid(e).is_offence();
+        let mut r = rejects.lock().unwrap_or_else(|e| e.into_inner());
+        if blame {
+            r.offences = r.offences.saturating_add(1);
+        } else {
+            r.others = r.others.saturating_add(1);
+        }
+        r.why = Some(why);
+        blame
+    })
+}
+
+/// Offers a checked record to `kad`'s store, so that this node answers others with it if
+/// it is the best. An answer to our own lookup does not count against its sender's quota
+/// of puts.
+pub fn keep(kad: &mut Kad, name: &Name, bytes: &[u8], record: &Record) {
+    let key = records::key_of(name);
+    if let Err(e) = kad
+        .store_mut()
+        .records
+        .offer_verified(&key, bytes, record.clone(), false, None)
+    {
+        log::debug!("{name}: not kept: {e}");
+    }
+}
+
 /// A lookup of one name in one DHT.
 pub struct Resolving {
     pub name: Name,
@@ -54,10 +104,17 @@ pub struct Resolving {
     /// The highest sequence this node had seen when the lookup began: nothing older is
     /// handed to the asker.
     floor: u64,
+    rejects: Rejects,
 }
 
 impl Resolving {
-    pub fn new(name: Name, tx: mpsc::Sender<Found>, nocache: bool, floor: u64) -> Resolving {
+    pub fn new(
+        name: Name,
+        tx: mpsc::Sender<Found>,
+        nocache: bool,
+        floor: u64,
+        rejects: Rejects,
+    ) -> Resolving {
         Resolving {
             name,
             tx,
@@ -66,6 +123,7 @@ impl Resolving {
             older: Vec::new(),
             best_from: Vec::new(),
             floor,
+            rejects,
         }
     }
 
@@ -79,23 +137,19 @@ impl Resolving {
     /// an invalid one.
     pub fn found(&mut self, kad: &mut Kad, r: PeerRecord) -> Result<(), PeerId> {
         let bytes = r.record.value;
-        let record = match record::verify(&self.name, &bytes, records::now_nanos()) {
-            Ok(rec) => rec,
-            Err(e) => {
-                log::debug!("{}: a record from {:?} refused: {e}", self.name, r.peer);
-                return r.peer.map_or(Ok(()), Err);
+        let record = match check(&self.name, &bytes, &self.rejects) {
+            Ok(rec) => {
+                keep(kad, &self.name, &bytes, &rec);
+                rec
+            }
+            Err(blame) => {
+                log::debug!("{}: a record from {:?} refused", self.name, r.peer);
+                return match (blame, r.peer) {
+                    (true, Some(p)) => Err(p),
+                    _ => Ok(()),
+                };
             }
         };
-        // Kept (if better) so that this node answers others with it from now on. An answer
-        // to our own lookup does not count against its sender's quota of puts.
-        let key = records::key_of(&self.name);
-        if let Err(e) =
-            kad.store_mut()
-                .records
-                .offer_verified(&key, &bytes, record.clone(), false, None)
-        {
-            log::debug!("{}: not kept: {e}", self.name);
-        }
         if record.sequence < self.floor {
             // Older than what this node has seen: written back, never an answer.
             if let Some(p) = r.peer {

@@ -16,6 +16,7 @@
 //! | provider records                       | see [`providers`]                      |
 //! | IPNS records                           | see [`records`]                        |
 //! | name lookups and publications          | see [`ipns`]                           |
+//! | records asked of connected peers       | see [`ask`]                            |
 //!
 //! One GET_PROVIDERS answer of kubo's 4 MiB could name 75,000 providers with addresses of
 //! the sender's choosing; cairn reads answers of up to 256 KiB (under 5,000), takes twenty
@@ -23,6 +24,7 @@
 //! and a port), and never more than the node's dial limit at once.
 
 pub mod addrs;
+pub mod ask;
 pub mod ipns;
 pub mod providers;
 pub mod records;
@@ -42,7 +44,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::{
     addrs::{Filtered, Scope},
-    ipns::{Publishing, Resolving},
+    ipns::{Publishing, Rejects, Resolving},
     providers::ProviderStore,
 };
 
@@ -128,7 +130,8 @@ pub enum Out {
     Providers(Found),
     /// A peer sent a record that did not verify.
     BadRecord(PeerId),
-    /// A peer put records faster than [`PUTS_PER_SECOND`].
+    /// A peer put records faster than [`PUTS_PER_SECOND`], or asked for them faster than
+    /// [`ask::ANSWERS_PER_SECOND`].
     Flood(PeerId),
 }
 
@@ -154,7 +157,11 @@ pub struct Dht {
     /// PUT_VALUEs per peer in the current second (cleared each second; at most one entry per
     /// peer that put something within it).
     puts_this_second: HashMap<PeerId, u32>,
+    /// Direct asks ([`ask`]) per peer in the current second, kept as the puts are.
+    asks_this_second: HashMap<PeerId, u32>,
     second: Option<std::time::Instant>,
+    /// Our direct asks waiting for their answer ([`ask::MAX_IN_FLIGHT`] at most).
+    pub asked: HashMap<libp2p::request_response::OutboundRequestId, ask::Asked>,
     pub stats: DhtStats,
 }
 
@@ -181,6 +188,22 @@ impl Dht {
 
     /// Whether `peer` may put another record this second.
     fn put_allowed(&mut self, peer: PeerId) -> bool {
+        self.tick();
+        let n = self.puts_this_second.entry(peer).or_default();
+        *n += 1;
+        *n <= PUTS_PER_SECOND
+    }
+
+    /// Whether `peer` may have another direct ask answered this second.
+    pub fn ask_allowed(&mut self, peer: PeerId) -> bool {
+        self.tick();
+        let n = self.asks_this_second.entry(peer).or_default();
+        *n += 1;
+        *n <= ask::ANSWERS_PER_SECOND
+    }
+
+    /// Starts a new second of counts when the last one is over.
+    fn tick(&mut self) {
         let now = std::time::Instant::now();
         if self
             .second
@@ -188,10 +211,39 @@ impl Dht {
         {
             self.second = Some(now);
             self.puts_this_second.clear();
+            self.asks_this_second.clear();
         }
-        let n = self.puts_this_second.entry(peer).or_default();
-        *n += 1;
-        *n <= PUTS_PER_SECOND
+    }
+
+    /// The highest sequence of `name` this node has seen, in any DHT store.
+    pub fn floor(kads: [Option<&mut Filtered<Kad>>; 2], name: &Name) -> u64 {
+        let key = records::key_of(name);
+        kads.into_iter()
+            .flatten()
+            .filter_map(|k| k.inner.store_mut().records.floor(&key))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The best record of `name` this node holds, in any DHT store, for a peer that asks.
+    pub fn best_held(kads: [Option<&mut Filtered<Kad>>; 2], name: &Name) -> Option<Vec<u8>> {
+        let key = records::key_of(name);
+        let mut best: Option<(cairn_names::Record, Vec<u8>)> = None;
+        for k in kads.into_iter().flatten() {
+            if let Some(h) = k.inner.store_mut().records.get(&key) {
+                let better = match &best {
+                    None => true,
+                    Some((r, b)) => {
+                        cairn_names::record::better((r, b), (&h.record, &h.bytes)).1
+                            == h.bytes.as_slice()
+                    }
+                };
+                if better {
+                    best = Some((h.record.clone(), h.bytes.clone()));
+                }
+            }
+        }
+        best.map(|(_, b)| b)
     }
 
     /// Name lookups and publications in flight.
@@ -201,7 +253,8 @@ impl Dht {
 
     /// Looks `name` up in every DHT given; each valid record found goes to `tx` as it
     /// arrives (this node's own first, unless `nocache`), and `tx` closes when every lookup
-    /// has ended. `offline`: this node's records only.
+    /// (and every direct ask the caller adds) has ended. `offline`: this node's records
+    /// only. Returns how many DHTs were asked (none when the DHT is off).
     pub fn resolve(
         &mut self,
         kads: [Option<&mut Filtered<Kad>>; 2],
@@ -209,7 +262,8 @@ impl Dht {
         tx: mpsc::Sender<ipns::Found>,
         nocache: bool,
         offline: bool,
-    ) -> Result<(), String> {
+        rejects: Rejects,
+    ) -> Result<usize, String> {
         let key = records::key_of(&name);
         if offline {
             for k in kads.into_iter().flatten() {
@@ -221,7 +275,7 @@ impl Dht {
                     });
                 }
             }
-            return Ok(());
+            return Ok(0);
         }
         if self.name_queries() >= ipns::MAX_NAME_QUERIES {
             return Err(format!(
@@ -235,14 +289,11 @@ impl Dht {
             let id = k.inner.get_record(key.clone());
             self.resolving.insert(
                 (k.scope(), id),
-                Resolving::new(name, tx.clone(), nocache, floor),
+                Resolving::new(name, tx.clone(), nocache, floor, rejects.clone()),
             );
             asked += 1;
         }
-        if asked == 0 {
-            return Err("the DHT is off in this node (dht = false)".into());
-        }
-        Ok(())
+        Ok(asked)
     }
 
     /// Publishes a signed record of `name`: kept here (it must verify), then, unless
