@@ -80,6 +80,8 @@ const XATTR_CID: &str = "user.ipfs.cid";
 const XATTR_INODES: &str = "user.cairn.inodes";
 /// On the mount root: how many FLUSH requests reached cairn.
 const XATTR_FLUSHES: &str = "user.cairn.flushes";
+/// On the mount root: how many entries went out with their attributes in listings.
+const XATTR_PLUS: &str = "user.cairn.plus";
 /// On the mount root: how many requests came through io_uring queues.
 const XATTR_URING: &str = "user.cairn.uring";
 
@@ -122,6 +124,9 @@ pub struct FsCore {
     pins: Mutex<PinSnapshot>,
     /// FLUSH requests seen (`user.cairn.flushes` on the root): one, then the kernel stops.
     flushes: AtomicU64,
+    /// Entries sent with their attributes in listings, ever (`user.cairn.plus` on the root):
+    /// unlike the inode count, the kernel's reclaim never lowers it.
+    plus: AtomicU64,
     /// Ask the kernel for FUSE over io_uring at INIT (queues are ready to register).
     uring_offer: AtomicBool,
     /// The kernel agreed to FUSE over io_uring at INIT.
@@ -156,6 +161,7 @@ impl CairnFs {
             next_fh: AtomicU64::new(1),
             pins: Mutex::new(PinSnapshot::new()),
             flushes: AtomicU64::new(0),
+            plus: AtomicU64::new(0),
             uring_offer: AtomicBool::new(false),
             uring: AtomicBool::new(false),
             uring_served: AtomicU64::new(0),

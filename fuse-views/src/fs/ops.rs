@@ -8,7 +8,7 @@ use fuser::{Errno, FileAttr, FileType, FopenFlags, INodeNo};
 
 use super::{
     file_type, listers::SMALL_LISTING, listing_ino, CairnFs, FsResult, CONTENT_TTL, LISTING_TTL,
-    READ_BUFFER_KEPT, XATTR_CID, XATTR_FLUSHES, XATTR_INODES, XATTR_URING,
+    READ_BUFFER_KEPT, XATTR_CID, XATTR_FLUSHES, XATTR_INODES, XATTR_PLUS, XATTR_URING,
 };
 use crate::{
     fs::names::NameNode,
@@ -243,6 +243,8 @@ impl CairnFs {
                     if full && !matches!(inode, Inode::ViewDir(_) | Inode::NameDir) {
                         // Not sent: take back the reference just counted.
                         self.inodes.lock().expect("inodes").forget(child_ino, 1);
+                    } else if !full {
+                        self.plus.fetch_add(1, Ordering::Relaxed);
                     }
                     full
                 }
@@ -275,7 +277,8 @@ impl CairnFs {
             None => match inode {
                 Ok(Inode::Node { .. }) => b"user.ipfs.cid\0".to_vec(),
                 Ok(Inode::Root) => {
-                    b"user.cairn.inodes\0user.cairn.flushes\0user.cairn.uring\0".to_vec()
+                    b"user.cairn.inodes\0user.cairn.flushes\0user.cairn.plus\0user.cairn.uring\0"
+                        .to_vec()
                 }
                 _ => Vec::new(),
             },
@@ -284,6 +287,9 @@ impl CairnFs {
                 Ok(Inode::Root) if name == XATTR_INODES => self.inode_count().to_string(),
                 Ok(Inode::Root) if name == XATTR_FLUSHES => {
                     self.flushes.load(Ordering::Relaxed).to_string()
+                }
+                Ok(Inode::Root) if name == XATTR_PLUS => {
+                    self.plus.load(Ordering::Relaxed).to_string()
                 }
                 Ok(Inode::Root) if name == XATTR_URING => {
                     self.uring_served.load(Ordering::Relaxed).to_string()
