@@ -10,7 +10,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::util::{cid_of, sha256_hex, shared, write_tree, Root};
+use crate::util::{cid_of, eventually, sha256_hex, shared, write_tree, Root};
 
 /// True if a FUSE filesystem is mounted at `p` (from mountinfo: never blocks on the daemon).
 fn is_fuse(p: &Path) -> bool {
@@ -1113,6 +1113,64 @@ fn listings_and_stat_come_from_the_index_without_reading_blocks() {
         Some(libc::EIO),
         "the corrupt block is still caught when read"
     );
+}
+
+/// Reading one file of a small directory brings its siblings' blocks from disk into the
+/// page cache (a loader opens a directory's libraries one after another; on a cold disk
+/// their reads then go together); a directory of more than 256 entries is left alone.
+#[test]
+fn reading_a_file_brings_its_siblings_from_disk() {
+    let root = Root::new();
+    let src = root.dir.path().join("src");
+    let mut files: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("lib/f{i:02}"), format!("{i}\n").repeat(3000)))
+        .collect();
+    files.extend((0..300).map(|i| (format!("big/f{i:03}"), format!("b{i}\n").repeat(3000))));
+    write_tree(&src, &files);
+    let out = root.ok(&["add", "-r", src.to_str().unwrap()]);
+    let dir = cid_of(&out, " src");
+    let block = |name: &str| {
+        root.path().join("blocks").join(cairn_store::block_name(
+            &cairn_store::parse_cid(&cid_of(&out, &format!("src/{name}"))).unwrap(),
+        ))
+    };
+    let pages = |names: &[String]| -> u64 {
+        let list: Vec<String> = names
+            .iter()
+            .map(|n| block(n).display().to_string())
+            .collect();
+        let cached = sh(&format!(
+            "fincore --noheadings --output PAGES {}",
+            list.join(" ")
+        ))
+        .stdout;
+        String::from_utf8(cached)
+            .unwrap()
+            .split_whitespace()
+            .map(|n| n.parse::<u64>().unwrap())
+            .sum()
+    };
+    let lib: Vec<String> = (1..40).map(|i| format!("lib/f{i:02}")).collect();
+    let big: Vec<String> = (1..300).map(|i| format!("big/f{i:03}")).collect();
+    // Written back first: drop_caches leaves dirty pages where they are.
+    sh("sync");
+    std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+    let m = Mount::start(&root, &[]);
+    let base = m.path(&dir);
+    assert_eq!((pages(&lib), pages(&big)), (0, 0));
+    assert_eq!(
+        std::fs::read(base.join("lib/f00")).unwrap(),
+        files[0].1.as_bytes()
+    );
+    assert_eq!(
+        std::fs::read(base.join("big/f000")).unwrap(),
+        files[40].1.as_bytes()
+    );
+    eventually(10, "the 39 siblings' blocks in the page cache", || {
+        pages(&lib) >= 39 * 2
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(pages(&big), 0, "a directory of 300 entries was prefetched");
 }
 
 /// `close` costs no round trip: the first FLUSH is answered ENOSYS and the kernel sends no

@@ -71,6 +71,11 @@ fn listing_blksize(links: u64) -> u32 {
 /// How many children of a directory a listing page asks for ahead (a readdirplus page holds
 /// about 25 entries).
 const PREFETCH_CHILDREN: usize = 64;
+/// A directory of at most this many entries has its files' blocks prefetched from the local
+/// disk when one of them is first looked up (see `prefetch_siblings`).
+const SIBLINGS: usize = 256;
+/// Directories remembered as prefetched already.
+const SIBLING_DIRS: usize = 4096;
 /// The largest request or reply: the kernel's largest read (`max_pages`, 256 pages).
 pub const MAX_REQUEST: usize = 1 << 20;
 /// A FUSE thread keeps a reply buffer up to this size between reads.
@@ -135,6 +140,8 @@ pub struct FsCore {
     pub(crate) uring_served: AtomicU64,
     /// Which callers get attributes with their listings.
     listers: listers::Listers,
+    /// Directories whose files were prefetched on a lookup (see `prefetch_siblings`).
+    siblings: quick_cache::sync::Cache<cairn_store::Cid, ()>,
 }
 
 impl std::ops::Deref for CairnFs {
@@ -166,6 +173,7 @@ impl CairnFs {
             uring: AtomicBool::new(false),
             uring_served: AtomicU64::new(0),
             listers: listers::Listers::new(),
+            siblings: quick_cache::sync::Cache::new(SIBLING_DIRS),
         }))
     }
 

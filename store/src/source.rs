@@ -59,6 +59,13 @@ pub trait BlockSource: Send + Sync {
         let _ = cids;
     }
 
+    /// As [`prefetch`](Self::prefetch), for blocks that are here only: nothing is asked of
+    /// the network (a guess too wide to pay for with a peer's bytes). The default does
+    /// nothing.
+    fn prefetch_local(&self, cids: &[Cid]) {
+        let _ = cids;
+    }
+
     /// A hint that a reader entered the tree under `root` (the mount resolved
     /// `R/store/{view}/{root}`): a source that fetches may bring the blocks that listings and
     /// lookups below it need now, many at once, rather than one round trip per name. Never
@@ -87,6 +94,9 @@ impl<T: BlockSource + ?Sized> BlockSource for Arc<T> {
     fn prefetch(&self, cids: &[Cid]) {
         (**self).prefetch(cids)
     }
+    fn prefetch_local(&self, cids: &[Cid]) {
+        (**self).prefetch_local(cids)
+    }
     fn entered(&self, root: &Cid) {
         (**self).entered(root)
     }
@@ -110,6 +120,9 @@ impl<T: BlockSource + ?Sized> BlockSource for &T {
     }
     fn prefetch(&self, cids: &[Cid]) {
         (**self).prefetch(cids)
+    }
+    fn prefetch_local(&self, cids: &[Cid]) {
+        (**self).prefetch_local(cids)
     }
     fn entered(&self, root: &Cid) {
         (**self).entered(root)

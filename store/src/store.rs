@@ -584,6 +584,9 @@ impl BlockSource for Store {
             self.blocks.prefetch(cid);
         }
     }
+    fn prefetch_local(&self, cids: &[Cid]) {
+        self.prefetch(cids)
+    }
 }
 
 impl Drop for Store {

@@ -219,6 +219,13 @@ impl BlockSource for NetworkSource {
         }
     }
 
+    fn prefetch_local(&self, cids: &[Cid]) {
+        // A block file that is not there is skipped by the prefetch workers.
+        for c in cids {
+            self.store.blocks().prefetch(c);
+        }
+    }
+
     fn entered(&self, root: &Cid) {
         self.activity.touch();
         let Some(s) = &self.skeletons else { return };

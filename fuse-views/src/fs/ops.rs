@@ -143,6 +143,9 @@ impl CairnFs {
             return Ok(());
         }
         let (view, entry) = self.node_entry(INodeNo(ino))?;
+        if offset == 0 {
+            self.prefetch_siblings(ino);
+        }
         out.clear();
         if out.capacity() > READ_BUFFER_KEPT {
             *out = Vec::new();

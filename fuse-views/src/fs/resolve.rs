@@ -6,7 +6,7 @@ use std::{ffi::OsStr, sync::Arc};
 use cairn_store::{codec::codes, parse_block_name, Cid};
 use fuser::{Errno, FileType, INodeNo};
 
-use super::{names::NameNode, CairnFs, FsResult, PREFETCH_CHILDREN};
+use super::{names::NameNode, CairnFs, FsResult, PREFETCH_CHILDREN, SIBLINGS};
 use crate::{
     inodes::{Inode, Inodes},
     view::{default_view, Entry, Kind, Link, ViewError},
@@ -244,6 +244,41 @@ impl CairnFs {
             let cids: Vec<Cid> = cids.collect();
             cairn_unixfs::NodeSource::prefetch(&self.nodes, &cids);
         }
+    }
+
+    /// The first time a file of a small directory (at most [`SIBLINGS`] entries) is read,
+    /// the blocks of the directory's other entries are brought in from the local disk: a
+    /// program that opens one file of a directory by name (a dynamic loader its libraries,
+    /// Python a package's modules) reads its siblings next, and on a cold disk their reads
+    /// then go together rather than a seek at a time (the 200-library program's cold start:
+    /// 45-57 ms -> 34-39 ms). On a read, not a lookup: `du` and `ls -l` look every file up
+    /// and read none. Local blocks only (a peer's bytes are not spent on a guess; the
+    /// skeleton brings small files from peers); raw children are left out, as in listings
+    /// (a large one is content nobody asked for).
+    pub(super) fn prefetch_siblings(&self, ino: u64) {
+        let parent = self.inodes.lock().expect("inodes").parent(ino);
+        let Ok(Inode::Node { view, entry: dir }) = self.inode(INodeNo(parent)) else {
+            return;
+        };
+        if dir.kind != Kind::Directory
+            || dir.size > SIBLINGS as u64
+            || self.siblings.get(&dir.cid).is_some()
+        {
+            return;
+        }
+        self.siblings.insert(dir.cid, ());
+        let Ok(names) = self.views[view].list(&self.nodes, &dir) else {
+            return;
+        };
+        if names.len() > SIBLINGS {
+            return;
+        }
+        let cids: Vec<Cid> = names
+            .iter()
+            .map(|(_, cid)| *cid)
+            .filter(|cid| cid.codec() != codes::RAW)
+            .collect();
+        self.nodes.source().prefetch_local(&cids);
     }
 
     /// Entry `i` of `listing`: its name and inode (a [`Inode::Pending`] one if its block
