@@ -251,6 +251,9 @@ impl NodeSource for NodeCache {
             codes::DAG_PB => {
                 let mut buf = SCRATCH.take();
                 buf.clear();
+                // Room for a small block in one read, without an fstat (see
+                // `FileBlocks::get_into`); kept for the thread's next block.
+                buf.reserve(cairn_store::blocks::ONE_READ_ROOM);
                 let found = self.src.get_into(cid, &mut buf);
                 let result = match found {
                     Ok(true) => {
