@@ -9,15 +9,23 @@
 //! connection that issuer authenticated.
 //!
 //! The graph has an edge `subject → issuer` per statement and, first-hand, `k → us` for what
-//! each peer `k` gave us (our own ledger, never a statement). A peer's reputation is the
-//! flow it can push to us over two hops, each issuer's edge to us shared among the peers it
-//! names in proportion to what it says they gave ([`Graph::reputation`]). Two colluders that
-//! sign that they gave each other a terabyte gain at most what the other gave *us*, and an
-//! issuer that names sixty-four identities of its own gives them all together no more: the
-//! flow caps what any set of liars can claim by what they gave honest nodes, which is what
-//! makes the shared history safe to use. The graph is bounded: [`MAX_ISSUERS`] issuers (when
-//! full, the one that gave us least goes, never for one that gave no more),
-//! [`MAX_STATEMENTS`] statements each.
+//! each peer `k` gave us (our own ledger, never a statement). A peer's reputation is the max
+//! flow from it to us over that graph, its own first-hand edge left out (that is counted
+//! apart, from the ledger): what it gave others that they passed on to us, over any number
+//! of hops within the bound ([`Graph::reputations`]). An edge into an issuer carries no more
+//! than that issuer can pass on towards us, so whatever a set of colluders sign about each
+//! other, each of them gets at most the cut between the set and the honest nodes: what the
+//! set gave honest nodes that reached us. (Each identity is bounded, not a crowd of them: a
+//! contributor that vouches for identities of its own lends each of them up to what it gave
+//! us, as in the paper; the service weight caps each peer, [`crate::incentives`].)
+//!
+//! The graph is bounded: [`MAX_ISSUERS`] issuers (when full, the one that gave us least goes,
+//! never for one that gave no more), [`MAX_STATEMENTS`] statements each. A computation takes
+//! the nodes that reach us within [`MAX_HOPS`] edges, at most [`MAX_NODES`] (nearest first,
+//! and at each distance the best-fed first), and each peer's flow stops after
+//! [`FLOW_WORK`] edge visits (a lower bound then): at most 99 runs of 100,000 visits every
+//! refresh (2 s), well under a hundredth of a core. The Sybil exposure is as small: a peer
+//! outside the bound gets nothing through others, and one inside at most its cut.
 
 use std::collections::HashMap;
 
@@ -27,7 +35,14 @@ use libp2p::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::Decaying;
+use crate::{ledger::Decaying, maxflow::FlowGraph};
+
+/// Nodes (us included) a reputation is computed over.
+pub const MAX_NODES: usize = 100;
+/// Edges between a peer and us that a flow may take.
+pub const MAX_HOPS: usize = 4;
+/// Edge visits one peer's flow may take (see [`crate::maxflow::FlowGraph::max_flow`]).
+pub const FLOW_WORK: u64 = 100_000;
 
 /// Statements kept per issuer (its largest givers).
 pub const MAX_STATEMENTS: usize = 64;
@@ -178,40 +193,94 @@ impl Graph {
         self.len() == 0
     }
 
-    /// [`Graph::reputation`] of every peer in `peers` at once (each issuer's statements
-    /// read once): the peers with any, and theirs.
+    /// [`Graph::reputation`] of every peer in `peers` at once (one bounded graph, one flow
+    /// per peer in it): the peers that have any, and theirs.
     pub fn reputations(
         &self,
         peers: &std::collections::HashSet<PeerId>,
         direct: impl Fn(&PeerId) -> f64,
         now_ms: u64,
     ) -> HashMap<PeerId, f64> {
+        let (graph, index, to_us) = self.bounded(&direct, now_ms);
         let mut out = HashMap::new();
-        for (k, i) in &self.issuers {
-            let named: f64 = i.gave.values().map(|d| d.at(now_ms)).sum();
-            let capacity = direct(k).max(0.0);
-            if !(named > 0.0 && capacity > 0.0) {
-                continue;
+        for p in peers {
+            let Some(&i) = index.get(p) else { continue };
+            let mut g = graph.clone();
+            if let Some(e) = to_us[i] {
+                g.remove_edge(e);
             }
-            for (p, d) in &i.gave {
-                if p == k || !peers.contains(p) {
-                    continue;
-                }
-                let via = d.at(now_ms);
-                if via > 0.0 {
-                    *out.entry(*p).or_insert(0.0) += via.min(capacity * (via / named));
-                }
+            let f = g.max_flow(i, 0, FLOW_WORK);
+            if f > 0.0 {
+                out.insert(*p, f);
             }
         }
         out
     }
 
-    /// What `p` gave us through others: the flow from `p` to us over paths of two hops,
-    /// `Σ_k min(c(p → k), c(k → us) · c(p → k) / Σ_q c(q → k))`, where `direct(k)` is
-    /// `c(k → us)`, what `k` gave us first-hand. An issuer's capacity is shared among everyone
-    /// it names, in proportion to what it says each gave: whatever `k` signs, all the peers
-    /// it vouches for together get at most what `k` gave us (a contributor cannot hand full
-    /// credit to a thousand identities of its own).
+    /// The nodes within [`MAX_HOPS`] of us (node 0), at most [`MAX_NODES`], breadth first and
+    /// at each distance those with the most to pass on first; their edges; and each node's
+    /// first-hand edge to us, if it has one.
+    fn bounded(
+        &self,
+        direct: &impl Fn(&PeerId) -> f64,
+        now_ms: u64,
+    ) -> (FlowGraph, HashMap<PeerId, usize>, Vec<Option<usize>>) {
+        let mut index: HashMap<PeerId, usize> = HashMap::new();
+        let mut order: Vec<PeerId> = Vec::new();
+        // Distance 1: whoever gave us something (issuers, and who we only know first-hand
+        // but is named by an issuer, found below).
+        let mut frontier: Vec<(f64, PeerId)> = self
+            .issuers
+            .keys()
+            .map(|k| (direct(k), *k))
+            .filter(|(d, _)| *d > 0.0)
+            .collect();
+        for _ in 0..MAX_HOPS {
+            frontier.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let mut next: HashMap<PeerId, f64> = HashMap::new();
+            for (_, p) in frontier.drain(..) {
+                if index.contains_key(&p) {
+                    continue;
+                }
+                if order.len() + 1 >= MAX_NODES {
+                    break;
+                }
+                index.insert(p, order.len() + 1);
+                order.push(p);
+                if let Some(i) = self.issuers.get(&p) {
+                    for (s, d) in &i.gave {
+                        let c = d.at(now_ms);
+                        if c > 0.0 && !index.contains_key(s) {
+                            let e = next.entry(*s).or_default();
+                            *e = e.max(c);
+                        }
+                    }
+                }
+            }
+            frontier = next.into_iter().map(|(p, c)| (c, p)).collect();
+            if frontier.is_empty() || order.len() + 1 >= MAX_NODES {
+                break;
+            }
+        }
+        let mut g = FlowGraph::new(order.len() + 1);
+        let mut to_us = vec![None; order.len() + 1];
+        for (n, p) in order.iter().enumerate() {
+            let i = n + 1;
+            to_us[i] = g.add_edge(i, 0, direct(p));
+            if let Some(issuer) = self.issuers.get(p) {
+                for (s, d) in &issuer.gave {
+                    if let Some(&j) = index.get(s) {
+                        g.add_edge(j, i, d.at(now_ms));
+                    }
+                }
+            }
+        }
+        (g, index, to_us)
+    }
+
+    /// What `p` gave us through others: the max flow from `p` to us over the bounded graph,
+    /// without `p`'s own first-hand edge (`direct(k)` is `c(k → us)`, what `k` gave us
+    /// first-hand; statements give every other edge).
     pub fn reputation(&self, p: &PeerId, direct: impl Fn(&PeerId) -> f64, now_ms: u64) -> f64 {
         let one = std::iter::once(*p).collect();
         self.reputations(&one, direct, now_ms)
@@ -286,18 +355,87 @@ mod tests {
         forged.statements[0].bytes = tb;
         assert_eq!(g.accept(&ph, &forged, now, direct), Err(Refused::Signature));
         assert_eq!(g.reputation(&p1, direct, now), 1200.0);
-        // C2 vouches for 64 identities of its own: together they get what C2 gave us.
+        // C2 vouches for 64 identities of its own instead: each gets at most the colluders'
+        // cut, what C2 gave us and what C1 (to whom C1 says C2 gave a terabyte) gave the
+        // honest node that reached us: 1000 + 200.
         let sybils: Vec<PeerId> = (0..64).map(|_| PeerId::random()).collect();
         let rows: Vec<(PeerId, u64)> = sybils.iter().map(|p| (*p, tb)).collect();
         g.accept(&p2, &say(&c2, &rows, now), now, direct).unwrap();
-        let total: f64 = sybils.iter().map(|p| g.reputation(p, direct, now)).sum();
-        assert!((total - 1000.0).abs() < 1e-6, "{total}");
-        // All at once: the sybils share C2's 1000; C1 keeps only what the honest node
-        // passes on (C2 no longer names it).
+        for p in &sybils {
+            assert_eq!(g.reputation(p, direct, now), 1200.0);
+        }
+        // All at once, the same; C1 keeps only what the honest node passes on (C2 no longer
+        // names it).
         let all = g.reputations(&sybils.iter().copied().chain([p1]).collect(), direct, now);
-        let shared: f64 = sybils.iter().filter_map(|p| all.get(p)).sum();
-        assert!((shared - 1000.0).abs() < 1e-6, "{shared}");
+        assert!(
+            sybils.iter().all(|p| all.get(p) == Some(&1200.0)),
+            "{all:?}"
+        );
         assert_eq!(all.get(&p1).copied(), Some(200.0));
+    }
+
+    /// An honest newcomer vouched for over three hops gets credit (the two-hop rule gave it
+    /// none: the node that names it gave us nothing first-hand); past [`MAX_HOPS`], none.
+    #[test]
+    fn a_newcomer_is_credited_along_a_chain_of_contributors() {
+        let now = 1_700_000_000_000;
+        let keys: Vec<Keypair> = (0..6).map(|_| Keypair::generate_ed25519()).collect();
+        let ids: Vec<PeerId> = keys.iter().map(|k| k.public().to_peer_id()).collect();
+        // ids[0] gave us 2000; ids[i] says ids[i + 1] gave it 1000 - 100 i.
+        let direct = |k: &PeerId| if *k == ids[0] { 2000.0 } else { 0.0 };
+        let mut g = Graph::default();
+        let newcomer = PeerId::random();
+        for i in 0..5 {
+            let mut rows = vec![(ids[i + 1], 1000 - 100 * i as u64)];
+            if i == 1 {
+                // ids[1] also says the newcomer gave it 500.
+                rows.push((newcomer, 500));
+            }
+            g.accept(&ids[i], &say(&keys[i], &rows, now), now, direct)
+                .unwrap();
+        }
+        // What ids[0] gave us is first-hand, counted apart: nothing through others.
+        assert_eq!(g.reputation(&ids[0], direct, now), 0.0);
+        // newcomer -> ids[1] -> ids[0] -> us: min(500, 1000, 2000).
+        assert_eq!(g.reputation(&newcomer, direct, now), 500.0);
+        // ids[1] gave ids[0] 1000 and ids[0] passed it on: 1000.
+        assert_eq!(g.reputation(&ids[1], direct, now), 1000.0);
+        // ids[3] is four edges from us: min(800, 900, 1000, 2000); ids[4], five edges away,
+        // is outside the bound.
+        assert_eq!(g.reputation(&ids[3], direct, now), 800.0);
+        assert_eq!(g.reputation(&ids[4], direct, now), 0.0);
+        assert_eq!(g.reputation(&ids[5], direct, now), 0.0);
+    }
+
+    /// A clique of 10 identities signing terabytes about each other, with one thin edge to
+    /// an honest node (it says one of them gave it 100 bytes), gets no more than that edge:
+    /// each of them at most 100.
+    #[test]
+    fn a_clique_of_colluders_gets_no_more_than_its_cut() {
+        let now = 1_700_000_000_000;
+        let clique: Vec<Keypair> = (0..10).map(|_| Keypair::generate_ed25519()).collect();
+        let ids: Vec<PeerId> = clique.iter().map(|k| k.public().to_peer_id()).collect();
+        let honest = Keypair::generate_ed25519();
+        let ph = honest.public().to_peer_id();
+        let direct = |k: &PeerId| if *k == ph { 10_000.0 } else { 0.0 };
+        let mut g = Graph::default();
+        g.accept(&ph, &say(&honest, &[(ids[0], 100)], now), now, direct)
+            .unwrap();
+        for (k, p) in clique.iter().zip(&ids) {
+            let rows: Vec<(PeerId, u64)> = ids
+                .iter()
+                .filter(|q| *q != p)
+                .map(|q| (*q, 1 << 40))
+                .collect();
+            g.accept(p, &say(k, &rows, now), now, direct).unwrap();
+        }
+        let all = g.reputations(&ids.iter().copied().collect(), direct, now);
+        for p in &ids {
+            let r = all.get(p).copied().unwrap_or(0.0);
+            assert!(r <= 100.0 + 1e-6, "{p}: {r}");
+        }
+        assert_eq!(all.get(&ids[0]).copied(), Some(100.0));
+        assert_eq!(all.get(&ids[5]).copied(), Some(100.0));
     }
 
     /// A full graph keeps the issuers that gave us something: identities that gave nothing
