@@ -285,7 +285,7 @@ fn ledger(root: &Path, json: bool) -> Result<()> {
                 "unwanted_blocks": s.unwanted_blocks,
                 "malformed_messages": s.malformed_messages,
                 "bad_records": s.bad_records,
-                "stranger": s.is_stranger(),
+                "stranger": s.is_stranger(now_ms),
                 "bad": cairn_net::incentives::is_bad(&s, now_ms),
                 "weight": standing.get(peer).map_or_else(
                     || cairn_net::incentives::weight(&s, 0.0, now_ms),

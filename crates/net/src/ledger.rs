@@ -14,7 +14,7 @@
 //! sending garbage reaches [`DISCONNECT_AT`] within seconds and is refused for [`BAN`].
 //!
 //! The file is bounded ([`MAX_PEERS`]): when full, the strangers (peers that gave us less
-//! than [`STRANGER_BYTES`]) seen longest ago are forgotten first; forgetting one costs
+//! than [`STRANGER_BYTES`] lately) seen longest ago are forgotten first; forgetting one costs
 //! nothing, since strangers and peers that only took are served alike.
 
 use std::{
@@ -34,10 +34,12 @@ pub const DECAY: Duration = Duration::from_millis(500);
 pub const BAN: Duration = Duration::from_secs(600);
 /// Recent bytes lose half their weight per this long.
 pub const HALF_LIFE: Duration = Duration::from_secs(600);
-/// A peer that gave us less than this in all is a stranger (one chunk of a default import:
-/// in a swarm a pair of peers may trade only a few blocks). What it took does not count: a
-/// free-rider that took much stays with the strangers, so that its many identities share one
-/// class ([`crate::incentives`]).
+/// A peer that gave us less than this lately (decayed, [`HALF_LIFE`]) is a stranger (one
+/// chunk of a default import: in a swarm a pair of peers may trade only a few blocks). What
+/// it took does not count: a free-rider that took much stays with the strangers, so that its
+/// many identities share one class ([`crate::incentives`]); and what it gave long ago does
+/// not either: a peer that gave once and has only taken since is a stranger again after a few
+/// half-lives, as short-term history asks.
 pub const STRANGER_BYTES: u64 = 256 << 10;
 
 /// Milliseconds since the epoch, now.
@@ -150,9 +152,9 @@ impl PeerStats {
         self.last_seen = secs;
     }
 
-    /// True if the peer gave us less than [`STRANGER_BYTES`] in all.
-    pub fn is_stranger(&self) -> bool {
-        self.bytes_received < STRANGER_BYTES
+    /// True if the peer gave us less than [`STRANGER_BYTES`] lately (decayed to `now_ms`).
+    pub fn is_stranger(&self, now_ms: u64) -> bool {
+        self.recent_received.at(now_ms) < STRANGER_BYTES as f64
     }
 
     /// Adds an offence; returns the decayed total.
@@ -219,10 +221,11 @@ impl Ledger {
     pub fn peer(&mut self, p: PeerId) -> &mut PeerStats {
         if self.peers.len() >= MAX_PEERS && !self.peers.contains_key(&p) {
             // The stranger seen longest ago, else whoever was seen longest ago.
+            let now = now_ms();
             if let Some(gone) = self
                 .peers
                 .iter()
-                .min_by_key(|(_, s)| (!s.is_stranger(), s.last_seen))
+                .min_by_key(|(_, s)| (!s.is_stranger(now), s.last_seen))
                 .map(|(k, _)| *k)
             {
                 self.peers.remove(&gone);
@@ -299,7 +302,7 @@ impl Ledger {
     pub fn received(&mut self, p: PeerId, bytes: usize) {
         let now = now_ms();
         let s = self.peer(p);
-        let stranger = s.is_stranger();
+        let stranger = s.is_stranger(now);
         s.blocks_received += 1;
         s.bytes_received += bytes as u64;
         s.recent_received.add(bytes as f64, now);
@@ -334,7 +337,7 @@ impl Ledger {
     pub fn sent(&mut self, p: PeerId, blocks: u64, bytes: u64) {
         let now = now_ms();
         let s = self.peer(p);
-        let stranger = s.is_stranger();
+        let stranger = s.is_stranger(now);
         s.blocks_sent += blocks;
         s.bytes_sent += bytes;
         s.recent_sent.add(bytes as f64, now);
@@ -386,6 +389,23 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a peer gave long ago does not keep it out of the strangers: 1 MiB just now does,
+    /// 1 MiB an hour ago (six half-lives: 16 KiB now) does not.
+    #[test]
+    fn a_stranger_is_judged_on_what_it_gave_lately() {
+        let now = now_ms();
+        let mut s = PeerStats::default();
+        assert!(s.is_stranger(now));
+        s.bytes_received = 1 << 20;
+        s.recent_received = Decaying {
+            value: (1 << 20) as f64,
+            at_ms: now,
+        };
+        assert!(!s.is_stranger(now));
+        s.recent_received.at_ms = now - 3_600_000;
+        assert!(s.is_stranger(now));
+    }
 
     #[test]
     fn offences_decay_and_garbage_gets_a_peer_banned() {

@@ -456,7 +456,7 @@ impl Engine {
         if let Some(p) = self.peers.get(&peer) {
             let rep = self.reputations.get(&peer).copied().unwrap_or(0.0);
             // Without the policy, nobody is grouped with the strangers.
-            let stranger = self.incentives && s.is_stranger() && rep < incentives::GRACE;
+            let stranger = self.incentives && s.is_stranger(now) && rep < incentives::GRACE;
             p.shared.stranger.store(stranger, Ordering::Relaxed);
             p.shared.set_weight(self.weight(s, rep, now));
         }
