@@ -156,6 +156,20 @@ fn value_of(path: &str) -> Result<String> {
     Ok(format!("/ipfs/{cid}"))
 }
 
+/// What the daemon says it refused when it found no valid record: "" when nothing came, so
+/// that "no record" and "only invalid records" read differently.
+fn refusals(r: &Value) -> String {
+    match r["refused"].as_u64() {
+        Some(n) if n > 0 => format!(
+            "; {n} record{} refused ({} forged, malformed or another key's; the last: {})",
+            if n == 1 { "" } else { "s" },
+            r["forged"].as_u64().unwrap_or(0),
+            r["why"].as_str().unwrap_or("?")
+        ),
+        _ => String::new(),
+    }
+}
+
 /// The daemon's best record of `name`, if any.
 fn resolve_once(c: &mut Control, name: &Name, nocache: bool, offline: bool) -> Result<Value> {
     c.call(&Request::NameResolve {
@@ -223,8 +237,8 @@ pub fn run(root: &Path, cmd: NameCmd) -> Result<ExitCode> {
             if json {
                 // The record of this name itself, not of the names it points to.
                 let r = resolve_once(&mut c, &name, nocache, offline)?;
-                if r.is_null() {
-                    eprintln!("cairn: {name}: no valid record found");
+                if r["value"].is_null() {
+                    eprintln!("cairn: {name}: no valid record found{}", refusals(&r));
                     return Ok(ExitCode::from(4));
                 }
                 println!("{}", serde_json::to_string_pretty(&r)?);
@@ -336,8 +350,9 @@ fn resolve_path(
         let r = resolve_once(c, &name, nocache, offline)?;
         let Some(value) = r["value"].as_str() else {
             bail!(
-                "{name}: no valid record found{}",
-                if offline { " in this node" } else { "" }
+                "{name}: no valid record found{}{}",
+                if offline { " in this node" } else { "" },
+                refusals(&r)
             );
         };
         match r["freshness"].as_str() {

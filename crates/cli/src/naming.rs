@@ -764,13 +764,16 @@ impl Naming {
     }
 
     /// Takes a verified record of `name` if it is newer than what is held; returns what is
-    /// held after.
+    /// held after. `confirms`: it came from a DHT peer, so it may confirm that the record is
+    /// still the newest (a peer asked directly does not: connections cost a Sybil nothing,
+    /// a place near the name's key in the DHT does).
     async fn learn(
         self: &Arc<Self>,
         name: Name,
         rec: Record,
         bytes: Vec<u8>,
         from: Option<String>,
+        confirms: bool,
     ) -> Result<Arc<Known>, String> {
         let held = self.held(&name);
         if let Some(h) = &held {
@@ -778,7 +781,7 @@ impl Naming {
             if best == h.bytes.as_slice() {
                 // Nothing newer. Only a peer sending the very record held confirms it is
                 // still the newest (this node's own DHT copy, or an older record, does not).
-                if from.is_none() || bytes != h.bytes {
+                if !confirms || bytes != h.bytes {
                     return Ok(h.clone());
                 }
                 let k = Arc::new(Known {
@@ -799,7 +802,7 @@ impl Naming {
         // Fresh only if a peer sent it: a record a local user handed over, or one found in
         // this node's own DHT store, is taken (it verified, it is newer) but not trusted to
         // be the newest until the network is asked.
-        let checked = if from.is_some() {
+        let checked = if confirms {
             SystemTime::now()
         } else {
             SystemTime::UNIX_EPOCH
@@ -824,10 +827,29 @@ impl Naming {
         name: Name,
         mode: Mode,
     ) -> Result<Option<(Arc<Known>, Freshness)>, String> {
+        self.resolve_telling(name, mode).await.map(|(k, _)| k)
+    }
+
+    /// As [`Naming::resolve`], with what the lookup refused when it found nothing valid
+    /// (records that did not verify, and why): so that "no record" and "only invalid
+    /// records" read differently. Neither is an error: a forgery proves nothing, and
+    /// failing on one would let any peer stop a name's first publication.
+    pub async fn resolve_telling(
+        self: &Arc<Self>,
+        name: Name,
+        mode: Mode,
+    ) -> Result<
+        (
+            Option<(Arc<Known>, Freshness)>,
+            cairn_net::dht::ipns::Rejected,
+        ),
+        String,
+    > {
+        let mut refused = cairn_net::dht::ipns::Rejected::default();
         let held = self.held(&name);
         if let Some(h) = &held {
             if !mode.nocache && self.freshness(h) == Freshness::Fresh {
-                return Ok(Some((h.clone(), Freshness::Fresh)));
+                return Ok((Some((h.clone(), Freshness::Fresh)), refused));
             }
         }
         // Offline, the node's own DHT store is still asked (records peers put here).
@@ -841,48 +863,38 @@ impl Naming {
                 Ok(Ok(cairn_net::Resolved {
                     found: Some(found), ..
                 })) => {
+                    let confirms = found.from.is_some() && !found.direct;
                     let from = found.from.map(|p| p.to_string());
-                    let k = self.learn(name, found.record, found.bytes, from).await?;
+                    let k = self
+                        .learn(name, found.record, found.bytes, from, confirms)
+                        .await?;
                     let f = self.freshness(&k);
-                    return Ok(Some((k, f)));
-                }
-                Ok(Ok(cairn_net::Resolved {
-                    found: None,
-                    rejected,
-                })) if rejected.offences > 0 && held.is_none() => {
-                    // Records came, none valid: not the same as no record (a new one
-                    // started at sequence 0 would lose to whatever the network holds).
-                    return Err(format!(
-                        "{name}: no valid record found, and {} refused ({} forged, malformed \
-                         or another key's){}",
-                        rejected.offences + rejected.others,
-                        rejected.offences,
-                        rejected
-                            .why
-                            .map(|w| format!(" (the last: {w})"))
-                            .unwrap_or_default()
-                    ));
+                    return Ok((Some((k, f)), refused));
                 }
                 Ok(Ok(cairn_net::Resolved {
                     found: None,
                     rejected,
                 })) => {
-                    if rejected.others > 0 {
+                    if rejected.offences + rejected.others > 0 {
                         log::info!(
                             "resolving {name}: {} records refused (the last: {})",
-                            rejected.others,
-                            rejected.why.unwrap_or_default()
+                            rejected.offences + rejected.others,
+                            rejected.why.clone().unwrap_or_default()
                         );
                     }
+                    refused = rejected;
                 }
                 Ok(Err(e)) => log::debug!("resolving {name}: {e}"),
                 Err(_) => log::debug!("resolving {name}: timed out"),
             }
         }
-        Ok(held.map(|h| {
-            let f = self.freshness(&h);
-            (h, f)
-        }))
+        Ok((
+            held.map(|h| {
+                let f = self.freshness(&h);
+                (h, f)
+            }),
+            refused,
+        ))
     }
 
     /// Whether local user `uid` may publish a record of `name` through the node: at most
@@ -913,7 +925,7 @@ impl Naming {
     /// A record published through this node (already verified and kept by the DHT).
     pub async fn published(self: &Arc<Self>, name: Name, bytes: Vec<u8>) -> Result<(), String> {
         let rec = record::verify(&name, &bytes, now_nanos()).map_err(|e| e.to_string())?;
-        self.learn(name, rec, bytes, None).await.map(|_| ())
+        self.learn(name, rec, bytes, None, false).await.map(|_| ())
     }
 
     /// Forgets the last good list of `name` and takes the one its newest record points to
@@ -1137,7 +1149,9 @@ impl Naming {
                     found: Some(found), ..
                 }) = client.resolve_name(name, false, true).await
                 {
-                    let _ = this.learn(name, found.record, found.bytes, None).await;
+                    let _ = this
+                        .learn(name, found.record, found.bytes, None, false)
+                        .await;
                 }
                 let Some(k) = this.held(&name) else { return 0 };
                 if this.freshness(&k) == Freshness::Expired {

@@ -88,10 +88,9 @@ pub fn current(root: &Path, c: &mut Control, name: &Name, nocache: bool) -> Resu
         nocache,
         offline: false,
     })?;
-    if r.is_null() {
+    let Some(value) = r["value"].as_str() else {
         return Ok(None);
-    }
-    let value = r["value"].as_str().unwrap_or_default();
+    };
     let sequence = r["sequence"].as_u64().unwrap_or(0);
     let mut head = list_at(root, c, name, value, sequence)?;
     head.freshness = r["freshness"].as_str().unwrap_or("fresh").to_owned();

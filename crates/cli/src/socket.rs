@@ -318,12 +318,18 @@ async fn answer(ctx: &Ctx, uid: u32, req: Request, w: &mut OwnedWriteHalf) -> Re
             let mode = crate::naming::Mode { nocache, offline };
             match ctx
                 .naming
-                .resolve(name, mode)
+                .resolve_telling(name, mode)
                 .await
                 .map_err(anyhow::Error::msg)?
             {
-                None => json!(null),
-                Some((k, fresh)) => known_json(&k, fresh),
+                (Some((k, fresh)), _) => known_json(&k, fresh),
+                // Nothing valid, but something came: said, with no "value".
+                (None, r) if r.offences + r.others > 0 => json!({
+                    "refused": r.offences + r.others,
+                    "forged": r.offences,
+                    "why": r.why,
+                }),
+                (None, _) => json!(null),
             }
         }
         Request::NameFollow { name, mirror } => {

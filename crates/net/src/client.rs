@@ -210,7 +210,9 @@ impl Client {
             let wait = if best.is_some() { enough.min(end) } else { end };
             match tokio::time::timeout_at(wait.into(), rx.recv()).await {
                 Ok(Some(f)) => {
-                    if let Some(p) = f.from {
+                    // Peers asked directly do not count: three Sybil connections must not
+                    // end a lookup before the DHT answers.
+                    if let (Some(p), false) = (f.from, f.direct) {
                         if peers.len() < RESOLVE_PEERS {
                             peers.insert(p);
                         }

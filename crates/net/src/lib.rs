@@ -76,7 +76,7 @@
 //! | IPNS records (PUT_VALUE, GET_VALUE answers) | 10 KiB each, checked before parsing; others' 4096 (64 per peer), published here 4096, per DHT; kept until their validity ends, at most 48 h; the highest sequence of 16,384 names remembered beyond that | [`dht::records`] | refused; one no honest peer sends is a BadRecord offence (10 points) |
 //! | PUT_VALUEs from one peer | 100 a second ([`dht::PUTS_PER_SECOND`]), counted in a map cleared each second | [`dht`] | refused unchecked, Flood offence |
 //! | name lookups and publications | 64 at once, 30 s each; 32 records queued per asker; 20 peers written back to | [`dht::ipns`] | refused, saying so |
-//! | name asks of connected peers (`/cairn/name/1.0.0`) | 32 peers per lookup, 1024 in flight, 5 s each; a request 1 KiB, an answer 16 KiB; 100 answered per peer a second | [`dht::ask`] | not asked / the stream closed / unanswered, Flood offence |
+//! | name asks of connected peers (`/cairn/name/1.0.0`) | 32 peers per lookup, 1024 in flight, 5 s each; a request 1 KiB, an answer 16 KiB; 100 answered per peer a second, 50 asked | [`dht::ask`] | not asked / the stream closed / unanswered |
 //! | identify reports | 16 addresses, 64 protocols, 128-byte agent kept per peer | [`node`] | cut |
 //! | signed statements | 64 per batch, 64 KiB per response | [`history`], [`reputation`] | refused |
 //! | a reputation's graph and flow | 100 nodes within 4 edges of us; 100,000 edge visits per peer's flow, every 2 s (6.7 ms for 4,030 statements from 256 issuers, `examples/reputation.rs`) | [`reputation`], [`maxflow`] | nodes past the bound get nothing through others; a flow past its visits is a lower bound |

@@ -470,6 +470,7 @@ impl EventLoop {
             .iter()
             .filter(|(_, p)| p.protocols.iter().any(|s| s == dht::ask::PROTOCOL.as_ref()))
             .map(|(k, _)| *k)
+            .filter(|k| self.dht.may_ask(*k))
             .take(dht::ask::MAX_ASKED.min(room))
             .collect();
         let b = self.swarm.behaviour_mut();
@@ -505,8 +506,8 @@ impl EventLoop {
                 ..
             } => {
                 if !self.dht.ask_allowed(peer) {
-                    // Dropped unanswered: the asker's request fails.
-                    self.engine(Event::Offence(peer, crate::ledger::Offence::Flood));
+                    // Dropped unanswered, the asker's request fails; not charged: an honest
+                    // node's users can make it ask this often.
                     return;
                 }
                 let b = self.swarm.behaviour_mut();

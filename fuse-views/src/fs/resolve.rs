@@ -267,6 +267,16 @@ impl CairnFs {
             return;
         }
         self.siblings.insert(dir.cid, ());
+        // A plain directory whose block is here: a sharded one's root says nothing of how
+        // many entries it has, and listing it could read (or fetch) every shard.
+        if !self.nodes.source().has(&dir.cid).unwrap_or(false)
+            || !matches!(
+                dir.node(&self.nodes).as_deref(),
+                Ok(cairn_unixfs::Node::Directory(_))
+            )
+        {
+            return;
+        }
         let Ok(names) = self.views[view].list(&self.nodes, &dir) else {
             return;
         };

@@ -13,7 +13,8 @@
 //! | a response | 16 KiB (the codec; a record is at most 10 KiB, 13.7 KiB in base64) | the ask fails |
 //! | peers asked per lookup | [`MAX_ASKED`] | the rest are not asked |
 //! | asks in flight, in all | [`MAX_IN_FLIGHT`], each at most [`ASK_TIMEOUT`] | fewer peers are asked |
-//! | asks one peer may make of us | [`ANSWERS_PER_SECOND`] a second | unanswered, Flood offence |
+//! | asks one peer may make of us | [`ANSWERS_PER_SECOND`] a second | unanswered (not charged: an honest node's users decide how often it asks) |
+//! | asks we make of one peer | [`ASKS_PER_SECOND`] a second | that peer is not asked |
 
 use std::time::Duration;
 
@@ -37,6 +38,8 @@ pub const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Asks one peer may make of this node per second. Each is two map lookups and at most 14
 /// KiB written; a resolver asks each peer once per lookup.
 pub const ANSWERS_PER_SECOND: u32 = 100;
+/// Asks this node makes of one peer per second, half of what a peer answers.
+pub const ASKS_PER_SECOND: u32 = 50;
 
 /// "Your record of this name, please."
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,6 +112,7 @@ impl Asked {
                 record,
                 bytes,
                 from: Some(peer),
+                direct: true,
             });
         }
         Ok(())

@@ -41,6 +41,10 @@ pub struct Found {
     pub bytes: Vec<u8>,
     /// The peer that sent it; `None` for the record this node holds.
     pub from: Option<PeerId>,
+    /// Sent by a connected peer asked directly ([`super::ask`]), not found in a DHT: it
+    /// neither counts towards the peers a lookup waits for nor confirms a record is the
+    /// newest (a Sybil's connections are free; its place in the DHT is not).
+    pub direct: bool,
 }
 
 /// What one lookup refused, from all the peers it asked: so that "nothing valid" can say
@@ -182,6 +186,7 @@ impl Resolving {
                 record,
                 bytes,
                 from: r.peer,
+                direct: false,
             });
         }
         Ok(())

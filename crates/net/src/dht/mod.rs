@@ -130,8 +130,7 @@ pub enum Out {
     Providers(Found),
     /// A peer sent a record that did not verify.
     BadRecord(PeerId),
-    /// A peer put records faster than [`PUTS_PER_SECOND`], or asked for them faster than
-    /// [`ask::ANSWERS_PER_SECOND`].
+    /// A peer put records faster than [`PUTS_PER_SECOND`].
     Flood(PeerId),
 }
 
@@ -157,8 +156,10 @@ pub struct Dht {
     /// PUT_VALUEs per peer in the current second (cleared each second; at most one entry per
     /// peer that put something within it).
     puts_this_second: HashMap<PeerId, u32>,
-    /// Direct asks ([`ask`]) per peer in the current second, kept as the puts are.
+    /// Direct asks ([`ask`]) per peer in the current second, kept as the puts are: theirs
+    /// of us, and ours of them.
     asks_this_second: HashMap<PeerId, u32>,
+    asking_this_second: HashMap<PeerId, u32>,
     second: Option<std::time::Instant>,
     /// Our direct asks waiting for their answer ([`ask::MAX_IN_FLIGHT`] at most).
     pub asked: HashMap<libp2p::request_response::OutboundRequestId, ask::Asked>,
@@ -202,6 +203,19 @@ impl Dht {
         *n <= ask::ANSWERS_PER_SECOND
     }
 
+    /// Whether this node may ask `peer` directly once more this second (at most
+    /// [`ask::ASKS_PER_SECOND`], half of what a peer answers, so our users cannot make us
+    /// flood anyone).
+    pub fn may_ask(&mut self, peer: PeerId) -> bool {
+        self.tick();
+        let n = self.asking_this_second.entry(peer).or_default();
+        if *n >= ask::ASKS_PER_SECOND {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
     /// Starts a new second of counts when the last one is over.
     fn tick(&mut self) {
         let now = std::time::Instant::now();
@@ -212,6 +226,7 @@ impl Dht {
             self.second = Some(now);
             self.puts_this_second.clear();
             self.asks_this_second.clear();
+            self.asking_this_second.clear();
         }
     }
 
@@ -272,6 +287,7 @@ impl Dht {
                         record: h.record.clone(),
                         bytes: h.bytes.clone(),
                         from: None,
+                        direct: false,
                     });
                 }
             }
