@@ -131,24 +131,30 @@ impl FileBlocks {
         let start = out.len();
         // Most blocks are small and most callers bring a buffer with room: one read into
         // that room finds the whole block when it comes back short (a short read of a
-        // regular file is its end), without the fstat. A block that fails its hash this way
-        // is read again below before it is called corrupt.
+        // regular file is its end), without the fstat. A block that fills the room is read
+        // on from there; one that fails its hash after a short read is read again whole
+        // below before it is called corrupt.
+        let mut have = 0u64;
         if out.capacity() - start >= ONE_READ_ROOM {
             let spare = out.spare_capacity_mut();
             let room = spare.len().min(MAX_BLOCK_SIZE + 1);
             // SAFETY: `spare` is valid for writes of `room` bytes, and read(2) writes at most
             // that many; the length is set to cover only the bytes it wrote.
             let n = unsafe { libc::read(file.as_raw_fd(), spare.as_mut_ptr().cast(), room) };
-            if n >= 0 && (n as usize) < room {
+            if n >= 0 {
                 // SAFETY: read(2) initialised the first `n` bytes of the spare capacity.
                 unsafe { out.set_len(start + n as usize) };
-                if hash::verify(cid, &out[start..]).is_ok() {
-                    return Ok(true);
+                if (n as usize) < room {
+                    if hash::verify(cid, &out[start..]).is_ok() {
+                        return Ok(true);
+                    }
+                    out.truncate(start);
+                    if let Err(e) = io::Seek::seek(&mut file, io::SeekFrom::Start(0)) {
+                        return Err(StoreError::io(path, e));
+                    }
+                } else {
+                    have = n as u64;
                 }
-            }
-            out.truncate(start);
-            if let Err(e) = io::Seek::seek(&mut file, io::SeekFrom::Start(0)) {
-                return Err(StoreError::io(path, e));
             }
         }
         let read = file.metadata().and_then(|m| {
@@ -158,10 +164,11 @@ impl FileBlocks {
                     format!("{} bytes, more than any block", m.len()),
                 ));
             }
-            out.reserve_exact(m.len() as usize);
+            let rest = m.len().saturating_sub(have);
+            out.reserve_exact(rest as usize);
             // Exactly the length fstat gave: no probe read for the end of the file. A file
             // that changed size meanwhile fails its hash.
-            (&mut file).take(m.len()).read_to_end(out)
+            (&mut file).take(rest).read_to_end(out)
         });
         let checked = match read {
             Ok(_) => hash::verify(cid, &out[start..]),
