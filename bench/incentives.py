@@ -18,6 +18,15 @@ Scenarios:
   sustained  the mirror stays busy: a contributor that has its package goes straight on to
              the next one (B, as large), as a busy mirror's users would.
   honest     nobody free-rides (flash): the policy must cost nothing.
+  vouched    newcomers vouched for through shared history against strangers: a chain of
+             contributors K1 (which gave the mirror 2 MiB) and K2 (which gave K1 1 MiB) per
+             pair of newcomers; one newcomer gave K1 1 MiB (two hops from the mirror), the
+             other gave K2 1 MiB (three hops). Neither has met the mirror. Then, measured, the
+             vouched newcomers and as many strangers (fresh identities, nothing given
+             anywhere) fetch a package each from the mirror at once. History reaches the
+             mirror only as statements K1 signs and K2's batch K1 relays (asked once a
+             minute: the script waits 130 s for it). Columns: vouched newcomers in place of
+             contributors, strangers in place of free-riders.
 Each with the incentive policy on and off (`--no-incentives` on every daemon). Fresh roots
 each run.
 
@@ -25,7 +34,8 @@ Prints a Markdown table: mean (and slowest) time of contributors and free-riders
 package, and the ratio free-riders / contributors.
 
 Usage: bench/incentives.py [--nodes 20] [--holders 4] [--free 5] [--mib 2] [--rate 256K]
-                           [--runs 1] [--scenarios flash,sustained,honest] [--cairn PATH]
+                           [--runs 1] [--scenarios flash,sustained,honest,vouched]
+                           [--pairs 3] [--cairn PATH]
 """
 import argparse
 import json
@@ -177,6 +187,101 @@ def run_once(a, work, free, policy, sustained):
     return contributors, riders
 
 
+def fetch_all(a, procs):
+    """Waits for every (name, Popen) in procs; returns {name: seconds} from now."""
+    t0 = time.perf_counter()
+    took = {}
+    while len(took) < len(procs):
+        for name, p, log_path in procs:
+            if name not in took and p.poll() is not None:
+                if p.returncode != 0:
+                    with open(log_path, errors="replace") as f:
+                        raise SystemExit(f"fetch {name} failed: {f.read()[-1500:]}")
+                took[name] = time.perf_counter() - t0
+        time.sleep(0.02)
+    return took
+
+
+def fetch(a, root, cid):
+    subprocess.run([a.cairn, "--root", root, "fetch", cid, "--no-pin"], check=True,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run_vouched(a, work, policy):
+    """Vouched newcomers against strangers: returns (vouched secs list, stranger secs list)."""
+    extra = ["--upload-limit", a.rate, "--fetch-timeout", "3600"]
+    extra += [] if policy else ["--no-incentives"]
+    mib = a.mib << 20
+    n = 2 * a.pairs
+    holders, packages = [], []
+    for h in range(a.holders):
+        root = os.path.join(work, f"h{h}")
+        os.makedirs(root)
+        packages = [add_random(a.cairn, root, mib, 100 + i) for i in range(2 * n)]
+        holders.append(daemon(a.cairn, root, extra, [x.addr for x in holders]))
+    newcomers = []
+    for i in range(a.pairs):
+        roots = {}
+        for name in ("n2", "n3", "k2", "k1"):
+            roots[name] = os.path.join(work, f"{name}-{i}")
+            os.makedirs(roots[name])
+        gift = {name: add_random(a.cairn, roots[name], (2 if name == "k1" else 1) << 20,
+                                 1000 + 10 * i + j)
+                for j, name in enumerate(("n2", "n3", "k2", "k1"))}
+        # Who gave whom, each pair connected alone: N3 -> K2 -> K1 -> mirror, N2 -> K1.
+        dn3 = daemon(a.cairn, roots["n3"], extra, [])
+        dn2 = daemon(a.cairn, roots["n2"], extra, [])
+        dk2 = daemon(a.cairn, roots["k2"], extra, [dn3.addr])
+        fetch(a, roots["k2"], gift["n3"])
+        time.sleep(3)  # K2 signs at its next refresh; K1 asks it when they connect
+        dk1 = daemon(a.cairn, roots["k1"], extra, [dk2.addr, dn2.addr])
+        fetch(a, roots["k1"], gift["k2"])
+        fetch(a, roots["k1"], gift["n2"])
+        time.sleep(3)
+        for h in holders:
+            subprocess.run([a.cairn, "--root", roots["k1"], "swarm", "connect", h.addr],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        hist = [subprocess.Popen([a.cairn, "--root", h.root, "fetch", gift["k1"], "--no-pin"],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL) for h in holders]
+        for p in hist:
+            if p.wait() != 0:
+                raise SystemExit("a history fetch failed")
+        newcomers += [dn2, dn3]
+    # History travels once a minute a hop: K1 asks K2, the mirror asks K1.
+    log("waiting 130 s for shared history to reach the mirror")
+    time.sleep(130)
+    # The newcomers leave their contributors and come to the mirror, with as many strangers.
+    procs = []
+    everyone = []
+    for i, d in enumerate(newcomers):
+        for h in holders:
+            subprocess.run([a.cairn, "--root", d.root, "swarm", "connect", h.addr],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        everyone.append(("vouched", d.root, packages[i]))
+    for i in range(n):
+        root = os.path.join(work, f"s{i}")
+        os.makedirs(root)
+        daemon(a.cairn, root, extra, [h.addr for h in holders])
+        everyone.append(("stranger", root, packages[n + i]))
+    for kind, root, pkg in everyone:
+        lf = open(root + ".fetch.log", "ab")
+        procs.append(((kind, root), subprocess.Popen(
+            [a.cairn, "--root", root, "fetch", pkg, "--no-pin"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=lf), root + ".fetch.log"))
+        lf.close()
+    took = fetch_all(a, procs)
+    if policy:
+        rows = json.loads(c(a.cairn, holders[0].root, "swarm", "ledger", "--json"))
+        reps = {r["peer"]: r["reputation"] for r in rows}
+        log("reputation at the first holder: " + ", ".join(
+            f"{reps.get(d.peer, 0) / 2**20:.2f} MiB" for d in newcomers))
+    stop_all()
+    vouched = [t for (kind, _), t in took.items() if kind == "vouched"]
+    strangers = [t for (kind, _), t in took.items() if kind == "stranger"]
+    return vouched, strangers
+
+
 def main():
     target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/cairn-target"))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -188,7 +293,9 @@ def main():
     ap.add_argument("--mib", type=int, default=2)
     ap.add_argument("--rate", default="256K")
     ap.add_argument("--runs", type=int, default=1)
-    ap.add_argument("--scenarios", default="flash,sustained,honest")
+    ap.add_argument("--scenarios", default="flash,sustained,honest,vouched")
+    ap.add_argument("--pairs", type=int, default=3,
+                    help="vouched: chains of contributors, two newcomers each")
     a = ap.parse_args()
     if not os.path.exists(a.cairn):
         raise SystemExit(f"no cairn binary at {a.cairn}: cargo build --release -p cairn")
@@ -203,7 +310,10 @@ def main():
             for r in range(a.runs):
                 work = tempfile.mkdtemp(prefix="cairn-incentives-", dir=a.work)
                 try:
-                    c_, f_ = run_once(a, work, free, policy, scenario == "sustained")
+                    if scenario == "vouched":
+                        c_, f_ = run_vouched(a, work, policy)
+                    else:
+                        c_, f_ = run_once(a, work, free, policy, scenario == "sustained")
                 finally:
                     stop_all()
                     shutil.rmtree(work, ignore_errors=True)

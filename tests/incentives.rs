@@ -1,7 +1,9 @@
 //! Incentives with real daemons on loopback: a contended node serves a contributor before a
 //! free-rider, a free-rider gains nothing by changing identities, and colluders' signed
 //! statements about each other buy no more reputation than maxflow allows. Contention is
-//! made with `--upload-limit`; free-riders are daemons with `--no-serve`. (The defector is in
+//! made with `--upload-limit`; free-riders are daemons with `--no-serve`. Shared history
+//! travels: a newcomer three hops out is credited through relayed statements, and a relayer
+//! of forged history (a libp2p peer of the test's own) is charged. (The defector is in
 //! `hostile_peer`, which can script a peer's every message.)
 
 use std::{
@@ -219,4 +221,151 @@ fn colluders_gain_no_more_than_maxflow_allows() {
     assert!(rep1 <= gave2 * 1.01 + 1.0, "{r1}\n{r2}");
     assert!(rep1 >= gave2 * 0.9, "the statement was used: {r1}");
     assert!(rep2 <= gave1 * 1.01 + 1.0, "{r1}\n{r2}");
+}
+
+fn stat_statements(r: &Root) -> u64 {
+    let v: Value = serde_json::from_str(&r.ok(&["stat", "--json"])).unwrap();
+    v["network"]["statements"].as_u64().unwrap_or(0)
+}
+
+/// History travels past one hop. N gave K2 1 MiB, K2 gave K1 1 MiB, K1 gave H 2 MiB, each
+/// pair connected alone; H never hears K2, nor N until N comes to fetch. K1 relays K2's
+/// signed batch, so H credits N with what reached H from it: the flow N -> K2 -> K1 -> H,
+/// about 1 MiB. With K1 relaying nothing, H credits N with nothing, and the test fails
+/// (checked by making `Graph::relay` return no batch).
+#[test]
+fn history_travels_past_one_hop() {
+    let (n, k2, k1, h) = (Root::new(), Root::new(), Root::new(), Root::new());
+    let from_n = add_random(&n, 1 << 20, 31);
+    let from_k2 = add_random(&k2, 1 << 20, 32);
+    let from_k1 = add_random(&k1, 2 << 20, 33);
+    let small = add_random(&h, 4 << 10, 34);
+    let dn = Daemon::start(&n, false, &["--no-dht"]);
+    let dk2 = Daemon::start(&k2, false, &["--no-dht", "--bootstrap", &dn.addr]);
+    k2.ok(&["fetch", &from_n, "--no-pin"]);
+    // K2 signs what it got at its next refresh (2 s); K1 asks when it connects.
+    std::thread::sleep(Duration::from_secs(3));
+    let dk1 = Daemon::start(&k1, false, &["--no-dht", "--bootstrap", &dk2.addr]);
+    k1.ok(&["fetch", &from_k2, "--no-pin"]);
+    eventually(90, "K1 heard K2's statement", || stat_statements(&k1) >= 1);
+    std::thread::sleep(Duration::from_secs(3));
+    let dh = Daemon::start(&h, false, &["--no-dht", "--bootstrap", &dk1.addr]);
+    h.ok(&["fetch", &from_k1, "--no-pin"]);
+    eventually(90, "H heard K1's and K2's statements", || {
+        stat_statements(&h) >= 2
+    });
+    // N comes to H and takes a little (so that H's ledger has a row for it).
+    n.ok(&["swarm", "connect", &dh.addr]);
+    n.ok(&["fetch", &small, "--no-pin"]);
+    let mib = (1 << 20) as f64;
+    eventually(30, "H credits N through K2 and K1", || {
+        f64_of(&ledger_row(&h, &dn.peer)["reputation"]) > 0.8 * mib
+    });
+    let row = ledger_row(&h, &dn.peer);
+    eprintln!("N at H: {row}");
+    assert!(f64_of(&row["reputation"]) <= 1.01 * mib, "{row}");
+    assert_eq!(f64_of(&row["recent_received"]), 0.0, "{row}");
+    drop((dk1, dk2));
+}
+
+/// A peer that relays forged history is charged for each forged batch: one with a changed
+/// byte, one past its window, one whose key did not sign it. Its own batch, and a good
+/// relayed one, are taken. The relayer is a libp2p node of the test's own, speaking
+/// identify and the history protocol.
+#[test]
+fn a_relayer_of_forged_history_is_charged() {
+    use cairn_net::{
+        history,
+        reputation::{Signed, Statement, WINDOW_MS},
+    };
+    use libp2p::{futures::StreamExt, identify, request_response, swarm::NetworkBehaviour};
+
+    #[derive(NetworkBehaviour)]
+    #[behaviour(prelude = "libp2p::swarm::derive_prelude")]
+    struct Relayer {
+        identify: identify::Behaviour,
+        history: history::Behaviour,
+    }
+
+    let h = Root::new();
+    let dh = Daemon::start(&h, false, &["--no-dht"]);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let says = |key: &libp2p::identity::Keypair, at: u64, n: usize| {
+        let rows = (0..n)
+            .map(|_| Statement {
+                subject: libp2p::PeerId::random().to_string(),
+                bytes: 1 << 20,
+                at_ms: at,
+            })
+            .collect();
+        Signed::sign(key, at, rows).unwrap()
+    };
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let (x, y) = (
+        libp2p::identity::Keypair::generate_ed25519(),
+        libp2p::identity::Keypair::generate_ed25519(),
+    );
+    let mut changed = says(&x, now_ms, 2);
+    changed.statements[1].bytes += 1;
+    let mut swapped = says(&x, now_ms, 2);
+    swapped.key = y.public().encode_protobuf();
+    let answer = history::Answer {
+        own: Some(says(&key, now_ms, 3)),
+        relayed: vec![
+            says(&y, now_ms, 4),
+            changed,
+            says(&x, now_ms - WINDOW_MS - 3_600_000, 2),
+            swapped,
+        ],
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let me = key.public().to_peer_id().to_string();
+    let mut swarm = crate::raw_peer::tcp_swarm(&rt, key, |key| Relayer {
+        identify: identify::Behaviour::new(identify::Config::new(
+            "/ipfs/0.1.0".into(),
+            key.public(),
+        )),
+        history: history::behaviour(),
+    });
+    {
+        let _rt = rt.enter();
+        swarm
+            .dial(dh.addr.parse::<libp2p::Multiaddr>().unwrap())
+            .unwrap();
+    }
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    rt.spawn(async move {
+        loop {
+            if let libp2p::swarm::SwarmEvent::Behaviour(RelayerEvent::History(
+                request_response::Event::Message {
+                    message: request_response::Message::Request { channel, .. },
+                    ..
+                },
+            )) = swarm.select_next_some().await
+            {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = swarm
+                    .behaviour_mut()
+                    .history
+                    .send_response(channel, answer.clone());
+            }
+        }
+    });
+    eventually(30, "H asked the relayer and charged it", || {
+        asked.load(std::sync::atomic::Ordering::Relaxed) >= 1
+            && ledger_row(&h, &me)["bad_statements"].as_u64() == Some(3)
+    });
+    // Its own 3 statements and the good relayed 4, nothing of the forged ones.
+    assert_eq!(stat_statements(&h), 7);
+    let row = ledger_row(&h, &me);
+    eprintln!("the relayer at H: {row}");
+    drop(dh);
 }

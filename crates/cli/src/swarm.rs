@@ -243,13 +243,16 @@ fn ledger(root: &Path, json: bool) -> Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     // Weights and reputations from the daemon; without one, weights from the file alone.
-    let mut standing: std::collections::HashMap<String, (f64, f64)> = Default::default();
+    let mut standing: std::collections::HashMap<String, (f64, f64, f64)> = Default::default();
     let by_peer: Vec<(String, cairn_net::ledger::PeerStats)> = match Control::connect(root) {
         Some(mut c) => {
             let v = c.call(&Request::Stats)?;
-            let rows: Vec<(String, f64, f64)> =
+            let rows: Vec<(String, f64, f64, f64)> =
                 serde_json::from_value(v["standing"].clone()).unwrap_or_default();
-            standing = rows.into_iter().map(|(p, w, r)| (p, (w, r))).collect();
+            standing = rows
+                .into_iter()
+                .map(|(p, w, r, t)| (p, (w, r, t)))
+                .collect();
             serde_json::from_value(v["by_peer"].clone()).context("the daemon's ledger")?
         }
         None => {
@@ -285,13 +288,15 @@ fn ledger(root: &Path, json: bool) -> Result<()> {
                 "unwanted_blocks": s.unwanted_blocks,
                 "malformed_messages": s.malformed_messages,
                 "bad_records": s.bad_records,
+                "bad_statements": s.bad_statements,
                 "stranger": s.is_stranger(now_ms),
                 "bad": cairn_net::incentives::is_bad(&s, now_ms),
                 "weight": standing.get(peer).map_or_else(
-                    || cairn_net::incentives::weight(&s, 0.0, now_ms),
-                    |(w, _)| *w,
+                    || cairn_net::incentives::weight(&s, 0.0, 0.0, now_ms),
+                    |(w, _, _)| *w,
                 ),
-                "reputation": standing.get(peer).map_or(0.0, |(_, r)| r.round()),
+                "reputation": standing.get(peer).map_or(0.0, |(_, r, _)| r.round()),
+                "took_through_others": standing.get(peer).map_or(0.0, |(_, _, t)| t.round()),
                 "answer_ms": (s.answer_ms * 10.0).round() / 10.0,
                 "answer_rate": s.answer_rate.round(),
                 "first_seen": s.first_seen,

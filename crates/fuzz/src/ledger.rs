@@ -1,13 +1,14 @@
-//! The shared history a cairn peer sends us (`/cairn/history/1.0.0`): a JSON batch of
-//! statements, its key and signature, checked by [`Graph::accept`] and then weighed by
-//! maxflow.
+//! The shared history a cairn peer sends us (`/cairn/history/2.0.0`): a JSON batch of
+//! statements, its key, window and signature, checked by [`Graph::accept`] (its sender's
+//! own) and [`Graph::accept_relayed`] (relayed), and then weighed by maxflow.
 //!
 //! Random bytes almost never carry a valid signature, so the input is used twice: as a batch
 //! exactly as a peer would send it (everything but the signature check is reachable), and as
 //! a list of statements that a fixed key signs, which the graph then takes in full. What holds
 //! for every input:
 //! - nothing panics; a batch from someone other than its signer, or with more than
-//!   [`MAX_STATEMENTS`], is refused;
+//!   [`MAX_STATEMENTS`], is refused as its sender's own; a batch whose subjects are not all
+//!   peer IDs is refused whole;
 //! - whatever was accepted, every peer's reputation is finite, at least 0, and at most the sum
 //!   of what the issuers gave us first-hand (the maxflow bound colluders cannot pass);
 //! - a tampered batch (one byte of a statement changed) is refused.
@@ -27,6 +28,11 @@ pub fn ledger(data: &[u8]) {
     // As sent: from an arbitrary peer, and from the peer its key names (if any).
     if let Ok(batch) = serde_json::from_slice::<Signed>(data) {
         let _ = g.accept(&PeerId::random(), &batch, now, |_| 1.0);
+        // Relayed by anyone: taken on its own merits (its signature), never on the relayer's.
+        let (_, refused) = g.accept_relayed(std::slice::from_ref(&batch), now, |_| 1.0);
+        if refused.is_empty() {
+            assert!(batch.statements.len() <= MAX_STATEMENTS);
+        }
         if let Some(from) = cairn_net::reputation::issuer(&batch) {
             if g.accept(&from, &batch, now, |_| 1.0).is_ok() {
                 assert!(batch.statements.len() <= MAX_STATEMENTS);
@@ -37,13 +43,22 @@ pub fn ledger(data: &[u8]) {
     let Ok(statements) = serde_json::from_slice::<Vec<Statement>>(data) else {
         return;
     };
-    let Some(batch) = Signed::sign(&key, statements) else {
+    let Some(batch) = Signed::sign(&key, now, statements) else {
         return;
     };
-    assert!(
+    // Taken whole, or refused whole when a subject is not a peer ID.
+    let peers = batch
+        .statements
+        .iter()
+        .all(|s| s.subject.parse::<PeerId>().is_ok());
+    assert_eq!(
         g.accept(&me, &batch, now, direct).is_ok(),
+        peers,
         "a batch its issuer signed"
     );
+    if !peers {
+        return;
+    }
     if let Some(first) = batch.statements.first() {
         let mut tampered = batch.clone();
         tampered.statements[0].bytes = first.bytes.wrapping_add(1);

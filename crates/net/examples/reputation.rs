@@ -26,7 +26,7 @@ fn main() {
     let gave: std::collections::HashMap<PeerId, f64> =
         issuers.iter().map(|p| (*p, rnd(1 << 20) as f64)).collect();
     let direct = |k: &PeerId| gave.get(k).copied().unwrap_or(0.0);
-    let mut g = Graph::default();
+    let mut g = Graph::new(PeerId::random());
     for (k, p) in keys.iter().zip(&issuers) {
         let rows: Vec<Statement> = (0..16)
             .map(|_| Statement {
@@ -35,7 +35,7 @@ fn main() {
                 at_ms: now,
             })
             .collect();
-        g.accept(p, &Signed::sign(k, rows).unwrap(), now, direct)
+        g.accept(p, &Signed::sign(k, now, rows).unwrap(), now, direct)
             .unwrap();
     }
     let peers = everyone.iter().copied().collect();

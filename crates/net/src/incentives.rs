@@ -16,8 +16,9 @@
 //! - *Whom to serve* ([`crate::bitswap::upload`]): with an upload limit and senders waiting,
 //!   each peer gets a share of the upload proportional to its [`weight`]:
 //!   `FLOOR + min(given / (taken + GRACE), CAP)`, where `given` is what it gave us lately
-//!   plus its [`crate::reputation`] (what it gave peers that gave us), and `taken` what we
-//!   sent it lately. A contributor that gave as much as it took weighs about 1; a free-rider
+//!   plus what it gave through others (the max flow from it to us, [`crate::reputation`]),
+//!   and `taken` what we sent it lately plus what it took through others (the max flow from
+//!   us to it: what we gave peers that gave it), both ways as the paper has it. A contributor that gave as much as it took weighs about 1; a free-rider
 //!   [`FLOOR`], one sixteenth. Nobody waits for capacity nobody else wants: the order only
 //!   matters under contention, so kubo and Helia, which never upload to us, are served fully
 //!   by a node with spare capacity. [`GRACE`] (256 KiB) is the same for everyone, so a
@@ -34,8 +35,10 @@
 //!   much they delivered lately ([`Standing`]), so wants go to the best recent deliverers
 //!   first and spill over to the rest as their queues fill.
 //! - *Shared history* ([`crate::history`]): cairn nodes exchange signed statements of what
-//!   others gave them, and [`crate::reputation`] credits a peer with the max flow from it to
-//!   us over two hops, which colluders cannot raise above what they gave honest peers.
+//!   others gave them, and relay others' as their issuers signed them, so history travels
+//!   past one hop; [`crate::reputation`] credits a peer with the max flow from it to us over
+//!   the statements (within four hops, 100 nodes), which colluders cannot raise above what
+//!   they gave honest peers, and charges it the flow the other way.
 //!
 //! **Why these numbers.** The floor is not zero: a reciprocative peer that never serves
 //! strangers cannot start a relationship, and a node that starves kubo under load breaks
@@ -67,14 +70,16 @@ pub fn is_bad(s: &PeerStats, now_ms: u64) -> bool {
     s.recent_bad.at(now_ms) >= BAD
 }
 
-/// A known peer's share of a contended upload. `reputation`: bytes it gave others that gave
-/// us, from shared history.
-pub fn weight(s: &PeerStats, reputation: f64, now_ms: u64) -> f64 {
+/// A known peer's share of a contended upload. `reputation`: what it gave through others
+/// (bytes it gave peers that gave us), and `took`: what it took through others (bytes we
+/// gave peers that gave it), from shared history.
+pub fn weight(s: &PeerStats, reputation: f64, took: f64, now_ms: u64) -> f64 {
     if is_bad(s, now_ms) {
         return FLOOR;
     }
     let given = s.recent_received.at(now_ms) + reputation;
-    FLOOR + generosity(given, s.recent_sent.at(now_ms)).min(CAP)
+    let taken = s.recent_sent.at(now_ms) + took;
+    FLOOR + generosity(given, taken).min(CAP)
 }
 
 /// The strangers' class's share: their record as a group, at most [`STRANGER_MAX`].
@@ -120,14 +125,14 @@ mod tests {
     fn weights_follow_generosity() {
         let now = 1_000_000_000;
         let mib = (1 << 20) as f64;
-        let contributor = weight(&stats(8.0 * mib, 8.0 * mib, now), 0.0, now);
-        let free_rider = weight(&stats(0.0, 64.0 * mib, now), 0.0, now);
+        let contributor = weight(&stats(8.0 * mib, 8.0 * mib, now), 0.0, 0.0, now);
+        let free_rider = weight(&stats(0.0, 64.0 * mib, now), 0.0, 0.0, now);
         assert_eq!(free_rider, FLOOR);
         assert!(contributor > 10.0 * free_rider, "{contributor}");
         let mut defector = stats(64.0 * mib, 0.0, now);
-        assert_eq!(weight(&defector, 0.0, now), FLOOR + CAP);
+        assert_eq!(weight(&defector, 0.0, 0.0, now), FLOOR + CAP);
         defector.recent_bad.add(1.0, now);
-        assert_eq!(weight(&defector, 0.0, now), FLOOR);
+        assert_eq!(weight(&defector, 0.0, 0.0, now), FLOOR);
         let takers = Group {
             recent_received: Decaying::default(),
             recent_sent: Decaying {
@@ -144,7 +149,10 @@ mod tests {
             recent_sent: Decaying::default(),
         };
         assert_eq!(stranger_weight(&givers, now), STRANGER_MAX);
-        // Reputation from shared history counts as given.
-        assert!(weight(&stats(0.0, 8.0 * mib, now), 8.0 * mib, now) > 0.5);
+        // Reputation from shared history counts as given, and what a peer took through
+        // others as taken.
+        assert!(weight(&stats(0.0, 8.0 * mib, now), 8.0 * mib, 0.0, now) > 0.5);
+        assert!(weight(&stats(0.0, 0.0, now), 8.0 * mib, 0.0, now) > CAP);
+        assert!(weight(&stats(0.0, 0.0, now), 8.0 * mib, 64.0 * mib, now) < 0.2);
     }
 }

@@ -90,6 +90,9 @@ pub enum Offence {
     /// An IPNS record that does not verify (forged, expired, for another key, malformed),
     /// sent by DHT `PUT_VALUE` or as a `GET_VALUE` answer.
     BadRecord,
+    /// A batch of shared history that does not check (forged, past its window, malformed),
+    /// the peer's own or one it relayed (`crate::reputation`).
+    BadStatement,
 }
 
 impl Offence {
@@ -104,6 +107,7 @@ impl Offence {
             Offence::Flood => 10.0,
             Offence::Stalled => 10.0,
             Offence::BadRecord => 10.0,
+            Offence::BadStatement => 10.0,
         }
     }
 }
@@ -122,6 +126,8 @@ pub struct PeerStats {
     pub malformed_messages: u64,
     /// IPNS records that did not verify.
     pub bad_records: u64,
+    /// Batches of shared history that did not check.
+    pub bad_statements: u64,
     pub dont_haves: u64,
     /// Current offence points (decayed).
     pub offence: f64,
@@ -171,6 +177,7 @@ impl PeerStats {
                 self.malformed_messages += 1
             }
             Offence::BadRecord => self.bad_records += 1,
+            Offence::BadStatement => self.bad_statements += 1,
         }
         self.offence
     }

@@ -22,9 +22,9 @@
 //! - [`config`]: `R/config.toml`; [`identity`]: the node's key in `R/node.key`;
 //!   [`ledger`]: what each peer did, and when it is cut off.
 //! - [`incentives`]: whom cairn serves first and whom it asks (the policy and why);
-//!   [`reputation`] and [`history`]: signed statements shared between cairn nodes on
-//!   `/cairn/history/1.0.0`, and the maxflow reputation built from them ([`maxflow`]:
-//!   Dinic's algorithm with a bound on its work).
+//!   [`reputation`] and [`history`]: signed statements shared and relayed between cairn
+//!   nodes on `/cairn/history/2.0.0`, and what a peer gave and took through others, as max
+//!   flows over them ([`maxflow`]: Dinic's algorithm with a bound on its work).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -78,8 +78,9 @@
 //! | name lookups and publications | 64 at once, 30 s each; 32 records queued per asker; 20 peers written back to | [`dht::ipns`] | refused, saying so |
 //! | name asks of connected peers (`/cairn/name/1.0.0`) | 32 peers per lookup, 1024 in flight, 5 s each; a request 1 KiB, an answer 16 KiB; 100 answered per peer a second, 50 asked | [`dht::ask`] | not asked / the stream closed / unanswered |
 //! | identify reports | 16 addresses, 64 protocols, 128-byte agent kept per peer | [`node`] | cut |
-//! | signed statements | 64 per batch, 64 KiB per response | [`history`], [`reputation`] | refused |
-//! | a reputation's graph and flow | 100 nodes within 4 edges of us; 100,000 edge visits per peer's flow, every 2 s (6.7 ms for 4,030 statements from 256 issuers, `examples/reputation.rs`) | [`reputation`], [`maxflow`] | nodes past the bound get nothing through others; a flow past its visits is a lower bound |
+//! | signed statements | 64 per batch; an answer its sender's batch and 15 relayed, 256 KiB; a key or signature 1 KiB, a subject 128 bytes; each batch good for 30 minutes after it was signed; asked of each peer once a minute, answered at most twice | [`history`], [`reputation`] | refused; a forged, expired or malformed batch (relayed or not) costs its sender a BadStatement offence (10 points) |
+//! | statements held | 256 issuers, one batch each (about 5 MiB at most) | [`reputation`] | the issuers the bounded graph uses stay; of the rest, the one with the narrowest path to us goes, unless the newcomer's is no wider; batches past their window expire |
+//! | a reputation's graph and flow | 100 nodes within 4 edges of us; 100,000 edge visits per peer's flow, each way, every 2 s (6.7 ms for 4,030 statements from 256 issuers one way, `examples/reputation.rs`) | [`reputation`], [`maxflow`] | nodes past the bound get nothing through others; a flow past its visits is a lower bound |
 //! | offences | 50 points (decaying 2/s) | [`ledger`] | disconnected, banned 10 minutes (a ban is resent until the node takes it) |
 //! | the ledger file | 4096 peers | [`ledger`] | the longest-unseen strangers forgotten |
 //! | a tree's skeleton (a stranger's tree: a HAMT bomb, a chain) | 65,536 blocks, 64 MiB (checked as blocks arrive: the 256 wants then in flight, 2 MiB each at most, may land past it), 256 wants in flight, 10 minutes, stopped 30 s after the last read (config `skeleton_nodes`, `skeleton_bytes`) | [`skeleton`] | the walk stops; the rest is fetched as read |

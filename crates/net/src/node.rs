@@ -580,7 +580,7 @@ impl EventLoop {
             .send_request(&peer, history::Ask {});
     }
 
-    fn on_history(&mut self, ev: request_response::Event<history::Ask, history::Signed>) {
+    fn on_history(&mut self, ev: request_response::Event<history::Ask, history::Answer>) {
         match ev {
             request_response::Event::Message {
                 peer,

@@ -28,11 +28,11 @@ use crate::{
     history,
     incentives::{self, Standing},
     ledger::{now_ms, Ledger, Offence, PeerStats},
-    reputation::{Graph, Signed},
+    reputation::{Graph, Refused},
 };
 
 /// Our signed statements as last made, for the node to hand to peers that ask.
-pub type Statements = Arc<std::sync::Mutex<Option<Signed>>>;
+pub type Statements = Arc<std::sync::Mutex<Option<history::Answer>>>;
 
 /// How often timeouts are looked at.
 const TICK: Duration = Duration::from_millis(25);
@@ -71,8 +71,9 @@ pub struct Stats {
     pub wanted: u64,
     pub totals: PeerStats,
     pub by_peer: Vec<(String, PeerStats)>,
-    /// Per peer: its share of a contended upload, and what shared history credits it with.
-    pub standing: Vec<(String, f64, f64)>,
+    /// Per peer: its share of a contended upload, and what shared history credits it with:
+    /// what it gave through others, and what it took through others.
+    pub standing: Vec<(String, f64, f64, f64)>,
     pub stranger_weight: f64,
     /// Statements from other cairn nodes held.
     pub statements: usize,
@@ -103,9 +104,11 @@ pub struct Engine {
     incentives: bool,
     key: libp2p::identity::Keypair,
     graph: Graph,
-    /// Each connected peer's reputation, as of the last refresh of all (computing it walks
-    /// the graph: not something to do per block).
+    /// Each connected peer's reputation (what it gave through others), as of the last
+    /// refresh of all (computing it walks the graph: not something to do per block).
     reputations: HashMap<PeerId, f64>,
+    /// And what it took through others, as of the same refresh.
+    took: HashMap<PeerId, f64>,
     statements: Statements,
     refreshed: Instant,
     pub(super) wants: Wants,
@@ -177,9 +180,10 @@ impl Engine {
             serve: config.serve,
             limit: config.upload_limit.map(|r| Arc::new(Upload::new(r))),
             incentives: config.incentives,
+            graph: Graph::new(key.public().to_peer_id()),
             key,
-            graph: Graph::default(),
             reputations: HashMap::new(),
+            took: HashMap::new(),
             statements,
             refreshed: Instant::now(),
             wants: Wants::default(),
@@ -224,12 +228,14 @@ impl Engine {
                     self.send_bans();
                     if now.duration_since(self.ledger_saved) >= LEDGER_SAVE {
                         self.save_ledger();
-                        self.sign_statements();
                     }
                     if now.duration_since(self.refreshed) >= REFRESH {
                         self.refreshed = now;
                         self.ledger.prune_bans();
                         self.refresh_all();
+                        // What we say and relay follows what we learnt (a batch of ours
+                        // older than REFRESH is never handed out).
+                        self.sign_statements();
                     }
                 }
             }
@@ -329,19 +335,40 @@ impl Engine {
                 self.ledger.sent(peer, blocks, bytes);
                 self.refresh(peer);
             }
-            Event::History(peer, batch) => {
+            Event::History(peer, answer) => {
+                if !self.incentives {
+                    return; // the policy off: no history asked for, none taken
+                }
                 let now = now_ms();
                 let ledger = &self.ledger;
                 let direct = |k: &PeerId| ledger.get(k).map_or(0.0, |s| s.recent_received.at(now));
-                match self.graph.accept(&peer, &batch, now, direct) {
-                    Ok(n) => {
-                        log::debug!("ledger: {n} statements from {peer}");
-                        // Weights follow at the next refresh: a peer cannot make us
-                        // recompute everyone's on demand.
+                // (refusal, relayed)
+                let mut refused = Vec::new();
+                let mut taken = 0;
+                if let Some(own) = &answer.own {
+                    match self.graph.accept(&peer, own, now, direct) {
+                        Ok(n) => taken += n,
+                        Err(e) => refused.push((e, false)),
                     }
-                    Err(e) => {
-                        log::debug!("ledger: statements from {peer} refused: {e}");
-                        self.offend(peer, Offence::Malformed);
+                }
+                // At most MAX_RELAYED: more is not an honest answer.
+                if answer.relayed.len() > history::MAX_RELAYED {
+                    refused.push((Refused::TooMany, true));
+                }
+                let relayed = &answer.relayed[..answer.relayed.len().min(history::MAX_RELAYED)];
+                let (n, bad) = self.graph.accept_relayed(relayed, now, direct);
+                taken += n;
+                refused.extend(bad.into_iter().map(|e| (e, true)));
+                // Weights follow at the next refresh: a peer cannot make us recompute
+                // everyone's on demand.
+                log::debug!(
+                    "history: {taken} statements from {peer}, {} batches refused",
+                    refused.len()
+                );
+                for (e, relayed) in refused {
+                    log::debug!("history from {peer} refused: {e}");
+                    if e.charged(relayed) {
+                        self.offend(peer, Offence::BadStatement);
                     }
                 }
             }
@@ -400,7 +427,8 @@ impl Engine {
                     .iter()
                     .map(|(p, s)| {
                         let rep = self.reputations.get(p).copied().unwrap_or(0.0);
-                        (p.to_string(), self.weight(s, rep, now), rep)
+                        let took = self.took.get(p).copied().unwrap_or(0.0);
+                        (p.to_string(), self.weight(s, rep, took, now), rep, took)
                     })
                     .collect();
                 let _ = reply.send(Stats {
@@ -430,9 +458,9 @@ impl Engine {
         }
     }
 
-    fn weight(&self, s: &PeerStats, reputation: f64, now: u64) -> f64 {
+    fn weight(&self, s: &PeerStats, reputation: f64, took: f64, now: u64) -> f64 {
         if self.incentives {
-            incentives::weight(s, reputation, now)
+            incentives::weight(s, reputation, took, now)
         } else {
             1.0
         }
@@ -455,10 +483,11 @@ impl Engine {
         };
         if let Some(p) = self.peers.get(&peer) {
             let rep = self.reputations.get(&peer).copied().unwrap_or(0.0);
+            let took = self.took.get(&peer).copied().unwrap_or(0.0);
             // Without the policy, nobody is grouped with the strangers.
             let stranger = self.incentives && s.is_stranger(now) && rep < incentives::GRACE;
             p.shared.stranger.store(stranger, Ordering::Relaxed);
-            p.shared.set_weight(self.weight(s, rep, now));
+            p.shared.set_weight(self.weight(s, rep, took, now));
         }
         if self.incentives {
             let standing = Standing::of(s);
@@ -469,15 +498,24 @@ impl Engine {
     fn refresh_all(&mut self) {
         let now = now_ms();
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
-        self.reputations = if self.incentives {
+        (self.reputations, self.took) = if self.incentives {
+            self.graph.expire(now);
             let ledger = &self.ledger;
-            self.graph.reputations(
-                &peers.iter().copied().collect(),
-                |k| ledger.get(k).map_or(0.0, |s| s.recent_received.at(now)),
-                now,
+            let connected = peers.iter().copied().collect();
+            (
+                self.graph.reputations(
+                    &connected,
+                    |k| ledger.get(k).map_or(0.0, |s| s.recent_received.at(now)),
+                    now,
+                ),
+                self.graph.took(
+                    &connected,
+                    |k| ledger.get(k).map_or(0.0, |s| s.recent_sent.at(now)),
+                    now,
+                ),
             )
         } else {
-            HashMap::new()
+            (HashMap::new(), HashMap::new())
         };
         for p in peers {
             self.refresh(p);
@@ -487,14 +525,22 @@ impl Engine {
         }
     }
 
-    /// Our statements, signed for peers that ask; none with the policy off (then the node
-    /// does not answer, and publishes nothing of whom it traded with).
+    /// Our answer to peers that ask for history: our statements, signed now, and the
+    /// batches we relay; none with the policy off (then the node does not answer, and
+    /// publishes nothing of whom it traded with).
     fn sign_statements(&mut self) {
-        let signed = self
-            .incentives
-            .then(|| history::statements(&self.ledger, &self.key))
-            .flatten();
-        *self.statements.lock().unwrap_or_else(|e| e.into_inner()) = signed;
+        let answer = self.incentives.then(|| {
+            let now = now_ms();
+            let ledger = &self.ledger;
+            history::Answer {
+                own: history::statements(ledger, &self.key),
+                relayed: self.graph.relay(
+                    |k| ledger.get(k).map_or(0.0, |s| s.recent_received.at(now)),
+                    now,
+                ),
+            }
+        });
+        *self.statements.lock().unwrap_or_else(|e| e.into_inner()) = answer;
     }
 
     fn save_ledger(&mut self) {

@@ -82,8 +82,9 @@ pub enum Event {
         parent: Option<Cid>,
     },
     Stats(tokio::sync::oneshot::Sender<Stats>),
-    /// A peer's signed statements of what others gave it (`/cairn/history/1.0.0`).
-    History(PeerId, crate::reputation::Signed),
+    /// A peer's shared history: its own signed statements of what others gave it, and
+    /// others' it relays (`/cairn/history/2.0.0`).
+    History(PeerId, crate::history::Answer),
     /// Write the ledger to `R/ledger.json` now (a daemon about to stop asks this).
     SaveLedger(tokio::sync::oneshot::Sender<()>),
     /// The node stopped: so does the engine.
