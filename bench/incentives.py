@@ -248,22 +248,26 @@ def run_vouched(a, work, policy):
             if p.wait() != 0:
                 raise SystemExit("a history fetch failed")
         newcomers += [dn2, dn3]
+    # The strangers start now too, connected to nobody yet, so that both groups come to the
+    # mirror alike (daemons long up, connecting at the same moment).
+    strangers = []
+    for i in range(n):
+        root = os.path.join(work, f"s{i}")
+        os.makedirs(root)
+        strangers.append(daemon(a.cairn, root, extra, []))
     # History travels once a minute a hop: K1 asks K2, the mirror asks K1.
     log("waiting 130 s for shared history to reach the mirror")
     time.sleep(130)
     # The newcomers leave their contributors and come to the mirror, with as many strangers.
     procs = []
     everyone = []
-    for i, d in enumerate(newcomers):
-        for h in holders:
-            subprocess.run([a.cairn, "--root", d.root, "swarm", "connect", h.addr],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for i, (d, s) in enumerate(zip(newcomers, strangers)):
+        for x in (d, s):
+            for h in holders:
+                subprocess.run([a.cairn, "--root", x.root, "swarm", "connect", h.addr],
+                               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         everyone.append(("vouched", d.root, packages[i]))
-    for i in range(n):
-        root = os.path.join(work, f"s{i}")
-        os.makedirs(root)
-        daemon(a.cairn, root, extra, [h.addr for h in holders])
-        everyone.append(("stranger", root, packages[n + i]))
+        everyone.append(("stranger", s.root, packages[n + i]))
     for kind, root, pkg in everyone:
         lf = open(root + ".fetch.log", "ab")
         procs.append(((kind, root), subprocess.Popen(

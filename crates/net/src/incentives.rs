@@ -23,7 +23,7 @@
 //!   matters under contention, so kubo and Helia, which never upload to us, are served fully
 //!   by a node with spare capacity. [`GRACE`] (256 KiB) is the same for everyone, so a
 //!   peer's first block or so is not held against it.
-//! - *Adaptive stranger policy*: every peer that gave us under 256 KiB in all (and has no
+//! - *Adaptive stranger policy*: every peer that gave us under 256 KiB lately (and has no
 //!   reputation to speak for it) is in one class, whatever it took: new identities and
 //!   known free-riders alike. The class weighs like one peer whose record is the
 //!   strangers' record as a group ([`stranger_weight`]), at most [`STRANGER_MAX`]. When
