@@ -238,12 +238,10 @@ impl Graph {
         if batch.key.len() > MAX_KEY || batch.signature.len() > MAX_KEY {
             return Err(Refused::Signature);
         }
-        if issuer(batch) != Some(*from) {
-            return Err(if issuer(batch).is_some() {
-                Refused::NotIssuer
-            } else {
-                Refused::Signature
-            });
+        match issuer(batch) {
+            Some(named) if named == *from => {}
+            Some(_) => return Err(Refused::NotIssuer),
+            None => return Err(Refused::Signature),
         }
         let (issuer, gave) = check(batch, now_ms)?;
         Ok(self.store(issuer, gave, batch, now_ms, &direct, &mut None))
